@@ -1,0 +1,86 @@
+"""The ``nrnn`` command: ``derive``, ``train``, ``bench`` (and ``verify``, ``figures`` once built)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import config as config_module
+
+
+def _derive(args: argparse.Namespace) -> int:
+    from derivations.build import run  # sympy is imported only for this command
+
+    return run(check=args.check)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import CheckpointError, TrainingDivergedError, train
+
+    if args.config:
+        run_config = config_module.load_toml(args.config)
+    else:
+        run_config = config_module.default_config(args.dataset or "digits")
+    overrides = list(args.set)
+    for flag, key in (("dataset", "data.name"), ("epochs", "train.epochs"), ("seed", "train.seed"),
+                      ("objective", "train.objective")):
+        value = getattr(args, flag)
+        if value is not None and not (flag == "dataset" and not args.config):
+            overrides.append(f"{key}={json.dumps(value)}")
+    for text in overrides:
+        config_module.from_dict(config_module.parse_override(text), run_config)
+    try:
+        result = train(run_config, args.out, resume=args.resume, progress=not args.quiet)
+    except (CheckpointError, TrainingDivergedError) as error:
+        print(f"nrnn train: {error}", file=sys.stderr)
+        return 1
+    final = result.metrics[-1] if result.metrics else {}
+    print(json.dumps({"run_dir": str(result.run_dir), **final}, indent=2))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks.run import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nrnn", description="Noisy recurrent neural networks: derive, train, verify."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    derive = commands.add_parser("derive", help="regenerate nrnn/_generated and docs/formulas.md")
+    derive.add_argument("--check", action="store_true",
+                        help="fail if the committed generated files differ from a regeneration")
+    derive.set_defaults(handler=_derive)
+
+    train = commands.add_parser("train", help="train a noisy RNN from a config")
+    train.add_argument("--config", help="TOML config file (default: the dataset's shipped config)")
+    train.add_argument("--dataset", help="dataset name (selects its shipped default config)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--objective", choices=config_module.OBJECTIVES)
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override one config value (repeatable), e.g. noise.additive=0.1")
+    train.add_argument("--out", help="run directory (default runs/<dataset>/<config hash>)")
+    train.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    bench = commands.add_parser("bench", help="timed comparisons, written to JSON")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER,
+                       help="arguments for the benchmark runner (see nrnn bench -- --help)")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"nrnn {args.command}: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,190 @@
+"""Run configuration: dataclasses, TOML loading, command-line overrides and a stable hash.
+
+A config has five sections, each a TOML table::
+
+    [data]   name, batch_size, eval_batch_size
+    [model]  hidden_dim, dt, beta, gamma_a, gamma_w, antisymmetric, init_std
+    [noise]  form ("paper" | "reference"), additive, multiplicative, brownian
+    [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
+    [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), threads, device
+
+Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+OBJECTIVES = ("noise", "clean", "explicit")
+NOISE_FORMS = ("paper", "reference")
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    batch_size: int = 64
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class ModelConfig:
+    hidden_dim: int = 64
+    dt: float = 0.1
+    beta: float = 0.75
+    gamma_a: float = 0.001
+    gamma_w: float = 0.001
+    antisymmetric: bool = False
+    init_std: float = 1.0
+
+
+@dataclass
+class NoiseConfig:
+    form: str = "paper"
+    additive: float = 0.0
+    multiplicative: float = 0.0
+    brownian: str = "diagonal"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    lr_decay: float = 0.1
+    lr_decay_every: int = 0  # epochs between decays; 0 = never
+    grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    objective: str = "noise"
+    threads: int = 0  # 0 = torch's default
+    device: str = "cpu"
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "RunConfig":
+        """Check the values a model cannot check itself; returns self."""
+        if self.noise.form not in NOISE_FORMS:
+            raise ValueError(f"noise.form must be one of {NOISE_FORMS}, got {self.noise.form!r}")
+        if self.train.objective not in OBJECTIVES:
+            raise ValueError(
+                f"train.objective must be one of {OBJECTIVES}, got {self.train.objective!r}"
+            )
+        positive = {
+            "data.batch_size": self.data.batch_size,
+            "data.eval_batch_size": self.data.eval_batch_size,
+            "train.epochs": self.train.epochs,
+            "optim.lr": self.optim.lr,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        for name, value in {
+            "optim.lr_decay_every": self.optim.lr_decay_every,
+            "optim.grad_clip": self.optim.grad_clip,
+            "optim.weight_decay": self.optim.weight_decay,
+            "train.threads": self.train.threads,
+        }.items():
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        return self
+
+    def identity_hash(self) -> str:
+        """Hash of everything that defines the run except ``train.epochs``.
+
+        Leaving the epoch count out lets a finished run be resumed for more epochs.
+        """
+        content = self.to_dict()
+        content["train"] = {k: v for k, v in content["train"].items() if k != "epochs"}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def from_dict(content: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """A config from nested dicts, on top of ``base``; unknown keys are errors."""
+    config = base if base is not None else RunConfig()
+    for section, values in content.items():
+        if section not in SECTIONS:
+            raise ValueError(f"unknown config section [{section}]; expected one of {list(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ValueError(f"config section [{section}] must be a table, got {values!r}")
+        target = getattr(config, section)
+        known = {f.name: f for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(
+                    f"unknown config key {section}.{key}; expected one of {sorted(known)}"
+                )
+            setattr(target, key, _coerce(f"{section}.{key}", value, type(getattr(target, key))))
+    return config
+
+
+def _coerce(name: str, value: Any, expected: type) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ValueError(f"{name} must be of type {expected.__name__}, got {value!r}")
+    return value
+
+
+def default_config(dataset: str) -> RunConfig:
+    """The shipped default for ``dataset`` (``nrnn/configs/<dataset>.toml``), else the base."""
+    config = RunConfig()
+    config.data.name = dataset
+    shipped = resources.files("nrnn").joinpath("configs", f"{dataset}.toml")
+    if shipped.is_file():
+        config = from_dict(tomllib.loads(shipped.read_text()), config)
+    return config
+
+
+def load_toml(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a TOML config file on top of ``base`` (default: the dataset's shipped default)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with path.open("rb") as handle:
+        try:
+            content = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"config file {path} is not valid TOML: {error}") from None
+    if base is None:
+        dataset = content.get("data", {}).get("name", DataConfig.name)
+        base = default_config(dataset)
+    return from_dict(content, base)
+
+
+def parse_override(text: str) -> dict[str, dict[str, Any]]:
+    """``"noise.additive=0.1"`` -> ``{"noise": {"additive": 0.1}}`` (TOML value syntax;
+    a bare word is taken as a string)."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name:
+        raise ValueError(f"override must look like section.key=value, got {text!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return {section: {name: value}}

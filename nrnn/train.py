@@ -1,0 +1,327 @@
+"""Training: Adam with step learning-rate decay, per-epoch JSON-lines metrics, atomic
+checkpoints and exact resumption.
+
+A run lives in a directory (by default ``runs/<dataset>/<config hash>``) holding
+
+    config.json      the resolved configuration
+    checkpoint.pt    model, optimiser and scheduler state after the last finished epoch
+    metrics.jsonl    one JSON object per finished epoch
+    final.json       the last epoch's metrics, written when the run completes
+
+Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a run resumed
+from the checkpoint of epoch k continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import data
+from .config import RunConfig
+from .model import NoisyRNN
+from .noise import Noise, ReferenceNoise
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or belongs to another configuration."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: NoisyRNN
+    metrics: list[dict]
+
+
+# ---------------------------------------------------------------------------- building
+def build_model(config: RunConfig) -> NoisyRNN:
+    """The model a config describes, for its dataset's shapes (weights drawn from the
+    current torch RNG)."""
+    dataset = data.info(config.data.name)
+    noise_config = config.noise
+    if noise_config.form == "reference":
+        noise = ReferenceNoise(noise_config.additive, noise_config.multiplicative)
+    else:
+        noise = Noise(noise_config.additive, noise_config.multiplicative, noise_config.brownian)
+    m = config.model
+    return NoisyRNN(
+        dataset.input_dim,
+        m.hidden_dim,
+        dataset.num_classes,
+        dt=m.dt,
+        beta=m.beta,
+        gamma_a=m.gamma_a,
+        gamma_w=m.gamma_w,
+        noise=noise,
+        antisymmetric=m.antisymmetric,
+        init_std=m.init_std,
+    )
+
+
+def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
+    return Path(root) / config.data.name / config.identity_hash()
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+# ------------------------------------------------------------------------- objectives
+def objective_loss(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, objective: str):
+    """Mean training loss of a batch under ``objective``:
+
+    - ``noise``: cross-entropy with the model's noise on (the noisy RNN);
+    - ``clean``: cross-entropy with the noise off (the deterministic baseline);
+    - ``explicit``: noise off, plus the explicit regularizer (q + r)/2 of the model's noise.
+    """
+    if objective == "noise":
+        model.train()
+        return F.cross_entropy(model(x), y)
+    model.eval()  # the model has no dropout or batch norm: eval only turns the noise off
+    if objective == "clean":
+        return F.cross_entropy(model(x), y)
+    if objective == "explicit":
+        from .regularizer import explicit_regularizer
+
+        expansion = explicit_regularizer(model, x, y)
+        return (expansion.loss + 0.5 * (expansion.q + expansion.r)).mean()
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+@torch.no_grad()
+def evaluate(model: NoisyRNN, dataset, batch_size: int) -> dict[str, float]:
+    """Deterministic (noise off) mean loss and accuracy over a TensorDataset."""
+    was_training = model.training
+    model.eval()
+    inputs, labels = dataset.tensors
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        logits = model(inputs[start : start + batch_size])
+        target = labels[start : start + batch_size]
+        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(-1) == target).sum().item()
+    model.train(was_training)
+    return {"loss": total_loss / len(labels), "accuracy": correct / len(labels)}
+
+
+# ----------------------------------------------------------------------- checkpoints
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
+    """Read a checkpoint; with ``config``, check that it belongs to that configuration."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {error}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not a noisy-rnn checkpoint of format {CHECKPOINT_FORMAT}"
+        )
+    if config is not None and state["config_hash"] != config.identity_hash():
+        saved, wanted = state["config"], config.to_dict()
+        differing = [
+            f"{section}.{key}: checkpoint {saved[section].get(key)!r} vs config {value!r}"
+            for section, values in wanted.items()
+            for key, value in values.items()
+            if key != "epochs" and saved.get(section, {}).get(key) != value
+        ]
+        raise CheckpointError(
+            f"checkpoint {path} belongs to a different configuration: " + "; ".join(differing)
+        )
+    return state
+
+
+def load_model(run_dir: str | Path) -> tuple[NoisyRNN, RunConfig]:
+    """The trained model and its config from a run directory."""
+    from .config import from_dict
+
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    config = from_dict(state["config"])
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, config
+
+
+# --------------------------------------------------------------------------- training
+def train(
+    config: RunConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_batch: Callable[[int, int, float], None] | None = None,
+) -> TrainResult:
+    """Train the model ``config`` describes; return the run directory, model and metrics.
+
+    Args:
+        config: the run configuration (validated here).
+        run_dir: where to write; default ``runs/<dataset>/<config hash>``.
+        resume: continue from ``run_dir/checkpoint.pt`` if it exists. Without it, an
+            existing checkpoint is an error (nothing is overwritten).
+        progress: show a progress bar over the batches of each epoch.
+        on_batch: called as ``on_batch(epoch, batch, loss)`` after every optimiser step.
+
+    Raises:
+        TrainingDivergedError: the loss became NaN or inf; the last good checkpoint stays.
+        CheckpointError: the checkpoint is corrupt or belongs to another configuration.
+    """
+    config.validate()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if checkpoint_path.exists() and not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds a checkpoint; pass resume=True (--resume) to continue "
+            "it or choose another run directory"
+        )
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    device = torch.device(config.train.device)
+
+    train_set = data.load(config.data.name, "train")
+    eval_sets = {
+        split: data.load(config.data.name, split)
+        for split in ("valid", "test")
+        if split in data.info(config.data.name).splits
+    }
+    torch.manual_seed(config.train.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer,
+        step_size=config.optim.lr_decay_every or 10**9,
+        gamma=config.optim.lr_decay,
+    )
+
+    metrics: list[dict] = []
+    first_epoch = 1
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        first_epoch = state["epoch"] + 1
+        metrics = [m for m in _read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    _write_metrics(run_dir, metrics)
+
+    inputs, labels = (t.to(device) for t in train_set.tensors)
+    eval_sets = {
+        split: torch.utils.data.TensorDataset(*(t.to(device) for t in ds.tensors))
+        for split, ds in eval_sets.items()
+    }
+    batch_size = config.data.batch_size
+    for epoch in range(first_epoch, config.train.epochs + 1):
+        started = time.perf_counter()
+        torch.manual_seed(_epoch_seed(config.train.seed, epoch))
+        order = torch.randperm(len(labels), device="cpu").to(device)
+        batches = range(math.ceil(len(labels) / batch_size))
+        bar = _progress(batches, f"epoch {epoch}/{config.train.epochs}", progress)
+        running_loss, seen = 0.0, 0
+        for batch in bar:
+            index = order[batch * batch_size : (batch + 1) * batch_size]
+            x, y = inputs[index], labels[index]
+            loss = objective_loss(model, x, y, config.train.objective)
+            if not torch.isfinite(loss):
+                last = first_epoch - 1 if not metrics else metrics[-1]["epoch"]
+                kept = f"the last good checkpoint (epoch {last}) is kept at {checkpoint_path}"
+                raise TrainingDivergedError(
+                    f"loss is {loss.item()} at epoch {epoch}, batch {batch}; "
+                    + (kept if checkpoint_path.exists() else "no checkpoint was written yet")
+                    + "; try a smaller optim.lr or model.dt, or optim.grad_clip"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            running_loss += loss.item() * len(y)
+            seen += len(y)
+            if on_batch is not None:
+                on_batch(epoch, batch, loss.item())
+            if progress:
+                bar.set_postfix(loss=f"{running_loss / seen:.4f}")
+        record = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_objective": running_loss / seen,
+        }
+        for split, dataset in eval_sets.items():
+            for key, value in evaluate(model, dataset, config.data.eval_batch_size).items():
+                record[f"{split}_{key}"] = value
+        scheduler.step()
+        record["seconds"] = time.perf_counter() - started
+        metrics.append(record)
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config_hash": config.identity_hash(),
+                "config": config.to_dict(),
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
+        _write_metrics(run_dir, metrics)
+        if progress:
+            summary = ", ".join(
+                f"{k}={v:.4f}" for k, v in record.items() if k.endswith(("accuracy", "objective"))
+            )
+            bar.write(f"epoch {epoch}: {summary} ({record['seconds']:.1f}s)")
+    if metrics:
+        _atomic_write_text(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
+    model.eval()
+    return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
+
+
+def _progress(iterable, description: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)
+
+
+def _read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:
+    _atomic_write_text(
+        run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics)
+    )

@@ -1,0 +1,167 @@
+"""Training: reproducibility, exact resumption, divergence, checkpoints and config errors."""
+
+import json
+
+import pytest
+import torch
+
+import nrnn.train as training
+from nrnn import config as config_module
+from nrnn.cli import main as cli_main
+from nrnn.train import CheckpointError, TrainingDivergedError, load_model, train
+
+
+def small_config(**train_overrides) -> config_module.RunConfig:
+    """A run of a few seconds: digits row by row, 16 hidden units, noise on."""
+    config = config_module.default_config("digits-rows")
+    config.model.hidden_dim = 16
+    config.noise.additive = config.noise.multiplicative = 0.1
+    config.data.batch_size = 128
+    config.train.epochs = 2
+    for key, value in train_overrides.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def parameters(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.state_dict().items()}
+
+
+def assert_same_parameters(first, second):
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_same_seed_same_run_and_different_seed_differs(tmp_path):
+    one = train(small_config(), tmp_path / "a", progress=False)
+    two = train(small_config(), tmp_path / "b", progress=False)
+    other = train(small_config(seed=1), tmp_path / "c", progress=False)
+    assert_same_parameters(parameters(one.model), parameters(two.model))
+    assert not torch.equal(one.model.M_W, other.model.M_W)
+    assert [m["test_accuracy"] for m in one.metrics] == [m["test_accuracy"] for m in two.metrics]
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(small_config(epochs=3), tmp_path / "straight", progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(epoch, batch, loss):
+        if epoch == 2 and batch == 3:
+            raise Interrupt
+
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(Interrupt):
+        train(small_config(epochs=3), run_dir, progress=False, on_batch=interrupt)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = train(small_config(epochs=3), run_dir, resume=True, progress=False)
+    assert_same_parameters(parameters(straight.model), parameters(resumed.model))
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_finished_run_extends_with_more_epochs(tmp_path):
+    straight = train(small_config(epochs=3), tmp_path / "straight", progress=False)
+    train(small_config(epochs=2), tmp_path / "extended", progress=False)
+    extended = train(small_config(epochs=3), tmp_path / "extended", resume=True, progress=False)
+    assert_same_parameters(parameters(straight.model), parameters(extended.model))
+
+
+def test_existing_checkpoint_without_resume_is_refused(tmp_path):
+    train(small_config(epochs=1), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        train(small_config(epochs=1), tmp_path, progress=False)
+
+
+def test_divergence_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path, monkeypatch):
+    original = training.objective_loss
+    calls = {"count": 0}
+
+    def poisoned(model, x, y, objective):
+        loss = original(model, x, y, objective)
+        calls["count"] += 1
+        return loss * float("nan") if calls["count"] == 12 else loss  # 10 batches per epoch
+
+    monkeypatch.setattr(training, "objective_loss", poisoned)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 1;.*epoch 1"):
+        train(small_config(epochs=3), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_corrupt_checkpoint(tmp_path):
+    train(small_config(epochs=1), tmp_path, progress=False)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        train(small_config(epochs=2), tmp_path, resume=True, progress=False)
+
+
+def test_mismatched_checkpoint_names_the_differing_keys(tmp_path):
+    train(small_config(epochs=1), tmp_path, progress=False)
+    other = small_config(epochs=2)
+    other.model.hidden_dim = 8
+    with pytest.raises(CheckpointError, match="model.hidden_dim: checkpoint 16 vs config 8"):
+        train(other, tmp_path, resume=True, progress=False)
+
+
+def test_load_model_restores_the_trained_model(tmp_path):
+    result = train(small_config(epochs=1), tmp_path, progress=False)
+    model, config = load_model(tmp_path)
+    assert config.to_dict() == small_config(epochs=1).to_dict()
+    x = torch.randn(3, 8, 8)
+    torch.testing.assert_close(model(x), result.model(x))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.objective='sgd'", "train.objective must be one of"),
+        ("noise.form='ito'", "noise.form must be one of"),
+        ("data.batch_size=0", "data.batch_size must be > 0"),
+        ("optim.lr=-1", "optim.lr must be > 0"),
+    ],
+)
+def test_bad_config_values(override, message):
+    config = config_module.from_dict(config_module.parse_override(override), small_config())
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("modell.hidden_dim=3", r"unknown config section \[modell\]"),
+        ("model.hiden_dim=3", "unknown config key model.hiden_dim"),
+        ("model.hidden_dim=3.5", "model.hidden_dim must be of type int"),
+        ("model.hidden_dim", "override must look like section.key=value"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(ValueError, match=message):
+        config_module.from_dict(config_module.parse_override(override), small_config())
+
+
+def test_cli_train_with_toml_and_overrides(tmp_path, capsys):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        '[data]\nname = "digits-rows"\nbatch_size = 128\n[model]\nhidden_dim = 8\n'
+        "[train]\nepochs = 1\n"
+    )
+    code = cli_main(["train", "--config", str(path), "--set", "noise.additive=0.2",
+                     "--seed", "3", "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["noise"]["additive"] == 0.2 and saved["train"]["seed"] == 3
+    assert saved["model"]["hidden_dim"] == 8
+    assert json.loads(capsys.readouterr().out)["epoch"] == 1
+
+
+def test_cli_reports_bad_input_clearly(tmp_path, capsys):
+    assert cli_main(["train", "--dataset", "mnist_rows", "--out", str(tmp_path)]) == 2
+    assert "Did you mean 'mnist-rows'" in capsys.readouterr().err
+    assert cli_main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
