@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from benchmarks.run import main as bench_main
 
-    return bench_main(args.bench_args)
+    return bench_main(args.extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,15 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    bench = commands.add_parser("bench", help="timed comparisons, written to JSON")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER,
-                       help="arguments for the benchmark runner (see nrnn bench -- --help)")
-    bench.set_defaults(handler=_bench)
+    bench = commands.add_parser(
+        "bench", add_help=False, help="timed comparisons, written to JSON (nrnn bench --help)"
+    )
+    bench.set_defaults(handler=_bench, passes_extra=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, ImportError) as error:

@@ -161,40 +161,64 @@ class NoisyRNN(nn.Module):
         return x, xi
 
     # ---------------------------------------------------------------- dynamics
-    def euler_step(self, h, drive, A, W, xi_k) -> torch.Tensor:
-        """One step h_k -> h_{k+1}; ``xi_k`` (batch, r) or None for no noise."""
+    def noise_terms(self, xi: torch.Tensor | None):
+        """Split the noise variables into what one step adds and multiplies.
+
+        Paper form: h_{k+1} = h_k + dt f + additive_k + h_k ⊙ multiplier_k, with
+        additive_k = √dt σ₁ ξ_k[:d] and multiplier_k = √dt σ₂ ξ_k (diagonal) or √dt σ₂ ξ_k[d]
+        (scalar). Released-code form: h_{k+1} = h_k + δ ⊙ multiplier_k ⊙ f + additive_k with
+        multiplier_k = u_k = 1 − s_m/2 + (s_m/√12) η_k and additive_k = s_a ζ_k.
+
+        Args:
+            xi: (..., r) noise variables, or None for a noise-free step.
+        Returns:
+            (additive, multiplier), each (..., d) (the scalar multiplier (..., 1)), or None.
+        """
+        if xi is None:
+            return None, None
+        d = self.hidden_dim
+        noise = self.noise
+        if self.is_reference:
+            s_m = noise.multiplicative
+            multiplier = (1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., d:]
+            return noise.additive * xi[..., :d], multiplier
+        root_dt = math.sqrt(self.dt)
+        multiplier = xi if noise.brownian == "diagonal" else xi[..., d:]
+        return root_dt * noise.additive * xi[..., :d], root_dt * noise.multiplicative * multiplier
+
+    def euler_step(self, h, drive, A, W, additive=None, multiplier=None) -> torch.Tensor:
+        """One step h_k -> h_{k+1} from ``noise_terms`` (None: no noise); h, drive (batch, d)."""
         f = self.drift(h, drive, A, W)
         if self.is_reference:
-            s_a, s_m = self.noise.additive, self.noise.multiplicative
-            if xi_k is None:
-                return h + self.step_size * f
-            d = self.hidden_dim
-            multiplier = (1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi_k[:, d:]
-            return h + self.step_size * multiplier * f + s_a * xi_k[:, :d]
-        h_next = h + self.dt * f
-        if xi_k is None:
-            return h_next
-        sigma_add, sigma_mult = self.noise.additive, self.noise.multiplicative
-        root_dt = math.sqrt(self.dt)
-        d = self.hidden_dim
-        if self.noise.brownian == "diagonal":
-            return h_next + root_dt * (sigma_add * xi_k + sigma_mult * h * xi_k)
-        return h_next + root_dt * (sigma_add * xi_k[:, :d] + sigma_mult * h * xi_k[:, d:])
+            step = self.step_size if multiplier is None else self.step_size * multiplier
+            h_next = h + step * f
+        else:
+            h_next = h + self.dt * f
+            if multiplier is not None:
+                h_next = h_next + h * multiplier
+        return h_next if additive is None else h_next + additive
 
     def _run(self, x, xi, keep_path: bool):
         x, xi = self._prepare(x, xi, draw_noise=True)
         A, W = self.matrices()
-        # Precompute per-step tensors and iterate over unbind(0): slicing inside the loop
-        # makes the backward pass quadratic in M.
+        # Precompute every per-step tensor time-major and iterate over unbind(0): slicing a
+        # whole-sequence tensor inside the loop makes the backward pass quadratic in M.
         drives = self.input_drive(x).transpose(0, 1).unbind(0)
-        noises = xi.transpose(0, 1).unbind(0) if xi is not None else [None] * len(drives)
+        steps = len(drives)
+        additive, multiplier = self.noise_terms(None if xi is None else xi.transpose(0, 1))
+        additive = additive.unbind(0) if additive is not None else [None] * steps
+        multiplier = multiplier.unbind(0) if multiplier is not None else [None] * steps
         h = x.new_zeros(x.shape[0], self.hidden_dim)
         path = [h]
-        for drive, xi_k in zip(drives, noises):
-            h = self.euler_step(h, drive, A, W, xi_k)
+        for drive, add_k, mult_k in zip(drives, additive, multiplier):
+            h = self.euler_step(h, drive, A, W, add_k, mult_k)
             if keep_path:
                 path.append(h)
         return torch.stack(path, dim=1) if keep_path else h
+
+    def final_state(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
+        """h_M (batch, d) without keeping the path (cheaper for Monte Carlo)."""
+        return self._run(x, xi, keep_path=False)
 
     def trajectory(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states: x (batch, M, p), xi (batch, M, r) -> (batch, M+1, d), h_0 included."""

@@ -1,0 +1,7 @@
+"""``python -m benchmarks``: the same as ``nrnn bench``."""
+
+import sys
+
+from .run import main
+
+sys.exit(main())

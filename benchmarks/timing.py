@@ -1,0 +1,121 @@
+"""Shared helpers for benchmarks: interleaved timing, aims, environment, atomic JSON."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], *, repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each call, ``repeats`` times, after ``warmup`` untimed rounds.
+
+    The calls alternate (a, b, a, b, ...) so that a slow spell of a shared machine hits
+    every variant alike and the ratios between them stay fair.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def median(values: list[float]) -> float:
+    """The median of raw timings."""
+    return float(statistics.median(values))
+
+
+def aim(description: str, value: float, bound: float, comparison: str) -> dict:
+    """One aim as recorded in the JSON: ``value <= bound`` or ``value >= bound``."""
+    if comparison == "<=":
+        met = value <= bound
+    elif comparison == ">=":
+        met = value >= bound
+    else:
+        raise ValueError(f"comparison must be '<=' or '>=', got {comparison!r}")
+    return {
+        "description": description,
+        "value": float(value),
+        "comparison": comparison,
+        "bound": float(bound),
+        "met": bool(met),
+    }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict:
+    """Where and when a benchmark ran: versions, threads, CPUs, platform, load."""
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "torchsde_version": _package_version("torchsde"),
+        "numpy_version": _package_version("numpy"),
+        "python_version": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpus_available": len(affinity) if affinity is not None else None,
+        "load_average_1_5_15min": list(load) if load is not None else None,
+    }
+
+
+def check_finite_timings(seconds: dict[str, list[float]]) -> None:
+    """Refuse to record a timing that is not a positive finite number."""
+    for name, values in seconds.items():
+        for value in values:
+            if not (math.isfinite(value) and value > 0):
+                raise RuntimeError(f"timing {name!r} is not a positive finite number: {value}")
+
+
+def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
+    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``.
+
+    A reader never sees a half-written file, and a failure leaves the old file in place.
+    NaN and infinity are refused (they are not JSON).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(temporary, 0o644)  # mkstemp makes the file private; results are shared
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path

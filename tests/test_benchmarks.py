@@ -1,0 +1,179 @@
+"""The benchmarks run end to end at tiny sizes and write well-formed JSON.
+
+No timing is asserted here: timings are benchmarks, not tests. These tests check the
+structure of the results, that every timing is a positive finite number, and that the
+Monte Carlo fairness check agrees when both simulators run the same SDE (and disagrees
+when they do not).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("torchsde")
+
+from benchmarks import model_speed, run  # noqa: E402
+from benchmarks.timing import time_interleaved, write_json_atomic  # noqa: E402
+from nrnn.noise import Noise  # noqa: E402
+
+SMOKE = model_speed.SMOKE
+
+
+@pytest.fixture(scope="module")
+def smoke_result(tmp_path_factory):
+    """One smoke-profile run of every benchmark through the command line."""
+    out = tmp_path_factory.mktemp("bench")
+    status = run.main(["--profile", "smoke", "--out", str(out)])
+    assert status == 0
+    path = out / f"{model_speed.NAME}.json"
+    return out, json.loads(path.read_text())
+
+
+def _leaf_lists(seconds) -> list[list[float]]:
+    """The lists of raw timings in a ``seconds`` entry, however deeply nested."""
+    if isinstance(seconds, list):
+        return [seconds]
+    return [leaf for nested in seconds.values() for leaf in _leaf_lists(nested)]
+
+
+def _numbers(tree) -> list[float]:
+    """Every number in a nested dict of numbers."""
+    if isinstance(tree, dict):
+        return [number for nested in tree.values() for number in _numbers(nested)]
+    return [tree]
+
+
+def test_json_has_environment_and_all_parts(smoke_result):
+    out, result = smoke_result
+    assert result["benchmark"] == "model_speed"
+    assert result["profile"] == "smoke"
+    assert set(result["parts"]) == set(model_speed.PARTS)
+    env = result["environment"]
+    for key in ("timestamp", "torch_version", "torch_threads", "cpu_count", "platform"):
+        assert env[key] not in (None, "")
+    assert env["torch_version"] == torch.__version__
+    assert result["settings"] == SMOKE.to_json()
+    assert isinstance(result["aims_met"], bool) and result["checks_passed"] is True
+    assert [p.name for p in out.iterdir()] == ["model_speed.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("part", model_speed.PARTS)
+def test_part_timings_are_positive_and_finite(smoke_result, part):
+    _, result = smoke_result
+    body = result["parts"][part]
+    repeats = SMOKE.mc_repeats if part == "monte_carlo_paths" else SMOKE.step_repeats
+    timing_lists = _leaf_lists(body["seconds"])
+    assert timing_lists and all(len(values) == repeats for values in timing_lists)
+    for value in [t for values in timing_lists for t in values] + _numbers(body["median_seconds"]):
+        assert math.isfinite(value) and value > 0
+    for item in body["aims"]:
+        assert set(item) == {"description", "value", "comparison", "bound", "met"}
+        assert math.isfinite(item["value"]) and item["value"] > 0
+        assert item["met"] == (
+            item["value"] <= item["bound"]
+            if item["comparison"] == "<="
+            else item["value"] >= item["bound"]
+        )
+
+
+def test_ratios_and_aims_recorded(smoke_result):
+    parts = smoke_result[1]["parts"]
+    scaling = parts["sequence_scaling"]
+    assert scaling["lengths"] == [SMOKE.short_length, SMOKE.long_length]
+    short, long = str(SMOKE.short_length), str(SMOKE.long_length)
+    assert scaling["aims"][0]["bound"] == pytest.approx(1.3 * int(long) / int(short))
+    ratio = scaling["median_seconds"][long] / scaling["median_seconds"][short]
+    assert scaling["ratio_long_to_short"] == pytest.approx(ratio)
+    versus = parts["vs_torch_rnn"]
+    assert set(versus["ratio_noisy_to_torch_rnn"]) == {str(m) for m in versus["lengths"]}
+    paths = parts["monte_carlo_paths"]
+    assert paths["aims"][0]["bound"] == 3.0 and paths["aims"][0]["comparison"] == ">="
+    assert paths["speedup_over_torchsde"] > 0
+
+
+def test_monte_carlo_fairness_check_agrees(smoke_result):
+    fairness = smoke_result[1]["parts"]["monte_carlo_paths"]["fairness"]
+    assert fairness["agrees"] is True
+    assert fairness["torchsde_solver_steps"] == fairness["model_steps"] == SMOKE.mc_steps
+    assert len(fairness["mean"]["noisy_rnn"]) == SMOKE.mc_hidden
+    assert 0 < fairness["false_failure_probability_at_most"] < 1e-3
+
+
+def test_fairness_check_detects_a_different_sde():
+    """With a different diffusion in torchsde the check must fail: it has power."""
+    model = model_speed.build_monte_carlo_model(SMOKE)
+    x = model_speed.monte_carlo_input(SMOKE)
+    wrong = copy.deepcopy(model)
+    wrong.noise = Noise(additive=2 * SMOKE.mc_additive, multiplicative=SMOKE.mc_multiplicative)
+    torch.manual_seed(1)
+    ours = model_speed.simulate_with_model(model, x)
+    theirs, _ = model_speed.simulate_with_torchsde(wrong, x, entropy=2)
+    assert not model_speed.compare_final_states(ours, theirs, SMOKE.fairness_z)["agrees"]
+
+
+def test_only_runs_the_chosen_part(tmp_path, capsys):
+    status = run.main(
+        ["--profile", "smoke", "--out", str(tmp_path), "--only", "model_speed.vs_torch_rnn"]
+    )
+    assert status == 0
+    result = json.loads((tmp_path / "model_speed.json").read_text())
+    assert list(result["parts"]) == ["vs_torch_rnn"]
+    assert "nn.RNN" in capsys.readouterr().out
+
+
+def test_resolve_selection_forms():
+    assert run.resolve_selection(None) == {name: None for name in run.REGISTRY}
+    assert run.resolve_selection(["model_speed"]) == {"model_speed": None}
+    assert run.resolve_selection(["monte_carlo_paths", "model_speed.vs_torch_rnn"]) == {
+        "model_speed": ("monte_carlo_paths", "vs_torch_rnn")
+    }
+    assert run.resolve_selection(["model_speed.vs_torch_rnn", "model_speed"]) == {
+        "model_speed": None
+    }
+
+
+@pytest.mark.parametrize("argv", [["--only", "nope"], ["--threads", "0"],
+                                  ["--quick", "--profile", "full"]])
+def test_bad_arguments_exit_with_usage_error(argv, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        run.main([*argv, "--out", str(tmp_path)])
+    assert error.value.code == 2
+    assert not any(tmp_path.iterdir())
+
+
+def test_list_prints_parts(capsys):
+    assert run.main(["--list"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"model_speed.{part}" in printed for part in model_speed.PARTS)
+
+
+def test_time_interleaved_alternates_and_counts():
+    order: list[str] = []
+    seconds = time_interleaved(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1
+    )
+    assert order == ["a", "b"] * 4
+    assert {name: len(values) for name, values in seconds.items()} == {"a": 3, "b": 3}
+
+
+def test_write_json_atomic_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "out.json"
+    write_json_atomic({"ok": 1}, path)
+    with pytest.raises(ValueError):
+        write_json_atomic({"bad": float("nan")}, path)
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert path.stat().st_mode & 0o444 == 0o444  # readable by everyone, like a normal file
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_compare_final_states_flags_a_scaled_sample():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=generator)
+    b = torch.randn(4000, 3, generator=generator)
+    assert model_speed.compare_final_states(a, b, 4.5)["agrees"]
+    assert not model_speed.compare_final_states(a, 1.3 * b, 4.5)["agrees"]
