@@ -6,7 +6,8 @@ A config has five sections, each a TOML table::
     [model]  hidden_dim, dt, beta, gamma_a, gamma_w, antisymmetric, init_std
     [noise]  form ("paper" | "reference"), additive, multiplicative, brownian
     [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
-    [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), threads, device
+    [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
+             ("exact" | "probe", for the explicit objective), probes, threads, device
 
 Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 OBJECTIVES = ("noise", "clean", "explicit")
+REGULARIZER_METHODS = ("exact", "probe")
 NOISE_FORMS = ("paper", "reference")
 
 
@@ -66,6 +68,8 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     objective: str = "noise"
+    regularizer_method: str = "exact"  # how the explicit objective computes (q + r)/2
+    probes: int = 8  # random probes per sample when regularizer_method = "probe"
     threads: int = 0  # 0 = torch's default
     device: str = "cpu"
 
@@ -89,7 +93,11 @@ class RunConfig:
             raise ValueError(
                 f"train.objective must be one of {OBJECTIVES}, got {self.train.objective!r}"
             )
+        if self.train.regularizer_method not in REGULARIZER_METHODS:
+            raise ValueError(f"train.regularizer_method must be one of {REGULARIZER_METHODS}, "
+                             f"got {self.train.regularizer_method!r}")
         positive = {
+            "train.probes": self.train.probes,
             "data.batch_size": self.data.batch_size,
             "data.eval_batch_size": self.data.eval_batch_size,
             "train.epochs": self.train.epochs,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from . import data
 from .config import RunConfig
+from .files import write_atomic, write_text_atomic
 from .model import NoisyRNN
 from .noise import Noise, ReferenceNoise
 
@@ -82,12 +82,14 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 # ------------------------------------------------------------------------- objectives
-def objective_loss(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, objective: str):
+def objective_loss(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, objective: str, *,
+                   regularizer_method: str = "exact", probes: int = 8):
     """Mean training loss of a batch under ``objective``:
 
     - ``noise``: cross-entropy with the model's noise on (the noisy RNN);
     - ``clean``: cross-entropy with the noise off (the deterministic baseline);
-    - ``explicit``: noise off, plus the explicit regularizer (q + r)/2 of the model's noise.
+    - ``explicit``: noise off, plus the explicit regularizer (q + r)/2 of the model's noise,
+      computed by ``regularizer_method`` ("exact" or "probe" with ``probes`` probes).
     """
     if objective == "noise":
         model.train()
@@ -98,7 +100,7 @@ def objective_loss(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, objective:
     if objective == "explicit":
         from .regularizer import explicit_regularizer
 
-        expansion = explicit_regularizer(model, x, y)
+        expansion = explicit_regularizer(model, x, y, method=regularizer_method, probes=probes)
         return (expansion.loss + 0.5 * (expansion.q + expansion.r)).mean()
     raise ValueError(f"unknown objective {objective!r}")
 
@@ -120,17 +122,9 @@ def evaluate(model: NoisyRNN, dataset, batch_size: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------- checkpoints
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda temporary: torch.save(state, temporary))
 
 
 def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
@@ -232,7 +226,7 @@ def train(
         metrics = [m for m in _read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
     _write_metrics(run_dir, metrics)
 
     inputs, labels = (t.to(device) for t in train_set.tensors)
@@ -251,7 +245,9 @@ def train(
         for batch in bar:
             index = order[batch * batch_size : (batch + 1) * batch_size]
             x, y = inputs[index], labels[index]
-            loss = objective_loss(model, x, y, config.train.objective)
+            loss = objective_loss(model, x, y, config.train.objective,
+                                  regularizer_method=config.train.regularizer_method,
+                                  probes=config.train.probes)
             if not torch.isfinite(loss):
                 last = first_epoch - 1 if not metrics else metrics[-1]["epoch"]
                 kept = f"the last good checkpoint (epoch {last}) is kept at {checkpoint_path}"
@@ -301,7 +297,7 @@ def train(
             )
             bar.write(f"epoch {epoch}: {summary} ({record['seconds']:.1f}s)")
     if metrics:
-        _atomic_write_text(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
+        write_text_atomic(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
 
@@ -322,6 +318,6 @@ def _read_metrics(run_dir: Path) -> list[dict]:
 
 
 def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:
-    _atomic_write_text(
+    write_text_atomic(
         run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics)
     )

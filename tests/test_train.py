@@ -80,8 +80,8 @@ def test_divergence_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path, mo
     original = training.objective_loss
     calls = {"count": 0}
 
-    def poisoned(model, x, y, objective):
-        loss = original(model, x, y, objective)
+    def poisoned(model, x, y, objective, **options):
+        loss = original(model, x, y, objective, **options)
         calls["count"] += 1
         return loss * float("nan") if calls["count"] == 12 else loss  # 10 batches per epoch
 
