@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 import torch
 
-from . import model_speed
-from .timing import environment, write_json_atomic
+from nrnn.files import write_json_atomic
+
+from . import model_speed, regularizer_speed
+from .timing import environment
 
 DEFAULT_OUT = Path("benchmarks") / "results"
 
@@ -44,6 +46,14 @@ REGISTRY: dict[str, Benchmark] = {
         profiles=model_speed.PROFILES,
         run=model_speed.run,
         summary_rows=model_speed.summary_rows,
+    ),
+    regularizer_speed.NAME: Benchmark(
+        name=regularizer_speed.NAME,
+        description="explicit regularizer: exact and probe vs a training step; exact vs oracle",
+        parts=regularizer_speed.PARTS,
+        profiles=regularizer_speed.PROFILES,
+        run=regularizer_speed.run,
+        summary_rows=regularizer_speed.summary_rows,
     ),
 }
 
@@ -107,7 +117,7 @@ def run_benchmark(
     }
     result["aims_met"] = all(item["met"] for item in collect_aims(result))
     result["checks_passed"] = not failed_checks(result)
-    path = write_json_atomic(result, out_dir / f"{bench.name}.json")
+    path = write_json_atomic(out_dir / f"{bench.name}.json", result)
     return result, path
 
 

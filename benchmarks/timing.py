@@ -1,4 +1,4 @@
-"""Shared helpers for benchmarks: interleaved timing, aims, environment, atomic JSON."""
+"""Shared helpers for benchmarks: interleaved timing, aims, environment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -97,25 +96,3 @@ def check_finite_timings(seconds: dict[str, list[float]]) -> None:
                 raise RuntimeError(f"timing {name!r} is not a positive finite number: {value}")
 
 
-def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
-    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``.
-
-    A reader never sees a half-written file, and a failure leaves the old file in place.
-    NaN and infinity are refused (they are not JSON).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; results are shared
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
