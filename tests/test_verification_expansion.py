@@ -1,0 +1,145 @@
+"""The verification framework (``verification.core``, ``verification.cli``) and the
+expansion module at tiny sizes: every check passes, and the checks have power (a wrong
+regularizer fails them)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import verification.expansion as expansion
+from nrnn.regularizer import Expansion
+from verification import core
+from verification.cli import main
+
+TINY = expansion.ExpansionSizes(
+    quadrature=(expansion.QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=4, seed=1),
+                expansion.QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=2)),
+    monte_carlo=(expansion.MonteCarloCase(dataset="digits-rows", hidden=16, noise="diagonal",
+                                          sequences=1, seed=3),),
+    monte_carlo_paths=300,
+    convergence_hidden=2,
+    convergence_halvings=8,
+    convergence_rk4_steps=64,
+    gradient_cases=(expansion.QuadratureCase(hidden=1, steps=2, noise="diagonal", nodes=4,
+                                             seed=4),),
+    gradient_monte_carlo=expansion.MonteCarloCase(dataset="digits-rows", hidden=8,
+                                                  noise="diagonal", sequences=1, seed=5),
+    gradient_paths=300,
+    gradient_directions=2,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_checks():
+    return expansion.run(TINY)
+
+
+def test_every_tiny_check_passes(tiny_checks):
+    names = [check.name for check in tiny_checks]
+    assert names == ["quadrature_coefficient", "quadrature_remainder_order",
+                     "quadrature_odd_orders", "monte_carlo_coefficient",
+                     "time_step_convergence", "gradient_quadrature_order",
+                     "gradient_monte_carlo"]
+    for check in tiny_checks:
+        assert check.passed, (check.name, check.measured, check.tolerance)
+        assert check.seconds > 0 and check.claim in (1, 2, 3, 4) and check.seeds
+        assert 0 <= check.false_failure < 1e-4
+        json.dumps(check.to_json(), allow_nan=False)
+
+
+def test_a_wrong_regularizer_fails_the_quadrature_checks(monkeypatch):
+    """q scaled by 1.001 must fail the coefficient check and the ε⁴ remainder order."""
+    original = expansion.explicit_regularizer
+
+    def wrong(*args, **kwargs):
+        result = original(*args, **kwargs)
+        return Expansion(result.loss, 1.001 * result.q + 1e-3 * result.r.abs(), result.r)
+
+    monkeypatch.setattr(expansion, "explicit_regularizer", wrong)
+    expansion._quadrature_series.cache_clear()
+    try:
+        assert not expansion.check_quadrature_coefficient(TINY).passed
+        assert not expansion.check_quadrature_remainder(TINY).passed
+    finally:
+        expansion._quadrature_series.cache_clear()
+
+
+def test_quadrature_rule_integrates_moments_exactly():
+    model, _, _ = expansion.quadrature_model(TINY.quadrature[1], 0.5, 0.5)  # reference noise
+    points, weights = expansion.noise_rule(model, 2, nodes=3)
+    assert points.shape == (3 ** (2 * 2), 2, 2) and weights.sum().item() == pytest.approx(1)
+    second = (weights[:, None, None] * points**2).sum(0)
+    fourth = (weights[:, None, None] * points**4).sum(0)
+    assert second.numpy() == pytest.approx(1.0)  # unit variance, Gaussian and uniform
+    assert fourth[:, 0].numpy() == pytest.approx(3.0)  # Gaussian ζ
+    assert fourth[:, 1].numpy() == pytest.approx(9 / 5)  # uniform η on [−√3, √3]
+
+
+# ------------------------------------------------------------------ core and the CLI
+def make_check(name="a", passed=True, claim=1):
+    return core.Check(claim=claim, name=name, measured={"value": 1.5, "list": [1.0, 2e-9]},
+                      criterion="value is fine", tolerance={"z": 4.2}, passed=passed,
+                      false_failure=1e-5, seeds=[1], seconds=0.1, details={"nan": float("nan")})
+
+
+def module_report(name, checks):
+    return {"module": name, "description": "d", "claims": [1], "profile": "quick",
+            "sizes": {}, "finished": "now", "seconds": 1.0,
+            "passed": all(c.passed for c in checks), "checks": [c.to_json() for c in checks]}
+
+
+def test_report_files_merge_by_module(tmp_path):
+    core.write_report(tmp_path, [module_report("expansion", [make_check()]),
+                                 module_report("other", [make_check("b", passed=False)])])
+    core.write_report(tmp_path, [module_report("expansion", [make_check("c")])])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["modules"]) == ["expansion", "other"]
+    assert [c["name"] for c in report["modules"]["expansion"]["checks"]] == ["c"]
+    assert report["passed"] is False  # "other" still fails
+    assert report["modules"]["other"]["checks"][0]["details"]["nan"] == "nan"
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| c | 1 |" in markdown and "**FAIL**" in markdown and "value is fine" in markdown
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_table_lists_every_check():
+    table = core.format_table([module_report("expansion", [make_check(), make_check("b", False)])])
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["check", "measured"]
+    assert "expansion.a (claim 1)" in table and "FAIL" in lines[-1] and "pass" in lines[2]
+    assert "z=4.2" in table and "value=1.5" in table
+
+
+def test_cli_runs_modules_and_sets_the_exit_code(tmp_path, monkeypatch, capsys):
+    """The CLI mechanics with a stand-in module (the real checks run in tiny_checks)."""
+    outcome = {"passed": True}
+    stand_in = core.Module("expansion", "stand-in", (1,), {"quick": "q", "full": "f"},
+                           lambda sizes: [make_check(passed=outcome["passed"])])
+    monkeypatch.setattr("verification.cli.load_module", lambda name: stand_in)
+    assert main(["expansion", "--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "expansion.a (claim 1)" in printed and "1/1 checks pass" in printed
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["modules"]["expansion"]["profile"] == "quick" and report["passed"]
+
+    outcome["passed"] = False
+    assert main(["--out", str(tmp_path)]) == 1  # default: every module, full profile
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["modules"]["expansion"]["profile"] == "full" and not report["passed"]
+
+
+@pytest.mark.parametrize("argv", [["nope"], ["--quick", "--full"], ["--threads", "0"]])
+def test_cli_usage_errors(argv, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        main([*argv, "--out", str(tmp_path)])
+    assert error.value.code == 2
+    assert not any(tmp_path.iterdir())
+
+
+def test_registry_loads_the_expansion_module():
+    module = core.load_module("expansion")
+    assert module.claims == (1, 2, 3, 4) and set(module.profiles) == {"quick", "full"}
+    with pytest.raises(ValueError, match="unknown verification module"):
+        core.load_module("nope")

@@ -1,0 +1,271 @@
+"""What every verification module shares: the ``Check`` result, the module registry, the
+report files.
+
+A verification module tests one group of the paper's claims (DESIGN.md, "Claims the
+verification must test"). It defines a :class:`Module` with size profiles ``quick`` and
+``full`` and a ``run(sizes) -> list[Check]``. Each :class:`Check` carries the numbers it
+measured, its pass criterion in words, the tolerance, the verdict, the probability that it
+fails although the claim holds (0 for a deterministic check), the seeds and the time taken.
+
+To add a module, write ``verification/<name>.py`` defining ``MODULE = Module(...)`` and add
+its name to :data:`MODULE_NAMES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nrnn.files import write_json_atomic, write_text_atomic
+
+PROFILES = ("quick", "full")
+MODULE_NAMES: tuple[str, ...] = ("expansion", "stability", "trained")
+"""Registered verification modules, in report order (``verification.<name>.MODULE``)."""
+
+
+@dataclass
+class Check:
+    """The outcome of one numerical check of one claim.
+
+    Args:
+        claim: the claim's number in DESIGN.md ("Claims the verification must test").
+        name: a short identifier, unique within its module.
+        measured: the headline numbers, name -> value (what the table prints).
+        criterion: the pass criterion in words, e.g. "|a2 - (q+r)/2| <= z SE".
+        tolerance: the bound the criterion uses, name -> value.
+        passed: the verdict.
+        false_failure: probability that the check fails although the claim holds
+            (an upper bound; 0 for a deterministic check).
+        seeds: the seeds of every random draw.
+        seconds: wall-clock time of the check.
+        details: everything else worth keeping (per-case numbers, sizes, fits).
+    """
+
+    claim: int
+    name: str
+    measured: dict[str, Any]
+    criterion: str
+    tolerance: dict[str, Any]
+    passed: bool
+    false_failure: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class Module:
+    """One verification module: the claims it tests, its size profiles and its runner."""
+
+    name: str
+    description: str
+    claims: tuple[int, ...]
+    profiles: dict[str, Any]
+    run: Callable[[Any], list[Check]]
+
+
+def load_module(name: str) -> Module:
+    """The registered module ``name`` (imported on demand: modules can be heavy)."""
+    if name not in MODULE_NAMES:
+        raise ValueError(f"unknown verification module {name!r}; choose from {MODULE_NAMES}")
+    return importlib.import_module(f"verification.{name}").MODULE
+
+
+def timed(function: Callable[..., Check], *args, **kwargs) -> Check:
+    """Run a check function and record its wall-clock seconds in the result."""
+    started = time.perf_counter()
+    check = function(*args, **kwargs)
+    check.seconds = time.perf_counter() - started
+    return check
+
+
+def run_module(module: Module, profile: str) -> dict:
+    """Run every check of ``module`` at ``profile``; a JSON-ready module report."""
+    if profile not in module.profiles:
+        raise ValueError(f"{module.name} has no profile {profile!r}")
+    started = time.perf_counter()
+    sizes = module.profiles[profile]
+    checks = module.run(sizes)
+    return {
+        "module": module.name,
+        "description": module.description,
+        "claims": list(module.claims),
+        "profile": profile,
+        "sizes": _jsonable(dataclasses.asdict(sizes) if dataclasses.is_dataclass(sizes) else sizes),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - started,
+        "passed": all(check.passed for check in checks),
+        "checks": [check.to_json() for check in checks],
+    }
+
+
+# ------------------------------------------------------------------------ formatting
+def format_value(value: Any) -> str:
+    """A compact rendering of a measured number (or list of numbers)."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if value == 0 or math.isnan(value) or math.isinf(value):
+            return f"{value:g}"
+        return f"{value:.4g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.3e}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(item) for item in value) + "]"
+    return str(value)
+
+
+def format_pairs(pairs: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={format_value(value)}" for key, value in pairs.items())
+
+
+def table_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
+    """(check, measured, tolerance, false-failure, verdict) per check of a module report."""
+    rows = []
+    for check in report["checks"]:
+        rows.append((
+            f"{report['module']}.{check['name']} (claim {check['claim']})",
+            format_pairs(check["measured"]),
+            format_pairs(check["tolerance"]),
+            format_value(check["false_failure"]),
+            "pass" if check["passed"] else "FAIL",
+        ))
+    return rows
+
+
+def format_table(reports: list[dict]) -> str:
+    """A plain-text table of every check of the given module reports."""
+    header = ("check", "measured", "tolerance", "P(false fail)", "result")
+    rows = [header] + [row for report in reports for row in table_rows(report)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(report: dict) -> str:
+    """``report.md``: one section per module, a table of checks and each criterion."""
+    lines = ["# Verification report", "",
+             "Generated by `nrnn verify`; claims as numbered in DESIGN.md.", ""]
+    for module in report["modules"].values():
+        verdict = "all checks pass" if module["passed"] else "SOME CHECKS FAIL"
+        lines += [f"## {module['module']}: {module['description']}", "",
+                  f"Profile `{module['profile']}`, finished {module['finished']}, "
+                  f"{module['seconds']:.0f} s; {verdict}.", "",
+                  "| check | claim | measured | tolerance | P(false fail) | result |",
+                  "|---|---|---|---|---|---|"]
+        for check in module["checks"]:
+            lines.append(
+                f"| {check['name']} | {check['claim']} | {format_pairs(check['measured'])} | "
+                f"{format_pairs(check['tolerance'])} | {format_value(check['false_failure'])} | "
+                f"{'pass' if check['passed'] else '**FAIL**'} |"
+            )
+        lines += ["", "Criteria:", ""]
+        lines += [f"- `{check['name']}`: {check['criterion']} (seeds {check['seeds']}, "
+                  f"{check['seconds']:.1f} s)" for check in module["checks"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- files
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types: tuples to lists, numpy / torch scalars to Python numbers."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN / inf
+    return value
+
+
+def merge_reports(previous: dict | None, modules: list[dict]) -> dict:
+    """The report after this run: the modules just run replace their earlier entries;
+    modules not run keep theirs (each entry records its own profile and time)."""
+    merged = dict(previous["modules"]) if previous and "modules" in previous else {}
+    for module in modules:
+        merged[module["module"]] = module
+    ordered = {name: merged[name] for name in MODULE_NAMES if name in merged}
+    ordered.update({name: value for name, value in merged.items() if name not in ordered})
+    return {"format": 1, "passed": all(m["passed"] for m in ordered.values()), "modules": ordered}
+
+
+def read_report(path: Path) -> dict | None:
+    """The existing ``report.json``, or None if there is none or it is unreadable."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("format") == 1 else None
+
+
+def write_report(out_dir: Path, modules: list[dict]) -> tuple[Path, Path]:
+    """Merge ``modules`` into ``out_dir/report.json`` and rewrite ``report.md``."""
+    out_dir = Path(out_dir)
+    report = merge_reports(read_report(out_dir / "report.json"), modules)
+    json_path = write_json_atomic(out_dir / "report.json", report)
+    md_path = write_text_atomic(out_dir / "report.md", format_markdown(report))
+    return json_path, md_path
+
+
+DEFAULT_REPORT_DIR = Path("verification")
+"""Where ``nrnn verify`` writes ``report.json`` and ``report.md`` by default."""
+
+
+def find_check(module_report: dict, name: str) -> dict:
+    """The check ``name`` of a module report (a dict of report.json); KeyError if absent."""
+    for check in module_report["checks"]:
+        if check["name"] == name:
+            return check
+    raise KeyError(f"module {module_report.get('module')!r} has no check {name!r}")
+
+
+def module_report_at(
+    name: str,
+    profile: str,
+    report_dir: str | Path = DEFAULT_REPORT_DIR,
+    *,
+    usable: Callable[[dict], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """The report of verification module ``name`` at ``profile``, computed at most once.
+
+    Read from ``report_dir/report.json`` when that holds the module at ``profile`` and
+    ``usable(module_report)`` is true (default: always); otherwise the module is run and
+    merged into the report. Figures use this, so that ``nrnn verify`` followed by
+    ``nrnn figures`` does not compute anything twice.
+
+    Returns:
+        the module report as stored in ``report.json`` ("module", "profile", "sizes",
+        "checks": a list of check dicts with "name", "measured", "details", ...).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    log = log or (lambda message: print(message, file=sys.stderr))
+    report_dir = Path(report_dir)
+    report = read_report(report_dir / "report.json") or {}
+    stored = report.get("modules", {}).get(name)
+    if stored is not None and stored.get("profile") == profile:
+        if usable is None or usable(stored):
+            return stored
+        log(f"{report_dir / 'report.json'}: the {name!r} entry lacks data this figure needs; "
+            "running the module again")
+    else:
+        found = "absent" if stored is None else f"at profile {stored.get('profile')!r}"
+        log(f"{report_dir / 'report.json'}: verification module {name!r} is {found}; "
+            f"running it ({profile}) ...")
+    fresh = run_module(load_module(name), profile)
+    write_report(report_dir, [fresh])
+    return json.loads(json.dumps(fresh))  # the same plain-JSON form as a stored entry

@@ -1,0 +1,662 @@
+"""Claims 1–4 of DESIGN.md: the small-noise expansion of the expected loss.
+
+With every noise variable scaled by ε (ξ -> εξ in ``model(x, ξ)``), the expansion says
+
+    E ℓ_ε = ℓ + ε² (q + r)/2 + O(ε⁴),
+
+with q, r from ``nrnn.explicit_regularizer`` at ε = 1. The checks:
+
+1. ``quadrature_coefficient`` (claim 1): E ℓ_ε exactly by tensor Gauss quadrature over every
+   noise variable (Gauss–Hermite; Gauss–Legendre for the uniform η of ``ReferenceNoise``),
+   d ≤ 3, M ≤ 3. A polynomial fit in ε² of (E ℓ_ε − ℓ)/ε² over small ε gives the ε²
+   coefficient, which must equal (q + r)/2 to floating-point precision.
+2. ``quadrature_remainder_order`` (claim 2): the remainder E ℓ_ε − ℓ − ε²(q + r)/2 keeps its
+   sign and its log-log slope over more than a decade of ε lies in [3.5, 4.5] (ε⁴, not the
+   paper's ε³).
+3. ``quadrature_odd_orders`` (claim 2): a fit of E ℓ_ε − ℓ with all powers ε¹..ε⁵ has
+   vanishing ε¹ and ε³ coefficients.
+4. ``monte_carlo_coefficient`` (claim 1): real sequences (digits, ECG5000), hidden 16–128.
+   Paths ξ are shared by every ε (common random numbers) and used with −ξ (antithetic), so
+   D(ε) = ½[ℓ(εξ) + ℓ(−εξ)] − ℓ has no odd orders; the Richardson combination
+   (4 D(ε)/ε² − D(2ε)/(2ε)²)/3 removes the ε⁴ term and estimates the ε² coefficient per path.
+   Its mean must match (q + r)/2 within z standard errors.
+5. ``time_step_convergence`` (claim 3): fixed T = MΔt, input held piecewise constant,
+   Δt halved repeatedly; q and r converge to the continuous-time values (the generated
+   ``covariance_rhs`` / ``mean_rhs`` ODEs integrated by RK4 on a much finer grid) with a
+   fitted order in [0.8, 1.2].
+6. ``gradient_quadrature_order`` (claim 4): ∇θ E ℓ_ε (quadrature) − ∇θ[ℓ + ε²(q + r)/2]
+   shrinks with log-log slope in [3.5, 4.5].
+7. ``gradient_monte_carlo`` (claim 4): on a real sequence, the Richardson ε² coefficient of
+   the directional derivative of E ℓ_ε (per path, central differences in θ, CRN +
+   antithetic) matches the directional derivative of (q + r)/2 within z standard errors.
+
+Every statistical check uses a Bonferroni z for a stated false-failure probability and
+fixed seeds; the quadrature checks are deterministic (false-failure probability 0).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nrnn import data
+from nrnn._generated.cross_entropy import cross_entropy_grad, cross_entropy_hessian
+from nrnn._generated.expansion import (
+    covariance_rhs,
+    diffusion_diagonal,
+    diffusion_scalar,
+    drift_jacobian,
+    mean_contraction,
+    mean_rhs,
+    q_term,
+    r_term,
+)
+from nrnn.model import NoisyRNN
+from nrnn.montecarlo import mean_and_stderr, z_threshold
+from nrnn.noise import Noise, ReferenceNoise
+from nrnn.regularizer import explicit_regularizer
+
+from .core import Check, Module, timed
+
+DTYPE = torch.float64
+FALSE_FAILURE = 1e-5  # per statistical check (Bonferroni within the check)
+SLOPE_RANGE = (3.5, 4.5)
+ORDER_RANGE = (0.8, 1.2)
+COEFFICIENT_RTOL = 1e-6  # quadrature ε² coefficient vs (q + r)/2
+ODD_RTOL = 1e-5  # odd-order contributions relative to the ε² term (floating-point floor ~1e-7)
+
+
+# --------------------------------------------------------------------------- sizes
+@dataclass(frozen=True)
+class QuadratureCase:
+    """A tiny model whose expected loss is computed by tensor quadrature."""
+
+    hidden: int
+    steps: int
+    noise: str  # "diagonal", "scalar" or "reference"
+    nodes: int  # quadrature nodes per noise variable
+    seed: int
+
+
+@dataclass(frozen=True)
+class MonteCarloCase:
+    """A model on real sequences whose expected loss is estimated by Monte Carlo."""
+
+    dataset: str
+    hidden: int
+    noise: str
+    sequences: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ExpansionSizes:
+    quadrature: tuple[QuadratureCase, ...]
+    quadrature_level: float = 0.6  # σ₁ = σ₂ (paper) or s_a, s_m (reference) at ε = 1
+    quadrature_dt: float = 0.5
+    coefficient_epsilons: tuple[float, float, int] = (0.004, 0.04, 8)  # geometric grid
+    remainder_epsilons: tuple[float, float, int] = (0.01, 0.2, 9)
+    monte_carlo: tuple[MonteCarloCase, ...] = ()
+    monte_carlo_paths: int = 4000  # antithetic pairs per sequence
+    monte_carlo_epsilon: float = 0.25  # ε and 2ε times the model's noise level
+    monte_carlo_level: float = 0.1
+    convergence_hidden: int = 4
+    convergence_base_steps: int = 4  # input values held piecewise constant over T
+    convergence_total_time: float = 2.0
+    convergence_halvings: int = 9  # Δt = T / (base · 2^j), j = 0 .. halvings
+    convergence_fit_last: int = 4  # fit the order on the finest refinements
+    convergence_rk4_steps: int = 256  # RK4 steps per input value for the continuous reference
+    convergence_level: float = 0.5
+    gradient_cases: tuple[QuadratureCase, ...] = ()
+    gradient_epsilons: tuple[float, float, int] = (0.02, 0.25, 7)
+    gradient_monte_carlo: MonteCarloCase | None = None
+    gradient_paths: int = 4000
+    gradient_epsilon: float = 0.1  # the gradient's Richardson bias is larger than the value's
+    gradient_directions: int = 3
+    gradient_fd_step: float = 1e-5
+
+
+QUICK = ExpansionSizes(
+    quadrature=(
+        QuadratureCase(hidden=2, steps=3, noise="diagonal", nodes=5, seed=1),
+        QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=2),
+        QuadratureCase(hidden=3, steps=2, noise="diagonal", nodes=5, seed=3),
+        QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=4),
+    ),
+    monte_carlo=(
+        MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=3, seed=11),
+        MonteCarloCase(dataset="ecg5000", hidden=128, noise="scalar", sequences=2, seed=12),
+        MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=2, seed=13),
+    ),
+    gradient_cases=(QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),),
+    gradient_monte_carlo=MonteCarloCase(dataset="digits", hidden=16, noise="diagonal",
+                                        sequences=1, seed=31),
+)
+FULL = dataclasses.replace(
+    QUICK,
+    quadrature=QUICK.quadrature + (
+        QuadratureCase(hidden=3, steps=3, noise="diagonal", nodes=5, seed=5),
+        QuadratureCase(hidden=3, steps=3, noise="scalar", nodes=3, seed=6),
+        QuadratureCase(hidden=3, steps=2, noise="reference", nodes=3, seed=7),
+    ),
+    monte_carlo=(
+        MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=4, seed=11),
+        MonteCarloCase(dataset="ecg5000", hidden=128, noise="scalar", sequences=4, seed=12),
+        MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=4, seed=13),
+        MonteCarloCase(dataset="digits", hidden=128, noise="scalar", sequences=4, seed=14),
+        MonteCarloCase(dataset="ecg5000", hidden=32, noise="diagonal", sequences=4, seed=15),
+        MonteCarloCase(dataset="ecg5000", hidden=64, noise="reference", sequences=4, seed=16),
+    ),
+    monte_carlo_paths=20000,
+    convergence_halvings=10,
+    convergence_fit_last=5,
+    gradient_cases=(
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),
+        QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=22),
+    ),
+    gradient_paths=10000,
+)
+PROFILES = {"quick": QUICK, "full": FULL}
+
+
+# ------------------------------------------------------------------------ helpers
+def geometric(spec: tuple[float, float, int]) -> np.ndarray:
+    low, high, count = spec
+    return np.geomspace(low, high, int(count))
+
+
+def make_noise(form: str, level: float):
+    if form == "reference":
+        return ReferenceNoise(additive=level / 4, multiplicative=level)
+    return Noise(additive=level, multiplicative=level, brownian=form)
+
+
+def make_model(input_dim, hidden, classes, *, noise_form, level, dt, seed) -> NoisyRNN:
+    """A float64 model with seeded weights; a reference model gets a non-uniform δ."""
+    torch.manual_seed(seed)
+    model = NoisyRNN(input_dim, hidden, classes, dt=dt, noise=make_noise(noise_form, level))
+    model = model.to(DTYPE).eval()
+    if model.step_size is not None:
+        with torch.no_grad():
+            model.step_size.mul_(0.5 + torch.rand(hidden, dtype=DTYPE))
+    return model
+
+
+def log_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log|y| against log x."""
+    return float(np.polyfit(np.log(x), np.log(np.abs(y)), 1)[0])
+
+
+def regularizer_value(model, x, y) -> float:
+    expansion = explicit_regularizer(model, x, y)
+    return float(expansion.regularizer.sum())
+
+
+# ----------------------------------------------------------------------- quadrature
+def one_dimensional_rule(family: str, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights with Σ w f(node) = E f(ξ): ``hermite`` for ξ ~ N(0, 1) (exact for
+    polynomials of degree ≤ 2 nodes − 1), ``uniform`` for ξ uniform on [−√3, √3]."""
+    if family == "hermite":
+        points, weights = np.polynomial.hermite_e.hermegauss(nodes)
+        return points, weights / weights.sum()
+    points, weights = np.polynomial.legendre.leggauss(nodes)
+    return math.sqrt(3.0) * points, weights / 2.0
+
+
+def noise_rule(model: NoisyRNN, steps: int, nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tensor rule over every noise variable: points (P, M, r), weights (P,)."""
+    width = model.noise_dim
+    families = []
+    for _ in range(steps):
+        for j in range(width):
+            uniform = model.is_reference and j >= model.hidden_dim  # η of ReferenceNoise
+            families.append("uniform" if uniform else "hermite")
+    rules = {family: one_dimensional_rule(family, nodes) for family in set(families)}
+    points = [torch.tensor(rules[f][0], dtype=DTYPE) for f in families]
+    weights = [torch.tensor(rules[f][1], dtype=DTYPE) for f in families]
+    grid = torch.stack(torch.meshgrid(*points, indexing="ij"), -1).reshape(-1, steps, width)
+    weight = torch.stack(torch.meshgrid(*weights, indexing="ij"), -1).reshape(-1, len(families))
+    return grid, weight.prod(-1)
+
+
+def quadrature_expected_loss(model, x, y, rule, epsilon: float, chunk: int = 2**18):
+    """E ℓ(model(x, εξ)) by the rule, for one sequence x (1, M, p): a 0-d tensor
+    (differentiable in the parameters when grad is enabled)."""
+    points, weights = rule
+    total = 0.0
+    for start in range(0, len(weights), chunk):
+        xi = epsilon * points[start:start + chunk]
+        batch = len(xi)
+        losses = F.cross_entropy(model(x.expand(batch, -1, -1), xi), y.expand(batch),
+                                 reduction="none")
+        total = total + (weights[start:start + chunk] * losses).sum()
+    return total
+
+
+def quadrature_model(case: QuadratureCase, level: float, dt: float):
+    """(model, x (1, M, 2), y (1,)) of a quadrature case, seeded."""
+    model = make_model(2, case.hidden, 3, noise_form=case.noise, level=level, dt=dt,
+                       seed=case.seed)
+    generator = torch.Generator().manual_seed(case.seed + 1000)
+    x = torch.randn(1, case.steps, 2, generator=generator, dtype=DTYPE)
+    y = torch.randint(0, 3, (1,), generator=generator)
+    return model, x, y
+
+
+@functools.lru_cache(maxsize=32)
+def _quadrature_series(case: QuadratureCase, level: float, dt: float, epsilons: tuple) -> dict:
+    model, x, y = quadrature_model(case, level, dt)
+    rule = noise_rule(model, case.steps, case.nodes)
+    with torch.no_grad():
+        loss = float(F.cross_entropy(model(x, torch.zeros_like(rule[0][:1])), y))
+        excess = np.array([float(quadrature_expected_loss(model, x, y, rule, e)) - loss
+                           for e in epsilons])
+        half_qr = regularizer_value(model, x, y)
+    return {"loss": loss, "half_q_plus_r": half_qr, "excess": excess, "points": len(rule[1])}
+
+
+def quadrature_series(case: QuadratureCase, sizes: ExpansionSizes, epsilons) -> dict:
+    """ℓ, (q + r)/2 and E ℓ_ε − ℓ on a grid of ε for one quadrature case (cached)."""
+    return _quadrature_series(case, sizes.quadrature_level, sizes.quadrature_dt,
+                              tuple(float(e) for e in epsilons))
+
+
+def case_label(case) -> str:
+    if isinstance(case, QuadratureCase):
+        return f"d={case.hidden},M={case.steps},{case.noise}"
+    return f"{case.dataset},d={case.hidden},{case.noise}"
+
+
+def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
+    epsilons = geometric(sizes.coefficient_epsilons)
+    scale = epsilons.max()
+    cases, worst = {}, 0.0
+    for case in sizes.quadrature:
+        series = quadrature_series(case, sizes, epsilons)
+        # (E ℓ_ε − ℓ)/ε² = a2 + a4 ε² + a6 ε⁴ + a8 ε⁶ + ...: least squares in u = (ε/ε_max)².
+        u = (epsilons / scale) ** 2
+        fit = np.polynomial.polynomial.polyfit(u, series["excess"] / epsilons**2, 3)
+        a2, target = float(fit[0]), series["half_q_plus_r"]
+        relative = abs(a2 - target) / abs(target)
+        worst = max(worst, relative)
+        cases[case_label(case)] = {"epsilon2_coefficient": a2, "half_q_plus_r": target,
+                                   "relative_error": relative,
+                                   "quadrature_points": series["points"]}
+    return Check(
+        claim=1, name="quadrature_coefficient",
+        measured={"max_relative_error": worst, "cases": len(cases)},
+        criterion="tensor Gauss quadrature of E l_eps over every noise variable; the eps^2 "
+                  "coefficient of a polynomial fit in eps^2 of (E l_eps - l)/eps^2 equals "
+                  "(q + r)/2 of explicit_regularizer(method='exact') to relative error <= tol",
+        tolerance={"relative": COEFFICIENT_RTOL}, passed=worst <= COEFFICIENT_RTOL,
+        false_failure=0.0, seeds=[c.seed for c in sizes.quadrature],
+        details={"epsilons": epsilons.tolist(), "cases": cases},
+    )
+
+
+def check_quadrature_remainder(sizes: ExpansionSizes) -> Check:
+    epsilons = geometric(sizes.remainder_epsilons)
+    cases, slopes, same_sign = {}, [], True
+    for case in sizes.quadrature:
+        series = quadrature_series(case, sizes, epsilons)
+        remainder = series["excess"] - epsilons**2 * series["half_q_plus_r"]
+        slope = log_slope(epsilons, remainder)
+        one_sign = bool(np.all(remainder > 0) or np.all(remainder < 0))
+        slopes.append(slope)
+        same_sign &= one_sign
+        cases[case_label(case)] = {"slope": slope, "one_sign": one_sign,
+                                   "remainder": remainder.tolist(),
+                                   "remainder_over_eps4": (remainder / epsilons**4).tolist()}
+    low, high = SLOPE_RANGE
+    passed = same_sign and all(low <= s <= high for s in slopes)
+    return Check(
+        claim=2, name="quadrature_remainder_order",
+        measured={"slope_min": min(slopes), "slope_max": max(slopes)},
+        criterion="remainder E l_eps - l - eps^2 (q + r)/2 (quadrature) keeps its sign and its "
+                  f"log-log slope over eps in [{epsilons[0]:g}, {epsilons[-1]:g}] lies in "
+                  f"[{low}, {high}] (order eps^4)",
+        tolerance={"slope_range": list(SLOPE_RANGE)}, passed=passed, false_failure=0.0,
+        seeds=[c.seed for c in sizes.quadrature],
+        details={"epsilons": epsilons.tolist(), "decades": math.log10(epsilons[-1] / epsilons[0]),
+                 "cases": cases},
+    )
+
+
+def check_quadrature_odd_orders(sizes: ExpansionSizes) -> Check:
+    epsilons = geometric(sizes.coefficient_epsilons)
+    u = epsilons / epsilons.max()
+    cases, worst = {}, 0.0
+    for case in sizes.quadrature:
+        series = quadrature_series(case, sizes, epsilons)
+        # E l_eps - l = sum_{j=1..5} b_j u^j; odd b_j must vanish next to the u^2 term.
+        fit = np.polynomial.polynomial.polyfit(u, series["excess"], list(range(1, 6)))
+        odd = max(abs(fit[1]), abs(fit[3]), abs(fit[5])) / abs(fit[2])
+        worst = max(worst, odd)
+        cases[case_label(case)] = {"coefficients_u1_to_u5": fit[1:].tolist(), "odd_relative": odd}
+    return Check(
+        claim=2, name="quadrature_odd_orders",
+        measured={"max_odd_over_eps2": worst},
+        criterion="fit of E l_eps - l (quadrature) with powers eps^1..eps^5 on eps in "
+                  f"[{epsilons[0]:g}, {epsilons[-1]:g}] (scaled to [.., 1]): every odd coefficient "
+                  "is at most tol times the eps^2 coefficient",
+        tolerance={"relative": ODD_RTOL}, passed=worst <= ODD_RTOL, false_failure=0.0,
+        seeds=[c.seed for c in sizes.quadrature], details={"cases": cases},
+    )
+
+
+# ---------------------------------------------------------------------- Monte Carlo
+def real_sequences(case: MonteCarloCase):
+    """``case.sequences`` test sequences of the dataset (seeded choice), float64."""
+    inputs, labels = data.load(case.dataset, "test").tensors
+    generator = torch.Generator().manual_seed(case.seed)
+    index = torch.randperm(len(labels), generator=generator)[: case.sequences]
+    return inputs[index].to(DTYPE), labels[index]
+
+
+def real_model(case: MonteCarloCase, level: float):
+    x, y = real_sequences(case)
+    info = data.info(case.dataset)
+    dt = 0.1 if info.seq_len <= 64 else 0.05
+    model = make_model(info.input_dim, case.hidden, info.num_classes, noise_form=case.noise,
+                       level=level, dt=dt, seed=case.seed)
+    return model, x, y
+
+
+def antithetic_excess(model, x, y, xi: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """D(ε) = ½[ℓ(εξ) + ℓ(−εξ)] − ℓ(0) per path: xi (paths, M, r), one sequence -> (paths,)."""
+    paths = len(xi)
+    inputs = x.expand(2 * paths + 1, -1, -1)
+    noise = torch.cat([epsilon * xi, -epsilon * xi, torch.zeros_like(xi[:1])])
+    losses = F.cross_entropy(model(inputs, noise), y.expand(2 * paths + 1), reduction="none")
+    return 0.5 * (losses[:paths] + losses[paths:2 * paths]) - losses[-1]
+
+
+def richardson_coefficient(model, x, y, xi, epsilon: float) -> torch.Tensor:
+    """Per-path estimate of the ε² coefficient: (4 D(ε)/ε² − D(2ε)/(2ε)²)/3 (paths,)."""
+    first = antithetic_excess(model, x, y, xi, epsilon) / epsilon**2
+    second = antithetic_excess(model, x, y, xi, 2 * epsilon) / (2 * epsilon) ** 2
+    return (4 * first - second) / 3
+
+
+PATH_CHUNK = 2000  # paths simulated together (memory: ~ 6 × chunk × M × r doubles)
+
+
+def draw_noise(model, paths: int, steps: int, seed: int) -> torch.Tensor:
+    """Noise variables (paths, M, r) of the model's noise form, from ``seed``."""
+    shape = (paths, steps, model.noise_dim)
+    torch.manual_seed(seed)  # ReferenceNoise.sample draws from the global generator
+    if isinstance(model.noise, ReferenceNoise):
+        return model.noise.sample(shape, dtype=DTYPE, device="cpu")
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
+
+
+def richardson_estimates(model, x, y, *, paths: int, seed: int, epsilon: float):
+    """Per-path Richardson ε² coefficients (paths,) for one sequence, simulated in chunks
+    whose noise is redrawn from (seed, chunk) on every call (common random numbers)."""
+    estimates = []
+    for index, start in enumerate(range(0, paths, PATH_CHUNK)):
+        xi = draw_noise(model, min(PATH_CHUNK, paths - start), x.shape[1],
+                        seed + 1_000_003 * index)
+        estimates.append(richardson_coefficient(model, x, y, xi, epsilon))
+    return torch.cat(estimates)
+
+
+def check_monte_carlo_coefficient(sizes: ExpansionSizes) -> Check:
+    comparisons = sum(case.sequences for case in sizes.monte_carlo)
+    z = z_threshold(FALSE_FAILURE, comparisons)
+    cases, worst, seeds = {}, 0.0, []
+    for case in sizes.monte_carlo:
+        model, x, y = real_model(case, sizes.monte_carlo_level)
+        with torch.no_grad():
+            target = explicit_regularizer(model, x, y).regularizer
+            rows = []
+            for i in range(len(y)):
+                seed = case.seed * 1000 + i
+                seeds.append(seed)
+                estimate = richardson_estimates(model, x[i:i + 1], y[i:i + 1],
+                                                paths=sizes.monte_carlo_paths, seed=seed,
+                                                epsilon=sizes.monte_carlo_epsilon)
+                mean, stderr = mean_and_stderr(estimate)
+                score = abs(float(mean) - float(target[i])) / float(stderr)
+                worst = max(worst, score)
+                rows.append({"estimate": float(mean), "stderr": float(stderr),
+                             "half_q_plus_r": float(target[i]), "z": score,
+                             "relative_stderr": float(stderr / target[i].abs())})
+        cases[case_label(case)] = {"steps": x.shape[1], "dt": model.dt, "sequences": rows}
+    return Check(
+        claim=1, name="monte_carlo_coefficient",
+        measured={"max_z": worst, "sequences": comparisons},
+        criterion="real sequences, hidden 16-128: Richardson eps^2 coefficient of "
+                  "E l_eps (antithetic pairs, common random numbers across eps, "
+                  f"eps = {sizes.monte_carlo_epsilon:g} and twice that, noise level "
+                  f"{sizes.monte_carlo_level:g}) is within z standard errors of (q + r)/2",
+        tolerance={"z": z}, passed=worst <= z, false_failure=FALSE_FAILURE, seeds=seeds,
+        details={"paths_per_sequence": sizes.monte_carlo_paths, "cases": cases},
+    )
+
+
+# ------------------------------------------------------------ Δt -> 0 convergence
+def refined_model(model: NoisyRNN, dt: float) -> NoisyRNN:
+    refined = copy.deepcopy(model)
+    refined.dt = dt
+    return refined
+
+
+def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, substeps: int):
+    """(h(T), m(T), C(T)) of dh = f dt, dC = (F C + C Fᵀ + Σ Σᵀ) dt, dm = (F m + v/2) dt
+    with x (batch, steps, p) held piecewise constant: RK4 with ``substeps`` per input step,
+    right-hand sides from the generated ``covariance_rhs`` and ``mean_rhs``."""
+    A, W = model.matrices()
+    drives = model.input_drive(x).transpose(0, 1).unbind(0)
+    noise = model.noise
+    diffusion = diffusion_diagonal if noise.brownian == "diagonal" else diffusion_scalar
+    batch, d = x.shape[0], model.hidden_dim
+    state = (x.new_zeros(batch, d), x.new_zeros(batch, d), x.new_zeros(batch, d, d))
+    h_step = total_time / (len(drives) * substeps)
+
+    def rhs(state, drive):
+        h, mean, covariance = state
+        z = h @ W.T + drive
+        jacobian = drift_jacobian(A, W, z)
+        sigma = diffusion(h, noise.additive, noise.multiplicative)
+        return (model.drift(h, drive, A, W),
+                mean_rhs(mean, jacobian, mean_contraction(covariance, W, z)),
+                covariance_rhs(covariance, jacobian, sigma))
+
+    def shifted(state, slope, factor):
+        return tuple(s + factor * k for s, k in zip(state, slope))
+
+    for drive in drives:
+        for _ in range(substeps):
+            k1 = rhs(state, drive)
+            k2 = rhs(shifted(state, k1, h_step / 2), drive)
+            k3 = rhs(shifted(state, k2, h_step / 2), drive)
+            k4 = rhs(shifted(state, k3, h_step), drive)
+            state = tuple(s + h_step / 6 * (a + 2 * b + 2 * c + e)
+                          for s, a, b, c, e in zip(state, k1, k2, k3, k4))
+    return state
+
+
+def continuous_q_r(model, x, y, total_time, substeps) -> tuple[np.ndarray, np.ndarray]:
+    h, mean, covariance = continuous_moments(model, x, total_time, substeps)
+    logits = model.readout(h)
+    readout = model.readout.weight
+    onehot = F.one_hot(y, model.num_classes).to(DTYPE)
+    q = q_term(cross_entropy_grad(logits, onehot), mean @ readout.T)
+    r = r_term(cross_entropy_hessian(logits), readout @ covariance @ readout.T)
+    return q.numpy(), r.numpy()
+
+
+def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
+    base, total = sizes.convergence_base_steps, sizes.convergence_total_time
+    cases, orders, seeds, reference_ok = {}, [], [], True
+    for form, seed in (("diagonal", 41), ("scalar", 42)):
+        seeds.append(seed)
+        model = make_model(2, sizes.convergence_hidden, 3, noise_form=form,
+                           level=sizes.convergence_level, dt=total / base, seed=seed)
+        generator = torch.Generator().manual_seed(seed + 1000)
+        x = torch.randn(3, base, 2, generator=generator, dtype=DTYPE)
+        y = torch.randint(0, 3, (3,), generator=generator)
+        repeats = [2**j for j in range(sizes.convergence_halvings + 1)]
+        dts = np.array([total / (base * repeat) for repeat in repeats])
+        with torch.no_grad():
+            discrete = [explicit_regularizer(refined_model(model, dt),
+                                             x.repeat_interleave(repeat, dim=1), y)
+                        for dt, repeat in zip(dts, repeats)]
+            fine = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps)
+            coarse = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps // 2)
+        result = {"dt": dts.tolist()}
+        last = sizes.convergence_fit_last
+        for index, name in enumerate(("q", "r")):
+            values = np.array([getattr(expansion, name).numpy() for expansion in discrete])
+            errors = np.abs(values - fine[index])  # (refinements, batch)
+            # RK4 error estimate of the reference (halving its step changes it by ~15/16 of it).
+            reference_error = float(np.abs(fine[index] - coarse[index]).max())
+            reference_ok &= reference_error <= 0.01 * float(errors[-1].min())
+            fitted = [log_slope(dts[-last:], errors[-last:, i]) for i in range(errors.shape[1])]
+            orders += fitted
+            result[name] = {"continuous": fine[index].tolist(), "errors": errors.tolist(),
+                            "orders": fitted, "reference_error_estimate": reference_error}
+        cases[form] = result
+    low, high = ORDER_RANGE
+    passed = reference_ok and all(low <= order <= high for order in orders)
+    return Check(
+        claim=3, name="time_step_convergence",
+        measured={"order_min": min(orders), "order_max": max(orders)},
+        criterion=f"T = M dt = {total:g} fixed, input held piecewise constant, dt halved "
+                  f"{sizes.convergence_halvings} times: |q(dt) - q_cont| and |r(dt) - r_cont| have "
+                  f"log-log slope in [{low}, {high}] over the {sizes.convergence_fit_last} "
+                  "finest dt (3 sequences x 2 Brownian modes); q_cont, r_cont from the generated "
+                  "ODEs by RK4, "
+                  "whose own error (from halving its step) is below 1% of the finest error",
+        tolerance={"order_range": list(ORDER_RANGE)}, passed=passed, false_failure=0.0,
+        seeds=seeds, details={"hidden": sizes.convergence_hidden,
+                              "rk4_steps_per_input": sizes.convergence_rk4_steps, "cases": cases},
+    )
+
+
+# ------------------------------------------------------------------------ gradients
+def flat_gradient(value: torch.Tensor, model: NoisyRNN) -> torch.Tensor:
+    parameters = [p for p in model.parameters()]
+    grads = torch.autograd.grad(value, parameters, allow_unused=True, retain_graph=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, parameters)])
+
+
+def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
+    epsilons = geometric(sizes.gradient_epsilons)
+    cases, slopes = {}, []
+    for case in sizes.gradient_cases:
+        model, x, y = quadrature_model(case, sizes.quadrature_level, sizes.quadrature_dt)
+        rule = noise_rule(model, case.steps, case.nodes)
+        expansion = explicit_regularizer(model, x, y)
+        loss_gradient = flat_gradient(expansion.loss.sum(), model)
+        regularizer_gradient = flat_gradient(expansion.regularizer.sum(), model)
+        differences = []
+        for epsilon in epsilons:
+            expected = flat_gradient(quadrature_expected_loss(model, x, y, rule, epsilon), model)
+            predicted = loss_gradient + epsilon**2 * regularizer_gradient
+            differences.append(float((expected - predicted).norm()))
+        differences = np.array(differences)
+        slope = log_slope(epsilons, differences)
+        slopes.append(slope)
+        cases[case_label(case)] = {"slope": slope, "difference_norms": differences.tolist(),
+                                   "regularizer_gradient_norm": float(regularizer_gradient.norm())}
+    low, high = SLOPE_RANGE
+    return Check(
+        claim=4, name="gradient_quadrature_order",
+        measured={"slope_min": min(slopes), "slope_max": max(slopes)},
+        criterion="|grad E l_eps (quadrature) - grad[l + eps^2 (q + r)/2]| over all parameters "
+                  f"has log-log slope in [{low}, {high}] for eps in "
+                  f"[{epsilons[0]:g}, {epsilons[-1]:g}]",
+        tolerance={"slope_range": list(SLOPE_RANGE)},
+        passed=all(low <= s <= high for s in slopes), false_failure=0.0,
+        seeds=[c.seed for c in sizes.gradient_cases],
+        details={"epsilons": epsilons.tolist(), "cases": cases},
+    )
+
+
+def _directional_derivative(model, direction, step, function):
+    """Central difference of ``function(model)`` along a unit parameter direction."""
+    values = []
+    for sign in (1.0, -1.0):
+        shifted = copy.deepcopy(model)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(
+                torch.nn.utils.parameters_to_vector(model.parameters()) + sign * step * direction,
+                shifted.parameters())
+        values.append(function(shifted))
+    return (values[0] - values[1]) / (2 * step)
+
+
+def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
+    case = sizes.gradient_monte_carlo
+    model, x, y = real_model(case, sizes.monte_carlo_level)
+    x, y = x[:1], y[:1]
+    target = flat_gradient(explicit_regularizer(model, x, y).regularizer.sum(), model)
+    # The regularizer's own gradient direction carries the most signal; the others are random.
+    generator = torch.Generator().manual_seed(case.seed + 7)
+    directions = [target / target.norm()] + [
+        torch.randn(target.numel(), generator=generator, dtype=DTYPE)
+        for _ in range(sizes.gradient_directions - 1)]
+    z = z_threshold(FALSE_FAILURE, len(directions))
+    rows, worst = [], 0.0
+    with torch.no_grad():
+        for direction in directions:
+            direction = direction / direction.norm()
+            per_path = _directional_derivative(
+                model, direction, sizes.gradient_fd_step,
+                lambda m: richardson_estimates(m, x, y, paths=sizes.gradient_paths,
+                                               seed=case.seed * 1000,
+                                               epsilon=sizes.gradient_epsilon))
+            mean, stderr = mean_and_stderr(per_path)
+            expected = float(direction @ target)
+            score = abs(float(mean) - expected) / float(stderr)
+            worst = max(worst, score)
+            rows.append({"estimate": float(mean), "stderr": float(stderr),
+                         "directional_derivative_of_half_q_plus_r": expected, "z": score})
+    return Check(
+        claim=4, name="gradient_monte_carlo",
+        measured={"max_z": worst, "along_gradient": rows[0]["estimate"] / rows[0][
+            "directional_derivative_of_half_q_plus_r"]},
+        criterion=f"{case_label(case)}, one real sequence: along the unit direction of "
+                  "grad (q + r)/2 and random unit directions in parameter space, the Richardson "
+                  "eps^2 coefficient of the directional derivative of E l_eps (per path: central "
+                  f"differences in theta, CRN + antithetic, eps = {sizes.gradient_epsilon:g} and "
+                  "twice that) is within z standard errors of the directional derivative of "
+                  "(q + r)/2 (along_gradient: their ratio)",
+        tolerance={"z": z}, passed=worst <= z, false_failure=FALSE_FAILURE,
+        seeds=[case.seed, case.seed * 1000, case.seed + 7],
+        details={"paths": sizes.gradient_paths, "steps": x.shape[1],
+                 "fd_step": sizes.gradient_fd_step, "directions": rows},
+    )
+
+
+# --------------------------------------------------------------------------- module
+def run(sizes: ExpansionSizes) -> list[Check]:
+    checks = [check_quadrature_coefficient, check_quadrature_remainder,
+              check_quadrature_odd_orders]
+    if sizes.monte_carlo:
+        checks.append(check_monte_carlo_coefficient)
+    checks.append(check_time_step_convergence)
+    if sizes.gradient_cases:
+        checks.append(check_gradient_quadrature)
+    if sizes.gradient_monte_carlo is not None:
+        checks.append(check_gradient_monte_carlo)
+    return [timed(check, sizes) for check in checks]
+
+
+MODULE = Module(
+    name="expansion",
+    description="small-noise expansion of the expected loss (claims 1-4)",
+    claims=(1, 2, 3, 4),
+    profiles=PROFILES,
+    run=run,
+)

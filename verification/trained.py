@@ -1,0 +1,434 @@
+"""Claims 6–8: what training with noise does to the trained model.
+
+For each dataset and seed, three models are trained from the same initialisation and the
+same mini-batch order (``nrnn.train`` seeds both from ``train.seed``):
+
+- ``clean``: the deterministic baseline (noise off in training);
+- ``noise``: the noisy RNN (paper-form noise, additive σ₁ and multiplicative σ₂, one
+  Brownian motion per unit);
+- ``explicit``: noise off, plus the explicit regularizer (q + r)/2 of the same noise.
+
+Every run differs from its ``clean`` partner in ``train.objective`` only. The noise level
+is σ₁ = σ₂ = 0.1, twice the shipped configs' 0.05; it was fixed before any result was
+seen and is never tuned to make a claim pass.
+
+Each trained model is then measured with noise off (``nrnn.metrics``, ``nrnn.stability``):
+
+- claim 6 (flat minima): the Hutchinson trace of the Hessian of the mean training loss on
+  a fixed subset of the training split (and the top eigenvalue, in the details);
+- claim 7 (stability): κ = λ_max(sym A) + ‖W‖₂ and ‖Φ_{0→M}‖₂ = ‖∂h_M/∂h_0‖₂ averaged
+  over a fixed subset of the test split (and the mean over k of ‖Φ_{k→M}‖₂ and the
+  input–output Jacobian norm, in the details);
+- claim 8 (margins): the mean empirical ℓ2 input margin over the test subset, misclassified
+  samples counting 0 (and the mean over correctly classified samples and the first-order
+  margin, in the details).
+
+Each check compares one metric of ``noise`` (or ``explicit``) models with their ``clean``
+partners by a *paired* test over seeds: the mean of the per-seed differences, its standard
+error, a one-sided paired t test in the claimed direction, the exact one-sided sign test
+and the effect size d_z = mean / sd of the differences (Cohen's d for paired data). A
+check passes when the mean difference has the claimed sign and the one-sided t test gives
+p < α = 0.05. Its ``false_failure`` is 1 − power of that test if the true effect were
+d_z = 1 (a large effect): with 3 seeds a failure is weak evidence against a claim.
+
+Trained runs are cached in ``<cache_dir>/<dataset>/<config hash>`` and reused by later
+invocations (finished runs are loaded, unfinished ones resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from scipy import stats
+
+from nrnn import data, metrics
+from nrnn.config import RunConfig, default_config, from_dict
+from nrnn.train import (
+    CheckpointError,
+    TrainingDivergedError,
+    default_run_dir,
+    load_checkpoint,
+    load_model,
+    train,
+)
+
+from .core import Check, Module
+
+ALPHA = 0.05
+"""One-sided significance level of every paired test."""
+REFERENCE_EFFECT = 1.0
+"""The paired effect size d_z at which ``false_failure`` (1 − power) is stated."""
+NOISE_LEVEL = 0.1
+"""σ₁ = σ₂ of the noise-trained and explicitly regularised models (fixed a priori)."""
+OBJECTIVES = ("clean", "noise", "explicit")
+SUBSET_SEED = 20211206
+"""Seed of the fixed random subsets of the training and test splits that are measured."""
+
+
+# ----------------------------------------------------------------------------- sizes
+@dataclass(frozen=True)
+class DatasetPlan:
+    """A dataset and the overrides applied on top of its shipped default config."""
+
+    name: str
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one profile trains and measures.
+
+    ``hessian_samples`` training sequences enter the loss whose Hessian is measured
+    (``hessian_probes`` Rademacher probes, ``lanczos_iterations`` HVPs for λ_max);
+    ``eval_samples`` test sequences are used for Φ, the Jacobian norms and the margins.
+    """
+
+    datasets: tuple[DatasetPlan, ...]
+    seeds: tuple[int, ...]
+    objectives: tuple[str, ...] = OBJECTIVES
+    noise_level: float = NOISE_LEVEL
+    hessian_samples: int = 256
+    hessian_probes: int = 32
+    lanczos_iterations: int = 20
+    eval_samples: int = 200
+    cache_dir: str = "runs/verification-trained"
+
+
+# Quick: digits read row by row (8 steps of 8 pixels) with the hyper-parameters of the
+# shipped pixel-by-pixel digits config (configs/digits.toml; digits-rows has none of its
+# own) but 32 hidden units instead of 64, so that the explicit-regularizer runs (exact
+# covariance recursion, O(M d³)) fit the quick budget: about 1 min each on one core.
+DIGITS_ROWS_SMALL = DatasetPlan(
+    "digits-rows",
+    {
+        "model": {"hidden_dim": 32, "dt": 0.2, "init_std": 0.5},
+        "optim": {"lr": 0.01, "lr_decay_every": 60, "lr_decay": 0.1},
+        "train": {"epochs": 100},
+    },
+)
+
+QUICK = Sizes(datasets=(DIGITS_ROWS_SMALL,), seeds=(0, 1, 2), hessian_probes=32,
+              hessian_samples=256, eval_samples=200)
+# Full: the shipped configs (64 hidden units, 100 epochs) on both datasets, 5 seeds. The
+# explicit-regularizer runs dominate: about 20 s per epoch on one core, ~35 min per run.
+FULL = Sizes(
+    datasets=(DatasetPlan("digits"), DatasetPlan("ecg5000")),
+    seeds=(0, 1, 2, 3, 4),
+    hessian_probes=64,
+    hessian_samples=500,
+    lanczos_iterations=30,
+    eval_samples=500,
+)
+
+
+# -------------------------------------------------------------------------- training
+def run_config(plan: DatasetPlan, seed: int, objective: str, noise_level: float) -> RunConfig:
+    """The run of one (dataset, seed, objective): the shipped default, then the plan's
+    overrides, then σ₁ = σ₂ = ``noise_level``, the seed and the objective."""
+    config = from_dict(plan.overrides, default_config(plan.name))
+    config.noise.additive = config.noise.multiplicative = float(noise_level)
+    config.train.seed = seed
+    config.train.objective = objective
+    return config.validate()
+
+
+def _finished_epochs(run_dir: Path) -> int:
+    """The last finished epoch of the checkpoint in ``run_dir`` (0 if there is none)."""
+    path = run_dir / "checkpoint.pt"
+    return load_checkpoint(path)["epoch"] if path.exists() else 0
+
+
+def trained_model(config: RunConfig, cache_dir: Path):
+    """Train ``config`` or reuse its cached run; returns (model, run_dir, info dict).
+
+    The run directory is ``cache_dir/<dataset>/<config hash>`` (the hash leaves out the
+    epoch count). A finished run is loaded, a shorter or interrupted one resumed (exactly:
+    training re-seeds every epoch); one trained for more epochs than asked is left alone
+    and the run goes to ``<hash>-<epochs>ep`` instead.
+    """
+    run_dir = default_run_dir(config, cache_dir)
+    done = _finished_epochs(run_dir)
+    if done > config.train.epochs:
+        run_dir = run_dir.with_name(f"{run_dir.name}-{config.train.epochs}ep")
+        done = _finished_epochs(run_dir)
+    started = time.perf_counter()
+    reused = done == config.train.epochs
+    if not reused:
+        train(config, run_dir, resume=done > 0, progress=False)
+    model, _ = load_model(run_dir)
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
+    info = {
+        "run_dir": str(run_dir),
+        "reused": reused,
+        "resumed_from_epoch": done if not reused and done else 0,
+        "seconds_now": time.perf_counter() - started,
+        "training_seconds": sum(record["seconds"] for record in history),
+        "final": history[-1] if history else {},
+    }
+    return model, run_dir, info
+
+
+# ------------------------------------------------------------------------- measuring
+def fixed_subset(name: str, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` sequences of a split drawn without replacement with ``SUBSET_SEED``:
+    (x (size, M, p), y (size,)); the whole split if it is smaller."""
+    inputs, labels = data.load(name, split).tensors
+    generator = torch.Generator().manual_seed(SUBSET_SEED)
+    chosen = torch.randperm(len(labels), generator=generator)[: min(size, len(labels))]
+    return inputs[chosen], labels[chosen]
+
+
+def measure(model, train_batch, test_batch, sizes: Sizes, seed: int) -> dict[str, float]:
+    """Every metric of one trained model (noise off), as plain floats."""
+    from nrnn.stability import contraction_rate
+
+    x_train, y_train = train_batch
+    x_test, y_test = test_batch
+    trace = metrics.hessian_trace(model, x_train, y_train, probes=sizes.hessian_probes,
+                                  seed=seed)
+    top = metrics.top_hessian_eigenvalue(model, x_train, y_train,
+                                         iterations=sizes.lanczos_iterations, seed=seed)
+    products = metrics.jacobian_products(model, x_test)
+    margins = metrics.empirical_margin(model, x_test, y_test)
+    first_order = metrics.jacobian_margin_bound(model, x_test, y_test)
+    usable = margins.correct & margins.found
+    with torch.no_grad():
+        train_loss = float(metrics.mean_loss(model, x_train, y_train))
+    return {
+        "hessian_trace": trace.value,
+        "hessian_trace_se": trace.stderr,
+        "top_eigenvalue": top.value,
+        "top_eigenvalue_residual": top.residual,
+        "train_loss": train_loss,
+        "kappa": float(contraction_rate(model).detach()),
+        "phi_full": products.mean_full,
+        "phi_mean_over_steps": products.mean_over_steps,
+        "io_jacobian": float(metrics.input_output_jacobian_norm(model, x_test).mean()),
+        "margin": float(torch.nan_to_num(margins.margin, nan=0.0).mean()),
+        "margin_correct": float(margins.margin[usable].mean()) if usable.any() else math.nan,
+        "margin_found_fraction": float(margins.found.float().mean()),
+        "margin_first_order": float(first_order.estimate.mean()),
+        "test_accuracy": float(margins.correct.float().mean()),
+    }
+
+
+# ---------------------------------------------------------------------------- tests
+def paired_test(baseline: list[float], treated: list[float], claimed: str) -> dict[str, float]:
+    """Paired comparison over seeds of ``treated`` − ``baseline``.
+
+    ``claimed`` is "less" (the claim: treated < baseline) or "greater". Returns n, the
+    means, the mean difference and its standard error, t and its one-sided p value in the
+    claimed direction, the exact one-sided sign-test p value (ties dropped), Cohen's d_z
+    and the power of the one-sided t test at d_z = ``REFERENCE_EFFECT``.
+    """
+    if claimed not in ("less", "greater"):
+        raise ValueError(f"claimed must be 'less' or 'greater', got {claimed!r}")
+    if len(baseline) != len(treated):
+        raise ValueError("paired samples must have the same length")
+    differences = torch.tensor(treated, dtype=torch.float64) - torch.tensor(baseline,
+                                                                           dtype=torch.float64)
+    n = len(differences)
+    mean = float(differences.mean()) if n else math.nan
+    sd = float(differences.std()) if n > 1 else math.nan
+    se = sd / math.sqrt(n) if n > 1 else math.nan
+    sign = -1.0 if claimed == "less" else 1.0
+    t_value = mean / se if se and math.isfinite(se) else math.nan
+    p_t = float(stats.t.sf(sign * t_value, n - 1)) if math.isfinite(t_value) else math.nan
+    agreeing = int((sign * differences > 0).sum())
+    nonzero = int((differences != 0).sum())
+    p_sign = float(stats.binom.sf(agreeing - 1, nonzero, 0.5)) if nonzero else math.nan
+    return {
+        "n": n,
+        "baseline_mean": float(torch.tensor(baseline, dtype=torch.float64).mean()),
+        "treated_mean": float(torch.tensor(treated, dtype=torch.float64).mean()),
+        "mean_difference": mean,
+        "se_difference": se,
+        "t": t_value,
+        "p_t_one_sided": p_t,
+        "p_sign_one_sided": p_sign,
+        "cohen_dz": mean / sd if sd and math.isfinite(sd) else math.nan,
+        "power_at_reference_effect": t_test_power(n, REFERENCE_EFFECT),
+    }
+
+
+def t_test_power(n: int, effect: float, alpha: float = ALPHA) -> float:
+    """Power of the one-sided paired t test with n pairs at effect size d_z = ``effect``."""
+    if n < 2:
+        return 0.0
+    critical = stats.t.ppf(1 - alpha, n - 1)
+    return float(stats.nct.sf(critical, n - 1, effect * math.sqrt(n)))
+
+
+def verdict(test: dict[str, float]) -> str:
+    """"supported" (claimed sign, p < α), "opposite" (the other sign, significant in that
+    direction), or "inconclusive"."""
+    p = test["p_t_one_sided"]
+    if math.isfinite(p) and p < ALPHA:
+        return "supported"
+    if math.isfinite(p) and 1 - p < ALPHA:
+        return "opposite"
+    return "inconclusive"
+
+
+# ---------------------------------------------------------------------------- checks
+@dataclass(frozen=True)
+class Metric:
+    """A compared quantity: the claim it tests, its key in :func:`measure`, the claimed
+    direction for treated vs clean models, and related keys reported alongside."""
+
+    claim: int
+    key: str
+    claimed: str
+    description: str
+    secondary: tuple[str, ...] = ()
+
+
+METRICS = (
+    Metric(6, "hessian_trace", "less",
+           "Hutchinson trace of the Hessian of the mean training loss (noise off)",
+           ("top_eigenvalue", "train_loss")),
+    Metric(7, "kappa", "less", "contraction rate κ = λ_max(sym A) + ‖W‖₂"),
+    Metric(7, "phi_full", "less", "‖∂h_M/∂h_0‖₂ averaged over the test subset",
+           ("phi_mean_over_steps", "io_jacobian")),
+    Metric(8, "margin", "greater",
+           "mean empirical ℓ2 input margin over the test subset (misclassified = 0)",
+           ("margin_correct", "margin_first_order", "test_accuracy")),
+)
+
+
+def _comparison_check(metric: Metric, dataset: str, treated: str, seeds: list[int],
+                      results: dict, runs: dict, configs: dict, seconds: float) -> Check:
+    baseline = [results[("clean", s)][metric.key] for s in seeds]
+    other = [results[(treated, s)][metric.key] for s in seeds]
+    test = paired_test(baseline, other, metric.claimed)
+    relation = "<" if metric.claimed == "less" else ">"
+    secondary = {
+        key: paired_test([results[("clean", s)][key] for s in seeds],
+                         [results[(treated, s)][key] for s in seeds], metric.claimed)
+        for key in metric.secondary
+    }
+    return Check(
+        claim=metric.claim,
+        name=f"{metric.key}.{dataset}.{treated}_vs_clean",
+        measured={
+            "clean": test["baseline_mean"],
+            treated: test["treated_mean"],
+            "mean_diff": test["mean_difference"],
+            "se_diff": test["se_difference"],
+            "p_t": test["p_t_one_sided"],
+            "p_sign": test["p_sign_one_sided"],
+            "d_z": test["cohen_dz"],
+            "n": test["n"],
+        },
+        criterion=(
+            f"{metric.description}: {treated}-trained {relation} clean-trained, paired over "
+            f"seeds (same init and batch order); pass if the mean difference has that sign "
+            f"and the one-sided paired t test gives p < {ALPHA}. P(false fail) = 1 − power "
+            f"at d_z = {REFERENCE_EFFECT:g}"
+        ),
+        tolerance={"alpha": ALPHA, "claimed": f"{treated} {relation} clean"},
+        passed=verdict(test) == "supported",
+        false_failure=1.0 - test["power_at_reference_effect"],
+        seeds=list(seeds),
+        seconds=seconds,
+        details={
+            "verdict": verdict(test),
+            "test": test,
+            "per_seed": {"clean": baseline, treated: other},
+            "secondary": secondary,
+            "measurements": {f"{objective}/seed{s}": results[(objective, s)]
+                             for objective in ("clean", treated) for s in seeds},
+            "runs": {f"{objective}/seed{s}": runs[(objective, s)]
+                     for objective in ("clean", treated) for s in seeds},
+            "configs": {objective: configs[objective] for objective in ("clean", treated)},
+            "configs_note": "shown for the first seed; other runs differ in train.seed only",
+        },
+    )
+
+
+def _failure_check(dataset: str, treated: str, seeds, error: str, seconds: float) -> Check:
+    """A failing row when some models to compare could not be trained (the comparisons
+    then use the seeds for which both exist, if there are at least two)."""
+    return Check(
+        claim=6,
+        name=f"training.{dataset}.{treated}",
+        measured={"error": error},
+        criterion=f"{treated}-trained and clean-trained models exist for every seed",
+        tolerance={},
+        passed=False,
+        seeds=list(seeds),
+        seconds=seconds,
+        details={"error": error},
+    )
+
+
+def _dataset_checks(plan: DatasetPlan, sizes: Sizes,
+                    log: Callable[[str], None]) -> list[Check]:
+    """Train (or reuse) every model of one dataset, measure them and compare."""
+    cache_dir = Path(sizes.cache_dir)
+    train_batch = fixed_subset(plan.name, "train", sizes.hessian_samples)
+    test_batch = fixed_subset(plan.name, "test", sizes.eval_samples)
+    results, runs, errors, cost, configs = {}, {}, {}, {}, {}
+    for objective in sizes.objectives:
+        for seed in sizes.seeds:
+            started = time.perf_counter()
+            config = run_config(plan, seed, objective, sizes.noise_level)
+            try:
+                model, run_dir, info = trained_model(config, cache_dir)
+            except (TrainingDivergedError, CheckpointError, ImportError) as error:
+                errors.setdefault(objective, []).append(f"seed {seed}: {error}")
+                continue
+            trained = time.perf_counter()
+            results[(objective, seed)] = measure(model, train_batch, test_batch, sizes, seed)
+            info["measure_seconds"] = time.perf_counter() - trained
+            info["config_hash"] = config.identity_hash()
+            info["final"] = {key: value for key, value in info["final"].items()
+                             if key.endswith(("accuracy", "loss", "objective"))}
+            runs[(objective, seed)] = info
+            configs.setdefault(objective, config.to_dict())
+            cost[(objective, seed)] = time.perf_counter() - started
+            log(f"  {plan.name} {objective} seed {seed}: "
+                f"{'cached' if info['reused'] else 'trained'} in {info['seconds_now']:.0f} s, "
+                f"measured in {info['measure_seconds']:.0f} s, "
+                f"test accuracy {results[(objective, seed)]['test_accuracy']:.3f}")
+    checks = []
+    for treated in (o for o in sizes.objectives if o != "clean"):
+        seeds = [s for s in sizes.seeds if ("clean", s) in results and (treated, s) in results]
+        seconds = sum(cost.get((o, s), 0.0) for o in ("clean", treated) for s in sizes.seeds)
+        missing = [f"{o}: {e}" for o in ("clean", treated) for e in errors.get(o, [])]
+        if missing:
+            checks.append(_failure_check(plan.name, treated, sizes.seeds, "; ".join(missing),
+                                         seconds))
+        if len(seeds) < 2:
+            continue
+        for metric in METRICS:
+            checks.append(_comparison_check(metric, plan.name, treated, seeds, results, runs,
+                                            configs, seconds))
+    return checks
+
+
+def run(sizes: Sizes, log: Callable[[str], None] = print) -> list[Check]:
+    """Every check of claims 6–8 at ``sizes``."""
+    if "clean" not in sizes.objectives:
+        raise ValueError("the objectives must include 'clean', the baseline of every test")
+    checks = []
+    for plan in sizes.datasets:
+        checks.extend(_dataset_checks(plan, sizes, log))
+    return checks
+
+
+MODULE = Module(
+    name="trained",
+    description="trained models: flat minima (6), stable dynamics (7), margins (8) — "
+                "noise / explicit regularizer vs deterministic training, paired over seeds",
+    claims=(6, 7, 8),
+    profiles={"quick": QUICK, "full": FULL},
+    run=run,
+)
