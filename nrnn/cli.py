@@ -1,4 +1,4 @@
-"""The ``nrnn`` command: ``derive``, ``train``, ``bench`` (and ``verify``, ``figures`` once built)."""
+"""The ``nrnn`` command: ``derive``, ``train``, ``verify``, ``figures``, ``bench``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.extra)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from verification.cli import main as verify_main
+
+    return verify_main(args.extra)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from paper_figures.cli import main as figures_main
+
+    return figures_main(args.extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nrnn", description="Noisy recurrent neural networks: derive, train, verify."
@@ -70,10 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    bench = commands.add_parser(
-        "bench", add_help=False, help="timed comparisons, written to JSON (nrnn bench --help)"
-    )
-    bench.set_defaults(handler=_bench, passes_extra=True)
+    # These three parse their own arguments (``nrnn verify --help`` etc.).
+    for name, handler, summary in (
+        ("verify", _verify, "test the paper's claims numerically; writes verification/report.*"),
+        ("figures", _figures, "train, evaluate and draw the paper's figures and tables"),
+        ("bench", _bench, "timed comparisons, written to benchmarks/results/*.json"),
+    ):
+        command = commands.add_parser(name, add_help=False, help=f"{summary} (nrnn {name} --help)")
+        command.set_defaults(handler=handler, passes_extra=True)
     return parser
 
 

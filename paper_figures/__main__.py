@@ -1,0 +1,7 @@
+"""``python -m paper_figures`` is ``nrnn figures``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

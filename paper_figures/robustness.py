@@ -1,0 +1,498 @@
+"""Robustness to input perturbations (the paper's Tables 1–2 and its robustness figure).
+
+Every model variant of :mod:`paper_figures.runs` is trained on each dataset with several
+seeds and evaluated, noise off, on the test split (or a fixed random subset of it) clean and
+under every perturbation of :mod:`nrnn.perturb` at several levels.
+
+Files written per dataset ``<d>`` into the output directory:
+
+    robustness_<d>.csv    one row per (variant, seed, perturbation, level): the accuracy
+    robustness_<d>.json   the same aggregated: mean, std and per-seed values, the ranking of
+                          the variants by mean perturbed accuracy, failed runs
+    robustness_<d>.md     the table: one row per model; clean accuracy and each
+                          perturbation level (mean ± std over seeds, in %)
+    robustness_<d>.png/.pdf  accuracy against level, one panel per perturbation type,
+                          mean ± std over seeds (level 0 is the clean accuracy)
+
+and ``robustness.md``, all tables with the settings and the command that made them.
+
+Levels (``LEVELS``) are per dataset because the data differ in scale: the digits lie in
+[0, 1] (pixel standard deviation about 0.4), ECG5000 and MNIST are standardised (standard
+deviation 1). Adversarial budgets are per whole sequence (L2 over all M · p entries).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nrnn.files import write_text_atomic
+
+from . import FigureContext, runs, style
+
+TITLE = "Accuracy under white, multiplicative, salt-and-pepper and adversarial input perturbations"
+
+PERTURBATION_ORDER = (
+    "white", "multiplicative", "salt-and-pepper", "fgsm-linf", "pgd-linf", "fgsm-l2", "pgd-l2",
+)
+
+_UNIT_SCALE_LEVELS = {  # standardised data (standard deviation 1)
+    "quick": {
+        "white": (0.5, 1.0, 2.0),
+        "multiplicative": (0.5, 1.0, 2.0),
+        "salt-and-pepper": (0.05, 0.1, 0.2),
+        "fgsm-linf": (0.1, 0.2, 0.4),
+        "pgd-linf": (0.1, 0.2, 0.4),
+        "fgsm-l2": (1.0, 2.0, 4.0),
+        "pgd-l2": (1.0, 2.0, 4.0),
+    },
+    "full": {
+        "white": (0.25, 0.5, 1.0, 1.5, 2.0),
+        "multiplicative": (0.25, 0.5, 1.0, 1.5, 2.0),
+        "salt-and-pepper": (0.02, 0.05, 0.1, 0.15, 0.2),
+        "fgsm-linf": (0.05, 0.1, 0.2, 0.3, 0.4),
+        "pgd-linf": (0.05, 0.1, 0.2, 0.3, 0.4),
+        "fgsm-l2": (0.5, 1.0, 2.0, 3.0, 4.0),
+        "pgd-l2": (0.5, 1.0, 2.0, 3.0, 4.0),
+    },
+}
+_DIGITS_LEVELS = {  # pixels in [0, 1]
+    "quick": {
+        "white": (0.1, 0.2, 0.4),
+        "multiplicative": (0.2, 0.4, 0.8),
+        "salt-and-pepper": (0.05, 0.1, 0.2),
+        "fgsm-linf": (0.02, 0.05, 0.1),
+        "pgd-linf": (0.02, 0.05, 0.1),
+        "fgsm-l2": (0.2, 0.5, 1.0),
+        "pgd-l2": (0.2, 0.5, 1.0),
+    },
+    "full": {
+        "white": (0.05, 0.1, 0.2, 0.3, 0.4),
+        "multiplicative": (0.1, 0.2, 0.4, 0.6, 0.8),
+        "salt-and-pepper": (0.02, 0.05, 0.1, 0.15, 0.2),
+        "fgsm-linf": (0.01, 0.02, 0.05, 0.075, 0.1),
+        "pgd-linf": (0.01, 0.02, 0.05, 0.075, 0.1),
+        "fgsm-l2": (0.1, 0.2, 0.5, 0.75, 1.0),
+        "pgd-l2": (0.1, 0.2, 0.5, 0.75, 1.0),
+    },
+}
+LEVELS = {
+    "digits": _DIGITS_LEVELS,
+    "digits-rows": _DIGITS_LEVELS,
+    "ecg5000": _UNIT_SCALE_LEVELS,
+    "mnist-rows": _UNIT_SCALE_LEVELS,
+    "mnist-pixels": _UNIT_SCALE_LEVELS,
+    "pmnist-pixels": _UNIT_SCALE_LEVELS,
+}
+"""dataset -> mode -> perturbation -> levels."""
+
+DEFAULT_DATASETS = {"quick": ("ecg5000", "digits"), "full": ("ecg5000", "digits", "mnist-pixels")}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that defines the robustness experiment.
+
+    Attributes:
+        datasets: dataset names.
+        variants: names in ``runs.VARIANTS``.
+        size: hidden size, epochs and seeds of the training runs.
+        levels: dataset -> perturbation -> levels (perturbations in ``PERTURBATION_ORDER``
+            order, a subset allowed).
+        eval_samples: evaluate on a fixed random subset of this many test sequences (the
+            same for every model); None: the whole test split.
+        pgd_steps: PGD iterations (step 2.5 · level / steps, random start).
+        eval_seed: seed of the subset and of the random perturbations.
+    """
+
+    datasets: tuple[str, ...]
+    variants: tuple[str, ...] = tuple(runs.VARIANTS)
+    size: runs.Size = runs.QUICK
+    levels: dict = field(default_factory=dict, hash=False)
+    eval_samples: int | None = 1000
+    pgd_steps: int = 10
+    eval_seed: int = 0
+
+    def levels_for(self, dataset: str) -> dict[str, tuple[float, ...]]:
+        chosen = self.levels.get(dataset)
+        if chosen is None:
+            raise ValueError(f"no perturbation levels for dataset {dataset!r}")
+        return {name: tuple(chosen[name]) for name in PERTURBATION_ORDER if name in chosen}
+
+
+def settings_for(mode: str, datasets: tuple[str, ...] | None = None) -> Settings:
+    """The quick or full experiment.
+
+    quick: hidden 32, 40 epochs, seeds 0–2 (the explicit-regularizer model: seed 0 only),
+        3 levels per perturbation, 1000 test sequences, PGD 10 steps; ECG5000 and digits:
+        32 runs, about 10–12 minutes on 2 idle cores, most of it the 2 explicit runs.
+    full: hidden 128, 100 epochs, seeds 0–4, 5 levels, the whole test split, PGD 20 steps;
+        ECG5000, digits and pixel-by-pixel MNIST (for a bigger machine).
+    """
+    datasets = tuple(datasets or DEFAULT_DATASETS[mode])
+    unknown = [d for d in datasets if d not in LEVELS]
+    if unknown:
+        raise ValueError(f"no perturbation levels for datasets {unknown}; known: {sorted(LEVELS)}")
+    levels = {d: LEVELS[d][mode] for d in datasets}
+    if mode == "quick":
+        return Settings(datasets, size=runs.QUICK, levels=levels, eval_samples=1000, pgd_steps=10)
+    return Settings(datasets, size=runs.FULL, levels=levels, eval_samples=None, pgd_steps=20)
+
+
+# ------------------------------------------------------------------------ evaluation task
+@dataclass(frozen=True)
+class RobustnessTask:
+    """Clean and perturbed test accuracy of one trained model (a ``runs.RunTask``).
+
+    ``levels`` is a tuple of (perturbation name, levels) pairs.
+    """
+
+    levels: tuple[tuple[str, tuple[float, ...]], ...]
+    eval_samples: int | None
+    pgd_steps: int
+    eval_seed: int
+    batch_size: int = 500
+    name: str = "robustness"
+
+    def key(self) -> str:
+        return runs.task_key({"version": 1, "levels": self.levels, "samples": self.eval_samples,
+                              "pgd_steps": self.pgd_steps, "seed": self.eval_seed,
+                              "batch_size": self.batch_size})
+
+    def __call__(self, model, config, run_dir) -> dict:
+        from nrnn import perturb
+        from nrnn.train import evaluate
+
+        test, data_range = evaluation_data(config.data.name, self.eval_samples, self.eval_seed)
+        result = {"clean": evaluate(model, test, self.batch_size)["accuracy"], "perturbations": {}}
+        for name, levels in self.levels:
+            entry = perturb.get(name)
+            if name.startswith("pgd-"):
+                entry = perturb.pgd_perturbation(name.removeprefix("pgd-"), self.pgd_steps)
+            accuracy = perturb.evaluate_under(model, test, entry, levels, seed=self.eval_seed,
+                                              batch_size=self.batch_size, data_range=data_range)
+            result["perturbations"][name] = {"levels": list(levels),
+                                             "accuracy": list(accuracy.values())}
+        return result
+
+
+def evaluation_data(dataset: str, samples: int | None, seed: int):
+    """The evaluation set and the data range for salt and pepper.
+
+    Returns (TensorDataset of the test split or a random subset of ``samples`` sequences
+    drawn with ``seed``, (min, max) of the training inputs).
+    """
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from nrnn import data
+
+    test = data.load(dataset, "test")
+    inputs, labels = test.tensors
+    if samples is not None and samples < len(labels):
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(labels), generator=generator)[:samples].sort().values
+        inputs, labels = inputs[chosen], labels[chosen]
+    train_inputs = data.load(dataset, "train").tensors[0]
+    return TensorDataset(inputs, labels), (float(train_inputs.min()), float(train_inputs.max()))
+
+
+def task_for(settings: Settings, dataset: str) -> RobustnessTask:
+    levels = tuple((name, tuple(values)) for name, values in settings.levels_for(dataset).items())
+    return RobustnessTask(levels, settings.eval_samples, settings.pgd_steps, settings.eval_seed)
+
+
+# ------------------------------------------------------------------------------ compute
+def compute(
+    settings: Settings, cache_root: str | Path, *, jobs: int = 1, progress: bool = True,
+    log=None,
+) -> dict[str, dict]:
+    """Train (cached) and evaluate every run; return the summary per available dataset.
+
+    A dataset whose data package is missing is skipped with a message.
+    """
+    from nrnn import data
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    available = []
+    for dataset in settings.datasets:
+        try:
+            data.load(dataset, "test")
+        except data.MissingDataPackageError as error:
+            log(f"robustness: skipping dataset {dataset!r}: {error}")
+            continue
+        available.append(dataset)
+
+    specs = runs.grid(available, settings.variants, settings.size)
+    tasks = {dataset: task_for(settings, dataset) for dataset in available}
+    outcomes = runs.ensure_runs(
+        specs, cache_root, jobs=jobs, task=lambda spec: tasks[spec.dataset], progress=progress,
+        description="robustness runs", log=log,
+    )
+    return {
+        dataset: summarise(dataset, settings, [o for o in outcomes if o.spec.dataset == dataset])
+        for dataset in available
+    }
+
+
+def summarise(dataset: str, settings: Settings, outcomes: list[runs.RunOutcome]) -> dict:
+    """Aggregate the per-run results over seeds (the JSON written for a dataset)."""
+    levels = settings.levels_for(dataset)
+    variants, failed = [], []
+    for variant in settings.variants:
+        mine = [o for o in outcomes if o.spec.variant == variant]
+        done = [o for o in mine if o.result is not None]
+        failed += [{"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
+                   for o in mine if o.status == "failed"]
+        if not done:
+            continue
+        entry = {
+            "name": variant,
+            "label": runs.VARIANTS[variant].label,
+            "seeds": [o.spec.seed for o in done],
+            "run_dirs": [str(o.run_dir) for o in done],
+            "clean": _stats([o.result["clean"] for o in done]),
+            "perturbations": {},
+        }
+        perturbed = []
+        for name, values in levels.items():
+            per_seed = [o.result["perturbations"][name]["accuracy"] for o in done]
+            columns = [_stats([row[i] for row in per_seed]) for i in range(len(values))]
+            entry["perturbations"][name] = {
+                "levels": list(values),
+                "mean": [c["mean"] for c in columns],
+                "std": [c["std"] for c in columns],
+                "per_seed": per_seed,
+            }
+            perturbed += entry["perturbations"][name]["mean"]
+        entry["mean_perturbed_accuracy"] = sum(perturbed) / len(perturbed) if perturbed else None
+        variants.append(entry)
+    ranking = sorted(
+        (v for v in variants if v["mean_perturbed_accuracy"] is not None),
+        key=lambda v: -v["mean_perturbed_accuracy"],
+    )
+    size = settings.size
+    return {
+        "figure": "robustness",
+        "dataset": dataset,
+        "settings": {
+            "hidden_dim": size.hidden_dim, "epochs": size.epochs,
+            "seeds": sorted({o.spec.seed for o in outcomes}),
+            "eval_samples": settings.eval_samples,
+            "eval_sequences": _eval_sequences(dataset, settings),
+            "pgd_steps": settings.pgd_steps,
+            "eval_seed": settings.eval_seed, "levels": {k: list(v) for k, v in levels.items()},
+        },
+        "variants": variants,
+        "ranking": [v["name"] for v in ranking],
+        "failed": failed,
+    }
+
+
+def _eval_sequences(dataset: str, settings: Settings) -> int:
+    from nrnn import data
+
+    size = data.info(dataset).size("test")
+    return size if settings.eval_samples is None else min(size, settings.eval_samples)
+
+
+def _stats(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one value), min, max and the values."""
+    mean = sum(values) / len(values)
+    spread = sum((v - mean) ** 2 for v in values)
+    std = math.sqrt(spread / (len(values) - 1)) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values), "per_seed": values}
+
+
+# -------------------------------------------------------------------------------- write
+def _perturbation_label(name: str, pgd_steps: int) -> tuple[str, str]:
+    from nrnn import perturb
+
+    if name.startswith("pgd-"):
+        entry = perturb.pgd_perturbation(name.removeprefix("pgd-"), pgd_steps)
+    else:
+        entry = perturb.get(name)
+    return entry.label, entry.symbol
+
+
+def write(summary: dict, out_dir: str | Path) -> list[Path]:
+    """Write the CSV, JSON, Markdown table and figure of one dataset's summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"robustness_{summary['dataset']}"
+    paths = [_write_csv(summary, stem.with_suffix(".csv"))]
+    json_path = stem.with_suffix(".json")
+    write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
+    paths.append(json_path)
+    md_path = stem.with_suffix(".md")
+    write_text_atomic(md_path, markdown_report(summary) + "\n")
+    paths.append(md_path)
+    paths += plot(summary, stem)
+    return paths
+
+
+CSV_COLUMNS = ("dataset", "variant", "label", "seed", "perturbation", "level", "accuracy")
+
+
+def _write_csv(summary: dict, path: Path) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for v in summary["variants"]:
+            for i, seed in enumerate(v["seeds"]):
+                writer.writerow([summary["dataset"], v["name"], v["label"], seed, "clean", 0.0,
+                                 v["clean"]["per_seed"][i]])
+                for name, p in v["perturbations"].items():
+                    for level, accuracy in zip(p["levels"], p["per_seed"][i]):
+                        writer.writerow([summary["dataset"], v["name"], v["label"], seed, name,
+                                         level, accuracy])
+    return path
+
+
+def _percent(mean: float, std: float, seeds: int) -> str:
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
+
+
+TABLE_GROUPS = (
+    ("random perturbations", ("white", "multiplicative", "salt-and-pepper")),
+    ("adversarial perturbations", ("fgsm-linf", "pgd-linf", "fgsm-l2", "pgd-l2")),
+)
+"""The Markdown output has one table per group (each with the clean column), to stay readable."""
+
+
+def variant_label(variant: dict, all_seeds: list[int]) -> str:
+    """The variant's label, with its seeds when it has fewer than the others."""
+    label = variant["label"]
+    if len(variant["seeds"]) != len(all_seeds):
+        plural = "s" if len(variant["seeds"]) > 1 else ""
+        label += f" (seed{plural} {', '.join(map(str, variant['seeds']))})"
+    return label
+
+
+def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) -> str:
+    """Rows: models; columns: clean accuracy and each level of ``perturbations`` (default
+    all), mean ± std over seeds in %. The best mean of each column is in bold."""
+    settings = summary["settings"]
+    columns = [("Clean", None, None)]
+    for name, values in settings["levels"].items():
+        if perturbations is not None and name not in perturbations:
+            continue
+        label, symbol = _perturbation_label(name, settings["pgd_steps"])
+        columns += [(f"{label} {symbol}={level:g}", name, i) for i, level in enumerate(values)]
+
+    def mean_std(v, name, i):
+        if name is None:
+            return v["clean"]["mean"], v["clean"]["std"]
+        p = v["perturbations"][name]
+        return p["mean"][i], p["std"][i]
+
+    best = [max((mean_std(v, n, i)[0] for v in summary["variants"]), default=None)
+            for _, n, i in columns]
+    lines = [
+        "| Model | " + " | ".join(c[0] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for v in summary["variants"]:
+        cells = []
+        for (_, name, i), top in zip(columns, best):
+            mean, std = mean_std(v, name, i)
+            text = _percent(mean, std, len(v["seeds"]))
+            cells.append(f"**{text}**" if top is not None and mean == top else text)
+        lines.append(f"| {variant_label(v, settings['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(summary: dict) -> str:
+    """A caption, one table per group of ``TABLE_GROUPS``, and the runs left out."""
+    settings = summary["settings"]
+    epochs = settings["epochs"]
+    parts = [
+        f"**{summary['dataset']}**: test accuracy (%) clean and under input perturbations, "
+        f"mean ± std over seeds {settings['seeds']}; hidden {settings['hidden_dim']}, "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}, {settings['eval_sequences']} test "
+        "sequences (best mean in bold).",
+    ]
+    for title, names in TABLE_GROUPS:
+        if any(name in settings["levels"] for name in names):
+            parts += ["", f"*{title.capitalize()}*", "", markdown_table(summary, names)]
+    notes = [f"{f['variant']} (seed {f['seed']}) failed: {f['error']}" for f in summary["failed"]]
+    if notes:
+        parts += ["", "Not in the table: " + "; ".join(sorted(set(notes)))]
+    return "\n".join(parts)
+
+
+def plot(summary: dict, stem: Path) -> list[Path]:
+    """Accuracy (%) against level, one panel per perturbation, mean ± std band over seeds."""
+    style.apply()
+    import matplotlib.pyplot as plt
+
+    settings = summary["settings"]
+    names = list(settings["levels"])
+    columns = min(4, len(names) + 1)
+    rows = math.ceil((len(names) + 1) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows), squeeze=False)
+    flat = axes.ravel()
+    for ax, name in zip(flat, names):
+        label, symbol = _perturbation_label(name, settings["pgd_steps"])
+        for index, v in enumerate(summary["variants"]):
+            p = v["perturbations"][name]
+            x = [0.0] + p["levels"]
+            mean = [100 * v["clean"]["mean"]] + [100 * m for m in p["mean"]]
+            std = [100 * v["clean"]["std"]] + [100 * s for s in p["std"]]
+            look = style.variant_style(v["name"], index)
+            ax.plot(x, mean, label=variant_label(v, settings["seeds"]), **look)
+            low = [m - s for m, s in zip(mean, std)]
+            high = [m + s for m, s in zip(mean, std)]
+            ax.fill_between(x, low, high, color=look["color"], alpha=0.15, linewidth=0)
+        ax.set_title(label)
+        ax.set_xlabel(f"level {symbol}")
+        ax.set_ylim(0, 100)
+    for ax in flat[:: columns]:
+        ax.set_ylabel("test accuracy (%)")
+    legend_ax = flat[len(names)]
+    handles, labels = flat[0].get_legend_handles_labels()
+    legend_ax.legend(handles, labels, loc="center", title=summary["dataset"])
+    legend_ax.axis("off")
+    for ax in flat[len(names) + 1 :]:
+        ax.axis("off")
+    seeds = len(settings["seeds"])
+    fig.suptitle(
+        f"{summary['dataset']}: accuracy under input perturbations "
+        f"(mean ± std over {seeds} seed{'s' if seeds > 1 else ''}; level 0 = clean)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return style.save(fig, stem)
+
+
+def write_index(summaries: dict[str, dict], out_dir: Path, command: str) -> Path:
+    """``robustness.md``: every dataset's table, the figure and the command that made them."""
+    parts = ["# Robustness to input perturbations", "",
+             f"Made by `{command}`. Data: `robustness_<dataset>.csv` / `.json`.", ""]
+    for dataset, summary in summaries.items():
+        parts += [f"## {dataset}", "", f"![robustness on {dataset}](robustness_{dataset}.png)", "",
+                  markdown_report(summary), "",
+                  "Ranking by mean accuracy over all perturbation levels: "
+                  + ", ".join(summary["ranking"]), ""]
+    path = Path(out_dir) / "robustness.md"
+    write_text_atomic(path, "\n".join(parts))
+    return path
+
+
+# ----------------------------------------------------------------------------- registry
+def make(context: FigureContext) -> list[Path]:
+    """The figure module entry point: compute (cached) and write every file."""
+    settings = settings_for(context.mode, context.datasets)
+    summaries = compute(settings, context.cache_dir, jobs=context.jobs, progress=context.progress)
+    paths = []
+    for summary in summaries.values():
+        paths += write(summary, context.out_dir)
+    command = "nrnn figures --only robustness" + (" --full" if context.mode == "full" else "")
+    if context.datasets:
+        command += " --datasets " + ",".join(context.datasets)
+    paths.append(write_index(summaries, context.out_dir, command))
+    return paths

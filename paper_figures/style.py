@@ -1,0 +1,113 @@
+"""One matplotlib style for every figure: Agg backend, readable sizes, fixed colours.
+
+Each model variant keeps the same colour and marker in every figure (``variant_style``),
+with the Okabe–Ito palette, which stays distinguishable for colour-blind readers and in
+greyscale thanks to the markers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+OKABE_ITO = (
+    "#000000",  # black
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#0072B2",  # blue
+    "#CC79A7",  # reddish purple
+    "#F0E442",  # yellow
+)
+
+_VARIANT_STYLES = {
+    "lipschitz": {"color": "#000000", "marker": "o", "linestyle": "-"},
+    "antisymmetric": {"color": "#999999", "marker": "s", "linestyle": "--"},
+    "noisy-small": {"color": "#56B4E9", "marker": "^", "linestyle": "-"},
+    "noisy-high": {"color": "#0072B2", "marker": "v", "linestyle": "-"},
+    "noisy-reference": {"color": "#009E73", "marker": "D", "linestyle": "-."},
+    "explicit": {"color": "#D55E00", "marker": "P", "linestyle": ":"},
+}
+
+RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "figure.facecolor": "white",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4.5,
+    "legend.frameon": False,
+    "pdf.fonttype": 42,  # embed TrueType: text stays editable and searchable
+}
+
+
+def apply() -> None:
+    """Install the style in matplotlib's global rcParams."""
+    plt.rcParams.update(RC)
+
+
+def variant_style(name: str, index: int = 0) -> dict:
+    """Keyword arguments for ``plot`` (color, marker, linestyle) of a model variant;
+    unknown names get a palette colour by ``index``."""
+    if name in _VARIANT_STYLES:
+        return dict(_VARIANT_STYLES[name])
+    return {"color": OKABE_ITO[index % len(OKABE_ITO)], "marker": "o", "linestyle": "-"}
+
+
+def save(fig, stem: str | Path) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` (without time stamps) and close the figure."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(paths[0], metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    plt.close(fig)
+    return paths
+
+
+# ------------------------------------------------------------------ additions for the
+# verification figures (expansion, stabilisation, trained_metrics)
+_OBJECTIVE_VARIANTS = {"clean": "lipschitz", "noise": "noisy-high", "explicit": "explicit"}
+
+OBJECTIVE_LABELS = {
+    "clean": "clean (no noise)",
+    "noise": "noise-trained",
+    "explicit": "explicit regularizer",
+}
+"""Training objective (``train.objective``) -> legend label."""
+
+
+def objective_style(name: str, index: int = 0) -> dict:
+    """``plot`` keyword arguments of a training objective, matching the variant that trains
+    with it (clean = Lipschitz RNN, noise = noisy RNN, explicit = explicit regularizer)."""
+    return variant_style(_OBJECTIVE_VARIANTS.get(name, name), index)
+
+
+def series_style(index: int) -> dict:
+    """Colour and marker of the ``index``-th of several unnamed series (cases, systems)."""
+    markers = ("o", "s", "^", "D", "v", "P", "X", "*")
+    # Okabe–Ito without black (the colour of reference lines); grey, then the pale yellow last.
+    palette = OKABE_ITO[1:7] + ("#999999", OKABE_ITO[7])
+    return {"color": palette[index % len(palette)], "marker": markers[index % len(markers)]}
+
+
+def error_bar_z() -> float:
+    """The half-width of the error bars in standard errors: 1.96 (95% normal interval)."""
+    return 1.959963984540054
