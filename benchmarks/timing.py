@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import platform
@@ -11,7 +10,6 @@ import statistics
 import sys
 import time
 from importlib import metadata
-from pathlib import Path
 from typing import Callable
 
 import torch

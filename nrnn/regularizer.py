@@ -65,7 +65,7 @@ from ._generated.reference_noise import reference_diffusion, reference_drift_sca
 from .model import NoisyRNN
 from .noise import Noise, ReferenceNoise
 
-__all__ = ["Expansion", "METHODS", "explicit_regularizer", "noise_laplacian", "check_inputs",
+__all__ = ["Expansion", "METHODS", "explicit_regularizer", "check_inputs",
            "DeterministicPath", "deterministic_path"]
 
 METHODS = ("exact", "probe")
