@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for name in FIGURES:
-            print(f"{name:14s} {figure_module(name).TITLE}")
+            print(f"{name:16s} {figure_module(name).TITLE}")
         return 0
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
