@@ -28,13 +28,11 @@ Files written into the output directory:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from nrnn.files import write_text_atomic
 from verification.core import DEFAULT_REPORT_DIR, find_check, module_report_at
 
 from . import FigureContext, style
@@ -295,16 +293,11 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / "expansion"
-    json_path = stem.with_suffix(".json")
-    write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
-    md_path = stem.with_suffix(".md")
-    write_text_atomic(md_path, markdown_report(summary) + "\n")
-    return [json_path, md_path] + plot(summary, stem)
+    return style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem)
 
 
 # ----------------------------------------------------------------------------- registry
 def make(context: FigureContext, *, report_dir: str | Path = DEFAULT_REPORT_DIR) -> list[Path]:
     """The figure module entry point: read (or run) the verification, write every file."""
-    module_report = module_report_at("expansion", context.mode, report_dir,
-                                               usable=usable_report)
+    module_report = module_report_at("expansion", context.mode, report_dir, usable=usable_report)
     return write(summarise(module_report), context.out_dir)

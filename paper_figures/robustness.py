@@ -24,7 +24,6 @@ deviation 1). Adversarial budgets are per whole sequence (L2 over all M · p ent
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -324,15 +323,8 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"robustness_{summary['dataset']}"
-    paths = [_write_csv(summary, stem.with_suffix(".csv"))]
-    json_path = stem.with_suffix(".json")
-    write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
-    paths.append(json_path)
-    md_path = stem.with_suffix(".md")
-    write_text_atomic(md_path, markdown_report(summary) + "\n")
-    paths.append(md_path)
-    paths += plot(summary, stem)
-    return paths
+    return ([_write_csv(summary, stem.with_suffix(".csv"))]
+            + style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem))
 
 
 CSV_COLUMNS = ("dataset", "variant", "label", "seed", "perturbation", "level", "accuracy")

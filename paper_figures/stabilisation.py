@@ -32,15 +32,12 @@ Files written into the output directory:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from nrnn.files import write_text_atomic
 
 from . import FigureContext, style
 
@@ -450,11 +447,7 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / "stabilisation"
-    json_path = stem.with_suffix(".json")
-    write_text_atomic(json_path, json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    md_path = stem.with_suffix(".md")
-    write_text_atomic(md_path, markdown_report(summary) + "\n")
-    return [json_path, md_path] + plot(summary, stem)
+    return style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem)
 
 
 # ----------------------------------------------------------------------------- registry

@@ -7,6 +7,7 @@ greyscale thanks to the markers.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+from nrnn.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 OKABE_ITO = (
     "#000000",  # black
@@ -69,6 +72,25 @@ def variant_style(name: str, index: int = 0) -> dict:
     if name in _VARIANT_STYLES:
         return dict(_VARIANT_STYLES[name])
     return {"color": OKABE_ITO[index % len(OKABE_ITO)], "marker": "o", "linestyle": "-"}
+
+
+def save_data(stem: str | Path, data: dict, markdown: str) -> list[Path]:
+    """Write a figure's data as ``<stem>.json`` (strict JSON: NaN and infinity become null)
+    and its table as ``<stem>.md``, atomically; returns both paths."""
+    stem = Path(stem)
+    return [write_json_atomic(stem.with_suffix(".json"), _finite_or_none(data), indent=1),
+            write_text_atomic(stem.with_suffix(".md"), markdown + "\n")]
+
+
+def _finite_or_none(value):
+    """``value`` with every NaN or infinite float replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def save(fig, stem: str | Path) -> list[Path]:

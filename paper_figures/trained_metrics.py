@@ -31,11 +31,9 @@ Files written into the output directory:
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
-from nrnn.files import write_text_atomic
 from verification.core import DEFAULT_REPORT_DIR, module_report_at
 
 from . import FigureContext, style
@@ -331,25 +329,12 @@ def _write_csv(summary: dict, path: Path) -> Path:
     return path
 
 
-def _finite_or_none(value):
-    """``value`` with every NaN or infinite float replaced by None (strict JSON)."""
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write trained_metrics.json/.csv/.md and one PNG + PDF per dataset."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "trained_metrics.json"
-    write_text_atomic(json_path, json.dumps(_finite_or_none(summary), indent=1, allow_nan=False) + "\n")
-    md_path = out_dir / "trained_metrics.md"
-    write_text_atomic(md_path, markdown_report(summary) + "\n")
+    json_path, md_path = style.save_data(out_dir / "trained_metrics", summary,
+                                         markdown_report(summary))
     paths = [json_path, _write_csv(summary, out_dir / "trained_metrics.csv"), md_path]
     for dataset in summary["datasets"]:
         paths += plot(summary, dataset, out_dir / f"trained_metrics_{dataset['dataset']}")
@@ -362,6 +347,5 @@ def make(context: FigureContext, *, report_dir: str | Path = DEFAULT_REPORT_DIR)
 
     ``context.datasets`` is not used: the datasets are those of the verification profile.
     """
-    module_report = module_report_at("trained", context.mode, report_dir,
-                                                usable=usable_report)
+    module_report = module_report_at("trained", context.mode, report_dir, usable=usable_report)
     return write(summarise(module_report), context.out_dir)
