@@ -28,9 +28,11 @@ test-slow: $(STAMP)
 derive: $(STAMP)
 	$(PY) -m nrnn derive
 
+# A claim that does not hold (nrnn verify exits 3) is a finding written to
+# verification/report.md, not a reason to skip the figures; any other error stops here.
 reproduce: $(STAMP)
 	$(PY) -m nrnn derive --check
-	$(PY) -m nrnn verify --quick
+	$(PY) -m nrnn verify --quick || [ $$? -eq 3 ]
 	$(PY) -m nrnn figures
 
 bench: $(STAMP)

@@ -255,10 +255,14 @@ def plot(summary: dict, dataset: dict, stem: Path) -> list[Path]:
         _plot_metric(ax, metric, dataset["objectives"], dataset["seeds"])
     noise = summary["noise_level"]
     level = f"σ₁ = σ₂ = {noise:g}" if noise is not None else "the configured noise"
+    trained = {"clean": "clean", "noise": f"with noise ({level})",
+               "explicit": "with the explicit regularizer of that noise"}
+    ways = [trained.get(name, name) for name in dataset["objectives"]]
+    ways = ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else ways[0]
     fig.suptitle(
-        f"{dataset['dataset']}: models trained clean, with noise ({level}) or with the "
-        f"explicit regularizer, measured noise off; {len(dataset['seeds'])} seeds; "
-        "p: one-sided paired t test over seeds in the claimed direction", fontsize=9.5)
+        f"{dataset['dataset']}: models trained {ways}, measured noise off; "
+        f"{len(dataset['seeds'])} seeds; p: one-sided paired t test over seeds in the claimed "
+        "direction", fontsize=9.5)
     fig.legend(handles=_legend_handles(dataset["objectives"]), loc="lower center",
                ncol=len(dataset["objectives"]) + 2, fontsize=7.5)
     fig.tight_layout(rect=(0, 0.07, 1, 1))

@@ -11,7 +11,7 @@ import pytest
 import verification.expansion as expansion
 from nrnn.regularizer import Expansion
 from verification import core
-from verification.cli import main
+from verification.cli import CHECKS_FAILED, main
 
 TINY = expansion.ExpansionSizes(
     quadrature=(expansion.QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=4, seed=1),
@@ -125,7 +125,7 @@ def test_cli_runs_modules_and_sets_the_exit_code(tmp_path, monkeypatch, capsys):
     assert report["modules"]["expansion"]["profile"] == "quick" and report["passed"]
 
     outcome["passed"] = False
-    assert main(["--out", str(tmp_path)]) == 1  # default: every module, full profile
+    assert main(["--out", str(tmp_path)]) == CHECKS_FAILED  # default: all modules, full profile
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["modules"]["expansion"]["profile"] == "full" and not report["passed"]
 

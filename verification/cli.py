@@ -2,8 +2,9 @@
 
 Runs the chosen verification modules (default: all), prints a table of every check with
 its measured value, tolerance, false-failure probability and verdict, and merges the
-results into ``DIR/report.json`` and ``DIR/report.md`` (written atomically). Exit code 1
-when a check fails, 2 on a usage error.
+results into ``DIR/report.json`` and ``DIR/report.md`` (written atomically). Exit code
+``CHECKS_FAILED`` (3) when every module ran but a check failed, 2 on a usage error (and 1,
+Python's own, on a crash), so that scripts can tell a finding from an error.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from .core import (
     run_module,
     write_report,
 )
+
+CHECKS_FAILED = 3
+"""Exit code when the verification ran to the end and some check failed."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = sum(not check["passed"] for report in reports for check in report["checks"])
     total = sum(len(report["checks"]) for report in reports)
     print(f"\n{total - failed}/{total} checks pass; written to {json_path} and {md_path}")
-    return 1 if failed else 0
+    return CHECKS_FAILED if failed else 0
 
 
 if __name__ == "__main__":
