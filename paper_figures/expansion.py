@@ -290,9 +290,7 @@ def markdown_report(summary: dict) -> str:
 
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write expansion.json, expansion.md and expansion.png/.pdf."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / "expansion"
+    stem = Path(out_dir) / "expansion"
     return style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem)
 
 

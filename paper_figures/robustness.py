@@ -23,7 +23,6 @@ deviation 1). Adversarial budgets are per whole sequence (L2 over all M · p ent
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from dataclasses import dataclass, field
@@ -320,9 +319,7 @@ def _perturbation_label(name: str, pgd_steps: int) -> tuple[str, str]:
 
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write the CSV, JSON, Markdown table and figure of one dataset's summary."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"robustness_{summary['dataset']}"
+    stem = Path(out_dir) / f"robustness_{summary['dataset']}"
     return ([_write_csv(summary, stem.with_suffix(".csv"))]
             + style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem))
 
@@ -331,18 +328,16 @@ CSV_COLUMNS = ("dataset", "variant", "label", "seed", "perturbation", "level", "
 
 
 def _write_csv(summary: dict, path: Path) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for v in summary["variants"]:
-            for i, seed in enumerate(v["seeds"]):
-                writer.writerow([summary["dataset"], v["name"], v["label"], seed, "clean", 0.0,
-                                 v["clean"]["per_seed"][i]])
-                for name, p in v["perturbations"].items():
-                    for level, accuracy in zip(p["levels"], p["per_seed"][i]):
-                        writer.writerow([summary["dataset"], v["name"], v["label"], seed, name,
-                                         level, accuracy])
-    return path
+    rows = []
+    for v in summary["variants"]:
+        for i, seed in enumerate(v["seeds"]):
+            rows.append([summary["dataset"], v["name"], v["label"], seed, "clean", 0.0,
+                         v["clean"]["per_seed"][i]])
+            for name, p in v["perturbations"].items():
+                for level, accuracy in zip(p["levels"], p["per_seed"][i]):
+                    rows.append([summary["dataset"], v["name"], v["label"], seed, name, level,
+                                 accuracy])
+    return style.save_csv(path, CSV_COLUMNS, rows)
 
 
 def _percent(mean: float, std: float, seeds: int) -> str:

@@ -444,9 +444,7 @@ def markdown_report(summary: dict) -> str:
 
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write stabilisation.json, stabilisation.md and stabilisation.png/.pdf."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / "stabilisation"
+    stem = Path(out_dir) / "stabilisation"
     return style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem)
 
 

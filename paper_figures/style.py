@@ -7,8 +7,11 @@ greyscale thanks to the markers.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
+from typing import Iterable
 
 import matplotlib
 
@@ -16,7 +19,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from nrnn.files import write_json_atomic, write_text_atomic  # noqa: E402
+from nrnn.files import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 
 OKABE_ITO = (
     "#000000",  # black
@@ -93,13 +96,27 @@ def _finite_or_none(value):
     return value
 
 
+def save_csv(path: str | Path, header: tuple[str, ...], rows: Iterable[Iterable]) -> Path:
+    """Write a figure's per-run data as CSV (``header`` then ``rows``), atomically."""
+    lines = io.StringIO()
+    writer = csv.writer(lines)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, lines.getvalue())
+
+
 def save(fig, stem: str | Path) -> list[Path]:
-    """Write ``<stem>.png`` and ``<stem>.pdf`` (without time stamps) and close the figure."""
+    """Write ``<stem>.png`` and ``<stem>.pdf`` (without time stamps, atomically) and close
+    the figure."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    metadata = {"png": {"Software": None},
+                "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+    paths = [
+        write_atomic(stem.with_suffix(f".{kind}"),
+                     lambda temporary, kind=kind: fig.savefig(temporary, format=kind,
+                                                              metadata=metadata[kind]))
+        for kind in ("png", "pdf")
+    ]
     plt.close(fig)
     return paths
 

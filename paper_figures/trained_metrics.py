@@ -30,7 +30,6 @@ Files written into the output directory:
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -322,21 +321,17 @@ CSV_COLUMNS = ("dataset", "objective", "seed", "quantity", "value")
 
 
 def _write_csv(summary: dict, path: Path) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for dataset in summary["datasets"]:
-            for objective, runs in dataset["measurements"].items():
-                for seed, values in sorted(runs.items(), key=lambda item: int(item[0])):
-                    for quantity, value in values.items():
-                        writer.writerow([dataset["dataset"], objective, seed, quantity, value])
-    return path
+    rows = [[dataset["dataset"], objective, seed, quantity, value]
+            for dataset in summary["datasets"]
+            for objective, runs in dataset["measurements"].items()
+            for seed, values in sorted(runs.items(), key=lambda item: int(item[0]))
+            for quantity, value in values.items()]
+    return style.save_csv(path, CSV_COLUMNS, rows)
 
 
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write trained_metrics.json/.csv/.md and one PNG + PDF per dataset."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = style.save_data(out_dir / "trained_metrics", summary,
                                          markdown_report(summary))
     paths = [json_path, _write_csv(summary, out_dir / "trained_metrics.csv"), md_path]
