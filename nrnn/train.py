@@ -151,6 +151,13 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
     return state
 
 
+def finished_epochs(run_dir: str | Path) -> int:
+    """The last epoch saved in the run's checkpoint (0 if it has none); a damaged checkpoint
+    raises :class:`CheckpointError`. A cached run is finished when this equals its epochs."""
+    path = Path(run_dir) / "checkpoint.pt"
+    return load_checkpoint(path)["epoch"] if path.exists() else 0
+
+
 def load_model(run_dir: str | Path) -> tuple[NoisyRNN, RunConfig]:
     """The trained model and its config from a run directory."""
     from .config import from_dict

@@ -35,7 +35,7 @@ learning rate, Δt, initialisation, batch size) with the hidden size and epochs 
 :class:`Size`, so they differ only in the noise, the objective and the architecture flag.
 
 A run lives in ``<cache_root>/<dataset>/<variant>-s<seed>-<config hash>-e<epochs>``; it is
-complete when its ``final.json`` records the last epoch. An incomplete run is resumed from
+complete when its checkpoint holds the last epoch. An incomplete run is resumed from
 its checkpoint (``nrnn.train.train(..., resume=True)``). A :class:`RunTask` (for example an
 evaluation) attached to the grid runs after training, in the same worker, and its result is
 cached next to the checkpoint as ``<task name>-<task key>.json``.
@@ -247,13 +247,13 @@ class RunOutcome:
 
 
 def is_complete(run_dir: Path, epochs: int) -> bool:
-    """Whether the run in ``run_dir`` has finished all ``epochs``."""
-    final = run_dir / "final.json"
-    if not final.is_file() or not (run_dir / "checkpoint.pt").is_file():
-        return False
+    """Whether the run in ``run_dir`` has finished all ``epochs`` (a damaged checkpoint
+    counts as unfinished: training it again reports the damage)."""
+    from nrnn.train import CheckpointError, finished_epochs
+
     try:
-        return json.loads(final.read_text()).get("epoch") == epochs
-    except (OSError, json.JSONDecodeError):
+        return finished_epochs(run_dir) == epochs
+    except CheckpointError:
         return False
 
 

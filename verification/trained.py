@@ -53,7 +53,7 @@ from nrnn.train import (
     CheckpointError,
     TrainingDivergedError,
     default_run_dir,
-    load_checkpoint,
+    finished_epochs,
     load_model,
     train,
 )
@@ -149,12 +149,6 @@ def run_config(plan: DatasetPlan, seed: int, objective: str, noise_level: float)
     return config.validate()
 
 
-def _finished_epochs(run_dir: Path) -> int:
-    """The last finished epoch of the checkpoint in ``run_dir`` (0 if there is none)."""
-    path = run_dir / "checkpoint.pt"
-    return load_checkpoint(path)["epoch"] if path.exists() else 0
-
-
 def trained_model(config: RunConfig, cache_dir: Path):
     """Train ``config`` or reuse its cached run; returns (model, run_dir, info dict).
 
@@ -164,10 +158,10 @@ def trained_model(config: RunConfig, cache_dir: Path):
     and the run goes to ``<hash>-<epochs>ep`` instead.
     """
     run_dir = default_run_dir(config, cache_dir)
-    done = _finished_epochs(run_dir)
+    done = finished_epochs(run_dir)
     if done > config.train.epochs:
         run_dir = run_dir.with_name(f"{run_dir.name}-{config.train.epochs}ep")
-        done = _finished_epochs(run_dir)
+        done = finished_epochs(run_dir)
     started = time.perf_counter()
     reused = done == config.train.epochs
     if not reused:
