@@ -37,6 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._generated.activation import tanh_prime
+from .montecarlo import mean_and_stderr
+
 __all__ = [
     "TraceEstimate",
     "EigenEstimate",
@@ -341,8 +344,10 @@ def hessian_trace(
         v = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.dtype) * 2 - 1
         samples.append(float(v.to(operator.device) @ operator(v)))
     values = torch.tensor(samples, dtype=torch.float64)
-    stderr = float(values.std() / math.sqrt(probes)) if probes > 1 else math.nan
-    return TraceEstimate(float(values.mean()), stderr, probes, "hutchinson")
+    if probes == 1:
+        return TraceEstimate(float(values[0]), math.nan, probes, "hutchinson")
+    mean, stderr = mean_and_stderr(values)
+    return TraceEstimate(float(mean), float(stderr), probes, "hutchinson")
 
 
 def hessian_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -446,7 +451,7 @@ def _iter_step_jacobians(model, x: torch.Tensor):
     step = _step_sizes(model)
     step = step.detach().unsqueeze(-1) if isinstance(step, torch.Tensor) else step
     for h, drive in zip(path[:, :-1].unbind(1), drives.unbind(1)):
-        slope = 1.0 - torch.tanh(h @ W.T + drive) ** 2  # (batch, d)
+        slope = tanh_prime(h @ W.T + drive)  # (batch, d)
         yield identity + step * (A + slope.unsqueeze(-1) * W)
 
 

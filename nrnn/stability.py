@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from ._generated import stability as _formulas
+from ._generated.activation import tanh_prime
 from .model import NoisyRNN
 from .montecarlo import mean_and_stderr
 from .noise import Noise, ReferenceNoise
@@ -563,7 +564,7 @@ def _tangent_step(model: NoisyRNN, h, tangents, drive, A, W, multiplier):
     Returns:
         (paths, d, n).
     """
-    slope = 1.0 - torch.tanh(h @ W.T + drive) ** 2
+    slope = tanh_prime(h @ W.T + drive)
     drift_tangent = A @ tangents + slope.unsqueeze(-1) * (W @ tangents)
     if model.is_reference:
         step = model.step_size.detach().double()
