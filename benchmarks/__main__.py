@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the same as ``nrnn bench``."""
+"""``python -m nrnn.benchmarks``: the same as ``nrnn bench``."""
 
 import sys
 

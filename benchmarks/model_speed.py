@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -287,9 +287,7 @@ def build_sde(model: NoisyRNN, x: torch.Tensor) -> NoisyRNNSDE:
     with torch.no_grad():
         A, W = model.matrices()
         drives = model.input_drive(x).transpose(0, 1).unbind(0)
-    return NoisyRNNSDE(
-        A, W, drives, model.dt, model.noise.additive, model.noise.multiplicative
-    )
+    return NoisyRNNSDE(A, W, drives, model.dt, model.noise.additive, model.noise.multiplicative)
 
 
 def simulate_with_torchsde(
@@ -447,8 +445,12 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         for length, ratio in part["ratio_noisy_to_torch_rnn"].items():
             noisy = part["median_seconds"]["noisy_rnn"][length]
             baseline = part["median_seconds"]["torch_rnn"][length]
-            rows.append((f"fwd+bwd M={length}: noisy / nn.RNN",
-                         f"{_seconds(noisy)} / {_seconds(baseline)} = {ratio:.2f}x"))
+            rows.append(
+                (
+                    f"fwd+bwd M={length}: noisy / nn.RNN",
+                    f"{_seconds(noisy)} / {_seconds(baseline)} = {ratio:.2f}x",
+                )
+            )
     if "monte_carlo_paths" in parts:
         part = parts["monte_carlo_paths"]
         medians = part["median_seconds"]
@@ -457,6 +459,10 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         rows.append(("speedup over torchsde", f"{part['speedup_over_torchsde']:.2f}x"))
         fairness = part["fairness"]
         largest_z = max(fairness["max_abs_z_mean"], fairness["max_abs_z_std"])
-        rows.append(("same final mean/std (max |z|)",
-                     f"{fairness['agrees']} ({largest_z:.2f} <= {fairness['z_threshold']})"))
+        rows.append(
+            (
+                "same final mean/std (max |z|)",
+                f"{fairness['agrees']} ({largest_z:.2f} <= {fairness['z_threshold']})",
+            )
+        )
     return rows

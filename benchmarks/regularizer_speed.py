@@ -57,15 +57,27 @@ class RegularizerSpeedSizes:
     seed: int = 0
 
     def to_json(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
 
 
 FULL = RegularizerSpeedSizes()
 QUICK = dataclasses.replace(FULL, repeats=1, oracle_repeats=1)
-SMOKE = RegularizerSpeedSizes(batch=4, hidden=8, classes=3, lengths=(6, 12), probes=2,
-                              repeats=1, warmup=0, oracle_hidden=4, oracle_length=5,
-                              oracle_batch=2, oracle_repeats=1)
+SMOKE = RegularizerSpeedSizes(
+    batch=4,
+    hidden=8,
+    classes=3,
+    lengths=(6, 12),
+    probes=2,
+    repeats=1,
+    warmup=0,
+    oracle_hidden=4,
+    oracle_length=5,
+    oracle_batch=2,
+    oracle_repeats=1,
+)
 PROFILES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 
@@ -89,8 +101,9 @@ def make_regularizer_step(model, x, y, method: str, probes: int):
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        expansion = explicit_regularizer(model, x, y, method=method, probes=probes,
-                                         generator=generator)
+        expansion = explicit_regularizer(
+            model, x, y, method=method, probes=probes, generator=generator
+        )
         expansion.expected_loss.mean().backward()
 
     return step
@@ -107,13 +120,21 @@ def bench_vs_training_step(sizes: RegularizerSpeedSizes) -> dict:
         x, y = random_batch(sizes, sizes.batch, length)
         # The optimiser steps change the weights between calls; harmless for timing.
         timed = time_interleaved(
-            {"training_step": make_step(model, x, y, optimizer),
-             "probe": make_regularizer_step(model, x, y, "probe", sizes.probes)},
-            repeats=sizes.repeats, warmup=sizes.warmup)
+            {
+                "training_step": make_step(model, x, y, optimizer),
+                "probe": make_regularizer_step(model, x, y, "probe", sizes.probes),
+            },
+            repeats=sizes.repeats,
+            warmup=sizes.warmup,
+        )
         exact = time_interleaved(
-            {"training_step": make_step(model, x, y, optimizer),
-             "exact": make_regularizer_step(model, x, y, "exact", sizes.probes)},
-            repeats=sizes.exact_repeats, warmup=0)
+            {
+                "training_step": make_step(model, x, y, optimizer),
+                "exact": make_regularizer_step(model, x, y, "exact", sizes.probes),
+            },
+            repeats=sizes.exact_repeats,
+            warmup=0,
+        )
         timed["training_step"] += exact["training_step"]
         timed["exact"] = exact["exact"]
         check_finite_timings(timed)
@@ -123,12 +144,26 @@ def bench_vs_training_step(sizes: RegularizerSpeedSizes) -> dict:
             "exact": medians["exact"] / medians["training_step"],
             "probe": medians["probe"] / medians["training_step"],
         }
-        aims.append(aim(f"probe (K={sizes.probes}) / training step at M={length} <= {PROBE_AIM:g}",
-                        ratios[str(length)]["probe"], PROBE_AIM, "<="))
-        aims.append(aim(f"exact / training step at M={length} <= {EXACT_AIM:g}",
-                        ratios[str(length)]["exact"], EXACT_AIM, "<="))
-    medians = {length: {name: median(values) for name, values in timed.items()}
-               for length, timed in seconds.items()}
+        aims.append(
+            aim(
+                f"probe (K={sizes.probes}) / training step at M={length} <= {PROBE_AIM:g}",
+                ratios[str(length)]["probe"],
+                PROBE_AIM,
+                "<=",
+            )
+        )
+        aims.append(
+            aim(
+                f"exact / training step at M={length} <= {EXACT_AIM:g}",
+                ratios[str(length)]["exact"],
+                EXACT_AIM,
+                "<=",
+            )
+        )
+    medians = {
+        length: {name: median(values) for name, values in timed.items()}
+        for length, timed in seconds.items()
+    }
     return {
         "training_step": "forward + backward + Adam step, train mode, noise drawn",
         "regularizer_step": "explicit_regularizer(...) then backward of mean(loss + (q+r)/2)",
@@ -159,8 +194,9 @@ def bench_vs_oracle(sizes: RegularizerSpeedSizes) -> dict:
     regularizer_value, oracle_value = exact(), oracle()
     difference = float((regularizer_value - oracle_value).abs().max())
     scale = float(oracle_value.abs().max())
-    timed = time_interleaved({"exact": exact, "oracle": oracle},
-                             repeats=sizes.oracle_repeats, warmup=sizes.warmup)
+    timed = time_interleaved(
+        {"exact": exact, "oracle": oracle}, repeats=sizes.oracle_repeats, warmup=sizes.warmup
+    )
     check_finite_timings(timed)
     medians = {name: median(values) for name, values in timed.items()}
     speedup = medians["oracle"] / medians["exact"]
@@ -170,13 +206,17 @@ def bench_vs_oracle(sizes: RegularizerSpeedSizes) -> dict:
         "length": sizes.oracle_length,
         "batch": sizes.oracle_batch,
         "noise_variables_per_sequence": sizes.oracle_length * model.noise_dim,
-        "fairness": {"max_abs_difference": difference, "max_abs_value": scale,
-                     "agrees": difference <= 1e-8 * max(scale, 1e-12)},
+        "fairness": {
+            "max_abs_difference": difference,
+            "max_abs_value": scale,
+            "agrees": difference <= 1e-8 * max(scale, 1e-12),
+        },
         "seconds": timed,
         "median_seconds": medians,
         "speedup_over_oracle": speedup,
-        "aims": [aim(f"oracle / exact >= {ORACLE_SPEEDUP_AIM:g}", speedup,
-                     ORACLE_SPEEDUP_AIM, ">=")],
+        "aims": [
+            aim(f"oracle / exact >= {ORACLE_SPEEDUP_AIM:g}", speedup, ORACLE_SPEEDUP_AIM, ">=")
+        ],
     }
 
 
@@ -207,8 +247,11 @@ RUNNERS = {"vs_training_step": bench_vs_training_step, "vs_oracle": bench_vs_ora
 def run(sizes: RegularizerSpeedSizes, parts: tuple[str, ...] | None = None) -> dict:
     chosen = parts or PARTS
     heap_limited = limit_heap_growth()
-    return {"settings": sizes.to_json(), "mmap_threshold_set": heap_limited,
-            "parts": {part: RUNNERS[part](sizes) for part in PARTS if part in chosen}}
+    return {
+        "settings": sizes.to_json(),
+        "mmap_threshold_set": heap_limited,
+        "parts": {part: RUNNERS[part](sizes) for part in PARTS if part in chosen},
+    }
 
 
 def summary_rows(result: dict) -> list[tuple[str, str]]:
@@ -219,14 +262,26 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         for length, medians in body["median_seconds"].items():
             ratio = body["ratio_to_training_step"][length]
             rows.append((f"M={length}: training step", f"{medians['training_step']:.3f} s"))
-            rows.append((f"M={length}: exact + backward",
-                         f"{medians['exact']:.3f} s ({ratio['exact']:.1f}x)"))
-            rows.append((f"M={length}: probe K={body['probes']} + backward",
-                         f"{medians['probe']:.3f} s ({ratio['probe']:.1f}x)"))
+            rows.append(
+                (
+                    f"M={length}: exact + backward",
+                    f"{medians['exact']:.3f} s ({ratio['exact']:.1f}x)",
+                )
+            )
+            rows.append(
+                (
+                    f"M={length}: probe K={body['probes']} + backward",
+                    f"{medians['probe']:.3f} s ({ratio['probe']:.1f}x)",
+                )
+            )
     if "vs_oracle" in parts:
         body = parts["vs_oracle"]
-        rows.append((f"d={body['hidden']}, M={body['length']}: exact vs autograd oracle",
-                     f"{body['median_seconds']['exact']:.3f} s vs "
-                     f"{body['median_seconds']['oracle']:.3f} s "
-                     f"({body['speedup_over_oracle']:.0f}x faster)"))
+        rows.append(
+            (
+                f"d={body['hidden']}, M={body['length']}: exact vs autograd oracle",
+                f"{body['median_seconds']['exact']:.3f} s vs "
+                f"{body['median_seconds']['oracle']:.3f} s "
+                f"({body['speedup_over_oracle']:.0f}x faster)",
+            )
+        )
     return rows

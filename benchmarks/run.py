@@ -1,6 +1,6 @@
 """Command line and registry of the benchmarks.
 
-``python -m benchmarks [--out DIR] [--quick] [--only NAME] ...`` (also ``nrnn bench``) runs
+``python -m nrnn.benchmarks [--out DIR] [--quick] [--only NAME] ...`` (also ``nrnn bench``) runs
 the registered benchmarks, prints a table and writes ``DIR/<benchmark>.json`` atomically.
 
 To add a benchmark, write a module with ``NAME``, ``PARTS``, ``PROFILES`` (profile name ->
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -158,8 +159,10 @@ def format_table(result: dict, path: Path) -> str:
     lines = [header, "-" * len(header)]
     lines += [f"{label.ljust(width)}  {value}" for label, value in rows]
     if load and env["cpus_available"] and load[0] >= 0.5 * env["cpus_available"]:
-        lines.append("warning: the machine was busy at the start; with several torch "
-                     "threads a busy CPU can slow every step many times over (--threads 1 helps)")
+        lines.append(
+            "warning: the machine was busy at the start; with several torch "
+            "threads a busy CPU can slow every step many times over (--threads 1 helps)"
+        )
     lines.append(f"written to {path}")
     return "\n".join(lines)
 
@@ -169,20 +172,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nrnn bench",
         description="Run the timed benchmarks and write one JSON file per benchmark.",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"directory for the JSON results (default: {DEFAULT_OUT})")
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats (same sizes); same as --profile quick")
-    parser.add_argument("--profile", choices=PROFILE_NAMES, default=None,
-                        help="full (default), quick, or smoke (tiny sizes, for tests)")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help="run only this benchmark or benchmark.part (repeatable); "
-                        "see --list")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads(N) first (default: torch's default)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"directory for the JSON results (default: {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats (same sizes); same as --profile quick"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILE_NAMES,
+        default=None,
+        help="full (default), quick, or smoke (tiny sizes, for tests)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this benchmark or benchmark.part (repeatable); see --list",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) first (default: torch's default)",
+    )
     parser.add_argument("--list", action="store_true", help="list benchmarks and exit")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 when an aim is not met or a check fails")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when an aim is not met or a check fails"
+    )
     return parser
 
 
@@ -210,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     status = 0
     for name, parts in selection.items():
-        result, path = run_benchmark(REGISTRY[name], profile=profile, parts=parts,
-                                     out_dir=args.out)
+        result, path = run_benchmark(REGISTRY[name], profile=profile, parts=parts, out_dir=args.out)
         print(format_table(result, path))
         print()
         if args.strict and not (result["aims_met"] and result["checks_passed"]):

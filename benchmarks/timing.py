@@ -9,8 +9,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
-from typing import Callable
 
 import torch
 
@@ -71,7 +71,7 @@ def environment() -> dict:
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
         "torchsde_version": _package_version("torchsde"),
         "numpy_version": _package_version("numpy"),
@@ -92,5 +92,3 @@ def check_finite_timings(seconds: dict[str, list[float]]) -> None:
         for value in values:
             if not (math.isfinite(value) and value > 0):
                 raise RuntimeError(f"timing {name!r} is not a positive finite number: {value}")
-
-

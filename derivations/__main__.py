@@ -1,5 +1,5 @@
-"""``python -m derivations [--check]``: regenerate (or check) the generated code and formula sheet."""
+"""``python -m nrnn.derivations [--check]``: regenerate (or check) the generated code and formula sheet."""
 
-from derivations.build import main
+from nrnn.derivations.build import main
 
 raise SystemExit(main())

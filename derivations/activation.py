@@ -7,11 +7,11 @@ evaluates them: one ``tanh`` per entry.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
-from derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = ["TANH", "derive", "tanh_derivative"]
 
@@ -19,7 +19,7 @@ _Z = sp.Symbol("z", real=True)
 TANH = sp.Symbol("T", real=True)  # stands for tanh(z)
 
 
-@lru_cache(maxsize=None)
+@cache
 def tanh_derivative(order: int) -> sp.Expr:
     """``d^order tanh / dz^order`` as a polynomial in ``TANH``."""
     derivative = sp.diff(sp.tanh(_Z), _Z, order).subs(sp.tanh(_Z), TANH)

@@ -29,18 +29,26 @@ path of ``eps`` to the path of ``-eps`` and leaves the Gaussian law unchanged, s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 import sympy as sp
 
-from derivations.activation import TANH, tanh_derivative
-from derivations.explicit import evaluate
-from derivations.expansion import SYMBOLS, diffusion_matrix, one_step_rules
-from derivations.ito import gaussian_expectation_poly, standard_normals
-from derivations.jets import chain_rule, compose, evaluate_polynomial, jet_add, jet_scale
-from derivations.nodes import ActivationDerivative
+from nrnn.derivations.activation import TANH, tanh_derivative
+from nrnn.derivations.expansion import SYMBOLS, diffusion_matrix, one_step_rules
+from nrnn.derivations.explicit import evaluate
+from nrnn.derivations.ito import gaussian_expectation_poly, standard_normals
+from nrnn.derivations.jets import chain_rule, compose, evaluate_polynomial, jet_add, jet_scale
+from nrnn.derivations.nodes import ActivationDerivative
 
-__all__ = ["BruteForceResult", "DEFAULT_CASES", "FULL_CASES", "Problem", "expand_loss", "prove", "recursion_value"]
+__all__ = [
+    "BruteForceResult",
+    "DEFAULT_CASES",
+    "FULL_CASES",
+    "Problem",
+    "expand_loss",
+    "prove",
+    "recursion_value",
+]
 
 ORDER = 3
 FORMS = ("diagonal", "scalar")
@@ -58,9 +66,12 @@ class Problem:
         self.A = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"a_{i}{j}"))
         self.W = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"w_{i}{j}"))
         self.h_bar = [sp.zeros(d, 1)] + [
-            sp.Matrix(d, 1, lambda i, _, k=k: sp.Symbol(f"hbar{k}_{i}")) for k in range(1, steps + 1)
+            sp.Matrix(d, 1, lambda i, _, k=k: sp.Symbol(f"hbar{k}_{i}"))
+            for k in range(1, steps + 1)
         ]
-        self.tanh_values = [sp.Matrix(d, 1, lambda i, _, k=k: sp.Symbol(f"t{k}_{i}")) for k in range(steps)]
+        self.tanh_values = [
+            sp.Matrix(d, 1, lambda i, _, k=k: sp.Symbol(f"t{k}_{i}")) for k in range(steps)
+        ]
         self.normals = [standard_normals(self.noise_dimension, f"xi{k}") for k in range(steps)]
         self.loss_rule = chain_rule(d, ORDER)
         self.placeholder = sp.Matrix(d, 1, lambda i, _: sp.Symbol(f"p_{i}"))
@@ -94,11 +105,17 @@ class Problem:
 
     def diffusion(self, h: list) -> list:
         """sigma(h) as rows of ring elements, for a column h of ring elements."""
-        values = {SYMBOLS.sigma_add: self.poly(SYMBOLS.sigma_add), SYMBOLS.sigma_mult: self.poly(SYMBOLS.sigma_mult)}
+        values = {
+            SYMBOLS.sigma_add: self.poly(SYMBOLS.sigma_add),
+            SYMBOLS.sigma_mult: self.poly(SYMBOLS.sigma_mult),
+        }
         values.update(zip(self.placeholder, h))
         template = self.diffusion_template
         return [
-            [evaluate_polynomial(template[i, j], values, self.ring.zero) for j in range(template.cols)]
+            [
+                evaluate_polynomial(template[i, j], values, self.ring.zero)
+                for j in range(template.cols)
+            ]
             for i in range(template.rows)
         ]
 
@@ -122,7 +139,9 @@ def _step(problem: Problem, step: int, jet: list) -> list:
     tanh_jet = [list(zero) for _ in range(ORDER + 1)]
     for i in range(problem.d):
         t = poly(problem.tanh_values[step][i, 0])
-        derivative = lambda alpha, t=t: evaluate_polynomial(tanh_derivative(alpha[0]), {TANH: t}, ring.zero)
+        derivative = lambda alpha, t=t: evaluate_polynomial(
+            tanh_derivative(alpha[0]), {TANH: t}, ring.zero
+        )
         argument = [ring.zero] + [c[i] for c in inner[1:]]
         for k, value in enumerate(compose(tanh_rule, derivative, [argument], ring.zero)):
             tanh_jet[k][i] = value
@@ -130,11 +149,14 @@ def _step(problem: Problem, step: int, jet: list) -> list:
     # sigma is affine in h: sigma(h_bar + sum_n c_n eps^n) = sigma(h_bar) + sum_n (sigma(c_n) - sigma(0)) eps^n.
     sigma_zero = problem.diffusion(zero)
     diffusion = [problem.diffusion(jet[0])] + [
-        [[a - b for a, b in zip(row, row0)] for row, row0 in zip(problem.diffusion(c), sigma_zero)] for c in jet[1:]
+        [[a - b for a, b in zip(row, row0)] for row, row0 in zip(problem.diffusion(c), sigma_zero)]
+        for c in jet[1:]
     ]
     xi = [poly(x) for x in problem.normals[step]]
     sqrt_dt = poly(problem.sqrt_dt)
-    noise = [zero] + [jet_scale(sqrt_dt, _matvec(sigma, xi)) for sigma in diffusion[:-1]]  # eps * jet
+    noise = [zero] + [
+        jet_scale(sqrt_dt, _matvec(sigma, xi)) for sigma in diffusion[:-1]
+    ]  # eps * jet
     new = [jet_add(c, jet_scale(sqrt_dt**2, f), n) for c, f, n in zip(jet, drift, noise)]
     return [[poly(x) for x in problem.h_bar[step + 1]]] + new[1:]
 
@@ -162,7 +184,8 @@ def recursion_value(d: int, steps: int, form: str) -> sp.Expr:
     mean = sp.zeros(d, 1)
     for step in range(steps):
         sigma = evaluate(
-            diffusion_matrix(form, s.h, s.sigma_add, s.sigma_mult), {s.d: d, s.h: problem.h_bar[step]}
+            diffusion_matrix(form, s.h, s.sigma_add, s.sigma_mult),
+            {s.d: d, s.h: problem.h_bar[step]},
         )
         bindings = {
             s.d: d,
@@ -210,7 +233,7 @@ class BruteForceResult:
         )
 
 
-@lru_cache(maxsize=None)
+@cache
 def prove(d: int, steps: int, form: str) -> BruteForceResult:
     """Run the brute force for one size and compare with the one-step rules."""
     problem = Problem(d, steps, form)

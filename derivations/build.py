@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import sympy as sp
 
-from derivations import activation, continuous, cross_entropy, expansion, reference_noise, stability
-from derivations.codegen import HELPERS_NUMPY, HELPERS_TORCH, NUMPY, TORCH, Backend, render_function
-from derivations.formula_sheet import render_sheet
-from derivations.latex import latex
-from derivations.topic import Derivation, GeneratedFunction
+from nrnn.derivations import (
+    activation,
+    continuous,
+    cross_entropy,
+    expansion,
+    reference_noise,
+    stability,
+)
+from nrnn.derivations.codegen import (
+    HELPERS_NUMPY,
+    HELPERS_TORCH,
+    NUMPY,
+    TORCH,
+    Backend,
+    render_function,
+)
+from nrnn.derivations.formula_sheet import render_sheet
+from nrnn.derivations.latex import latex
+from nrnn.derivations.topic import Derivation, GeneratedFunction
 
 __all__ = ["generate", "main", "run"]
 
@@ -37,7 +51,11 @@ MODULE_SUMMARIES = {
 
 
 def _repository_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    """The directory holding the ``nrnn`` package: the checkout, or site-packages when the
+    package is installed from a wheel (which has no ``docs/``)."""
+    import nrnn
+
+    return Path(nrnn.__file__).resolve().parent.parent
 
 
 def _header(sources: Iterable[str]) -> str:
@@ -51,8 +69,12 @@ def _header(sources: Iterable[str]) -> str:
 def _render_module(name: str, functions: list[GeneratedFunction], backend: Backend) -> str:
     rendered = [render_function(f, backend, latex(f.expr)) for f in functions]
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
-    activations = sorted(set().union(*(r.activations for r in rendered)) - {f.name for f in functions})
-    lines = [_header(f.source for f in functions) + f'"""{MODULE_SUMMARIES[name]} ({backend.name})"""']
+    activations = sorted(
+        set().union(*(r.activations for r in rendered)) - {f.name for f in functions}
+    )
+    lines = [
+        _header(f.source for f in functions) + f'"""{MODULE_SUMMARIES[name]} ({backend.name})"""'
+    ]
     if any(f"{backend.module}." in r.source for r in rendered):
         lines += ["", backend.import_line]
     imports = []
@@ -72,7 +94,7 @@ def _render_module(name: str, functions: list[GeneratedFunction], backend: Backe
 def _render_helpers(backend: Backend) -> str:
     body = HELPERS_TORCH if backend is TORCH else HELPERS_NUMPY
     return (
-        _header(["derivations.codegen"])
+        _header(["nrnn.derivations.codegen"])
         + f'"""Broadcasting helpers shared by the generated {backend.name} modules."""\n\n'
         + backend.import_line
         + "\n\n"
@@ -84,7 +106,7 @@ def _render_init(backend: Backend, modules: list[str]) -> str:
     listing = "\n".join(f"- ``{m}``: {MODULE_SUMMARIES[m]}" for m in modules)
     twin = "" if backend is TORCH else " (numpy twins of ``nrnn._generated``)"
     return (
-        _header(["derivations.build"])
+        _header(["nrnn.derivations.build"])
         + f'"""Formulas derived in ``derivations/`` and printed as {backend.name} code{twin}.\n\n'
         + "Every function accepts any leading batch dimensions. Modules:\n\n"
         + listing
@@ -127,13 +149,18 @@ def _stale(root: Path, files: dict[str, str]) -> list[str]:
 def run(check: bool = False, root: Path | None = None) -> int:
     """Regenerate (or with ``check`` compare against) the files under ``root``; exit code."""
     root = Path(root) if root is not None else _repository_root()
-    files = generate()
+    files = dict(generate())
+    if check and not (root / SHEET).parent.is_dir():
+        # An installed package carries the generated code but not the formula sheet.
+        print(f"{SHEET}: skipped, {root} has no {Path(SHEET).parent}/ (an installed package)")
+        del files[SHEET]
     stale = _stale(root, files)
     if check:
         differing = [
             relative
             for relative, text in sorted(files.items())
-            if not (root / relative).is_file() or (root / relative).read_bytes() != text.encode("utf-8")
+            if not (root / relative).is_file()
+            or (root / relative).read_bytes() != text.encode("utf-8")
         ]
         for relative in differing:
             print(f"differs from a regeneration: {relative}", file=sys.stderr)
@@ -159,8 +186,16 @@ def run(check: bool = False, root: Path | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m derivations", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed files differ from a regeneration")
-    parser.add_argument("--root", type=Path, default=None, help="repository root (default: this checkout)")
+    parser = argparse.ArgumentParser(
+        prog="python -m nrnn.derivations", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if the committed files differ from a regeneration",
+    )
+    parser.add_argument(
+        "--root", type=Path, default=None, help="repository root (default: this checkout)"
+    )
     arguments = parser.parse_args(argv)
     return run(check=arguments.check, root=arguments.root)

@@ -27,8 +27,8 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from derivations.nodes import ActivationDerivative, Softmax, StackSum
-from derivations.topic import GeneratedFunction
+from nrnn.derivations.nodes import ActivationDerivative, Softmax, StackSum
+from nrnn.derivations.topic import GeneratedFunction
 
 __all__ = ["Backend", "NUMPY", "TORCH", "render_function", "HELPERS_TORCH", "HELPERS_NUMPY"]
 
@@ -199,7 +199,9 @@ def _left(code: _Code, operator: str = "*") -> str:
     A product needs no parentheses when it uses the same operator; a mixed ``a @ b * c`` is
     parenthesised for the reader.
     """
-    if code.precedence == "sum" or (code.precedence == "product" and code.operator not in ("", operator)):
+    if code.precedence == "sum" or (
+        code.precedence == "product" and code.operator not in ("", operator)
+    ):
         return f"({code.text})"
     return code.text
 
@@ -319,13 +321,19 @@ class ArrayPrinter:
         rules = {
             ("matrix", "matrix"): lambda: _Code(f"{at} @ {b}", "matrix", "product", "@"),
             ("matrix", "vector"): lambda: _Code(f"({at} @ {b}[..., None])[..., 0]", "vector"),
-            ("covector", "matrix"): lambda: _Code(f"({a}[..., None, :] @ {b})[..., 0, :]", "covector"),
+            ("covector", "matrix"): lambda: _Code(
+                f"({a}[..., None, :] @ {b})[..., 0, :]", "covector"
+            ),
             ("covector", "vector"): lambda: _Code(f"({times} * {b}).sum(-1)", "scalar"),
-            ("vector", "covector"): lambda: _Code(f"{a}[..., :, None] * {b}[..., None, :]", "matrix", "product", "*"),
+            ("vector", "covector"): lambda: _Code(
+                f"{a}[..., :, None] * {b}[..., None, :]", "matrix", "product", "*"
+            ),
             ("diag", "matrix"): lambda: _Code(f"{a}[..., :, None] * {b}", "matrix", "product", "*"),
             ("diag", "vector"): lambda: _Code(f"{times} * {b}", "vector", "product", "*"),
             ("diag", "diag"): lambda: _Code(f"{times} * {b}", "diag", "product", "*"),
-            ("matrix", "diag"): lambda: _Code(f"{times} * {b}[..., None, :]", "matrix", "product", "*"),
+            ("matrix", "diag"): lambda: _Code(
+                f"{times} * {b}[..., None, :]", "matrix", "product", "*"
+            ),
             ("covector", "diag"): lambda: _Code(f"{times} * {b}", "covector", "product", "*"),
         }
         if (left.kind, right.kind) not in rules:
@@ -347,7 +355,9 @@ class ArrayPrinter:
         split = self._split_last(expr.arg) if isinstance(expr.arg, sp.MatMul) else None
         if split and isinstance(split[1], sp.Transpose) and _kind(split[1]) == "matrix":
             head, last = split
-            return _Code(f"({_left(self.array(head))} * {_operand(self.array(last.arg))}).sum(-1)", "vector")
+            return _Code(
+                f"({_left(self.array(head))} * {_operand(self.array(last.arg))}).sum(-1)", "vector"
+            )
         return _Code(self.backend.diagonal.format(self.array(expr.arg).text), "vector")
 
     def _print_Trace(self, expr):
@@ -365,7 +375,9 @@ class ArrayPrinter:
     def _print_HadamardProduct(self, expr):
         codes = [self.array(arg) for arg in expr.args]
         kind = "matrix" if any(c.kind == "matrix" for c in codes) else codes[0].kind
-        return _Code(" * ".join([_left(codes[0])] + [_operand(c) for c in codes[1:]]), kind, "product", "*")
+        return _Code(
+            " * ".join([_left(codes[0])] + [_operand(c) for c in codes[1:]]), kind, "product", "*"
+        )
 
     def _print_HadamardPower(self, expr):
         base, exponent = expr.args
@@ -464,7 +476,9 @@ def _docstring(function: GeneratedFunction, formula: str) -> list[str]:
     return lines
 
 
-def render_function(function: GeneratedFunction, backend: Backend, formula: str) -> RenderedFunction:
+def render_function(
+    function: GeneratedFunction, backend: Backend, formula: str
+) -> RenderedFunction:
     """Source of one generated function (``formula`` is the LaTeX for the docstring)."""
     names = {argument.symbol: argument.name for argument in function.arguments}
     matrix_arguments = [a.name for a in function.arguments if isinstance(a.symbol, sp.MatrixSymbol)]
@@ -497,9 +511,16 @@ def render_function(function: GeneratedFunction, backend: Backend, formula: str)
             code = _Code(printer._diag_embed(code.text), "matrix")
         result = code.text
     used_dimensions = [
-        symbol for symbol in dimensions if any(isinstance(n, sp.Identity) and n.rows == symbol for n in sp.preorder_traversal(function.expr))
+        symbol
+        for symbol in dimensions
+        if any(
+            isinstance(n, sp.Identity) and n.rows == symbol
+            for n in sp.preorder_traversal(function.expr)
+        )
     ]
     prologue = [f"    {symbol} = {dimensions[symbol]}" for symbol in used_dimensions]
     signature = f"def {function.name}({', '.join(a.name for a in function.arguments)}):"
     lines = [signature] + _docstring(function, formula) + prologue + body + [f"    return {result}"]
-    return RenderedFunction("\n".join(lines) + "\n", frozenset(printer.helpers), frozenset(printer.activations))
+    return RenderedFunction(
+        "\n".join(lines) + "\n", frozenset(printer.helpers), frozenset(printer.activations)
+    )

@@ -25,16 +25,16 @@ converge with error O(dt).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
-from derivations.explicit import evaluate
-from derivations.expansion import SYMBOLS, one_step_rules
-from derivations.ito import SDE, gaussian_expectation
-from derivations.matrix_rules import RandomModel, expectation, matrix_terms
-from derivations.nodes import ActivationDerivative, NoiseJacobian
-from derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+from nrnn.derivations.expansion import SYMBOLS, one_step_rules
+from nrnn.derivations.explicit import evaluate
+from nrnn.derivations.ito import SDE, gaussian_expectation
+from nrnn.derivations.matrix_rules import RandomModel, expectation, matrix_terms
+from nrnn.derivations.nodes import ActivationDerivative, NoiseJacobian
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = ["MomentODEs", "derive", "moment_odes", "componentwise_check", "ornstein_uhlenbeck_check"]
 
@@ -60,7 +60,7 @@ def order_coefficient(expr, symbol: sp.Symbol, power) -> sp.MatrixExpr:
     return sp.MatAdd(*parts).doit()
 
 
-@lru_cache(maxsize=None)
+@cache
 def moment_odes() -> MomentODEs:
     """Derive dC/dt and dm/dt on whole matrices (route 1 of the module docstring)."""
     s = SYMBOLS
@@ -69,17 +69,29 @@ def moment_odes() -> MomentODEs:
     taylor_term = sp.HadamardProduct(ActivationDerivative(2, s.z), s.W * s.delta, s.W * s.delta) / 2
     d_eta = (s.F * s.eta + taylor_term) * dt + NoiseJacobian(s.delta, s.r) * s.xi * sp.sqrt(dt)
     model = RandomModel(
-        noise=(s.xi,), means={s.delta: sp.ZeroMatrix(s.d, 1), s.eta: s.m}, second_moments={s.delta: s.C}
+        noise=(s.xi,),
+        means={s.delta: sp.ZeroMatrix(s.d, 1), s.eta: s.m},
+        second_moments={s.delta: s.C},
     )
     new_delta = s.delta + d_delta
     covariance_increment = expectation(new_delta * new_delta.T - s.delta * s.delta.T, model)
     mean_increment = expectation(d_eta, model)
     covariance_rhs = order_coefficient(covariance_increment, dt, 1)
-    if not isinstance(sp.expand(covariance_increment - covariance_rhs * dt - order_coefficient(covariance_increment, dt, 2) * dt**2), sp.ZeroMatrix):
+    if not isinstance(
+        sp.expand(
+            covariance_increment
+            - covariance_rhs * dt
+            - order_coefficient(covariance_increment, dt, 2) * dt**2
+        ),
+        sp.ZeroMatrix,
+    ):
         raise AssertionError("covariance increment has terms beyond dt^2")
     contraction = sp.expand(2 * order_coefficient(expectation(taylor_term * dt, model), dt, 1))
     mean_rhs = sp.MatAdd(s.F * s.m, s.v / 2)
-    if not isinstance(sp.expand(order_coefficient(mean_increment, dt, 1) - (s.F * s.m + contraction / 2)), sp.ZeroMatrix):
+    if not isinstance(
+        sp.expand(order_coefficient(mean_increment, dt, 1) - (s.F * s.m + contraction / 2)),
+        sp.ZeroMatrix,
+    ):
         raise AssertionError("mean increment is not F m + v/2")
 
     # Consistency of the discrete recursion: (X_{k+1} - X_k)/dt - rhs with J = I + dt F.
@@ -131,8 +143,16 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
                 raise NotImplementedError("eta must enter linearly and alone")
         return gaussian_expectation(expr.xreplace(dict(zip(eta, m))), delta, covariance)
 
-    bindings = {s.d: d, s.r: noise_dimension, s.F: F, s.C: C, s.Sigma: Sigma, s.W: W, s.m: m,
-                ActivationDerivative(2, s.z): curvature}
+    bindings = {
+        s.d: d,
+        s.r: noise_dimension,
+        s.F: F,
+        s.C: C,
+        s.Sigma: Sigma,
+        s.W: W,
+        s.m: m,
+        ActivationDerivative(2, s.z): curvature,
+    }
     bindings[s.v] = evaluate(odes.contraction, bindings)
     covariance_rhs = evaluate(odes.covariance_rhs, bindings)
     mean_rhs = evaluate(odes.mean_rhs, bindings)
@@ -152,10 +172,17 @@ def ornstein_uhlenbeck_check() -> tuple[sp.Expr, bool]:
     covariance = sp.Function("C")
     rhs = evaluate(
         odes.covariance_rhs,
-        {SYMBOLS.d: 1, SYMBOLS.r: 1, SYMBOLS.F: sp.Matrix([[-theta]]), SYMBOLS.Sigma: sp.Matrix([[noise]]),
-         SYMBOLS.C: sp.Matrix([[covariance(t)]])},
+        {
+            SYMBOLS.d: 1,
+            SYMBOLS.r: 1,
+            SYMBOLS.F: sp.Matrix([[-theta]]),
+            SYMBOLS.Sigma: sp.Matrix([[noise]]),
+            SYMBOLS.C: sp.Matrix([[covariance(t)]]),
+        },
     )[0, 0]
-    solution = sp.dsolve(sp.Eq(covariance(t).diff(t), rhs), covariance(t), ics={covariance(0): 0}).rhs
+    solution = sp.dsolve(
+        sp.Eq(covariance(t).diff(t), rhs), covariance(t), ics={covariance(0): 0}
+    ).rhs
     isometry = sp.integrate((noise * sp.exp(-theta * (t - u))) ** 2, (u, 0, t))
     closed_form = noise**2 * (1 - sp.exp(-2 * theta * t)) / (2 * theta)
     agrees = sp.simplify(solution - isometry) == 0 and sp.simplify(solution - closed_form) == 0
@@ -165,22 +192,39 @@ def ornstein_uhlenbeck_check() -> tuple[sp.Expr, bool]:
 def generated_functions() -> list[GeneratedFunction]:
     odes = moment_odes()
     s = SYMBOLS
-    covariance = Argument("covariance", s.C, "(..., d, d)", "covariance C(t) of the linear response")
-    jacobian = Argument("drift_jacobian", s.F, "(..., d, d)", "drift Jacobian F = A + diag(tanh'(z)) W")
+    covariance = Argument(
+        "covariance", s.C, "(..., d, d)", "covariance C(t) of the linear response"
+    )
+    jacobian = Argument(
+        "drift_jacobian", s.F, "(..., d, d)", "drift Jacobian F = A + diag(tanh'(z)) W"
+    )
     diffusion = Argument("diffusion", s.Sigma, "(..., d, r)", "diffusion matrix sigma(h_bar(t))")
     mean = Argument("mean", s.m, "(..., d)", "mean correction m(t)")
     contraction = Argument("contraction", s.v, "(..., d)", "v from mean_contraction")
     return [
-        GeneratedFunction("covariance_rhs", "expansion", __name__,
-                          "Continuous time: dC/dt = F C + C F^T + Sigma Sigma^T.",
-                          (covariance, jacobian, diffusion), odes.covariance_rhs, "(..., d, d)"),
-        GeneratedFunction("mean_rhs", "expansion", __name__, "Continuous time: dm/dt = F m + v / 2.",
-                          (mean, jacobian, contraction), odes.mean_rhs, "(..., d)"),
+        GeneratedFunction(
+            "covariance_rhs",
+            "expansion",
+            __name__,
+            "Continuous time: dC/dt = F C + C F^T + Sigma Sigma^T.",
+            (covariance, jacobian, diffusion),
+            odes.covariance_rhs,
+            "(..., d, d)",
+        ),
+        GeneratedFunction(
+            "mean_rhs",
+            "expansion",
+            __name__,
+            "Continuous time: dm/dt = F m + v / 2.",
+            (mean, jacobian, contraction),
+            odes.mean_rhs,
+            "(..., d)",
+        ),
     ]
 
 
 def derive() -> Derivation:
-    from derivations.latex import equation
+    from nrnn.derivations.latex import equation
 
     odes = moment_odes()
     derivation = Derivation(
@@ -192,16 +236,32 @@ def derive() -> Derivation:
         ),
     )
     derivation.formulas += [
-        Formula("Covariance ODE", (equation(r"\frac{dC}{dt}", odes.covariance_rhs), "C(0) = 0"),
-                "F = A + diag(tanh'(z(t))) W and Sigma = sigma(h_bar(t)) along the deterministic path "
-                "(DESIGN.md writes J for F in continuous time)."),
-        Formula("Mean-correction ODE", (equation(r"\frac{dm}{dt}", odes.mean_rhs), equation("v", odes.contraction), "m(0) = 0"),
-                "As above; any smooth diffusion sigma."),
-        Formula("Consistency of the Euler--Maruyama recursion",
-                (equation(r"\frac{C_{k+1} - C_k}{\Delta t} - \frac{dC}{dt}", odes.covariance_consistency),
-                 equation(r"\frac{m_{k+1} - m_k}{\Delta t} - \frac{dm}{dt}", odes.mean_consistency)),
-                "With J = I + dt F: the recursion is an explicit Euler step of the ODEs with a local error O(dt^2), "
-                "so C_M, m_M and hence Q, R converge to their continuous-time values with error O(dt) on a fixed horizon."),
+        Formula(
+            "Covariance ODE",
+            (equation(r"\frac{dC}{dt}", odes.covariance_rhs), "C(0) = 0"),
+            "F = A + diag(tanh'(z(t))) W and Sigma = sigma(h_bar(t)) along the deterministic path "
+            "(DESIGN.md writes J for F in continuous time).",
+        ),
+        Formula(
+            "Mean-correction ODE",
+            (
+                equation(r"\frac{dm}{dt}", odes.mean_rhs),
+                equation("v", odes.contraction),
+                "m(0) = 0",
+            ),
+            "As above; any smooth diffusion sigma.",
+        ),
+        Formula(
+            "Consistency of the Euler--Maruyama recursion",
+            (
+                equation(
+                    r"\frac{C_{k+1} - C_k}{\Delta t} - \frac{dC}{dt}", odes.covariance_consistency
+                ),
+                equation(r"\frac{m_{k+1} - m_k}{\Delta t} - \frac{dm}{dt}", odes.mean_consistency),
+            ),
+            "With J = I + dt F: the recursion is an explicit Euler step of the ODEs with a local error O(dt^2), "
+            "so C_M, m_M and hence Q, R converge to their continuous-time values with error O(dt) on a fixed horizon.",
+        ),
     ]
     sizes = [(1, 1), (2, 2), (2, 3), (3, 3)]
     for d, r in sizes:
@@ -219,8 +279,11 @@ def derive() -> Derivation:
         f"isometry both give C(t) = {closed_form}."
     )
     derivation.formulas.append(
-        Formula("Ornstein--Uhlenbeck check", (equation("C(t)", closed_form),),
-                "d delta = -theta delta dt + s dB, delta(0) = 0; the covariance ODE solved by dsolve equals the Itô isometry.")
+        Formula(
+            "Ornstein--Uhlenbeck check",
+            (equation("C(t)", closed_form),),
+            "d delta = -theta delta dt + s dB, delta(0) = 0; the covariance ODE solved by dsolve equals the Itô isometry.",
+        )
     )
     derivation.functions += generated_functions()
     return derivation

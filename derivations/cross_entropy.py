@@ -12,15 +12,15 @@ after naming ``p_j = exp(x_j) / sum_k exp(x_k)`` reads ``p_j - [j = y]`` and
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
-from derivations.explicit import evaluate
-from derivations.expansion import scalar_function_jet
-from derivations.matrix_rules import linear_coefficients, matrix_terms
-from derivations.nodes import Softmax
-from derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+from nrnn.derivations.expansion import scalar_function_jet
+from nrnn.derivations.explicit import evaluate
+from nrnn.derivations.matrix_rules import linear_coefficients, matrix_terms
+from nrnn.derivations.nodes import Softmax
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = ["derive", "indexed_derivatives", "matrix_forms", "readout_pullback"]
 
@@ -30,7 +30,7 @@ LOGITS = sp.MatrixSymbol("x", CLASSES, 1)
 ONEHOT = sp.MatrixSymbol("e_{y}", CLASSES, 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def indexed_derivatives() -> tuple[sp.Expr, sp.Expr, tuple]:
     """Entry formulas of the gradient and Hessian for symbolic ``c`` in terms of ``p_j``."""
     j, k, l, y = sp.symbols("j k l y", integer=True, nonnegative=True)
@@ -71,7 +71,9 @@ def explicit_check(classes: int) -> bool:
         for a in range(classes):
             if sp.simplify(gradient[a] - sp.diff(loss, x[a])) != 0:
                 return False
-            entry = gradient_entry.subs({j: a, y: label}).replace(lambda n: isinstance(n, sp.Indexed), lambda n: probabilities[int(n.indices[0])])
+            entry = gradient_entry.subs({j: a, y: label}).replace(
+                lambda n: isinstance(n, sp.Indexed), lambda n: probabilities[int(n.indices[0])]
+            )
             if sp.simplify(entry - gradient[a]) != 0:
                 return False
         hessian = evaluate(hessian_form, bindings)
@@ -79,13 +81,15 @@ def explicit_check(classes: int) -> bool:
             for b in range(classes):
                 if sp.simplify(hessian[a, b] - sp.diff(loss, x[a], x[b])) != 0:
                     return False
-                entry = hessian_entry.subs({j: a, l: b}).replace(lambda n: isinstance(n, sp.Indexed), lambda n: probabilities[int(n.indices[0])])
+                entry = hessian_entry.subs({j: a, l: b}).replace(
+                    lambda n: isinstance(n, sp.Indexed), lambda n: probabilities[int(n.indices[0])]
+                )
                 if sp.simplify(entry - hessian[a, b]) != 0:
                     return False
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def readout_pullback():
     """Gradient and Hessian with respect to h of ``l(V h + c0)`` by the chain rule."""
     V = sp.MatrixSymbol("V", CLASSES, HIDDEN)
@@ -93,7 +97,9 @@ def readout_pullback():
     delta = sp.MatrixSymbol(r"\delta", HIDDEN, 1)
     logits_grad = sp.MatrixSymbol(r"g_{x}", CLASSES, 1)
     logits_hessian = sp.MatrixSymbol(r"H_{x}", CLASSES, CLASSES)
-    first, second = scalar_function_jet(logits_grad, logits_hessian, [V * h_bar, V * delta, sp.ZeroMatrix(CLASSES, 1)])
+    first, second = scalar_function_jet(
+        logits_grad, logits_hessian, [V * h_bar, V * delta, sp.ZeroMatrix(CLASSES, 1)]
+    )
     coefficients, _ = linear_coefficients(sp.MatAdd(*first), [delta])
     gradient = coefficients[delta].T
     hessian_parts = []
@@ -108,28 +114,64 @@ def generated_functions() -> list[GeneratedFunction]:
     gradient_form, hessian_form = matrix_forms()
     pulled_gradient, pulled_hessian, (V, logits_grad, logits_hessian) = readout_pullback()
     logits = Argument("logits", LOGITS, "(..., c)", "logits x")
-    readout = Argument("readout_weight", V, "(..., c, d)", "readout matrix V (torch.nn.Linear weight)")
+    readout = Argument(
+        "readout_weight", V, "(..., c, d)", "readout matrix V (torch.nn.Linear weight)"
+    )
     return [
-        GeneratedFunction("cross_entropy_grad", "cross_entropy", __name__,
-                          "Gradient of the cross-entropy with respect to the logits: softmax(x) - onehot.",
-                          (logits, Argument("onehot", ONEHOT, "(..., c)", "one-hot encoding of the label")),
-                          gradient_form, "(..., c)"),
-        GeneratedFunction("cross_entropy_hessian", "cross_entropy", __name__,
-                          "Hessian of the cross-entropy with respect to the logits: diag(p) - p p^T, p = softmax(x).",
-                          (logits,), hessian_form, "(..., c, c)"),
-        GeneratedFunction("readout_grad", "cross_entropy", __name__,
-                          "Gradient with respect to h through the readout x = V h + c0: V^T grad_x.",
-                          (readout, Argument("logits_grad", logits_grad, "(..., c)", "gradient with respect to the logits")),
-                          pulled_gradient, "(..., d)"),
-        GeneratedFunction("readout_hessian", "cross_entropy", __name__,
-                          "Hessian with respect to h through the readout x = V h + c0: V^T hess_x V.",
-                          (readout, Argument("logits_hessian", logits_hessian, "(..., c, c)", "Hessian with respect to the logits")),
-                          pulled_hessian, "(..., d, d)"),
+        GeneratedFunction(
+            "cross_entropy_grad",
+            "cross_entropy",
+            __name__,
+            "Gradient of the cross-entropy with respect to the logits: softmax(x) - onehot.",
+            (logits, Argument("onehot", ONEHOT, "(..., c)", "one-hot encoding of the label")),
+            gradient_form,
+            "(..., c)",
+        ),
+        GeneratedFunction(
+            "cross_entropy_hessian",
+            "cross_entropy",
+            __name__,
+            "Hessian of the cross-entropy with respect to the logits: diag(p) - p p^T, p = softmax(x).",
+            (logits,),
+            hessian_form,
+            "(..., c, c)",
+        ),
+        GeneratedFunction(
+            "readout_grad",
+            "cross_entropy",
+            __name__,
+            "Gradient with respect to h through the readout x = V h + c0: V^T grad_x.",
+            (
+                readout,
+                Argument(
+                    "logits_grad", logits_grad, "(..., c)", "gradient with respect to the logits"
+                ),
+            ),
+            pulled_gradient,
+            "(..., d)",
+        ),
+        GeneratedFunction(
+            "readout_hessian",
+            "cross_entropy",
+            __name__,
+            "Hessian with respect to h through the readout x = V h + c0: V^T hess_x V.",
+            (
+                readout,
+                Argument(
+                    "logits_hessian",
+                    logits_hessian,
+                    "(..., c, c)",
+                    "Hessian with respect to the logits",
+                ),
+            ),
+            pulled_hessian,
+            "(..., d, d)",
+        ),
     ]
 
 
 def derive() -> Derivation:
-    from derivations.latex import equation
+    from nrnn.derivations.latex import equation
 
     gradient_entry, hessian_entry, _ = indexed_derivatives()
     gradient_form, hessian_form = matrix_forms()
@@ -140,19 +182,37 @@ def derive() -> Derivation:
         summary="l(x) = -x_y + log sum_k exp(x_k), differentiated for symbolic class count c, then pulled back through x = V h + c0.",
     )
     derivation.formulas += [
-        Formula("Entries (symbolic c)", (equation(r"\partial_{x_j} \ell", gradient_entry), equation(r"\partial_{x_j}\partial_{x_l} \ell", hessian_entry),
-                                         r"p_j = \frac{e^{x_j}}{\sum_{k} e^{x_k}}"),
-                "0 <= j, l < c; delta_{jy} is the Kronecker delta."),
-        Formula("Gradient and Hessian with respect to the logits",
-                (equation(r"\nabla_{x} \ell", gradient_form), equation(r"\nabla^{2}_{x} \ell", hessian_form)),
-                "e_y is the one-hot label; the Hessian is PSD with rank <= c - 1."),
-        Formula("With respect to the hidden state",
-                (equation(r"\nabla_{h} \ell", pulled_gradient), equation(r"\nabla^{2}_{h} \ell", pulled_hessian)),
-                "Readout x = V h + c0; g_x, H_x the logit gradient and Hessian above (rank of the Hessian <= c)."),
+        Formula(
+            "Entries (symbolic c)",
+            (
+                equation(r"\partial_{x_j} \ell", gradient_entry),
+                equation(r"\partial_{x_j}\partial_{x_l} \ell", hessian_entry),
+                r"p_j = \frac{e^{x_j}}{\sum_{k} e^{x_k}}",
+            ),
+            "0 <= j, l < c; delta_{jy} is the Kronecker delta.",
+        ),
+        Formula(
+            "Gradient and Hessian with respect to the logits",
+            (
+                equation(r"\nabla_{x} \ell", gradient_form),
+                equation(r"\nabla^{2}_{x} \ell", hessian_form),
+            ),
+            "e_y is the one-hot label; the Hessian is PSD with rank <= c - 1.",
+        ),
+        Formula(
+            "With respect to the hidden state",
+            (
+                equation(r"\nabla_{h} \ell", pulled_gradient),
+                equation(r"\nabla^{2}_{h} \ell", pulled_hessian),
+            ),
+            "Readout x = V h + c0; g_x, H_x the logit gradient and Hessian above (rank of the Hessian <= c).",
+        ),
     ]
     for classes in (2, 3, 4):
         if not explicit_check(classes):
             raise AssertionError(f"cross-entropy forms fail for c = {classes}")
-    derivation.checks.append("softmax(x) - e_y and diag(p) - p p^T equal the explicit derivatives and the indexed entry formulas for c = 2, 3, 4.")
+    derivation.checks.append(
+        "softmax(x) - e_y and diag(p) - p p^T equal the explicit derivatives and the indexed entry formulas for c = 2, 3, 4."
+    )
     derivation.functions += generated_functions()
     return derivation

@@ -23,17 +23,16 @@ The brute-force check for small sizes is in :mod:`derivations.brute_force`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
-from derivations.jets import chain_rule, jet_add, jet_scale, jet_shift
-from derivations.matrix_rules import RandomModel, expectation, linear_coefficients
-from derivations.nodes import ActivationDerivative, NoiseJacobian
-from derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+from nrnn.derivations.jets import chain_rule, jet_add, jet_scale, jet_shift
+from nrnn.derivations.matrix_rules import RandomModel, expectation, linear_coefficients
+from nrnn.derivations.nodes import ActivationDerivative, NoiseJacobian
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = ["OneStepRules", "Symbols", "SYMBOLS", "derive", "diffusion_matrix", "one_step_rules"]
-
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ def _is_zero(expr) -> bool:
     return value == 0 or isinstance(value, sp.ZeroMatrix)
 
 
-@lru_cache(maxsize=None)
+@cache
 def one_step_rules() -> OneStepRules:
     """Derive the one-step rules from the jet of one Euler--Maruyama step."""
     s = SYMBOLS
@@ -222,7 +221,10 @@ def one_step_rules() -> OneStepRules:
     # eps sqrt(dt) sigma(h) xi with sigma(h) = Sigma + eps sigma'(h_bar)[delta] + O(eps^2):
     # the jet of sqrt(dt) sigma(h) xi, multiplied by eps (shifted by one order, truncated).
     diffusion_jet = [s.Sigma, NoiseJacobian(s.delta, s.r), None]
-    noise = jet_shift([None if sigma is None else sp.sqrt(s.dt) * sigma * s.xi for sigma in diffusion_jet], sp.ZeroMatrix(s.d, 1))
+    noise = jet_shift(
+        [None if sigma is None else sp.sqrt(s.dt) * sigma * s.xi for sigma in diffusion_jet],
+        sp.ZeroMatrix(s.d, 1),
+    )
     first_order = s.delta + s.dt * drift[1] + noise[1]
     second_order = s.eta + s.dt * drift[2] + noise[2]
 
@@ -232,7 +234,9 @@ def one_step_rules() -> OneStepRules:
     coefficients, rest = linear_coefficients(first_order, [s.delta, s.xi])
     step_jacobian = coefficients[s.delta]
     noise_gain = coefficients[s.xi]
-    if not _is_zero(rest) or not _is_zero(step_jacobian - (sp.Identity(s.d) + s.dt * drift_jacobian)):
+    if not _is_zero(rest) or not _is_zero(
+        step_jacobian - (sp.Identity(s.d) + s.dt * drift_jacobian)
+    ):
         raise AssertionError("first-order response is not J delta + gain xi")
     second_coefficients, second_rest = linear_coefficients(second_order, [s.eta])
     if not _is_zero(second_coefficients[s.eta] - step_jacobian):
@@ -243,7 +247,11 @@ def one_step_rules() -> OneStepRules:
     # Moments of one step.
     mean_model = RandomModel(noise=(s.xi,), means={s.delta: s.mu})
     first_order_mean_step = expectation(first_order_step, mean_model)
-    model = RandomModel(noise=(s.xi,), means={s.delta: sp.ZeroMatrix(s.d, 1), s.eta: s.m}, second_moments={s.delta: s.C})
+    model = RandomModel(
+        noise=(s.xi,),
+        means={s.delta: sp.ZeroMatrix(s.d, 1), s.eta: s.m},
+        second_moments={s.delta: s.C},
+    )
     covariance_step = expectation(first_order_step * first_order_step.T, model)
     eta_coefficients, taylor_term = linear_coefficients(drift[2], [s.eta])
     if not _is_zero(eta_coefficients[s.eta] - drift_jacobian):
@@ -296,18 +304,28 @@ def _arguments():
     return {
         "a_matrix": Argument("a_matrix", s.A, "(..., d, d)", "the matrix A"),
         "w_matrix": Argument("w_matrix", s.W, "(..., d, d)", "the recurrent matrix W"),
-        "z": Argument("z", s.z, "(..., d)", "pre-activation W h + U x + b on the deterministic path"),
+        "z": Argument(
+            "z", s.z, "(..., d)", "pre-activation W h + U x + b on the deterministic path"
+        ),
         "h": Argument("h", s.h, "(..., d)", "hidden state"),
         "dt": Argument("dt", s.dt, scalar, "time step"),
         "sigma_add": Argument("sigma_add", s.sigma_add, scalar, "additive noise level sigma_1"),
-        "sigma_mult": Argument("sigma_mult", s.sigma_mult, scalar, "multiplicative noise level sigma_2"),
-        "covariance": Argument("covariance", s.C, "(..., d, d)", "covariance C_k of the linear response"),
+        "sigma_mult": Argument(
+            "sigma_mult", s.sigma_mult, scalar, "multiplicative noise level sigma_2"
+        ),
+        "covariance": Argument(
+            "covariance", s.C, "(..., d, d)", "covariance C_k of the linear response"
+        ),
         "jacobian": Argument("jacobian", s.J, "(..., d, d)", "step Jacobian J_k = I + dt F_k"),
-        "diffusion": Argument("diffusion", s.Sigma, "(..., d, r)", "diffusion matrix Sigma_k = sigma(h_bar_k)"),
+        "diffusion": Argument(
+            "diffusion", s.Sigma, "(..., d, r)", "diffusion matrix Sigma_k = sigma(h_bar_k)"
+        ),
         "mean": Argument("mean", s.m, "(..., d)", "mean correction m_k"),
         "contraction": Argument("contraction", s.v, "(..., d)", "v_k from mean_contraction"),
         "loss_grad": Argument("loss_grad", s.grad, "(..., d)", "gradient of the loss at h_bar_M"),
-        "loss_hessian": Argument("loss_hessian", s.hess, "(..., d, d)", "Hessian of the loss at h_bar_M"),
+        "loss_hessian": Argument(
+            "loss_hessian", s.hess, "(..., d, d)", "Hessian of the loss at h_bar_M"
+        ),
     }
 
 
@@ -329,32 +347,77 @@ def generated_functions() -> list[GeneratedFunction]:
     rules = one_step_rules()
     s = SYMBOLS
     return [
-        _function("drift_jacobian", "Drift Jacobian F = A + diag(tanh'(z)) W.", ("a_matrix", "w_matrix", "z"),
-                  rules.drift_jacobian, "(..., d, d)"),
-        _function("step_jacobian", "Euler--Maruyama step Jacobian J = I + dt F.", ("a_matrix", "w_matrix", "z", "dt"),
-                  rules.step_jacobian, "(..., d, d)"),
-        _function("diffusion_diagonal", "Diffusion sigma(h) = sigma_1 I + sigma_2 diag(h) (one Brownian motion per unit).",
-                  ("h", "sigma_add", "sigma_mult"), diffusion_matrix("diagonal", s.h, s.sigma_add, s.sigma_mult),
-                  "(..., d, d)", notes="Model definition (DESIGN.md), not derived."),
-        _function("diffusion_scalar", "Diffusion sigma(h) = [sigma_1 I | sigma_2 h] (multiplicative part on one scalar Brownian motion).",
-                  ("h", "sigma_add", "sigma_mult"), diffusion_matrix("scalar", s.h, s.sigma_add, s.sigma_mult),
-                  "(..., d, d + 1)", notes="Model definition (DESIGN.md), not derived."),
-        _function("covariance_step", "Covariance of the linear response, one step: J C J^T + dt Sigma Sigma^T.",
-                  ("covariance", "jacobian", "diffusion", "dt"), rules.covariance_step, "(..., d, d)"),
-        _function("mean_contraction", "Second-order Taylor term v with v_i = tanh''(z_i) (W C W^T)_ii.",
-                  ("covariance", "w_matrix", "z"), rules.contraction, "(..., d)"),
-        _function("mean_step", "Mean correction, one step: J m + (dt / 2) v.",
-                  ("mean", "jacobian", "contraction", "dt"), rules.mean_step, "(..., d)"),
-        _function("q_term", "Q = 2 grad(l)^T m: the mean-correction part of the regularizer.",
-                  ("loss_grad", "mean"), rules.q_term, "(...)"),
-        _function("r_term", "R = tr(hess(l) C): the covariance part of the regularizer.",
-                  ("loss_hessian", "covariance"), rules.r_term, "(...)"),
+        _function(
+            "drift_jacobian",
+            "Drift Jacobian F = A + diag(tanh'(z)) W.",
+            ("a_matrix", "w_matrix", "z"),
+            rules.drift_jacobian,
+            "(..., d, d)",
+        ),
+        _function(
+            "step_jacobian",
+            "Euler--Maruyama step Jacobian J = I + dt F.",
+            ("a_matrix", "w_matrix", "z", "dt"),
+            rules.step_jacobian,
+            "(..., d, d)",
+        ),
+        _function(
+            "diffusion_diagonal",
+            "Diffusion sigma(h) = sigma_1 I + sigma_2 diag(h) (one Brownian motion per unit).",
+            ("h", "sigma_add", "sigma_mult"),
+            diffusion_matrix("diagonal", s.h, s.sigma_add, s.sigma_mult),
+            "(..., d, d)",
+            notes="Model definition (DESIGN.md), not derived.",
+        ),
+        _function(
+            "diffusion_scalar",
+            "Diffusion sigma(h) = [sigma_1 I | sigma_2 h] (multiplicative part on one scalar Brownian motion).",
+            ("h", "sigma_add", "sigma_mult"),
+            diffusion_matrix("scalar", s.h, s.sigma_add, s.sigma_mult),
+            "(..., d, d + 1)",
+            notes="Model definition (DESIGN.md), not derived.",
+        ),
+        _function(
+            "covariance_step",
+            "Covariance of the linear response, one step: J C J^T + dt Sigma Sigma^T.",
+            ("covariance", "jacobian", "diffusion", "dt"),
+            rules.covariance_step,
+            "(..., d, d)",
+        ),
+        _function(
+            "mean_contraction",
+            "Second-order Taylor term v with v_i = tanh''(z_i) (W C W^T)_ii.",
+            ("covariance", "w_matrix", "z"),
+            rules.contraction,
+            "(..., d)",
+        ),
+        _function(
+            "mean_step",
+            "Mean correction, one step: J m + (dt / 2) v.",
+            ("mean", "jacobian", "contraction", "dt"),
+            rules.mean_step,
+            "(..., d)",
+        ),
+        _function(
+            "q_term",
+            "Q = 2 grad(l)^T m: the mean-correction part of the regularizer.",
+            ("loss_grad", "mean"),
+            rules.q_term,
+            "(...)",
+        ),
+        _function(
+            "r_term",
+            "R = tr(hess(l) C): the covariance part of the regularizer.",
+            ("loss_hessian", "covariance"),
+            rules.r_term,
+            "(...)",
+        ),
     ]
 
 
 def derive() -> Derivation:
-    from derivations.brute_force import DEFAULT_CASES, prove
-    from derivations.latex import equation, latex
+    from nrnn.derivations.brute_force import DEFAULT_CASES, prove
+    from nrnn.derivations.latex import equation, latex
 
     rules = one_step_rules()
     eps = sp.Symbol(r"\varepsilon")
@@ -371,40 +434,78 @@ def derive() -> Derivation:
     k = at_step
     step = "_{k+1}"
     derivation.formulas += [
-        Formula("Drift Jacobian", (equation("F", rules.drift_jacobian),),
-                "F = D_h f on the deterministic path; z = W h_bar + U x + b. Read off as the coefficient of delta "
-                "in the first-order drift."),
-        Formula("Step Jacobian", (equation("J", rules.step_jacobian),),
-                "Read off as the coefficient of delta_k in delta_{k+1}."),
-        Formula("Linear (first-order) response",
-                (equation(rf"\delta{step}", k(rules.first_order_step)), equation(r"\delta_0", "0")),
-                "Any smooth diffusion sigma; Sigma_k = sigma(h_bar_k)."),
-        Formula("Second-order response",
-                (equation(rf"\eta{step}", k(rules.second_order_step)), equation(r"\eta_0", "0")),
-                "sigma'(h_bar)[delta] is the derivative of the diffusion along delta; tanh expanded entrywise by the chain rule."),
-        Formula("Mean of the linear response",
-                (equation(rf"\mathbb{{E}}\,\delta{step}", latex(k(rules.first_order_mean_step)).replace(r"\mu", r"\mathbb{E}\,\delta_{k}")),
-                 r"\mathbb{E}\,\delta_k = 0"),
-                "By induction from delta_0 = 0."),
-        Formula("Covariance recursion",
-                (equation(f"C{step}", k(rules.covariance_step)), r"C_0 = 0,\quad C_k = \mathbb{E}\,\delta_k \delta_k^{T}"),
-                "J_k and Sigma_k are evaluated on the deterministic path at step k."),
-        Formula("Mean-correction recursion",
-                (equation(f"m{step}", k(rules.mean_step)), equation("v_{k}", k(rules.contraction)),
-                 r"m_0 = 0,\quad m_k = \mathbb{E}\,\eta_k,\quad v_{k,i} = \tanh''(z_{k,i})\,(W C_k W^{T})_{ii}"),
-                "The noise term sigma'(h_bar)[delta_k] xi_k has mean zero for any smooth sigma (xi_k is independent of delta_k)."),
-        Formula("Expected loss to second order",
-                (rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + {latex(eps)}^{{2}}\left({latex(rules.loss_second_order)}\right) + O({latex(eps)}^{{4}})",
-                 rf"\mathbb{{E}}\,[\text{{coefficient of }} {latex(eps)}^{{1}}] = {latex(rules.loss_first_order)}",
-                 r"g = \nabla \ell(\bar{h}_M),\quad H = \nabla^{2} \ell(\bar{h}_M),\quad C = C_M,\quad m = m_M"),
-                "l smooth (C^4) with bounded derivatives near the path; all noise scaled by eps. "
-                "The remainder is O(eps^4), sharper than the paper's O(eps^3): E l(h_M) is even in eps because xi -> -xi "
-                "maps the eps-path to the (-eps)-path and leaves the Gaussian law unchanged, so every odd order vanishes "
-                "(checked symbolically for the small sizes below)."),
-        Formula("The explicit regularizer",
-                (equation("Q", rules.q_term), equation("R", rules.r_term),
-                 rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + \frac{{{latex(eps)}^{{2}}}}{{2}}\,(Q + R) + O({latex(eps)}^{{4}})"),
-                "As above. For cross-entropy, g and H come from the section on the loss."),
+        Formula(
+            "Drift Jacobian",
+            (equation("F", rules.drift_jacobian),),
+            "F = D_h f on the deterministic path; z = W h_bar + U x + b. Read off as the coefficient of delta "
+            "in the first-order drift.",
+        ),
+        Formula(
+            "Step Jacobian",
+            (equation("J", rules.step_jacobian),),
+            "Read off as the coefficient of delta_k in delta_{k+1}.",
+        ),
+        Formula(
+            "Linear (first-order) response",
+            (equation(rf"\delta{step}", k(rules.first_order_step)), equation(r"\delta_0", "0")),
+            "Any smooth diffusion sigma; Sigma_k = sigma(h_bar_k).",
+        ),
+        Formula(
+            "Second-order response",
+            (equation(rf"\eta{step}", k(rules.second_order_step)), equation(r"\eta_0", "0")),
+            "sigma'(h_bar)[delta] is the derivative of the diffusion along delta; tanh expanded entrywise by the chain rule.",
+        ),
+        Formula(
+            "Mean of the linear response",
+            (
+                equation(
+                    rf"\mathbb{{E}}\,\delta{step}",
+                    latex(k(rules.first_order_mean_step)).replace(
+                        r"\mu", r"\mathbb{E}\,\delta_{k}"
+                    ),
+                ),
+                r"\mathbb{E}\,\delta_k = 0",
+            ),
+            "By induction from delta_0 = 0.",
+        ),
+        Formula(
+            "Covariance recursion",
+            (
+                equation(f"C{step}", k(rules.covariance_step)),
+                r"C_0 = 0,\quad C_k = \mathbb{E}\,\delta_k \delta_k^{T}",
+            ),
+            "J_k and Sigma_k are evaluated on the deterministic path at step k.",
+        ),
+        Formula(
+            "Mean-correction recursion",
+            (
+                equation(f"m{step}", k(rules.mean_step)),
+                equation("v_{k}", k(rules.contraction)),
+                r"m_0 = 0,\quad m_k = \mathbb{E}\,\eta_k,\quad v_{k,i} = \tanh''(z_{k,i})\,(W C_k W^{T})_{ii}",
+            ),
+            "The noise term sigma'(h_bar)[delta_k] xi_k has mean zero for any smooth sigma (xi_k is independent of delta_k).",
+        ),
+        Formula(
+            "Expected loss to second order",
+            (
+                rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + {latex(eps)}^{{2}}\left({latex(rules.loss_second_order)}\right) + O({latex(eps)}^{{4}})",
+                rf"\mathbb{{E}}\,[\text{{coefficient of }} {latex(eps)}^{{1}}] = {latex(rules.loss_first_order)}",
+                r"g = \nabla \ell(\bar{h}_M),\quad H = \nabla^{2} \ell(\bar{h}_M),\quad C = C_M,\quad m = m_M",
+            ),
+            "l smooth (C^4) with bounded derivatives near the path; all noise scaled by eps. "
+            "The remainder is O(eps^4), sharper than the paper's O(eps^3): E l(h_M) is even in eps because xi -> -xi "
+            "maps the eps-path to the (-eps)-path and leaves the Gaussian law unchanged, so every odd order vanishes "
+            "(checked symbolically for the small sizes below).",
+        ),
+        Formula(
+            "The explicit regularizer",
+            (
+                equation("Q", rules.q_term),
+                equation("R", rules.r_term),
+                rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + \frac{{{latex(eps)}^{{2}}}}{{2}}\,(Q + R) + O({latex(eps)}^{{4}})",
+            ),
+            "As above. For cross-entropy, g and H come from the section on the loss.",
+        ),
     ]
     for case in DEFAULT_CASES:
         result = prove(*case)

@@ -9,13 +9,13 @@ symbols to integers.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import sympy as sp
 from sympy.matrices.expressions.diagonal import DiagonalOf
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from derivations.nodes import Softmax, StackSum
+from nrnn.derivations.nodes import Softmax, StackSum
 
 __all__ = ["evaluate"]
 
@@ -33,7 +33,9 @@ def evaluate(expr, bindings: Mapping):
     if not isinstance(expr, sp.MatrixExpr):
         if expr.is_Matrix:
             return expr
-        traced = expr.replace(lambda node: isinstance(node, sp.Trace), lambda node: evaluate(node, bindings))
+        traced = expr.replace(
+            lambda node: isinstance(node, sp.Trace), lambda node: evaluate(node, bindings)
+        )
         return traced.xreplace({k: v for k, v in bindings.items() if isinstance(k, sp.Symbol)})
     if isinstance(expr, sp.Identity):
         return sp.eye(int(sp.sympify(expr.rows).xreplace(bindings)))

@@ -21,9 +21,9 @@ paired covariances. For independent standard normals this factorises into the mo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable, Mapping, Sequence
+from functools import cache
 
 import sympy as sp
 
@@ -43,7 +43,7 @@ def standard_normals(count: int, name: str = "xi") -> tuple[sp.Symbol, ...]:
     return tuple(sp.Symbol(f"{name}_{index}", real=True) for index in range(count))
 
 
-@lru_cache(maxsize=None)
+@cache
 def normal_moment(power: int) -> sp.Integer:
     """``E xi**power`` for a standard normal: ``(power - 1)!!`` for even powers, else 0."""
     if power % 2:
@@ -109,8 +109,12 @@ def gaussian_expectation(
             for power in powers.values():
                 weight *= normal_moment(power)
         else:
-            factors = [symbol for symbol, power in sorted(powers.items(), key=str) for _ in range(power)]
-            weight = isserlis(factors, lambda a, b: covariance.get((a, b), covariance.get((b, a), 0)))
+            factors = [
+                symbol for symbol, power in sorted(powers.items(), key=str) for _ in range(power)
+            ]
+            weight = isserlis(
+                factors, lambda a, b: covariance.get((a, b), covariance.get((b, a), 0))
+            )
         if weight != 0:
             total += rest * weight
     return total

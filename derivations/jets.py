@@ -13,13 +13,21 @@ symbolic derivatives; callers substitute their own derivative values.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable, Mapping, Sequence
+from functools import cache
 
 import sympy as sp
 
-__all__ = ["ChainRule", "chain_rule", "compose", "evaluate_polynomial", "jet_add", "jet_scale", "jet_shift"]
+__all__ = [
+    "ChainRule",
+    "chain_rule",
+    "compose",
+    "evaluate_polynomial",
+    "jet_add",
+    "jet_scale",
+    "jet_shift",
+]
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ def _multi_indices(variables: int, order: int):
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def chain_rule(variables: int, order: int) -> ChainRule:
     """Derive the eps-coefficients 0..order of ``phi(x + a(eps))`` with ``variables`` arguments.
 
@@ -75,7 +83,7 @@ def chain_rule(variables: int, order: int) -> ChainRule:
     return ChainRule(increments=increments, derivatives=derivatives, coefficients=coefficients)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _monomials(polynomial: sp.Expr) -> tuple:
     """``polynomial`` as ``((number, ((symbol, power), ...)), ...)``."""
     terms = []

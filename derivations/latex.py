@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from derivations.nodes import ActivationDerivative, NoiseJacobian, Softmax, StackSum
+from nrnn.derivations.nodes import ActivationDerivative, NoiseJacobian, Softmax, StackSum
 
 __all__ = ["latex", "equation"]
 
@@ -33,7 +33,11 @@ class _SheetPrinter(LatexPrinter):
         coefficient, factors = expr.as_coeff_matrices()
         if coefficient == 1 or not coefficient.is_Rational:
             return super()._print_MatMul(expr)
-        body = super()._print_MatMul(sp.MatMul(*factors)) if len(factors) > 1 else self._print(factors[0])
+        body = (
+            super()._print_MatMul(sp.MatMul(*factors))
+            if len(factors) > 1
+            else self._print(factors[0])
+        )
         if isinstance(factors[0], sp.MatAdd) and len(factors) == 1:
             body = rf"\left({body}\right)"
         if coefficient == -1:
@@ -58,7 +62,8 @@ class _SheetPrinter(LatexPrinter):
 
     def _print_StackSum(self, expr: StackSum):
         indexed = {
-            symbol: sp.MatrixSymbol(f"{symbol.name}_{{i}}", *symbol.shape) for symbol in expr.stacked
+            symbol: sp.MatrixSymbol(f"{symbol.name}_{{i}}", *symbol.shape)
+            for symbol in expr.stacked
         }
         return r"\sum_{i} " + self._print(expr.summand.xreplace(indexed))
 

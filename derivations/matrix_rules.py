@@ -19,14 +19,14 @@ A term outside these patterns raises ``NotImplementedError`` rather than being g
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import sympy as sp
 from sympy.matrices.expressions.diagonal import DiagonalOf
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from derivations.ito import gaussian_expectation
+from nrnn.derivations.ito import gaussian_expectation
 
 __all__ = [
     "RandomModel",
@@ -78,7 +78,9 @@ def matrix_terms(expr) -> list[tuple[sp.Expr, list]]:
 def _product(coefficient, factors, shape):
     if not factors:
         return coefficient * sp.Identity(shape[0])
-    return sp.MatMul(coefficient, *factors).doit() if coefficient != 1 else sp.MatMul(*factors).doit()
+    return (
+        sp.MatMul(coefficient, *factors).doit() if coefficient != 1 else sp.MatMul(*factors).doit()
+    )
 
 
 def _count(expr, symbol) -> int:
@@ -128,7 +130,11 @@ def _left_factor(expr, v):
     """X if ``expr == X v`` with X deterministic in ``v``, else None."""
     if expr == v:
         return sp.Identity(v.shape[0])
-    if isinstance(expr, sp.MatMul) and expr.args[-1] == v and not _depends(sp.MatMul(*expr.args[:-1]), [v]):
+    if (
+        isinstance(expr, sp.MatMul)
+        and expr.args[-1] == v
+        and not _depends(sp.MatMul(*expr.args[:-1]), [v])
+    ):
         return sp.MatMul(*expr.args[:-1]).doit()
     return None
 
@@ -153,7 +159,9 @@ def _term_expectation(coefficient, factors, model: RandomModel, shape):
         raise NotImplementedError(f"noise pattern in {factors}")
     if noise_count:
         raise NotImplementedError(f"{noise_count} noise factors in {factors}")
-    hadamards = [i for i, f in enumerate(factors) if isinstance(f, (HadamardProduct, HadamardPower))]
+    hadamards = [
+        i for i, f in enumerate(factors) if isinstance(f, (HadamardProduct, HadamardPower))
+    ]
     for index in hadamards:  # rule 5
         replaced = _hadamard_expectation(factors[index], model)
         if replaced is not None:
@@ -196,7 +204,11 @@ def expectation(expr, model: RandomModel):
             total.append(value)
     if not total:
         return sp.ZeroMatrix(*shape)
-    return sp.Add(*total) if any(not isinstance(t, sp.MatrixExpr) for t in total) else sp.MatAdd(*total).doit()
+    return (
+        sp.Add(*total)
+        if any(not isinstance(t, sp.MatrixExpr) for t in total)
+        else sp.MatAdd(*total).doit()
+    )
 
 
 def hadamard_to_diagonal(expr, variables: Iterable):
@@ -238,7 +250,10 @@ def linear_coefficients(expr, variables: Iterable) -> tuple[dict, object]:
         if len(hits) > 1 or factors[-1] != v or any(_depends(f, variables) for f in factors[:-1]):
             raise NotImplementedError(f"term {factors} is not linear in {variables}")
         coefficients[v].append(_product(coefficient, factors[:-1], (v.shape[0], v.shape[0])))
-    collected = {v: sp.MatAdd(*parts).doit() if parts else sp.ZeroMatrix(shape[0], v.shape[0]) for v, parts in coefficients.items()}
+    collected = {
+        v: sp.MatAdd(*parts).doit() if parts else sp.ZeroMatrix(shape[0], v.shape[0])
+        for v, parts in coefficients.items()
+    }
     remainder = sp.MatAdd(*rest).doit() if rest else sp.ZeroMatrix(*shape)
     return collected, remainder
 
@@ -253,7 +268,9 @@ def vec_operator(expr, unknown):
     parts = []
     for coefficient, factors in matrix_terms(expr):
         positions = [i for i, f in enumerate(factors) if f == unknown]
-        if len(positions) != 1 or any(_depends(f, [unknown]) for i, f in enumerate(factors) if i != positions[0]):
+        if len(positions) != 1 or any(
+            _depends(f, [unknown]) for i, f in enumerate(factors) if i != positions[0]
+        ):
             raise NotImplementedError(f"term {factors} is not of the form X P Y")
         i = positions[0]
         left = sp.MatMul(*factors[:i]).doit() if i else sp.Identity(size)

@@ -19,13 +19,13 @@ O(eps^4) remainder.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
-from derivations.explicit import evaluate
-from derivations.ito import gaussian_expectation
-from derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+from nrnn.derivations.explicit import evaluate
+from nrnn.derivations.ito import gaussian_expectation
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = ["derive", "uniform_moments", "sde_equivalent"]
 
@@ -37,7 +37,7 @@ D = sp.Symbol("d", integer=True, positive=True)
 STEP_DRIFT_VECTOR = sp.MatrixSymbol(r"\delta \circ f", D, 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def uniform_moments() -> dict:
     """Moments of u ~ Uniform[1 - s_m, 1] by integrating the density 1/s_m."""
     u = sp.Symbol("u", real=True)
@@ -53,7 +53,7 @@ def uniform_moments() -> dict:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def sde_equivalent() -> dict:
     """Per-step mean and variance of one released-code step; the matching EM levels."""
     moments = uniform_moments()
@@ -72,7 +72,12 @@ def sde_equivalent() -> dict:
     if sp.simplify(drift_level**2 - drift_level_squared) != 0:
         raise AssertionError("drift-proportional level does not match the variance")
     diffusion = sp.BlockMatrix(
-        [[additive_level * sp.Identity(D), sp.DiagMatrix(S_MULT / sp.sqrt(12 * DT) * STEP_DRIFT_VECTOR)]]
+        [
+            [
+                additive_level * sp.Identity(D),
+                sp.DiagMatrix(S_MULT / sp.sqrt(12 * DT) * STEP_DRIFT_VECTOR),
+            ]
+        ]
     )
     return {
         "step_mean": step_mean,
@@ -100,27 +105,65 @@ def generated_functions() -> list[GeneratedFunction]:
     sigma_mult = Argument("sigma_mult", S_MULT, scalar, "released-code multiplicative level s_m")
     dt = Argument("dt", DT, scalar, "time step dt (= the initial per-unit step delta)")
     return [
-        GeneratedFunction("reference_drift_scale", "reference_noise", __name__,
-                          "Drift shrink factor E u = 1 - s_m / 2 of the released-code noise.",
-                          (sigma_mult,), equivalent["drift_scale"], "float or (...)", elementwise=True),
-        GeneratedFunction("reference_additive_level", "reference_noise", __name__,
-                          "SDE-equivalent additive level s_a / sqrt(dt).",
-                          (sigma_add, dt), equivalent["additive_level"], "float or (...)", elementwise=True),
-        GeneratedFunction("reference_step_variance", "reference_noise", __name__,
-                          "Per-step variance s_a^2 + (s_m^2 / 12) (delta f)^2 of one released-code step.",
-                          (sigma_add, sigma_mult, Argument("step_drift", STEP_DRIFT, "(..., d)", "delta o f(h, x)")),
-                          equivalent["step_variance"], "(..., d)", elementwise=True,
-                          per_batch=("sigma_add", "sigma_mult")),
-        GeneratedFunction("reference_diffusion", "reference_noise", __name__,
-                          "SDE-equivalent diffusion [(s_a / sqrt(dt)) I | diag(s_m delta f / sqrt(12 dt))].",
-                          (Argument("h_drift_step", STEP_DRIFT_VECTOR, "(..., d)", "delta o f(h, x), the per-step drift"),
-                           sigma_add, sigma_mult, dt),
-                          equivalent["diffusion"], "(..., d, 2 d)"),
+        GeneratedFunction(
+            "reference_drift_scale",
+            "reference_noise",
+            __name__,
+            "Drift shrink factor E u = 1 - s_m / 2 of the released-code noise.",
+            (sigma_mult,),
+            equivalent["drift_scale"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "reference_additive_level",
+            "reference_noise",
+            __name__,
+            "SDE-equivalent additive level s_a / sqrt(dt).",
+            (sigma_add, dt),
+            equivalent["additive_level"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "reference_step_variance",
+            "reference_noise",
+            __name__,
+            "Per-step variance s_a^2 + (s_m^2 / 12) (delta f)^2 of one released-code step.",
+            (
+                sigma_add,
+                sigma_mult,
+                Argument("step_drift", STEP_DRIFT, "(..., d)", "delta o f(h, x)"),
+            ),
+            equivalent["step_variance"],
+            "(..., d)",
+            elementwise=True,
+            per_batch=("sigma_add", "sigma_mult"),
+        ),
+        GeneratedFunction(
+            "reference_diffusion",
+            "reference_noise",
+            __name__,
+            "SDE-equivalent diffusion [(s_a / sqrt(dt)) I | diag(s_m delta f / sqrt(12 dt))].",
+            (
+                Argument(
+                    "h_drift_step",
+                    STEP_DRIFT_VECTOR,
+                    "(..., d)",
+                    "delta o f(h, x), the per-step drift",
+                ),
+                sigma_add,
+                sigma_mult,
+                dt,
+            ),
+            equivalent["diffusion"],
+            "(..., d, 2 d)",
+        ),
     ]
 
 
 def derive() -> Derivation:
-    from derivations.latex import equation
+    from nrnn.derivations.latex import equation
 
     moments = uniform_moments()
     equivalent = sde_equivalent()
@@ -134,24 +177,43 @@ def derive() -> Derivation:
         ),
     )
     derivation.formulas += [
-        Formula("Uniform moments", (equation(rf"\mathbb{{E}}\,{sp.latex(u)}", moments["mean"]),
-                                    equation(rf"\operatorname{{Var}}\,{sp.latex(u)}", moments["variance"]),
-                                    equation(rf"\mathbb{{E}}\,({sp.latex(u)} - \mathbb{{E}} u)^{{3}}", moments["third"]),
-                                    equation(rf"\mathbb{{E}}\,({sp.latex(u)} - \mathbb{{E}} u)^{{4}}", moments["fourth"])),
-                "u ~ Uniform[1 - s_m, 1], 0 < s_m <= 1."),
-        Formula("One released-code step, per unit",
-                (equation(r"\mathbb{E}\,[\Delta h_i]", equivalent["step_mean"]),
-                 equation(r"\operatorname{Var}\,[\Delta h_i]", equivalent["step_variance"])),
-                "delta o f evaluated at the current state; u and zeta independent."),
-        Formula("SDE equivalent (first two moments of a step)",
-                (equation(r"\text{drift scale}", equivalent["drift_scale"]),
-                 equation(r"\sigma_{\mathrm{add}}", equivalent["additive_level"]),
-                 equation(r"\sigma(h)", equivalent["diffusion"])),
-                "delta = dt. The drift-proportional block is not Gaussian (uniform); moments up to the second match, the "
-                "third central moment is 0 as for a Gaussian, the fourth differs (s_m^4/80 vs 3 (s_m^2/12)^2 = s_m^4/48)."),
+        Formula(
+            "Uniform moments",
+            (
+                equation(rf"\mathbb{{E}}\,{sp.latex(u)}", moments["mean"]),
+                equation(rf"\operatorname{{Var}}\,{sp.latex(u)}", moments["variance"]),
+                equation(
+                    rf"\mathbb{{E}}\,({sp.latex(u)} - \mathbb{{E}} u)^{{3}}", moments["third"]
+                ),
+                equation(
+                    rf"\mathbb{{E}}\,({sp.latex(u)} - \mathbb{{E}} u)^{{4}}", moments["fourth"]
+                ),
+            ),
+            "u ~ Uniform[1 - s_m, 1], 0 < s_m <= 1.",
+        ),
+        Formula(
+            "One released-code step, per unit",
+            (
+                equation(r"\mathbb{E}\,[\Delta h_i]", equivalent["step_mean"]),
+                equation(r"\operatorname{Var}\,[\Delta h_i]", equivalent["step_variance"]),
+            ),
+            "delta o f evaluated at the current state; u and zeta independent.",
+        ),
+        Formula(
+            "SDE equivalent (first two moments of a step)",
+            (
+                equation(r"\text{drift scale}", equivalent["drift_scale"]),
+                equation(r"\sigma_{\mathrm{add}}", equivalent["additive_level"]),
+                equation(r"\sigma(h)", equivalent["diffusion"]),
+            ),
+            "delta = dt. The drift-proportional block is not Gaussian (uniform); moments up to the second match, the "
+            "third central moment is 0 as for a Gaussian, the fourth differs (s_m^4/80 vs 3 (s_m^2/12)^2 = s_m^4/48).",
+        ),
     ]
     if not diffusion_check():
         raise AssertionError("reference diffusion does not reproduce the step variance")
-    derivation.checks.append("dt sigma sigma^T = diag(s_a^2 + (s_m^2/12)(delta f)_i^2) for the equivalent diffusion (d = 2).")
+    derivation.checks.append(
+        "dt sigma sigma^T = diag(s_a^2 + (s_m^2/12)(delta f)_i^2) for the equivalent diffusion (d = 2)."
+    )
     derivation.functions += generated_functions()
     return derivation

@@ -27,16 +27,16 @@ mean-square stable for every initial state iff the spectral radius of that matri
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
-from derivations.explicit import evaluate
-from derivations.expansion import SYMBOLS, diffusion_matrix
-from derivations.ito import SDE
-from derivations.matrix_rules import RandomModel, expectation, vec_operator
-from derivations.nodes import StackSum
-from derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+from nrnn.derivations.expansion import SYMBOLS, diffusion_matrix
+from nrnn.derivations.explicit import evaluate
+from nrnn.derivations.ito import SDE
+from nrnn.derivations.matrix_rules import RandomModel, expectation, vec_operator
+from nrnn.derivations.nodes import StackSum
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = [
     "derive",
@@ -58,7 +58,8 @@ def _difference_sde(form: str, d: int):
     g = sp.Matrix(sp.symbols(f"g_0:{d}", real=True))
     h_prime = sp.Matrix(sp.symbols(f"hp_0:{d}", real=True))
     sigma = lambda h: evaluate(
-        diffusion_matrix(form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult), {SYMBOLS.d: d, SYMBOLS.h: h}
+        diffusion_matrix(form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult),
+        {SYMBOLS.d: d, SYMBOLS.h: h},
     )
     diffusion = (sigma(h_prime + sp.Matrix(e)) - sigma(h_prime)).applyfunc(sp.expand)
     if diffusion.free_symbols & set(h_prime):
@@ -66,7 +67,7 @@ def _difference_sde(form: str, d: int):
     return SDE(state=e, drift=g, diffusion=diffusion), e, g
 
 
-@lru_cache(maxsize=None)
+@cache
 def distance_corrections(form: str, d: int) -> dict:
     """Itô corrections of log|e|^2 and |e|^2 (drift minus the drift-of-e part)."""
     sde, e, g = _difference_sde(form, d)
@@ -93,12 +94,15 @@ def quartic_share_bounds(d: int) -> bool:
     squares = sum(x**2 for x in e)
     quartics = sum(x**4 for x in e)
     pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
-    lower = sp.expand(d * quartics - squares**2 - sum((e[i] ** 2 - e[j] ** 2) ** 2 for i, j in pairs)) == 0
+    lower = (
+        sp.expand(d * quartics - squares**2 - sum((e[i] ** 2 - e[j] ** 2) ** 2 for i, j in pairs))
+        == 0
+    )
     upper = sp.expand(squares**2 - quartics - 2 * sum(e[i] ** 2 * e[j] ** 2 for i, j in pairs)) == 0
     return lower and upper
 
 
-@lru_cache(maxsize=None)
+@cache
 def exponent_bounds() -> dict:
     """The three exponent bounds as expressions in kappa, sigma_2 and d."""
     sigma = SYMBOLS.sigma_mult
@@ -111,7 +115,13 @@ def exponent_bounds() -> dict:
     correction_in_share = sigma**2 * (1 - 2 * QUARTIC_SHARE)
     for size in (1, 2, 3, 4):
         diagonal = distance_corrections("diagonal", size)
-        if sp.simplify(diagonal["log_correction"] - correction_in_share.subs(QUARTIC_SHARE, diagonal["share"])) != 0:
+        if (
+            sp.simplify(
+                diagonal["log_correction"]
+                - correction_in_share.subs(QUARTIC_SHARE, diagonal["share"])
+            )
+            != 0
+        ):
             raise AssertionError(f"per-unit Brownian motions, d={size}: unexpected Itô correction")
         if not quartic_share_bounds(size):
             raise AssertionError("quartic share bounds")
@@ -165,12 +175,15 @@ def commuting_solution_check(d: int = 2) -> bool:
     X = scale * Y
     for i in range(d):
         ito = sde.ito(X[i])
-        if sp.simplify(ito.drift - (A * X)[i]) != 0 or sp.simplify(ito.diffusion[0, 0] - s * X[i]) != 0:
+        if (
+            sp.simplify(ito.drift - (A * X)[i]) != 0
+            or sp.simplify(ito.diffusion[0, 0] - s * X[i]) != 0
+        ):
             return False
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def em_mean_square_operator(noises: int = 2):
     """Derive vec(E X_{k+1} X_{k+1}^T) = K vec(E X_k X_k^T) for ``noises`` scalar Brownian motions.
 
@@ -189,7 +202,9 @@ def em_mean_square_operator(noises: int = 2):
     second_moment_step = expectation(new * new.T, model)
     operator = vec_operator(second_moment_step, P)
     stacked = sp.MatrixSymbol("B", d, d)
-    general = sp.KroneckerProduct(S, S) + dt * StackSum(sp.KroneckerProduct(stacked, stacked), stacked)
+    general = sp.KroneckerProduct(S, S) + dt * StackSum(
+        sp.KroneckerProduct(stacked, stacked), stacked
+    )
     return second_moment_step, operator, general, (S, P, B, stacked)
 
 
@@ -213,7 +228,9 @@ def scalar_em_limit() -> sp.Expr:
     """d = 1: ((1 + dt a)^2 + dt s^2 - 1) / dt -> 2 a + s^2 as dt -> 0 (the mean-square exponent)."""
     a, s = sp.symbols("a s", real=True)
     _, _, general, (S, _, _, stacked) = em_mean_square_operator(1)
-    value = evaluate(general, {SYMBOLS.d: 1, S: sp.Matrix([[1 + SYMBOLS.dt * a]]), stacked: [sp.Matrix([[s]])]})[0, 0]
+    value = evaluate(
+        general, {SYMBOLS.d: 1, S: sp.Matrix([[1 + SYMBOLS.dt * a]]), stacked: [sp.Matrix([[s]])]}
+    )[0, 0]
     return sp.limit((value - 1) / SYMBOLS.dt, SYMBOLS.dt, 0)
 
 
@@ -221,37 +238,80 @@ def generated_functions() -> list[GeneratedFunction]:
     bounds = exponent_bounds()
     scalar = "float or (...)"
     kappa = Argument("kappa", KAPPA, scalar, "contraction rate lambda_max(sym A) + ||W||_2")
-    sigma_mult = Argument("sigma_mult", SYMBOLS.sigma_mult, scalar, "multiplicative noise level sigma_2")
+    sigma_mult = Argument(
+        "sigma_mult", SYMBOLS.sigma_mult, scalar, "multiplicative noise level sigma_2"
+    )
     hidden = Argument("hidden_dim", SYMBOLS.d, "int or (...)", "hidden size d")
     _, _, general, (S, _, _, stacked) = em_mean_square_operator()
     return [
-        GeneratedFunction("contraction_rate", "stability", __name__,
-                          "kappa = lambda_max(sym A) + ||W||_2: one-sided Lipschitz constant of the drift.",
-                          (Argument("sym_a_max_eig", LAMBDA, scalar, "largest eigenvalue of (A + A^T)/2"),
-                           Argument("w_spectral_norm", W_NORM, scalar, "spectral norm of W")),
-                          bounds["contraction_rate"], "float or (...)", elementwise=True),
-        GeneratedFunction("almost_sure_bound_scalar", "stability", __name__,
-                          "A.s. exponent bound kappa - sigma_2^2 / 2 (multiplicative noise on one scalar Brownian motion).",
-                          (kappa, sigma_mult), bounds["almost_sure_scalar"], "float or (...)", elementwise=True),
-        GeneratedFunction("almost_sure_bound_diagonal", "stability", __name__,
-                          "A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/d) (one Brownian motion per unit; weaker).",
-                          (kappa, sigma_mult, hidden), bounds["almost_sure_diagonal"], "float or (...)", elementwise=True),
-        GeneratedFunction("mean_square_bound", "stability", __name__,
-                          "Mean-square exponent bound kappa + sigma_2^2 / 2 for (1/2t) log E|h - h'|^2 (both noise forms).",
-                          (kappa, sigma_mult), bounds["mean_square"], "float or (...)", elementwise=True),
-        GeneratedFunction("em_mean_square_matrix", "stability", __name__,
-                          "Euler--Maruyama second-moment operator (I + dt A) kron (I + dt A) + dt sum_i B_i kron B_i.",
-                          (Argument("step_matrix", S, "(..., d, d)", "I + dt A"),
-                           Argument("noise_matrices", stacked, "(..., n, d, d)", "B_1 .. B_n of dX = A X dt + sum_i B_i X dbeta_i"),
-                           Argument("dt", SYMBOLS.dt, scalar, "time step")),
-                          general, "(..., d * d, d * d)",
-                          notes="Mean-square stable for every initial state iff its spectral radius is below 1 "
-                                "(column-major vec)."),
+        GeneratedFunction(
+            "contraction_rate",
+            "stability",
+            __name__,
+            "kappa = lambda_max(sym A) + ||W||_2: one-sided Lipschitz constant of the drift.",
+            (
+                Argument("sym_a_max_eig", LAMBDA, scalar, "largest eigenvalue of (A + A^T)/2"),
+                Argument("w_spectral_norm", W_NORM, scalar, "spectral norm of W"),
+            ),
+            bounds["contraction_rate"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "almost_sure_bound_scalar",
+            "stability",
+            __name__,
+            "A.s. exponent bound kappa - sigma_2^2 / 2 (multiplicative noise on one scalar Brownian motion).",
+            (kappa, sigma_mult),
+            bounds["almost_sure_scalar"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "almost_sure_bound_diagonal",
+            "stability",
+            __name__,
+            "A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/d) (one Brownian motion per unit; weaker).",
+            (kappa, sigma_mult, hidden),
+            bounds["almost_sure_diagonal"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "mean_square_bound",
+            "stability",
+            __name__,
+            "Mean-square exponent bound kappa + sigma_2^2 / 2 for (1/2t) log E|h - h'|^2 (both noise forms).",
+            (kappa, sigma_mult),
+            bounds["mean_square"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "em_mean_square_matrix",
+            "stability",
+            __name__,
+            "Euler--Maruyama second-moment operator (I + dt A) kron (I + dt A) + dt sum_i B_i kron B_i.",
+            (
+                Argument("step_matrix", S, "(..., d, d)", "I + dt A"),
+                Argument(
+                    "noise_matrices",
+                    stacked,
+                    "(..., n, d, d)",
+                    "B_1 .. B_n of dX = A X dt + sum_i B_i X dbeta_i",
+                ),
+                Argument("dt", SYMBOLS.dt, scalar, "time step"),
+            ),
+            general,
+            "(..., d * d, d * d)",
+            notes="Mean-square stable for every initial state iff its spectral radius is below 1 "
+            "(column-major vec).",
+        ),
     ]
 
 
 def derive() -> Derivation:
-    from derivations.latex import equation, latex
+    from nrnn.derivations.latex import equation, latex
 
     bounds = exponent_bounds()
     derivation = Derivation(
@@ -267,50 +327,106 @@ def derive() -> Derivation:
     e = r"\lvert e\rvert"
     second_moment_step, _, general, _ = em_mean_square_operator()
     derivation.formulas += [
-        Formula("Contraction rate", (equation(KAPPA, bounds["contraction_rate"]),
-                                      rf"e^{{T}}\left(f(h) - f(h')\right) \le \kappa {e}^{{2}},\quad {e}_t \le e^{{\kappa t}} {e}_0"),
-                "e = h - h', same input; tanh is 1-Lipschitz (sup tanh' = 1) and e^T A e = e^T sym(A) e."),
-        Formula("Itô correction of log|e|^2, scalar Brownian motion",
-                (rf"d \log {e}^{{2}} = \left(\frac{{2 e^{{T}} (f(h) - f(h'))}}{{{e}^{{2}}}} {latex(scalar['log_correction'])}\right) dt + 2 \sigma_{{2}}\, d\beta",),
-                "Multiplicative part sigma_2 h on one scalar Brownian motion beta (brownian='scalar'); the additive part cancels."),
-        Formula("Almost-sure bound, scalar Brownian motion",
-                (rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le {latex(bounds['almost_sure_scalar'])}",),
-                "Almost surely (beta_t / t -> 0). Noise stabilises: a system with kappa > 0 contracts when sigma_2^2 > 2 kappa."),
-        Formula("Itô correction of log|e|^2, one Brownian motion per unit",
-                (rf"\text{{correction}} = {latex(diagonal['log_correction'])} = \sigma_{{2}}^{{2}} (1 - 2 S),\quad S = \frac{{\sum_i e_i^{{4}}}}{{{e}^{{4}}}} \in \left[\frac{{1}}{{d}}, 1\right]",),
-                "brownian='diagonal' (the correction is shown for d = 2). S >= 1/d by d sum e_i^4 - (sum e_i^2)^2 = sum_{i<j} (e_i^2 - e_j^2)^2; S <= 1 trivially. "
-                "The martingale part has quadratic-variation rate 4 sigma_2^2 S <= 4 sigma_2^2."),
-        Formula("Almost-sure bound, one Brownian motion per unit (weaker)",
-                (rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le {latex(bounds['almost_sure_diagonal'])}",),
-                "Almost surely. The worst case S = 1/d (all |e_i| equal) is attained, so this bound cannot be improved "
-                "by this argument: it equals the scalar bound only for d = 1, gives no stabilisation for d = 2 "
-                "(exactly kappa) and tends to kappa + sigma_2^2/2 for large d."),
-        Formula("Mean-square bound (both noise forms)",
-                (rf"\frac{{d}}{{dt}} \mathbb{{E}} {e}^{{2}} \le (2\kappa + \sigma_{{2}}^{{2}})\, \mathbb{{E}} {e}^{{2}}",
-                 rf"\limsup_{{t\to\infty}} \frac{{1}}{{2t}} \log \mathbb{{E}} {e}_t^{{2}} \le {latex(bounds['mean_square'])}"),
-                "Itô correction of |e|^2 is sigma_2^2 |e|^2 for both forms: noise never helps in mean square."),
-        Formula("Euler--Maruyama mean-square stability of dX = A X dt + sum_i B_i X dbeta_i",
-                (equation(r"\mathbb{E}\, X_{k+1} X_{k+1}^{T}", second_moment_step.xreplace({sp.MatrixSymbol("P", SYMBOLS.d, SYMBOLS.d): sp.MatrixSymbol("P_{k}", SYMBOLS.d, SYMBOLS.d)})),
-                 rf"\operatorname{{vec}} P_{{k+1}} = \left({latex(general)}\right) \operatorname{{vec}} P_{{k}},\quad S = I + \Delta t A",
-                 rf"\text{{mean-square stable}} \iff \rho\left({latex(general)}\right) < 1"),
-                "Exact for the scheme (any dt), beta_i independent scalar Brownian motions; shown with two and stated for n. "
-                "The map is positive on the cone of PSD matrices, so rho < 1 is also necessary for every X_0 to decay."),
+        Formula(
+            "Contraction rate",
+            (
+                equation(KAPPA, bounds["contraction_rate"]),
+                rf"e^{{T}}\left(f(h) - f(h')\right) \le \kappa {e}^{{2}},\quad {e}_t \le e^{{\kappa t}} {e}_0",
+            ),
+            "e = h - h', same input; tanh is 1-Lipschitz (sup tanh' = 1) and e^T A e = e^T sym(A) e.",
+        ),
+        Formula(
+            "Itô correction of log|e|^2, scalar Brownian motion",
+            (
+                rf"d \log {e}^{{2}} = \left(\frac{{2 e^{{T}} (f(h) - f(h'))}}{{{e}^{{2}}}} {latex(scalar['log_correction'])}\right) dt + 2 \sigma_{{2}}\, d\beta",
+            ),
+            "Multiplicative part sigma_2 h on one scalar Brownian motion beta (brownian='scalar'); the additive part cancels.",
+        ),
+        Formula(
+            "Almost-sure bound, scalar Brownian motion",
+            (
+                rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le {latex(bounds['almost_sure_scalar'])}",
+            ),
+            "Almost surely (beta_t / t -> 0). Noise stabilises: a system with kappa > 0 contracts when sigma_2^2 > 2 kappa.",
+        ),
+        Formula(
+            "Itô correction of log|e|^2, one Brownian motion per unit",
+            (
+                rf"\text{{correction}} = {latex(diagonal['log_correction'])} = \sigma_{{2}}^{{2}} (1 - 2 S),\quad S = \frac{{\sum_i e_i^{{4}}}}{{{e}^{{4}}}} \in \left[\frac{{1}}{{d}}, 1\right]",
+            ),
+            "brownian='diagonal' (the correction is shown for d = 2). S >= 1/d by d sum e_i^4 - (sum e_i^2)^2 = sum_{i<j} (e_i^2 - e_j^2)^2; S <= 1 trivially. "
+            "The martingale part has quadratic-variation rate 4 sigma_2^2 S <= 4 sigma_2^2.",
+        ),
+        Formula(
+            "Almost-sure bound, one Brownian motion per unit (weaker)",
+            (
+                rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le {latex(bounds['almost_sure_diagonal'])}",
+            ),
+            "Almost surely. The worst case S = 1/d (all |e_i| equal) is attained, so this bound cannot be improved "
+            "by this argument: it equals the scalar bound only for d = 1, gives no stabilisation for d = 2 "
+            "(exactly kappa) and tends to kappa + sigma_2^2/2 for large d.",
+        ),
+        Formula(
+            "Mean-square bound (both noise forms)",
+            (
+                rf"\frac{{d}}{{dt}} \mathbb{{E}} {e}^{{2}} \le (2\kappa + \sigma_{{2}}^{{2}})\, \mathbb{{E}} {e}^{{2}}",
+                rf"\limsup_{{t\to\infty}} \frac{{1}}{{2t}} \log \mathbb{{E}} {e}_t^{{2}} \le {latex(bounds['mean_square'])}",
+            ),
+            "Itô correction of |e|^2 is sigma_2^2 |e|^2 for both forms: noise never helps in mean square.",
+        ),
+        Formula(
+            "Euler--Maruyama mean-square stability of dX = A X dt + sum_i B_i X dbeta_i",
+            (
+                equation(
+                    r"\mathbb{E}\, X_{k+1} X_{k+1}^{T}",
+                    second_moment_step.xreplace(
+                        {
+                            sp.MatrixSymbol("P", SYMBOLS.d, SYMBOLS.d): sp.MatrixSymbol(
+                                "P_{k}", SYMBOLS.d, SYMBOLS.d
+                            )
+                        }
+                    ),
+                ),
+                rf"\operatorname{{vec}} P_{{k+1}} = \left({latex(general)}\right) \operatorname{{vec}} P_{{k}},\quad S = I + \Delta t A",
+                rf"\text{{mean-square stable}} \iff \rho\left({latex(general)}\right) < 1",
+            ),
+            "Exact for the scheme (any dt), beta_i independent scalar Brownian motions; shown with two and stated for n. "
+            "The map is positive on the cone of PSD matrices, so rho < 1 is also necessary for every X_0 to decay.",
+        ),
     ]
     gbm = geometric_brownian_motion()
     a, s = sp.symbols("a s", real=True)
     checks = [
         (symmetric_part_check(), "e^T A e = e^T sym(A) e (d = 3)."),
-        (all(quartic_share_bounds(size) for size in (2, 3, 4)), "1/d <= sum e_i^4/|e|^4 <= 1 by sum-of-squares identities (d = 2, 3, 4)."),
-        (sp.simplify(gbm["almost_sure"] - (a - s**2 / 2)) == 0 and gbm["log_diffusion"] == s,
-         f"dX = aX dt + sX dB: d log X = ({gbm['almost_sure']}) dt + {gbm['log_diffusion']} dB, a.s. exponent a - s^2/2."),
-        (sp.simplify(gbm["mean_square"] - (2 * a + s**2)) == 0, f"dX = aX dt + sX dB: d E X^2 / dt = ({gbm['mean_square']}) E X^2."),
-        (commuting_solution_check(), "dX = AX dt + sX dbeta is solved by exp(s beta - s^2 t/2) e^{At} X_0 (engine, d = 2): "
-                                     "a.s. exponent max Re eig(A) - s^2/2."),
-        (all(em_operator_check(d, n) for d, n in ((1, 1), (2, 1), (2, 2), (3, 2))),
-         "EM: K vec(P) = vec(E X_{k+1} X_{k+1}^T) and K = S kron S + dt sum B_i kron B_i, explicit (d, n) in (1,1), (2,1), (2,2), (3,2)."),
+        (
+            all(quartic_share_bounds(size) for size in (2, 3, 4)),
+            "1/d <= sum e_i^4/|e|^4 <= 1 by sum-of-squares identities (d = 2, 3, 4).",
+        ),
+        (
+            sp.simplify(gbm["almost_sure"] - (a - s**2 / 2)) == 0 and gbm["log_diffusion"] == s,
+            f"dX = aX dt + sX dB: d log X = ({gbm['almost_sure']}) dt + {gbm['log_diffusion']} dB, a.s. exponent a - s^2/2.",
+        ),
+        (
+            sp.simplify(gbm["mean_square"] - (2 * a + s**2)) == 0,
+            f"dX = aX dt + sX dB: d E X^2 / dt = ({gbm['mean_square']}) E X^2.",
+        ),
+        (
+            commuting_solution_check(),
+            "dX = AX dt + sX dbeta is solved by exp(s beta - s^2 t/2) e^{At} X_0 (engine, d = 2): "
+            "a.s. exponent max Re eig(A) - s^2/2.",
+        ),
+        (
+            all(em_operator_check(d, n) for d, n in ((1, 1), (2, 1), (2, 2), (3, 2))),
+            "EM: K vec(P) = vec(E X_{k+1} X_{k+1}^T) and K = S kron S + dt sum B_i kron B_i, explicit (d, n) in (1,1), (2,1), (2,2), (3,2).",
+        ),
     ]
     limit = scalar_em_limit()
-    checks.append((sp.simplify(limit - (2 * a + s**2)) == 0, f"d = 1: (K - 1)/dt -> {limit} as dt -> 0, the continuous mean-square exponent."))
+    checks.append(
+        (
+            sp.simplify(limit - (2 * a + s**2)) == 0,
+            f"d = 1: (K - 1)/dt -> {limit} as dt -> 0, the continuous mean-square exponent.",
+        )
+    )
     for ok, statement in checks:
         if not ok:
             raise AssertionError(statement)

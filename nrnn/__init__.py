@@ -1,5 +1,7 @@
 """Noisy recurrent neural networks (Lim, Erichson, Hodgkinson, Mahoney; NeurIPS 2021)."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from . import data, metrics, perturb, stability
 from .model import NoisyRNN
 from .noise import Noise, ReferenceNoise
@@ -18,4 +20,8 @@ __all__ = [
     "perturb",
     "stability",
 ]
-__version__ = "0.1.0"
+
+try:
+    __version__ = version("noisy-rnn")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "unknown"

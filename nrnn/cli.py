@@ -10,7 +10,7 @@ from . import config as config_module
 
 
 def _derive(args: argparse.Namespace) -> int:
-    from derivations.build import run  # sympy is imported only for this command
+    from nrnn.derivations.build import run  # sympy is imported only for this command
 
     return run(check=args.check)
 
@@ -23,8 +23,12 @@ def _train(args: argparse.Namespace) -> int:
     else:
         run_config = config_module.default_config(args.dataset or "digits")
     overrides = list(args.set)
-    for flag, key in (("dataset", "data.name"), ("epochs", "train.epochs"), ("seed", "train.seed"),
-                      ("objective", "train.objective")):
+    for flag, key in (
+        ("dataset", "data.name"),
+        ("epochs", "train.epochs"),
+        ("seed", "train.seed"),
+        ("objective", "train.objective"),
+    ):
         value = getattr(args, flag)
         if value is not None and not (flag == "dataset" and not args.config):
             overrides.append(f"{key}={json.dumps(value)}")
@@ -41,19 +45,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from benchmarks.run import main as bench_main
+    from nrnn.benchmarks.run import main as bench_main
 
     return bench_main(args.extra)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from verification.cli import main as verify_main
+    from nrnn.verification.cli import main as verify_main
 
     return verify_main(args.extra)
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from paper_figures.cli import main as figures_main
+    from nrnn.figures.cli import main as figures_main
 
     return figures_main(args.extra)
 
@@ -65,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     derive = commands.add_parser("derive", help="regenerate nrnn/_generated and docs/formulas.md")
-    derive.add_argument("--check", action="store_true",
-                        help="fail if the committed generated files differ from a regeneration")
+    derive.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if the committed generated files differ from a regeneration",
+    )
     derive.set_defaults(handler=_derive)
 
     train = commands.add_parser("train", help="train a noisy RNN from a config")
@@ -75,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--objective", choices=config_module.OBJECTIVES)
-    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one config value (repeatable), e.g. noise.additive=0.1")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable), e.g. noise.additive=0.1",
+    )
     train.add_argument("--out", help="run directory (default runs/<dataset>/<config hash>)")
     train.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -85,7 +85,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         """Check the values a model cannot check itself; returns self."""
         if self.noise.form not in NOISE_FORMS:
             raise ValueError(f"noise.form must be one of {NOISE_FORMS}, got {self.noise.form!r}")
@@ -94,8 +94,10 @@ class RunConfig:
                 f"train.objective must be one of {OBJECTIVES}, got {self.train.objective!r}"
             )
         if self.train.regularizer_method not in REGULARIZER_METHODS:
-            raise ValueError(f"train.regularizer_method must be one of {REGULARIZER_METHODS}, "
-                             f"got {self.train.regularizer_method!r}")
+            raise ValueError(
+                f"train.regularizer_method must be one of {REGULARIZER_METHODS}, "
+                f"got {self.train.regularizer_method!r}"
+            )
         positive = {
             "train.probes": self.train.probes,
             "data.batch_size": self.data.batch_size,
@@ -135,7 +137,9 @@ def from_dict(content: dict[str, Any], base: RunConfig | None = None) -> RunConf
     config = base if base is not None else RunConfig()
     for section, values in content.items():
         if section not in SECTIONS:
-            raise ValueError(f"unknown config section [{section}]; expected one of {list(SECTIONS)}")
+            raise ValueError(
+                f"unknown config section [{section}]; expected one of {list(SECTIONS)}"
+            )
         if not isinstance(values, dict):
             raise ValueError(f"config section [{section}] must be a table, got {values!r}")
         target = getattr(config, section)

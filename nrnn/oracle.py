@@ -34,8 +34,14 @@ def loss_of_noise(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, xi: torch.T
 def _noise_gradient(model, x, y):
     """(ξ at 0 requiring grad, ∂ℓ/∂ξ with its graph kept) for Hessian-vector products."""
     batch, steps, _ = x.shape
-    xi = torch.zeros(batch, steps, model.noise_dim, dtype=model.M_W.dtype,
-                     device=model.M_W.device, requires_grad=True)
+    xi = torch.zeros(
+        batch,
+        steps,
+        model.noise_dim,
+        dtype=model.M_W.dtype,
+        device=model.M_W.device,
+        requires_grad=True,
+    )
     loss = loss_of_noise(model, x, y, xi)
     (gradient,) = torch.autograd.grad(loss.sum(), xi, create_graph=True)
     return xi, gradient
@@ -76,8 +82,9 @@ def hutchinson_samples(model, x, y, *, probes: int, generator=None, chunk: int =
     samples = []
     for start in range(0, probes, chunk):
         count = min(chunk, probes - start)
-        signs = torch.randint(0, 2, (count, *xi.shape), generator=generator,
-                              dtype=torch.int64).to(xi)
+        signs = torch.randint(0, 2, (count, *xi.shape), generator=generator, dtype=torch.int64).to(
+            xi
+        )
         directions = 2.0 * signs - 1.0
         products = _hessian_vector_products(xi, gradient, directions)
         samples.append((directions * products).sum((-1, -2)))
@@ -113,5 +120,4 @@ def noise_laplacian(
     x, y = check_inputs(model, x, y, probes=probes)
     if method == "exact":
         return _exact_laplacian(model, x, y, chunk)
-    return hutchinson_samples(model, x, y, probes=probes, generator=generator,
-                              chunk=chunk).mean(0)
+    return hutchinson_samples(model, x, y, probes=probes, generator=generator, chunk=chunk).mean(0)

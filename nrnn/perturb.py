@@ -36,8 +36,8 @@ all, and :func:`evaluate_under` measures a model's accuracy under one at several
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F

@@ -65,8 +65,14 @@ from ._generated.reference_noise import reference_diffusion, reference_drift_sca
 from .model import NoisyRNN
 from .noise import Noise, ReferenceNoise
 
-__all__ = ["Expansion", "METHODS", "explicit_regularizer", "check_inputs",
-           "DeterministicPath", "deterministic_path"]
+__all__ = [
+    "Expansion",
+    "METHODS",
+    "explicit_regularizer",
+    "check_inputs",
+    "DeterministicPath",
+    "deterministic_path",
+]
 
 METHODS = ("exact", "probe")
 
@@ -254,11 +260,14 @@ def exact_moments(path: DeterministicPath) -> tuple[torch.Tensor, torch.Tensor]:
     stored = SAVED_PER_STEP * steps * batch * d * d * covariance.element_size()
     segment = math.ceil(math.sqrt(steps)) if needs_grad and stored > CHECKPOINT_BYTES else steps
     for start in range(0, steps, segment):
-        per_step = (*path.pre_activations[start:start + segment],
-                    *path.diffusion_points[start:start + segment])
+        per_step = (
+            *path.pre_activations[start : start + segment],
+            *path.diffusion_points[start : start + segment],
+        )
         if segment < steps:
-            covariance, mean = checkpoint(_exact_segment, path, covariance, mean, *per_step,
-                                          use_reentrant=False)
+            covariance, mean = checkpoint(
+                _exact_segment, path, covariance, mean, *per_step, use_reentrant=False
+            )
         else:
             covariance, mean = _exact_segment(path, covariance, mean, *per_step)
     return mean, covariance
@@ -318,8 +327,9 @@ def probe_moments(path: DeterministicPath, probes: int, generator=None):
         # covariance, O(d K) instead of O(d³); then the generated mean_step J m + (s/2) v.
         contraction = tanh_curvature * w_paths.pow(2).mean(1)
         mean = _jacobian_rows(path, tanh_slope, mean)[0] + 0.5 * path.step * contraction
-        xi = torch.randn(batch, probes, width, generator=generator,
-                         dtype=paths.dtype, device=paths.device)
+        xi = torch.randn(
+            batch, probes, width, generator=generator, dtype=paths.dtype, device=paths.device
+        )
         paths = propagated + _noise_rows(path, gains, xi)
     return mean, paths
 

@@ -351,8 +351,13 @@ class _Run:
         # Starting directions from their own stream, so the noise of a given seed is the same
         # whatever the number of directions.
         directions_generator = torch.Generator().manual_seed(seed + _DIRECTION_SEED_OFFSET)
-        self.start = torch.randn(self.paths, model.hidden_dim, directions, dtype=torch.float64,
-                                 generator=directions_generator).to(self.device)
+        self.start = torch.randn(
+            self.paths,
+            model.hidden_dim,
+            directions,
+            dtype=torch.float64,
+            generator=directions_generator,
+        ).to(self.device)
         self.seed = seed
         self.xi = self._check_noise(xi, total)
 
@@ -401,8 +406,9 @@ class _Run:
                 elif model.noise.is_zero:
                     xi = None
                 else:
-                    xi = model.noise.sample((self.paths, model.noise_dim), dtype=torch.float64,
-                                            device=self.device)
+                    xi = model.noise.sample(
+                        (self.paths, model.noise_dim), dtype=torch.float64, device=self.device
+                    )
                 additive, multiplier = model.noise_terms(xi)
                 yield k, drive, additive, multiplier
 
@@ -476,10 +482,15 @@ def lyapunov_exponent(
     Raises:
         ValueError: bad input, fewer than 2 steps, or a non-finite result (overflow).
     """
-    if isinstance(initial_separation, bool) or not isinstance(initial_separation, (int, float)) \
-            or not math.isfinite(initial_separation) or initial_separation <= 0:
+    if (
+        isinstance(initial_separation, bool)
+        or not isinstance(initial_separation, (int, float))
+        or not math.isfinite(initial_separation)
+        or initial_separation <= 0
+    ):
         raise ValueError(
-            f"initial_separation must be a finite number > 0, got {initial_separation!r}")
+            f"initial_separation must be a finite number > 0, got {initial_separation!r}"
+        )
     run = _Run(model, x, paths=paths, seed=seed, steps=steps, burn_in=burn_in, xi=xi, directions=1)
     separation = float(initial_separation)
     direction = run.start[..., 0]
@@ -490,9 +501,10 @@ def lyapunov_exponent(
     log_growth = torch.zeros_like(h[:, 0])
     with torch.no_grad(), _threads_for(2 * run.paths * model.hidden_dim):
         for k, drive, additive, multiplier in run.step_terms():
-            pair = model.euler_step(pair, _twice(drive), run.A, run.W,
-                                    _twice(additive), _twice(multiplier))
-            h, difference = pair[: run.paths], pair[run.paths:] - pair[: run.paths]
+            pair = model.euler_step(
+                pair, _twice(drive), run.A, run.W, _twice(additive), _twice(multiplier)
+            )
+            h, difference = pair[: run.paths], pair[run.paths :] - pair[: run.paths]
             distance = difference.norm(dim=-1, keepdim=True)
             if k >= run.burn_in:
                 log_growth += torch.log(distance[:, 0] / gap[:, 0])
@@ -536,8 +548,9 @@ def linearised_lyapunov_exponent(
     count = _check_positive_int("count", count)
     if count > model.hidden_dim:
         raise ValueError(f"count must be <= hidden_dim = {model.hidden_dim}, got {count}")
-    run = _Run(model, x, paths=paths, seed=seed, steps=steps, burn_in=burn_in, xi=xi,
-               directions=count)
+    run = _Run(
+        model, x, paths=paths, seed=seed, steps=steps, burn_in=burn_in, xi=xi, directions=count
+    )
     tangents, _ = torch.linalg.qr(run.start)  # (paths, d, count), orthonormal columns
     h = torch.zeros(run.paths, model.hidden_dim, dtype=torch.float64, device=run.device)
     log_growth = torch.zeros_like(h[:, :count])

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,15 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 # ------------------------------------------------------------------------- objectives
-def objective_loss(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, objective: str, *,
-                   regularizer_method: str = "exact", probes: int = 8):
+def objective_loss(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    objective: str,
+    *,
+    regularizer_method: str = "exact",
+    probes: int = 8,
+):
     """Mean training loss of a batch under ``objective``:
 
     - ``noise``: cross-entropy with the model's noise on (the noisy RNN);
@@ -252,9 +259,14 @@ def train(
         for batch in bar:
             index = order[batch * batch_size : (batch + 1) * batch_size]
             x, y = inputs[index], labels[index]
-            loss = objective_loss(model, x, y, config.train.objective,
-                                  regularizer_method=config.train.regularizer_method,
-                                  probes=config.train.probes)
+            loss = objective_loss(
+                model,
+                x,
+                y,
+                config.train.objective,
+                regularizer_method=config.train.regularizer_method,
+                probes=config.train.probes,
+            )
             if not torch.isfinite(loss):
                 last = first_epoch - 1 if not metrics else metrics[-1]["epoch"]
                 kept = f"the last good checkpoint (epoch {last}) is kept at {checkpoint_path}"
@@ -325,6 +337,4 @@ def _read_metrics(run_dir: Path) -> list[dict]:
 
 
 def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:
-    write_text_atomic(
-        run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics)
-    )
+    write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))

@@ -23,10 +23,10 @@ from types import ModuleType
 MODES = ("quick", "full")
 
 FIGURES: dict[str, str] = {
-    "expansion": "paper_figures.expansion",
-    "trained_metrics": "paper_figures.trained_metrics",
-    "stabilisation": "paper_figures.stabilisation",
-    "robustness": "paper_figures.robustness",
+    "expansion": "nrnn.figures.expansion",
+    "trained_metrics": "nrnn.figures.trained_metrics",
+    "stabilisation": "nrnn.figures.stabilisation",
+    "robustness": "nrnn.figures.robustness",
 }
 """Figure name -> module path, in the order ``nrnn figures`` makes them."""
 

@@ -1,4 +1,4 @@
-"""``python -m paper_figures`` is ``nrnn figures``."""
+"""``python -m nrnn.figures`` is ``nrnn figures``."""
 
 import sys
 

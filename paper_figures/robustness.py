@@ -35,7 +35,13 @@ from . import FigureContext, runs, style
 TITLE = "Accuracy under white, multiplicative, salt-and-pepper and adversarial input perturbations"
 
 PERTURBATION_ORDER = (
-    "white", "multiplicative", "salt-and-pepper", "fgsm-linf", "pgd-linf", "fgsm-l2", "pgd-l2",
+    "white",
+    "multiplicative",
+    "salt-and-pepper",
+    "fgsm-linf",
+    "pgd-linf",
+    "fgsm-l2",
+    "pgd-l2",
 )
 
 _UNIT_SCALE_LEVELS = {  # standardised data (standard deviation 1)
@@ -157,9 +163,16 @@ class RobustnessTask:
     name: str = "robustness"
 
     def key(self) -> str:
-        return runs.task_key({"version": 1, "levels": self.levels, "samples": self.eval_samples,
-                              "pgd_steps": self.pgd_steps, "seed": self.eval_seed,
-                              "batch_size": self.batch_size})
+        return runs.task_key(
+            {
+                "version": 1,
+                "levels": self.levels,
+                "samples": self.eval_samples,
+                "pgd_steps": self.pgd_steps,
+                "seed": self.eval_seed,
+                "batch_size": self.batch_size,
+            }
+        )
 
     def __call__(self, model, config, run_dir) -> dict:
         from nrnn import perturb
@@ -171,10 +184,19 @@ class RobustnessTask:
             entry = perturb.get(name)
             if name.startswith("pgd-"):
                 entry = perturb.pgd_perturbation(name.removeprefix("pgd-"), self.pgd_steps)
-            accuracy = perturb.evaluate_under(model, test, entry, levels, seed=self.eval_seed,
-                                              batch_size=self.batch_size, data_range=data_range)
-            result["perturbations"][name] = {"levels": list(levels),
-                                             "accuracy": list(accuracy.values())}
+            accuracy = perturb.evaluate_under(
+                model,
+                test,
+                entry,
+                levels,
+                seed=self.eval_seed,
+                batch_size=self.batch_size,
+                data_range=data_range,
+            )
+            result["perturbations"][name] = {
+                "levels": list(levels),
+                "accuracy": list(accuracy.values()),
+            }
         return result
 
 
@@ -206,7 +228,11 @@ def task_for(settings: Settings, dataset: str) -> RobustnessTask:
 
 # ------------------------------------------------------------------------------ compute
 def compute(
-    settings: Settings, cache_root: str | Path, *, jobs: int = 1, progress: bool = True,
+    settings: Settings,
+    cache_root: str | Path,
+    *,
+    jobs: int = 1,
+    progress: bool = True,
     log=None,
 ) -> dict[str, dict]:
     """Train (cached) and evaluate every run; return the summary per available dataset.
@@ -228,8 +254,13 @@ def compute(
     specs = runs.grid(available, settings.variants, settings.size)
     tasks = {dataset: task_for(settings, dataset) for dataset in available}
     outcomes = runs.ensure_runs(
-        specs, cache_root, jobs=jobs, task=lambda spec: tasks[spec.dataset], progress=progress,
-        description="robustness runs", log=log,
+        specs,
+        cache_root,
+        jobs=jobs,
+        task=lambda spec: tasks[spec.dataset],
+        progress=progress,
+        description="robustness runs",
+        log=log,
     )
     return {
         dataset: summarise(dataset, settings, [o for o in outcomes if o.spec.dataset == dataset])
@@ -244,8 +275,11 @@ def summarise(dataset: str, settings: Settings, outcomes: list[runs.RunOutcome])
     for variant in settings.variants:
         mine = [o for o in outcomes if o.spec.variant == variant]
         done = [o for o in mine if o.result is not None]
-        failed += [{"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
-                   for o in mine if o.status == "failed"]
+        failed += [
+            {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
+            for o in mine
+            if o.status == "failed"
+        ]
         if not done:
             continue
         entry = {
@@ -278,12 +312,14 @@ def summarise(dataset: str, settings: Settings, outcomes: list[runs.RunOutcome])
         "figure": "robustness",
         "dataset": dataset,
         "settings": {
-            "hidden_dim": size.hidden_dim, "epochs": size.epochs,
+            "hidden_dim": size.hidden_dim,
+            "epochs": size.epochs,
             "seeds": sorted({o.spec.seed for o in outcomes}),
             "eval_samples": settings.eval_samples,
             "eval_sequences": _eval_sequences(dataset, settings),
             "pgd_steps": settings.pgd_steps,
-            "eval_seed": settings.eval_seed, "levels": {k: list(v) for k, v in levels.items()},
+            "eval_seed": settings.eval_seed,
+            "levels": {k: list(v) for k, v in levels.items()},
         },
         "variants": variants,
         "ranking": [v["name"] for v in ranking],
@@ -320,8 +356,11 @@ def _perturbation_label(name: str, pgd_steps: int) -> tuple[str, str]:
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write the CSV, JSON, Markdown table and figure of one dataset's summary."""
     stem = Path(out_dir) / f"robustness_{summary['dataset']}"
-    return ([_write_csv(summary, stem.with_suffix(".csv"))]
-            + style.save_data(stem, summary, markdown_report(summary)) + plot(summary, stem))
+    return (
+        [_write_csv(summary, stem.with_suffix(".csv"))]
+        + style.save_data(stem, summary, markdown_report(summary))
+        + plot(summary, stem)
+    )
 
 
 CSV_COLUMNS = ("dataset", "variant", "label", "seed", "perturbation", "level", "accuracy")
@@ -331,12 +370,22 @@ def _write_csv(summary: dict, path: Path) -> Path:
     rows = []
     for v in summary["variants"]:
         for i, seed in enumerate(v["seeds"]):
-            rows.append([summary["dataset"], v["name"], v["label"], seed, "clean", 0.0,
-                         v["clean"]["per_seed"][i]])
+            rows.append(
+                [
+                    summary["dataset"],
+                    v["name"],
+                    v["label"],
+                    seed,
+                    "clean",
+                    0.0,
+                    v["clean"]["per_seed"][i],
+                ]
+            )
             for name, p in v["perturbations"].items():
                 for level, accuracy in zip(p["levels"], p["per_seed"][i]):
-                    rows.append([summary["dataset"], v["name"], v["label"], seed, name, level,
-                                 accuracy])
+                    rows.append(
+                        [summary["dataset"], v["name"], v["label"], seed, name, level, accuracy]
+                    )
     return style.save_csv(path, CSV_COLUMNS, rows)
 
 
@@ -377,8 +426,10 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
         p = v["perturbations"][name]
         return p["mean"][i], p["std"][i]
 
-    best = [max((mean_std(v, n, i)[0] for v in summary["variants"]), default=None)
-            for _, n, i in columns]
+    best = [
+        max((mean_std(v, n, i)[0] for v in summary["variants"]), default=None)
+        for _, n, i in columns
+    ]
     lines = [
         "| Model | " + " | ".join(c[0] for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
@@ -438,7 +489,7 @@ def plot(summary: dict, stem: Path) -> list[Path]:
         ax.set_title(label)
         ax.set_xlabel(f"level {symbol}")
         ax.set_ylim(0, 100)
-    for ax in flat[:: columns]:
+    for ax in flat[::columns]:
         ax.set_ylabel("test accuracy (%)")
     legend_ax = flat[len(names)]
     handles, labels = flat[0].get_legend_handles_labels()
@@ -458,13 +509,24 @@ def plot(summary: dict, stem: Path) -> list[Path]:
 
 def write_index(summaries: dict[str, dict], out_dir: Path, command: str) -> Path:
     """``robustness.md``: every dataset's table, the figure and the command that made them."""
-    parts = ["# Robustness to input perturbations", "",
-             f"Made by `{command}`. Data: `robustness_<dataset>.csv` / `.json`.", ""]
+    parts = [
+        "# Robustness to input perturbations",
+        "",
+        f"Made by `{command}`. Data: `robustness_<dataset>.csv` / `.json`.",
+        "",
+    ]
     for dataset, summary in summaries.items():
-        parts += [f"## {dataset}", "", f"![robustness on {dataset}](robustness_{dataset}.png)", "",
-                  markdown_report(summary), "",
-                  "Ranking by mean accuracy over all perturbation levels: "
-                  + ", ".join(summary["ranking"]), ""]
+        parts += [
+            f"## {dataset}",
+            "",
+            f"![robustness on {dataset}](robustness_{dataset}.png)",
+            "",
+            markdown_report(summary),
+            "",
+            "Ranking by mean accuracy over all perturbation levels: "
+            + ", ".join(summary["ranking"]),
+            "",
+        ]
     path = Path(out_dir) / "robustness.md"
     write_text_atomic(path, "\n".join(parts))
     return path

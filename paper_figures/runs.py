@@ -52,9 +52,10 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from nrnn import config as config_module
 from nrnn.config import RunConfig
@@ -156,10 +157,16 @@ FULL = Size(hidden_dim=128, epochs=100, seeds=(0, 1, 2, 3, 4), lr_decay_fraction
 
 DATASET_OVERRIDES: dict[str, dict] = {
     # No shipped config for the 784-step tasks: the released scripts' step and learning rate.
-    "mnist-pixels": {"data": {"batch_size": 128}, "model": {"dt": 0.03, "init_std": 0.5},
-                     "optim": {"lr": 0.003}},
-    "pmnist-pixels": {"data": {"batch_size": 128}, "model": {"dt": 0.03, "init_std": 0.5},
-                      "optim": {"lr": 0.003}},
+    "mnist-pixels": {
+        "data": {"batch_size": 128},
+        "model": {"dt": 0.03, "init_std": 0.5},
+        "optim": {"lr": 0.003},
+    },
+    "pmnist-pixels": {
+        "data": {"batch_size": 128},
+        "model": {"dt": 0.03, "init_std": 0.5},
+        "optim": {"lr": 0.003},
+    },
 }
 
 
@@ -196,9 +203,7 @@ class RunSpec:
         return Path(cache_root) / self.dataset / name
 
 
-def grid(
-    datasets: Iterable[str], variants: Iterable[str], size: Size
-) -> list[RunSpec]:
+def grid(datasets: Iterable[str], variants: Iterable[str], size: Size) -> list[RunSpec]:
     """Every (dataset, variant, seed) run, datasets outermost."""
     return [
         RunSpec(variant, dataset, seed, make_config(variant, dataset, seed, size))
@@ -405,8 +410,9 @@ def _advance(bar, outcome: RunOutcome) -> None:
     if bar is None:
         return
     spec = outcome.spec
-    bar.set_postfix_str(f"{spec.dataset}/{spec.variant}/s{spec.seed} {outcome.status} "
-                        f"({outcome.seconds:.0f}s)")
+    bar.set_postfix_str(
+        f"{spec.dataset}/{spec.variant}/s{spec.seed} {outcome.status} ({outcome.seconds:.0f}s)"
+    )
     bar.update(1)
 
 

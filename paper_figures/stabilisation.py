@@ -61,10 +61,12 @@ class LinearSystem:
 
 
 SCALAR = LinearSystem("scalar", "scalar SDE: dX = 0.5 X dt + s X dB", ((0.5,),))
-ROTATION = LinearSystem("rotation", "normal A = [[0.5, −2], [2, 0.5]] (rotation)",
-                        ((0.5, -2.0), (2.0, 0.5)))
-NON_NORMAL = LinearSystem("non-normal", "non-normal A = [[0.3, 4], [0, −1]]",
-                          ((0.3, 4.0), (0.0, -1.0)))
+ROTATION = LinearSystem(
+    "rotation", "normal A = [[0.5, −2], [2, 0.5]] (rotation)", ((0.5, -2.0), (2.0, 0.5))
+)
+NON_NORMAL = LinearSystem(
+    "non-normal", "non-normal A = [[0.3, 4], [0, −1]]", ((0.3, 4.0), (0.0, -1.0))
+)
 """The rotation and the non-normal A are the systems of ``verification.stability``."""
 
 
@@ -118,10 +120,15 @@ class Settings:
 
 
 QUICK = Settings()
-FULL = Settings(sigmas=tuple(np.round(np.linspace(0.0, 2.0, 17), 3).tolist()),
-                linear_time=100.0, linear_paths=512,
-                rnn_sigmas=tuple(np.round(np.linspace(0.0, 3.0, 13), 3).tolist()),
-                rnn_time=60.0, rnn_paths=128, curve_points=121)
+FULL = Settings(
+    sigmas=tuple(np.round(np.linspace(0.0, 2.0, 17), 3).tolist()),
+    linear_time=100.0,
+    linear_paths=512,
+    rnn_sigmas=tuple(np.round(np.linspace(0.0, 3.0, 13), 3).tolist()),
+    rnn_time=60.0,
+    rnn_paths=128,
+    curve_points=121,
+)
 
 
 def settings_for(mode: str) -> Settings:
@@ -141,13 +148,23 @@ def _number(tensor) -> float:
 def _measure(model, x, *, paths: int, time_span: float, settings: Settings, seed: int) -> dict:
     """Monte Carlo a.s. exponent of ``model`` driven by ``x``: measured, stderr and its setup."""
     from nrnn import stability
-    from verification.stability import steps_for
+    from nrnn.verification.stability import steps_for
 
     estimate = stability.lyapunov_exponent(
-        model, x, paths=paths, seed=seed, steps=steps_for(time_span, settings.dt),
-        burn_in=steps_for(settings.burn_in_time, settings.dt))
-    return {"measured": estimate.exponent, "stderr": estimate.stderr, "paths": estimate.paths,
-            "time": estimate.time, "seed": seed}
+        model,
+        x,
+        paths=paths,
+        seed=seed,
+        steps=steps_for(time_span, settings.dt),
+        burn_in=steps_for(settings.burn_in_time, settings.dt),
+    )
+    return {
+        "measured": estimate.exponent,
+        "stderr": estimate.stderr,
+        "paths": estimate.paths,
+        "time": estimate.time,
+        "seed": seed,
+    }
 
 
 def linear_theory(system: LinearSystem, s: float, dt: float) -> dict:
@@ -161,7 +178,11 @@ def linear_theory(system: LinearSystem, s: float, dt: float) -> dict:
     import torch
 
     from nrnn import stability
-    from verification.stability import continuous_rms_exponent, em_linear_exponent, linear_model
+    from nrnn.verification.stability import (
+        continuous_rms_exponent,
+        em_linear_exponent,
+        linear_model,
+    )
 
     drift = system.matrix()
     model = linear_model(drift, s, "scalar", dt)
@@ -172,8 +193,9 @@ def linear_theory(system: LinearSystem, s: float, dt: float) -> dict:
         "as_em": em_linear_exponent(drift, s, dt),
         "as_bound": _number(stability.almost_sure_bound(model)),
         "rms_continuous": continuous_rms_exponent(drift, noise_matrices.numpy()),
-        "rms_em": _number(stability.em_mean_square_exponent(torch.as_tensor(drift),
-                                                            noise_matrices, dt)),
+        "rms_em": _number(
+            stability.em_mean_square_exponent(torch.as_tensor(drift), noise_matrices, dt)
+        ),
         "rms_bound": _number(stability.mean_square_bound(model)),
     }
 
@@ -188,23 +210,32 @@ def linear_sweep(system: LinearSystem, settings: Settings, seed: int) -> dict:
     import torch
 
     from nrnn import stability
-    from verification.stability import linear_model
+    from nrnn.verification.stability import linear_model
 
     drift = system.matrix()
     x = torch.zeros(1, 1, 1, dtype=torch.float64)
     points = []
     for index, s in enumerate(settings.sigmas):
         model = linear_model(drift, s, "scalar", settings.dt)
-        point = _measure(model, x, paths=settings.linear_paths, time_span=settings.linear_time,
-                         settings=settings, seed=seed + index)
+        point = _measure(
+            model,
+            x,
+            paths=settings.linear_paths,
+            time_span=settings.linear_time,
+            settings=settings,
+            seed=seed + index,
+        )
         points.append(point | linear_theory(system, s, settings.dt))
     grid = np.linspace(0.0, max(settings.sigmas), settings.curve_points)
     curves = [linear_theory(system, float(s), settings.dt) for s in grid]
     max_re = float(np.linalg.eigvals(drift).real.max())
     kappa = _number(stability.contraction_rate(linear_model(drift, 0.0, "scalar", settings.dt)))
     return {
-        "name": system.name, "title": system.title, "drift": drift.tolist(),
-        "max_re_eig": max_re, "kappa": kappa,
+        "name": system.name,
+        "title": system.title,
+        "drift": drift.tolist(),
+        "max_re_eig": max_re,
+        "kappa": kappa,
         "stabilising_sigma_theory": math.sqrt(2 * max(max_re, 0.0)),
         "stabilising_sigma_bound": math.sqrt(2 * max(kappa, 0.0)),
         "points": points,
@@ -219,12 +250,16 @@ def rnn_model(settings: Settings, sigma: float, brownian: str):
     import torch
 
     from nrnn import Noise
-    from verification.stability import random_model
+    from nrnn.verification.stability import random_model
 
     with torch.random.fork_rng(devices=[]):
-        return random_model(settings.rnn_model_seed, settings.rnn_hidden,
-                            Noise(settings.rnn_additive, sigma, brownian), settings.dt,
-                            gamma_a=settings.rnn_gamma_a)
+        return random_model(
+            settings.rnn_model_seed,
+            settings.rnn_hidden,
+            Noise(settings.rnn_additive, sigma, brownian),
+            settings.dt,
+            gamma_a=settings.rnn_gamma_a,
+        )
 
 
 def rnn_theory(settings: Settings, sigma: float) -> dict:
@@ -250,10 +285,11 @@ def rnn_sweep(settings: Settings, seed: int) -> dict:
     stderr, seed, paths, time and the :func:`rnn_theory` bounds) and curves.
     """
     from nrnn import stability
-    from verification.stability import random_inputs, steps_for
+    from nrnn.verification.stability import random_inputs, steps_for
 
-    total = steps_for(settings.burn_in_time, settings.dt) + steps_for(settings.rnn_time,
-                                                                       settings.dt)
+    total = steps_for(settings.burn_in_time, settings.dt) + steps_for(
+        settings.rnn_time, settings.dt
+    )
     theory = [rnn_theory(settings, sigma) for sigma in settings.rnn_sigmas]
     points = {}
     for mode_index, brownian in enumerate(settings.rnn_brownian):
@@ -262,15 +298,26 @@ def rnn_sweep(settings: Settings, seed: int) -> dict:
             point_seed = seed + 100 * mode_index + index
             x = random_inputs(point_seed, settings.rnn_paths, total)
             model = rnn_model(settings, sigma, brownian)
-            rows.append(_measure(model, x, paths=settings.rnn_paths, time_span=settings.rnn_time,
-                                 settings=settings, seed=point_seed) | theory[index])
+            rows.append(
+                _measure(
+                    model,
+                    x,
+                    paths=settings.rnn_paths,
+                    time_span=settings.rnn_time,
+                    settings=settings,
+                    seed=point_seed,
+                )
+                | theory[index]
+            )
         points[brownian] = rows
     top = max(settings.rnn_sigmas, default=0.0)
     curves = [rnn_theory(settings, float(s)) for s in np.linspace(0.0, top, settings.curve_points)]
     quiet = rnn_model(settings, 0.0, "scalar")
     return {
-        "hidden": settings.rnn_hidden, "additive": settings.rnn_additive,
-        "gamma_a": settings.rnn_gamma_a, "model_seed": settings.rnn_model_seed,
+        "hidden": settings.rnn_hidden,
+        "additive": settings.rnn_additive,
+        "gamma_a": settings.rnn_gamma_a,
+        "model_seed": settings.rnn_model_seed,
         "kappa": _number(stability.contraction_rate(quiet)),
         "stabilising_sigma_bound": _number(stability.stabilising_noise_level(quiet)),
         "points": points,
@@ -286,8 +333,10 @@ def compute(settings: Settings) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        linear = [linear_sweep(system, settings, settings.seed + 1000 * index)
-                  for index, system in enumerate(settings.systems)]
+        linear = [
+            linear_sweep(system, settings, settings.seed + 1000 * index)
+            for index, system in enumerate(settings.systems)
+        ]
         rnn = rnn_sweep(settings, settings.seed + 50_000) if settings.rnn_sigmas else None
     finally:
         torch.set_num_threads(threads)
@@ -314,49 +363,105 @@ AS_COLOUR, MS_COLOUR, MEASURED_COLOUR, PER_UNIT_COLOUR = "#0072B2", "#D55E00", "
 def _plot_linear(ax, sweep: dict, z: float, dt: float) -> None:
     curves = sweep["curves"]
     sigma = curves["sigma"]
-    ax.plot(sigma, curves["as_continuous"], color=AS_COLOUR,
-            label="a.s. theory: max Re λ − s²/2")
-    ax.plot(sigma, curves["as_em"], color=AS_COLOUR, linestyle=":", linewidth=1.2,
-            label=f"a.s. exact for the Euler–Maruyama step (dt = {dt:g})")
+    ax.plot(sigma, curves["as_continuous"], color=AS_COLOUR, label="a.s. theory: max Re λ − s²/2")
+    ax.plot(
+        sigma,
+        curves["as_em"],
+        color=AS_COLOUR,
+        linestyle=":",
+        linewidth=1.2,
+        label=f"a.s. exact for the Euler–Maruyama step (dt = {dt:g})",
+    )
     if sweep["kappa"] - sweep["max_re_eig"] > 1e-9:
-        ax.plot(sigma, curves["as_bound"], color=AS_COLOUR, linestyle="--",
-                label=r"a.s. bound κ − s²/2 ($\kappa = \lambda_{\max}(\mathrm{sym}\,A)$)")
-    ax.plot(sigma, curves["rms_continuous"], color=MS_COLOUR,
-            label=r"mean-square theory $\frac{1}{2t}\log\mathrm{E}|X_t|^2$: max Re λ + s²/2")
+        ax.plot(
+            sigma,
+            curves["as_bound"],
+            color=AS_COLOUR,
+            linestyle="--",
+            label=r"a.s. bound κ − s²/2 ($\kappa = \lambda_{\max}(\mathrm{sym}\,A)$)",
+        )
+    ax.plot(
+        sigma,
+        curves["rms_continuous"],
+        color=MS_COLOUR,
+        label=r"mean-square theory $\frac{1}{2t}\log\mathrm{E}|X_t|^2$: max Re λ + s²/2",
+    )
     points = sweep["points"]
-    ax.errorbar([p["sigma"] for p in points], [p["measured"] for p in points],
-                yerr=[z * p["stderr"] for p in points], color=MEASURED_COLOUR, marker="o",
-                linestyle="none", capsize=2.5, markersize=4,
-                label=f"a.s. Monte Carlo (± {z:.2f} SE)")
+    ax.errorbar(
+        [p["sigma"] for p in points],
+        [p["measured"] for p in points],
+        yerr=[z * p["stderr"] for p in points],
+        color=MEASURED_COLOUR,
+        marker="o",
+        linestyle="none",
+        capsize=2.5,
+        markersize=4,
+        label=f"a.s. Monte Carlo (± {z:.2f} SE)",
+    )
     ax.axhline(0.0, color="k", linewidth=0.6)
     threshold = sweep["stabilising_sigma_theory"]
-    ax.set_title(f"{sweep['title']}\nmax Re λ = {sweep['max_re_eig']:.2f}, "
-                 f"κ = {sweep['kappa']:.2f}; a.s. stable for s > {threshold:.2f}")
+    ax.set_title(
+        f"{sweep['title']}\nmax Re λ = {sweep['max_re_eig']:.2f}, "
+        f"κ = {sweep['kappa']:.2f}; a.s. stable for s > {threshold:.2f}"
+    )
 
 
 def _plot_rnn(ax, rnn: dict, z: float) -> None:
     curves = rnn["curves"]
     sigma = curves["sigma"]
-    ax.plot(sigma, curves["as_bound"], color=AS_COLOUR, linestyle="--",
-            label="a.s. bound κ − σ₂²/2 (scalar Brownian motion)")
-    ax.plot(sigma, curves["as_em_bound"], color=AS_COLOUR, linestyle=":", linewidth=1.2,
-            label="a.s. bound for the Euler–Maruyama map")
-    ax.plot(sigma, curves["as_bound_per_unit"], color=PER_UNIT_COLOUR, linestyle="-.",
-            label="a.s. bound κ + σ₂²(1/2 − 1/d), one Brownian motion per unit")
-    ax.plot(sigma, curves["ms_bound"], color=MS_COLOUR, linestyle="--",
-            label="mean-square bound κ + σ₂²/2")
-    looks = {"scalar": (MEASURED_COLOUR, "o", MEASURED_COLOUR, "measured, scalar Brownian motion"),
-             "diagonal": (PER_UNIT_COLOUR, "s", "none", "measured, one Brownian motion per unit")}
+    ax.plot(
+        sigma,
+        curves["as_bound"],
+        color=AS_COLOUR,
+        linestyle="--",
+        label="a.s. bound κ − σ₂²/2 (scalar Brownian motion)",
+    )
+    ax.plot(
+        sigma,
+        curves["as_em_bound"],
+        color=AS_COLOUR,
+        linestyle=":",
+        linewidth=1.2,
+        label="a.s. bound for the Euler–Maruyama map",
+    )
+    ax.plot(
+        sigma,
+        curves["as_bound_per_unit"],
+        color=PER_UNIT_COLOUR,
+        linestyle="-.",
+        label="a.s. bound κ + σ₂²(1/2 − 1/d), one Brownian motion per unit",
+    )
+    ax.plot(
+        sigma,
+        curves["ms_bound"],
+        color=MS_COLOUR,
+        linestyle="--",
+        label="mean-square bound κ + σ₂²/2",
+    )
+    looks = {
+        "scalar": (MEASURED_COLOUR, "o", MEASURED_COLOUR, "measured, scalar Brownian motion"),
+        "diagonal": (PER_UNIT_COLOUR, "s", "none", "measured, one Brownian motion per unit"),
+    }
     for brownian, points in rnn["points"].items():
         colour, marker, face, label = looks[brownian]
-        ax.errorbar([p["sigma"] for p in points], [p["measured"] for p in points],
-                    yerr=[z * p["stderr"] for p in points], color=colour, marker=marker,
-                    markerfacecolor=face, linestyle="none", capsize=2.5, markersize=4,
-                    label=f"{label} (± {z:.2f} SE)")
+        ax.errorbar(
+            [p["sigma"] for p in points],
+            [p["measured"] for p in points],
+            yerr=[z * p["stderr"] for p in points],
+            color=colour,
+            marker=marker,
+            markerfacecolor=face,
+            linestyle="none",
+            capsize=2.5,
+            markersize=4,
+            label=f"{label} (± {z:.2f} SE)",
+        )
     ax.axhline(0.0, color="k", linewidth=0.6)
-    ax.set_title(f"nonlinear noisy RNN (d = {rnn['hidden']}, σ₁ = {rnn['additive']:g}, "
-                 f"random inputs)\nκ = {rnn['kappa']:.2f}; bound < 0 for "
-                 f"σ₂ > √(2κ) = {rnn['stabilising_sigma_bound']:.2f}")
+    ax.set_title(
+        f"nonlinear noisy RNN (d = {rnn['hidden']}, σ₁ = {rnn['additive']:g}, "
+        f"random inputs)\nκ = {rnn['kappa']:.2f}; bound < 0 for "
+        f"σ₂ > √(2κ) = {rnn['stabilising_sigma_bound']:.2f}"
+    )
     ax.set_xlabel("multiplicative noise level σ₂")
     ax.set_ylabel("Lyapunov exponent (per unit time)")
     ax.legend(loc="lower left", fontsize=6.5)
@@ -386,9 +491,12 @@ def plot(summary: dict, stem: Path) -> list[Path]:
         ax.set_title(f"({letters[len(summary['linear'])]}) " + ax.get_title())
     for ax in flat[panels:]:
         ax.axis("off")
-    fig.suptitle("Stochastic stabilisation: multiplicative noise on one scalar Brownian motion "
-                 "lowers the almost-sure (a.s.) Lyapunov exponent\nwhile the mean-square one "
-                 "rises (exponent < 0: nearby trajectories contract)", fontsize=10)
+    fig.suptitle(
+        "Stochastic stabilisation: multiplicative noise on one scalar Brownian motion "
+        "lowers the almost-sure (a.s.) Lyapunov exponent\nwhile the mean-square one "
+        "rises (exponent < 0: nearby trajectories contract)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return style.save(fig, stem)
 
@@ -402,7 +510,10 @@ def markdown_report(summary: dict) -> str:
     """One Markdown table per linear system and one for the RNN."""
     settings = summary["settings"]
     lines = [
-        "# Stochastic stabilisation", "", "![stabilisation](stabilisation.png)", "",
+        "# Stochastic stabilisation",
+        "",
+        "![stabilisation](stabilisation.png)",
+        "",
         f"Monte Carlo a.s. exponents (``nrnn.stability.lyapunov_exponent``: two trajectories "
         f"with common noise, dt = {settings['dt']:g}, burn-in t = {settings['burn_in_time']:g}), "
         f"mean ± standard error over independent paths; computed in "
@@ -410,35 +521,47 @@ def markdown_report(summary: dict) -> str:
     ]
     for sweep in summary["linear"]:
         lines += [
-            "", f"**{sweep['title']}** (max Re λ = {sweep['max_re_eig']:.3f}, κ = "
+            "",
+            f"**{sweep['title']}** (max Re λ = {sweep['max_re_eig']:.3f}, κ = "
             f"{sweep['kappa']:.3f}; {settings['linear_paths']} paths, t = "
-            f"{settings['linear_time']:g})", "",
+            f"{settings['linear_time']:g})",
+            "",
             "| s | measured a.s. | max Re λ − s²/2 | EM exact a.s. | κ − s²/2 | "
             "mean-square max Re λ + s²/2 | EM exact mean-square |",
             "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for p in sweep["points"]:
-            lines.append(f"| {p['sigma']:g} | {_pm(p['measured'], p['stderr'])} | "
-                         f"{p['as_continuous']:.3f} | {p['as_em']:.3f} | {p['as_bound']:.3f} | "
-                         f"{p['rms_continuous']:.3f} | {p['rms_em']:.3f} |")
+            lines.append(
+                f"| {p['sigma']:g} | {_pm(p['measured'], p['stderr'])} | "
+                f"{p['as_continuous']:.3f} | {p['as_em']:.3f} | {p['as_bound']:.3f} | "
+                f"{p['rms_continuous']:.3f} | {p['rms_em']:.3f} |"
+            )
     rnn = summary["rnn"]
     if rnn is not None:
         lines += [
-            "", f"**Nonlinear noisy RNN** (d = {rnn['hidden']}, σ₁ = {rnn['additive']:g}, "
+            "",
+            f"**Nonlinear noisy RNN** (d = {rnn['hidden']}, σ₁ = {rnn['additive']:g}, "
             f"γ_A = {rnn['gamma_a']:g}, weights seed {rnn['model_seed']}, κ = {rnn['kappa']:.3f}; "
-            f"{settings['rnn_paths']} paths, t = {settings['rnn_time']:g})", "",
+            f"{settings['rnn_paths']} paths, t = {settings['rnn_time']:g})",
+            "",
         ]
         modes = list(rnn["points"])
         header = " | ".join(f"measured ({'per unit' if m == 'diagonal' else m})" for m in modes)
-        lines += [f"| σ₂ | {header} | κ − σ₂²/2 | EM bound | per-unit bound | κ + σ₂²/2 |",
-                  "|---:|" + "---:|" * (len(modes) + 4)]
+        lines += [
+            f"| σ₂ | {header} | κ − σ₂²/2 | EM bound | per-unit bound | κ + σ₂²/2 |",
+            "|---:|" + "---:|" * (len(modes) + 4),
+        ]
         for index, sigma in enumerate(settings["rnn_sigmas"]):
             theory = rnn["points"][modes[0]][index]
-            measured = " | ".join(_pm(rnn["points"][m][index]["measured"],
-                                      rnn["points"][m][index]["stderr"]) for m in modes)
-            lines.append(f"| {sigma:g} | {measured} | {theory['as_bound']:.3f} | "
-                         f"{theory['as_em_bound']:.3f} | {theory['as_bound_per_unit']:.3f} | "
-                         f"{theory['ms_bound']:.3f} |")
+            measured = " | ".join(
+                _pm(rnn["points"][m][index]["measured"], rnn["points"][m][index]["stderr"])
+                for m in modes
+            )
+            lines.append(
+                f"| {sigma:g} | {measured} | {theory['as_bound']:.3f} | "
+                f"{theory['as_em_bound']:.3f} | {theory['as_bound_per_unit']:.3f} | "
+                f"{theory['ms_bound']:.3f} |"
+            )
     return "\n".join(lines)
 
 

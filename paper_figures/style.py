@@ -10,16 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import matplotlib.pyplot as plt
 
-from nrnn.files import write_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from nrnn.files import write_atomic, write_json_atomic, write_text_atomic
 
 OKABE_ITO = (
     "#000000",  # black
@@ -81,8 +81,10 @@ def save_data(stem: str | Path, data: dict, markdown: str) -> list[Path]:
     """Write a figure's data as ``<stem>.json`` (strict JSON: NaN and infinity become null)
     and its table as ``<stem>.md``, atomically; returns both paths."""
     stem = Path(stem)
-    return [write_json_atomic(stem.with_suffix(".json"), _finite_or_none(data), indent=1),
-            write_text_atomic(stem.with_suffix(".md"), markdown + "\n")]
+    return [
+        write_json_atomic(stem.with_suffix(".json"), _finite_or_none(data), indent=1),
+        write_text_atomic(stem.with_suffix(".md"), markdown + "\n"),
+    ]
 
 
 def _finite_or_none(value):
@@ -109,12 +111,17 @@ def save(fig, stem: str | Path) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.pdf`` (without time stamps, atomically) and close
     the figure."""
     stem = Path(stem)
-    metadata = {"png": {"Software": None},
-                "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+    metadata = {
+        "png": {"Software": None},
+        "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+    }
     paths = [
-        write_atomic(stem.with_suffix(f".{kind}"),
-                     lambda temporary, kind=kind: fig.savefig(temporary, format=kind,
-                                                              metadata=metadata[kind]))
+        write_atomic(
+            stem.with_suffix(f".{kind}"),
+            lambda temporary, kind=kind: fig.savefig(
+                temporary, format=kind, metadata=metadata[kind]
+            ),
+        )
         for kind in ("png", "pdf")
     ]
     plt.close(fig)

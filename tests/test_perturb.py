@@ -126,8 +126,10 @@ def test_pgd_never_leaves_the_budget_ball(level, norm, random_start, seed):
 
 def test_pgd_stays_in_the_ball_with_a_large_step_on_the_rnn():
     model, (x, y) = rnn(), inputs()
-    for norm, measure in (("linf", lambda d: d.abs().flatten(1).max(1).values),
-                          ("l2", lambda d: d.flatten(1).norm(dim=1))):
+    for norm, measure in (
+        ("linf", lambda d: d.abs().flatten(1).max(1).values),
+        ("l2", lambda d: d.flatten(1).norm(dim=1)),
+    ):
         delta = pgd(model, x, y, 0.2, norm=norm, steps=4, step_size=5.0) - x
         assert (measure(delta) <= 0.2 * (1 + 1e-5)).all()
 

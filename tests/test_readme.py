@@ -20,8 +20,9 @@ def test_every_image_the_readme_shows_exists():
 
 @pytest.mark.parametrize("table", sorted(OUTPUT.glob("robustness_*.md")), ids=lambda p: p.name)
 def test_robustness_tables_in_the_readme_are_the_generated_ones(table):
-    rows = [line for line in table.read_text(encoding="utf-8").splitlines()
-            if line.startswith("| ")]
+    rows = [
+        line for line in table.read_text(encoding="utf-8").splitlines() if line.startswith("| ")
+    ]
     assert rows
     stale = [row for row in rows if row not in README]
     assert not stale, f"README differs from {table.name}; first differing row: {stale[0]}"

@@ -27,24 +27,47 @@ from nrnn.regularizer import (
     exact_moments,
     explicit_regularizer,
 )
-from verification.expansion import noise_rule, quadrature_expected_loss
+from nrnn.verification.expansion import noise_rule, quadrature_expected_loss
 
 DTYPE = torch.float64
 FALSE_FAILURE = 1e-4  # per statistical test
 NOISE_FORMS = ("diagonal", "scalar", "reference")
 
 
-def build_model(*, hidden, steps, form, dt=0.3, beta=0.75, gamma_a=0.01, gamma_w=0.01,
-                additive=0.4, multiplicative=0.6, antisymmetric=False, seed=0,
-                batch=3, inputs=2, classes=3):
+def build_model(
+    *,
+    hidden,
+    steps,
+    form,
+    dt=0.3,
+    beta=0.75,
+    gamma_a=0.01,
+    gamma_w=0.01,
+    additive=0.4,
+    multiplicative=0.6,
+    antisymmetric=False,
+    seed=0,
+    batch=3,
+    inputs=2,
+    classes=3,
+):
     """(model, x, y): a seeded float64 model and a random batch."""
     torch.manual_seed(seed)
     if form == "reference":
         noise = ReferenceNoise(additive=additive, multiplicative=min(multiplicative, 1.0))
     else:
         noise = Noise(additive=additive, multiplicative=multiplicative, brownian=form)
-    model = NoisyRNN(inputs, hidden, classes, dt=dt, beta=beta, gamma_a=gamma_a,
-                     gamma_w=gamma_w, noise=noise, antisymmetric=antisymmetric).to(DTYPE)
+    model = NoisyRNN(
+        inputs,
+        hidden,
+        classes,
+        dt=dt,
+        beta=beta,
+        gamma_a=gamma_a,
+        gamma_w=gamma_w,
+        noise=noise,
+        antisymmetric=antisymmetric,
+    ).to(DTYPE)
     if model.step_size is not None:  # a non-uniform learnable step δ
         with torch.no_grad():
             model.step_size.mul_(0.5 + torch.rand(hidden, dtype=DTYPE))
@@ -53,19 +76,21 @@ def build_model(*, hidden, steps, form, dt=0.3, beta=0.75, gamma_a=0.01, gamma_w
     return model, x, y
 
 
-random_models = st.fixed_dictionaries({
-    "hidden": st.integers(1, 4),
-    "steps": st.integers(1, 5),
-    "form": st.sampled_from(NOISE_FORMS),
-    "dt": st.floats(0.01, 0.5),
-    "beta": st.floats(0.0, 1.0),
-    "gamma_a": st.floats(-0.5, 0.5),
-    "gamma_w": st.floats(-0.5, 0.5),
-    "additive": st.floats(0.0, 1.0),
-    "multiplicative": st.floats(0.0, 1.0),
-    "antisymmetric": st.booleans(),
-    "seed": st.integers(0, 2**16),
-})
+random_models = st.fixed_dictionaries(
+    {
+        "hidden": st.integers(1, 4),
+        "steps": st.integers(1, 5),
+        "form": st.sampled_from(NOISE_FORMS),
+        "dt": st.floats(0.01, 0.5),
+        "beta": st.floats(0.0, 1.0),
+        "gamma_a": st.floats(-0.5, 0.5),
+        "gamma_w": st.floats(-0.5, 0.5),
+        "additive": st.floats(0.0, 1.0),
+        "multiplicative": st.floats(0.0, 1.0),
+        "antisymmetric": st.booleans(),
+        "seed": st.integers(0, 2**16),
+    }
+)
 
 
 # ------------------------------------------------------------------- the oracle
@@ -85,12 +110,15 @@ def test_exact_regularizer_equals_the_noise_laplacian(spec):
 def test_loss_is_on_the_noise_free_path_and_reference_uses_the_mean_path():
     model, x, y = build_model(hidden=3, steps=4, form="diagonal")
     model.eval()
-    torch.testing.assert_close(explicit_regularizer(model, x, y).loss,
-                               F.cross_entropy(model(x), y, reduction="none"))
+    torch.testing.assert_close(
+        explicit_regularizer(model, x, y).loss, F.cross_entropy(model(x), y, reduction="none")
+    )
     reference, x, y = build_model(hidden=3, steps=4, form="reference", multiplicative=0.5)
     zero = torch.zeros(*x.shape[:2], reference.noise_dim, dtype=DTYPE)
-    torch.testing.assert_close(explicit_regularizer(reference, x, y).loss,
-                               F.cross_entropy(reference(x, zero), y, reduction="none"))
+    torch.testing.assert_close(
+        explicit_regularizer(reference, x, y).loss,
+        F.cross_entropy(reference(x, zero), y, reduction="none"),
+    )
 
 
 @pytest.mark.parametrize("form", NOISE_FORMS)
@@ -104,8 +132,9 @@ def test_hutchinson_laplacian_is_unbiased(form):
     z = z_threshold(FALSE_FAILURE, len(y))
     exact = noise_laplacian(model, x, y)
     assert ((mean - exact).abs() <= z * stderr + 1e-12).all()
-    averaged = noise_laplacian(model, x, y, method="hutchinson", probes=64,
-                               generator=torch.Generator().manual_seed(1))
+    averaged = noise_laplacian(
+        model, x, y, method="hutchinson", probes=64, generator=torch.Generator().manual_seed(1)
+    )
     assert averaged.shape == (len(y),)
 
 
@@ -121,9 +150,14 @@ def test_probe_estimator_is_unbiased(form):
     draws, batch = 400, len(y)
     exact = explicit_regularizer(model, x, y)
     with torch.no_grad():
-        estimate = explicit_regularizer(model, x.repeat(draws, 1, 1), y.repeat(draws),
-                                        method="probe", probes=4,
-                                        generator=torch.Generator().manual_seed(123))
+        estimate = explicit_regularizer(
+            model,
+            x.repeat(draws, 1, 1),
+            y.repeat(draws),
+            method="probe",
+            probes=4,
+            generator=torch.Generator().manual_seed(123),
+        )
     samples = torch.stack([estimate.q, estimate.r], -1).reshape(draws, batch, 2)
     mean, stderr = mean_and_stderr(samples)
     target = torch.stack([exact.q, exact.r], -1).detach()
@@ -149,8 +183,10 @@ def test_probe_helpers_match_the_generated_dense_forms():
         xi = torch.randn(3, 5, model.noise_dim, dtype=DTYPE)
         gains = regularizer._unit_gains(path)[1]
         sigma = path.diffusion(path.diffusion_points[1])
-        torch.testing.assert_close(regularizer._noise_rows(path, gains, xi),
-                                   math.sqrt(model.dt) * xi @ sigma.transpose(-1, -2))
+        torch.testing.assert_close(
+            regularizer._noise_rows(path, gains, xi),
+            math.sqrt(model.dt) * xi @ sigma.transpose(-1, -2),
+        )
 
         covariance = rows.transpose(1, 2) @ rows / rows.shape[1]
         contraction = path.tanh_curvatures[1] * w_rows.pow(2).mean(1)
@@ -158,15 +194,19 @@ def test_probe_helpers_match_the_generated_dense_forms():
 
 
 # ------------------------------------------------------------------ the expansion
-@given(st.fixed_dictionaries({
-    "hidden": st.integers(1, 2),
-    "steps": st.integers(1, 2),
-    "form": st.sampled_from(NOISE_FORMS),
-    "dt": st.floats(0.05, 0.5),
-    "additive": st.floats(0.1, 0.8),
-    "multiplicative": st.floats(0.0, 0.8),
-    "seed": st.integers(0, 2**16),
-}))
+@given(
+    st.fixed_dictionaries(
+        {
+            "hidden": st.integers(1, 2),
+            "steps": st.integers(1, 2),
+            "form": st.sampled_from(NOISE_FORMS),
+            "dt": st.floats(0.05, 0.5),
+            "additive": st.floats(0.1, 0.8),
+            "multiplicative": st.floats(0.0, 0.8),
+            "seed": st.integers(0, 2**16),
+        }
+    )
+)
 def test_quadrature_remainder_over_eps4_is_bounded(spec):
     """ρ(ε) = (E ℓ_ε − ℓ − ε²(q + r)/2)/ε⁴ (exact Gauss quadrature) converges as ε -> 0:
     successive differences shrink (≈ 16× over two halvings if the next term is ε⁶; an ε³
@@ -177,8 +217,10 @@ def test_quadrature_remainder_over_eps4_is_bounded(spec):
         expansion = explicit_regularizer(model, x, y)
         loss, half = expansion.loss.item(), expansion.regularizer.item()
         epsilons = [0.2 / 2**j for j in range(4)]
-        ratios = [(quadrature_expected_loss(model, x, y, rule, e).item() - loss - e**2 * half)
-                  / e**4 for e in epsilons]
+        ratios = [
+            (quadrature_expected_loss(model, x, y, rule, e).item() - loss - e**2 * half) / e**4
+            for e in epsilons
+        ]
     floor = 1e-13 * (1 + abs(loss)) / epsilons[-1] ** 4  # rounding of E ℓ_ε
     assert abs(ratios[2] - ratios[3]) <= 0.5 * abs(ratios[0] - ratios[1]) + floor, ratios
     bound = 2 * abs(ratios[-1]) + 4 * abs(ratios[0] - ratios[1]) + floor
@@ -191,8 +233,9 @@ def test_linear_drift_with_additive_noise_is_exactly_gaussian():
     L(h) = ½ (h − a)ᵀ Q (h − a): E L = L(h̄_M) + ½ tr(Q C_M) at every noise level, not
     only to second order. Gauss–Hermite with 2 nodes is exact for quadratics, so the two
     sides agree to machine precision; the mean correction m_M vanishes (tanh'' W C Wᵀ = 0)."""
-    model, x, _ = build_model(hidden=2, steps=3, form="diagonal", gamma_w=0.0,
-                              additive=0.7, multiplicative=0.0, batch=1)
+    model, x, _ = build_model(
+        hidden=2, steps=3, form="diagonal", gamma_w=0.0, additive=0.7, multiplicative=0.0, batch=1
+    )
     with torch.no_grad():
         model.M_W.zero_()
     path = deterministic_path(model, x)
@@ -221,8 +264,9 @@ def test_linear_drift_with_additive_noise_is_exactly_gaussian():
 @pytest.mark.parametrize("form", NOISE_FORMS)
 def test_differentiable_in_every_parameter(method, form):
     model, x, y = build_model(hidden=3, steps=4, form=form)
-    expansion = explicit_regularizer(model, x, y, method=method, probes=3,
-                                     generator=torch.Generator().manual_seed(0))
+    expansion = explicit_regularizer(
+        model, x, y, method=method, probes=3, generator=torch.Generator().manual_seed(0)
+    )
     assert isinstance(expansion, Expansion)
     assert all(t.shape == (3,) for t in expansion)
     expansion.expected_loss.sum().backward()
@@ -239,8 +283,9 @@ def test_exact_gradient_matches_finite_differences():
         return explicit_regularizer(model, x, y).regularizer.sum()
 
     gradient = torch.cat([g.reshape(-1) for g in torch.autograd.grad(value(), parameters)])
-    direction = torch.randn(gradient.numel(), dtype=DTYPE,
-                            generator=torch.Generator().manual_seed(2))
+    direction = torch.randn(
+        gradient.numel(), dtype=DTYPE, generator=torch.Generator().manual_seed(2)
+    )
     flat = torch.nn.utils.parameters_to_vector(parameters).detach()
     values = []
     with torch.no_grad():
@@ -271,8 +316,7 @@ def test_checkpointed_segments_give_the_same_values_and_gradients(monkeypatch):
 
 @pytest.mark.parametrize("method", ["exact", "probe"])
 def test_no_noise_gives_zero(method):
-    model, x, y = build_model(hidden=3, steps=4, form="diagonal", additive=0.0,
-                              multiplicative=0.0)
+    model, x, y = build_model(hidden=3, steps=4, form="diagonal", additive=0.0, multiplicative=0.0)
     expansion = explicit_regularizer(model, x, y, method=method)
     assert expansion.q.abs().max() == 0 and expansion.r.abs().max() == 0
     assert noise_laplacian(model, x, y).abs().max() == 0
@@ -286,26 +330,30 @@ def test_float32_model_and_train_mode():
     assert model.training
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
-    (dict(x=torch.zeros(2, 3)), ValueError, "shape"),
-    (dict(x=torch.zeros(2, 3, 5)), ValueError, "shape"),
-    (dict(x=[[0.0]]), TypeError, "torch.Tensor"),
-    (dict(x=torch.full((2, 3, 2), float("nan"))), ValueError, "NaN"),
-    (dict(y=torch.tensor([0, 3])), ValueError, "0 .. 2"),
-    (dict(y=torch.tensor([0, -1])), ValueError, "0 .. 2"),
-    (dict(y=torch.tensor([0.0, 1.0])), ValueError, "integer"),
-    (dict(y=torch.tensor([0, 1, 2])), ValueError, r"\(batch,\)"),
-    (dict(method="adjoint"), ValueError, "method"),
-    (dict(probes=0), ValueError, "probes"),
-    (dict(probes=2.5), ValueError, "probes"),
-    (dict(model=torch.nn.Linear(2, 2)), TypeError, "NoisyRNN"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (dict(x=torch.zeros(2, 3)), ValueError, "shape"),
+        (dict(x=torch.zeros(2, 3, 5)), ValueError, "shape"),
+        (dict(x=[[0.0]]), TypeError, "torch.Tensor"),
+        (dict(x=torch.full((2, 3, 2), float("nan"))), ValueError, "NaN"),
+        (dict(y=torch.tensor([0, 3])), ValueError, "0 .. 2"),
+        (dict(y=torch.tensor([0, -1])), ValueError, "0 .. 2"),
+        (dict(y=torch.tensor([0.0, 1.0])), ValueError, "integer"),
+        (dict(y=torch.tensor([0, 1, 2])), ValueError, r"\(batch,\)"),
+        (dict(method="adjoint"), ValueError, "method"),
+        (dict(probes=0), ValueError, "probes"),
+        (dict(probes=2.5), ValueError, "probes"),
+        (dict(model=torch.nn.Linear(2, 2)), TypeError, "NoisyRNN"),
+    ],
+)
 def test_bad_inputs_are_rejected(kwargs, error, message):
     model, x, y = build_model(hidden=3, steps=3, form="diagonal", batch=2)
     arguments = dict(model=model, x=x, y=y, method="exact", probes=8) | kwargs
     with pytest.raises(error, match=message):
-        explicit_regularizer(arguments.pop("model"), arguments.pop("x"), arguments.pop("y"),
-                             **arguments)
+        explicit_regularizer(
+            arguments.pop("model"), arguments.pop("x"), arguments.pop("y"), **arguments
+        )
 
 
 def test_bad_laplacian_arguments():

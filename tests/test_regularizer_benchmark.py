@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from benchmarks import regularizer_speed, run
+from nrnn.benchmarks import regularizer_speed, run
 
 SMOKE = regularizer_speed.SMOKE
 
@@ -41,7 +41,8 @@ def test_timings_positive_and_ratios_consistent(result):
         medians = body["median_seconds"][length]
         for method in ("exact", "probe"):
             assert body["ratio_to_training_step"][length][method] == pytest.approx(
-                medians[method] / medians["training_step"])
+                medians[method] / medians["training_step"]
+            )
     aims = [item for part in result["parts"].values() for item in part["aims"]]
     assert len(aims) == 2 * len(SMOKE.lengths) + 1
     for item in aims:

@@ -8,11 +8,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nrnn import Noise, NoisyRNN, ReferenceNoise
-from nrnn import stability
+from nrnn import Noise, NoisyRNN, ReferenceNoise, stability
 from nrnn._generated import stability as generated
 from nrnn.montecarlo import z_threshold
-from verification.stability import em_scalar_exponent, linear_model
+from nrnn.verification.stability import em_scalar_exponent, linear_model
 
 FALSE_FAILURE = 1e-4  # per statistical test
 
@@ -29,8 +28,15 @@ def small_model(noise=Noise(), seed=0, hidden_dim=4, **kwargs) -> NoisyRNN:
 
 
 # ----------------------------------------------------------------------- contraction rate
-@pytest.mark.parametrize("kwargs", [{}, {"antisymmetric": True}, {"beta": 0.0, "gamma_a": -0.3},
-                                    {"noise": ReferenceNoise(0.1, 0.5)}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"antisymmetric": True},
+        {"beta": 0.0, "gamma_a": -0.3},
+        {"noise": ReferenceNoise(0.1, 0.5)},
+    ],
+)
 def test_contraction_rate_matches_direct_computation(kwargs):
     model = small_model(**kwargs)
     assert stability.contraction_rate(model).item() == pytest.approx(direct_kappa(model), abs=1e-5)
@@ -40,16 +46,31 @@ def test_contraction_rate_of_antisymmetric_baseline_is_norm_of_w():
     model = small_model(antisymmetric=True)
     _, W = model.matrices()
     assert stability.contraction_rate(model).item() == pytest.approx(
-        torch.linalg.matrix_norm(W, ord=2).item(), abs=1e-6)
+        torch.linalg.matrix_norm(W, ord=2).item(), abs=1e-6
+    )
 
 
-@given(seed=st.integers(0, 2**31 - 1), hidden_dim=st.integers(1, 6),
-       beta=st.floats(0.0, 1.0), gamma_a=st.floats(-1.0, 1.0), gamma_w=st.floats(-1.0, 1.0),
-       init_std=st.floats(0.0, 3.0), antisymmetric=st.booleans())
-def test_contraction_rate_property(seed, hidden_dim, beta, gamma_a, gamma_w, init_std,
-                                   antisymmetric):
-    model = small_model(seed=seed, hidden_dim=hidden_dim, beta=beta, gamma_a=gamma_a,
-                        gamma_w=gamma_w, init_std=init_std, antisymmetric=antisymmetric)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    hidden_dim=st.integers(1, 6),
+    beta=st.floats(0.0, 1.0),
+    gamma_a=st.floats(-1.0, 1.0),
+    gamma_w=st.floats(-1.0, 1.0),
+    init_std=st.floats(0.0, 3.0),
+    antisymmetric=st.booleans(),
+)
+def test_contraction_rate_property(
+    seed, hidden_dim, beta, gamma_a, gamma_w, init_std, antisymmetric
+):
+    model = small_model(
+        seed=seed,
+        hidden_dim=hidden_dim,
+        beta=beta,
+        gamma_a=gamma_a,
+        gamma_w=gamma_w,
+        init_std=init_std,
+        antisymmetric=antisymmetric,
+    )
     expected = direct_kappa(model)
     assert stability.contraction_rate(model).item() == pytest.approx(expected, abs=1e-4, rel=1e-5)
 
@@ -87,8 +108,9 @@ def test_bounds_are_the_generated_formulas(brownian, sigma):
         assert float(got) == pytest.approx(expected)
     assert stability.almost_sure_bound(model).item() == pytest.approx(expected, abs=1e-5)
     assert float(generated.mean_square_bound(kappa, sigma)) == pytest.approx(kappa + sigma**2 / 2)
-    assert stability.mean_square_bound(model).item() == pytest.approx(kappa + sigma**2 / 2,
-                                                                      abs=1e-5)
+    assert stability.mean_square_bound(model).item() == pytest.approx(
+        kappa + sigma**2 / 2, abs=1e-5
+    )
 
 
 def test_bounds_without_multiplicative_noise_are_kappa():
@@ -102,7 +124,8 @@ def test_diagonal_bound_for_one_unit_equals_scalar_bound():
     scalar = small_model(Noise(0.0, 0.9, "scalar"), hidden_dim=1)
     diagonal = small_model(Noise(0.0, 0.9, "diagonal"), hidden_dim=1)
     assert stability.almost_sure_bound(diagonal).item() == pytest.approx(
-        stability.almost_sure_bound(scalar).item())
+        stability.almost_sure_bound(scalar).item()
+    )
 
 
 def test_stabilising_noise_level_zeroes_the_scalar_bound():
@@ -116,16 +139,24 @@ def test_stabilising_noise_level_zeroes_the_scalar_bound():
     assert stability.stabilising_noise_level(contracting).item() == 0.0
 
 
-@pytest.mark.parametrize("function", [stability.almost_sure_bound, stability.mean_square_bound,
-                                      stability.em_almost_sure_bound,
-                                      stability.em_mean_square_bound])
+@pytest.mark.parametrize(
+    "function",
+    [
+        stability.almost_sure_bound,
+        stability.mean_square_bound,
+        stability.em_almost_sure_bound,
+        stability.em_mean_square_bound,
+    ],
+)
 def test_bounds_refuse_reference_noise(function):
     with pytest.raises(NotImplementedError, match="paper"):
         function(small_model(ReferenceNoise(0.1, 0.5)))
 
 
-@pytest.mark.parametrize("function", [stability.contraction_rate, stability.almost_sure_bound,
-                                      stability.lyapunov_exponent])
+@pytest.mark.parametrize(
+    "function",
+    [stability.contraction_rate, stability.almost_sure_bound, stability.lyapunov_exponent],
+)
 def test_functions_refuse_non_models(function):
     with pytest.raises(TypeError, match="NoisyRNN"):
         if function is stability.lyapunov_exponent:
@@ -149,7 +180,8 @@ def test_em_almost_sure_bound_of_a_linear_scalar_system_is_its_exact_exponent():
     """With W = 0 and d = 1 the bound is E log|1 + a dt + s√dt ξ| / dt exactly."""
     model = linear_model(np.array([[0.4]]), 1.1, "scalar", 0.01)
     assert stability.em_almost_sure_bound(model).item() == pytest.approx(
-        em_scalar_exponent(0.4, 1.1, 0.01), abs=1e-6)
+        em_scalar_exponent(0.4, 1.1, 0.01), abs=1e-6
+    )
 
 
 def test_em_almost_sure_bound_needs_a_scalar_brownian_motion():
@@ -160,7 +192,8 @@ def test_em_almost_sure_bound_needs_a_scalar_brownian_motion():
 def test_em_mean_square_bound_tends_to_the_continuous_bound():
     model = small_model(Noise(0.3, 0.8, "diagonal"), dt=1e-4).double()
     assert stability.em_mean_square_bound(model).item() == pytest.approx(
-        stability.mean_square_bound(model).item(), abs=2e-3)
+        stability.mean_square_bound(model).item(), abs=2e-3
+    )
 
 
 # ------------------------------------------------------------- linear systems, exactly
@@ -180,13 +213,26 @@ def test_em_mean_square_matrix_against_numpy():
 
 def test_em_mean_square_exponent_scalar_closed_form():
     a, s, dt = -0.3, 0.9, 0.01
-    exponent = stability.em_mean_square_exponent(torch.tensor([[a]]).double(),
-                                                 stability.linear_noise_matrices(1, s), dt)
+    exponent = stability.em_mean_square_exponent(
+        torch.tensor([[a]]).double(), stability.linear_noise_matrices(1, s), dt
+    )
     assert float(exponent) == pytest.approx(math.log((1 + a * dt) ** 2 + s**2 * dt) / (2 * dt))
-    assert bool(stability.em_mean_square_stable(torch.tensor([[a]]).double(),
-                                                stability.linear_noise_matrices(1, s), dt)) is False
-    assert bool(stability.em_mean_square_stable(torch.tensor([[-1.0]]).double(),
-                                                stability.linear_noise_matrices(1, s), dt)) is True
+    assert (
+        bool(
+            stability.em_mean_square_stable(
+                torch.tensor([[a]]).double(), stability.linear_noise_matrices(1, s), dt
+            )
+        )
+        is False
+    )
+    assert (
+        bool(
+            stability.em_mean_square_stable(
+                torch.tensor([[-1.0]]).double(), stability.linear_noise_matrices(1, s), dt
+            )
+        )
+        is True
+    )
 
 
 def test_em_mean_square_matrix_refuses_bad_shapes():
@@ -209,8 +255,9 @@ def test_lyapunov_exponent_of_scalar_noise_linear_system():
     exact EM exponent within z·SE (fixed seed; false failure ≤ 1e-4 for the pair)."""
     a, s, dt = 0.3, 1.0, 0.01
     model = linear_model(np.array([[a]]), s, "scalar", dt)
-    estimate = stability.lyapunov_exponent(model, torch.zeros(1, 1, 1), paths=64, seed=3,
-                                           steps=4000)
+    estimate = stability.lyapunov_exponent(
+        model, torch.zeros(1, 1, 1), paths=64, seed=3, steps=4000
+    )
     z = z_threshold(FALSE_FAILURE, 2)
     exact = em_scalar_exponent(a, s, dt)
     assert estimate.paths == 64 and estimate.steps == 4000
@@ -234,8 +281,9 @@ def test_renormalisation_survives_strong_contraction_and_expansion(a):
     """Growth factor |1 + a dt| per step over 5 000 steps: e^(±2300) without renormalisation."""
     dt = 0.01
     model = linear_model(np.array([[a, 0.0], [0.0, a - 1.0]]), 0.5, "scalar", dt)
-    estimate = stability.lyapunov_exponent(model, torch.zeros(1, 1, 1), paths=8, seed=1,
-                                           steps=5_000)
+    estimate = stability.lyapunov_exponent(
+        model, torch.zeros(1, 1, 1), paths=8, seed=1, steps=5_000
+    )
     assert math.isfinite(estimate.exponent) and math.isfinite(estimate.stderr)
     assert torch.isfinite(estimate.samples).all()
     exact = max(em_scalar_exponent(a, 0.5, dt), em_scalar_exponent(a - 1.0, 0.5, dt))
@@ -248,8 +296,7 @@ def test_separation_stays_resolvable_when_the_state_grows():
     model = linear_model(np.array([[20.0]]), 0.0, "scalar", 0.01)
     with torch.no_grad():
         model.input.bias.fill_(1.0)  # tanh(1) drives h away from 0
-    estimate = stability.lyapunov_exponent(model, torch.zeros(1, 1, 1), paths=2, seed=0,
-                                           steps=2800)
+    estimate = stability.lyapunov_exponent(model, torch.zeros(1, 1, 1), paths=2, seed=0, steps=2800)
     assert estimate.exponent == pytest.approx(math.log(1.2) / 0.01, abs=1e-6)
     with pytest.raises(ValueError, match="could not be estimated"):
         stability.lyapunov_exponent(model, torch.zeros(1, 1, 1), paths=2, seed=0, steps=4000)
@@ -259,8 +306,9 @@ def test_linearised_matches_two_trajectory_estimate_on_a_nonlinear_model():
     model = small_model(Noise(0.3, 0.8, "scalar"), hidden_dim=5, dt=0.05)
     x = torch.randn(6, 40, 3)
     two = stability.lyapunov_exponent(model, x, paths=6, seed=11, steps=600, burn_in=20)
-    tangent = stability.linearised_lyapunov_exponent(model, x, paths=6, seed=11, steps=600,
-                                                     burn_in=20)
+    tangent = stability.linearised_lyapunov_exponent(
+        model, x, paths=6, seed=11, steps=600, burn_in=20
+    )
     torch.testing.assert_close(two.samples, tangent.samples, atol=1e-6, rtol=0)
 
 
@@ -269,19 +317,26 @@ def test_linearised_spectrum_of_a_linear_map():
     e^{-gap t} misalignment left after the burn-in); their sum (volume growth) is exact."""
     eigenvalues, dt = [0.5, -0.2, -1.5], 0.01
     model = linear_model(np.diag(eigenvalues), 0.0, "scalar", dt)
-    estimate = stability.linearised_lyapunov_exponent(model, torch.zeros(1, 1, 1), paths=3,
-                                                      seed=0, steps=1000, count=3, burn_in=1000)
-    expected = torch.tensor([math.log(1 + dt * lam) / dt for lam in eigenvalues],
-                            dtype=torch.float64)
+    estimate = stability.linearised_lyapunov_exponent(
+        model, torch.zeros(1, 1, 1), paths=3, seed=0, steps=1000, count=3, burn_in=1000
+    )
+    expected = torch.tensor(
+        [math.log(1 + dt * lam) / dt for lam in eigenvalues], dtype=torch.float64
+    )
     torch.testing.assert_close(estimate.spectrum, expected, atol=1e-3, rtol=0)
     assert estimate.exponent == pytest.approx(float(expected[0]), abs=1e-3)
     assert float(estimate.spectrum.sum()) == pytest.approx(float(expected.sum()), abs=1e-9)
 
 
-@pytest.mark.parametrize("kwargs", [{"noise": Noise(0.2, 0.7, "scalar")},
-                                    {"noise": Noise(0.2, 0.7, "diagonal")},
-                                    {"noise": Noise(0.2, 0.7, "diagonal"), "antisymmetric": True},
-                                    {"noise": ReferenceNoise(0.05, 0.6)}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"noise": Noise(0.2, 0.7, "scalar")},
+        {"noise": Noise(0.2, 0.7, "diagonal")},
+        {"noise": Noise(0.2, 0.7, "diagonal"), "antisymmetric": True},
+        {"noise": ReferenceNoise(0.05, 0.6)},
+    ],
+)
 def test_tangent_step_is_the_jacobian_of_the_euler_step(kwargs):
     model = small_model(hidden_dim=4, **kwargs).double()
     A, W = (m.detach() for m in model.matrices())
@@ -293,9 +348,16 @@ def test_tangent_step_is_the_jacobian_of_the_euler_step(kwargs):
     got = stability._tangent_step(model, h, tangents, drive, A, W, multiplier)
     for path in range(3):
         jacobian = torch.autograd.functional.jacobian(
-            lambda state: model.euler_step(state[None], drive[path:path + 1], A, W,
-                                           additive[path:path + 1], multiplier[path:path + 1])[0],
-            h[path])
+            lambda state: model.euler_step(
+                state[None],
+                drive[path : path + 1],
+                A,
+                W,
+                additive[path : path + 1],
+                multiplier[path : path + 1],
+            )[0],
+            h[path],
+        )
         torch.testing.assert_close(got[path], jacobian.detach() @ tangents[path])
 
 
@@ -366,14 +428,17 @@ ESTIMATOR_CASES = [
     for estimator in (stability.lyapunov_exponent, stability.linearised_lyapunov_exponent)
     for override, message in BAD_CALLS
     # The tangent estimator has no separation.
-    if not (estimator is stability.linearised_lyapunov_exponent
-            and "initial_separation" in override)
+    if not (
+        estimator is stability.linearised_lyapunov_exponent and "initial_separation" in override
+    )
 ]
 
 
 @pytest.mark.parametrize(
-    "estimator,override,message", ESTIMATOR_CASES,
-    ids=[f"{e.__name__}-{next(iter(o))}-{i}" for i, (e, o, _) in enumerate(ESTIMATOR_CASES)])
+    "estimator,override,message",
+    ESTIMATOR_CASES,
+    ids=[f"{e.__name__}-{next(iter(o))}-{i}" for i, (e, o, _) in enumerate(ESTIMATOR_CASES)],
+)
 def test_bad_input_is_refused_with_a_clear_message(estimator, override, message):
     model = small_model(Noise(0.3, 0.8, "scalar"))  # d = 4, r = 5
     arguments = {"x": torch.zeros(1, 20, 3), "paths": 4, "seed": 0}
@@ -386,8 +451,9 @@ def test_bad_input_is_refused_with_a_clear_message(estimator, override, message)
 def test_linearised_count_must_fit_the_hidden_size():
     model = small_model()
     with pytest.raises(ValueError, match="count"):
-        stability.linearised_lyapunov_exponent(model, torch.zeros(1, 20, 3), paths=2, seed=0,
-                                               count=5)
+        stability.linearised_lyapunov_exponent(
+            model, torch.zeros(1, 20, 3), paths=2, seed=0, count=5
+        )
 
 
 def test_x_must_be_a_tensor():

@@ -6,22 +6,23 @@ import math
 import numpy as np
 import pytest
 
-from verification import stability as claim5
-from verification.core import run_module
+from nrnn.verification import stability as claim5
+from nrnn.verification.core import run_module
 
 
 def test_em_scalar_exponent_expansion_in_dt():
     """E log|1 + a dt + s√dt ξ|/dt = a − s²/2 + dt(−a²/2 + a s² − 3s⁴/4) + O(dt²)."""
     a, s = 0.4, 0.9
     for dt in (1e-3, 1e-4):
-        leading = a - s**2 / 2 + dt * (-a**2 / 2 + a * s**2 - 0.75 * s**4)
+        leading = a - s**2 / 2 + dt * (-(a**2) / 2 + a * s**2 - 0.75 * s**4)
         assert claim5.em_scalar_exponent(a, s, dt) == pytest.approx(leading, abs=20 * dt**2)
 
 
 def test_em_scalar_exponent_without_noise_and_complex_eigenvalues():
     assert claim5.em_scalar_exponent(0.3, 0.0, 0.01) == pytest.approx(math.log(1.003) / 0.01)
     assert claim5.em_scalar_exponent(0.5 + 2j, 0.0, 0.01) == pytest.approx(
-        math.log(abs(1 + 0.01 * (0.5 + 2j))) / 0.01)
+        math.log(abs(1 + 0.01 * (0.5 + 2j))) / 0.01
+    )
     # Rotation leaves the noisy exponent almost unchanged: a − s²/2 + O(dt).
     assert claim5.em_scalar_exponent(0.5 + 2j, 1.0, 1e-3) == pytest.approx(0.0, abs=5e-3)
 
@@ -40,13 +41,28 @@ def test_finite_time_allowance_is_zero_for_normal_matrices():
 
 
 def test_tiny_run_produces_every_check():
-    sizes = claim5.Sizes(burn_in_time=0.2, linear_paths=4, linear_time=1.0, moment_paths=500,
-                         moment_time=0.05, rnn_paths=4, rnn_time=0.5, rnn_models=1, hidden_dim=3)
+    sizes = claim5.Sizes(
+        burn_in_time=0.2,
+        linear_paths=4,
+        linear_time=1.0,
+        moment_paths=500,
+        moment_time=0.05,
+        rnn_paths=4,
+        rnn_time=0.5,
+        rnn_models=1,
+        hidden_dim=3,
+    )
     checks = claim5.run(sizes)
     assert [check.name for check in checks] == [
-        "scalar_closed_form", "matrix_scalar_noise", "mean_square_opposite",
-        "em_second_moments", "per_unit_linear", "rnn_bound", "rnn_pathwise_bound",
-        "rnn_stabilisation"]
+        "scalar_closed_form",
+        "matrix_scalar_noise",
+        "mean_square_opposite",
+        "em_second_moments",
+        "per_unit_linear",
+        "rnn_bound",
+        "rnn_pathwise_bound",
+        "rnn_stabilisation",
+    ]
     for check in checks:
         assert check.claim == 5 and check.criterion
         assert 0.0 <= check.false_failure <= claim5.FALSE_FAILURE

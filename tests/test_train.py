@@ -151,8 +151,20 @@ def test_cli_train_with_toml_and_overrides(tmp_path, capsys):
         '[data]\nname = "digits-rows"\nbatch_size = 128\n[model]\nhidden_dim = 8\n'
         "[train]\nepochs = 1\n"
     )
-    code = cli_main(["train", "--config", str(path), "--set", "noise.additive=0.2",
-                     "--seed", "3", "--out", str(tmp_path / "run"), "--quiet"])
+    code = cli_main(
+        [
+            "train",
+            "--config",
+            str(path),
+            "--set",
+            "noise.additive=0.2",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["noise"]["additive"] == 0.2 and saved["train"]["seed"] == 3

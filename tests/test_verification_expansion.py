@@ -8,24 +8,31 @@ import json
 
 import pytest
 
-import verification.expansion as expansion
+import nrnn.verification.expansion as expansion
 from nrnn.regularizer import Expansion
-from verification import core
-from verification.cli import CHECKS_FAILED, main
+from nrnn.verification import core
+from nrnn.verification.cli import CHECKS_FAILED, main
 
 TINY = expansion.ExpansionSizes(
-    quadrature=(expansion.QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=4, seed=1),
-                expansion.QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=2)),
-    monte_carlo=(expansion.MonteCarloCase(dataset="digits-rows", hidden=16, noise="diagonal",
-                                          sequences=1, seed=3),),
+    quadrature=(
+        expansion.QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=4, seed=1),
+        expansion.QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=2),
+    ),
+    monte_carlo=(
+        expansion.MonteCarloCase(
+            dataset="digits-rows", hidden=16, noise="diagonal", sequences=1, seed=3
+        ),
+    ),
     monte_carlo_paths=300,
     convergence_hidden=2,
     convergence_halvings=8,
     convergence_rk4_steps=64,
-    gradient_cases=(expansion.QuadratureCase(hidden=1, steps=2, noise="diagonal", nodes=4,
-                                             seed=4),),
-    gradient_monte_carlo=expansion.MonteCarloCase(dataset="digits-rows", hidden=8,
-                                                  noise="diagonal", sequences=1, seed=5),
+    gradient_cases=(
+        expansion.QuadratureCase(hidden=1, steps=2, noise="diagonal", nodes=4, seed=4),
+    ),
+    gradient_monte_carlo=expansion.MonteCarloCase(
+        dataset="digits-rows", hidden=8, noise="diagonal", sequences=1, seed=5
+    ),
     gradient_paths=300,
     gradient_directions=2,
 )
@@ -38,10 +45,15 @@ def tiny_checks():
 
 def test_every_tiny_check_passes(tiny_checks):
     names = [check.name for check in tiny_checks]
-    assert names == ["quadrature_coefficient", "quadrature_remainder_order",
-                     "quadrature_odd_orders", "monte_carlo_coefficient",
-                     "time_step_convergence", "gradient_quadrature_order",
-                     "gradient_monte_carlo"]
+    assert names == [
+        "quadrature_coefficient",
+        "quadrature_remainder_order",
+        "quadrature_odd_orders",
+        "monte_carlo_coefficient",
+        "time_step_convergence",
+        "gradient_quadrature_order",
+        "gradient_monte_carlo",
+    ]
     for check in tiny_checks:
         assert check.passed, (check.name, check.measured, check.tolerance)
         assert check.seconds > 0 and check.claim in (1, 2, 3, 4) and check.seeds
@@ -79,20 +91,42 @@ def test_quadrature_rule_integrates_moments_exactly():
 
 # ------------------------------------------------------------------ core and the CLI
 def make_check(name="a", passed=True, claim=1):
-    return core.Check(claim=claim, name=name, measured={"value": 1.5, "list": [1.0, 2e-9]},
-                      criterion="value is fine", tolerance={"z": 4.2}, passed=passed,
-                      false_failure=1e-5, seeds=[1], seconds=0.1, details={"nan": float("nan")})
+    return core.Check(
+        claim=claim,
+        name=name,
+        measured={"value": 1.5, "list": [1.0, 2e-9]},
+        criterion="value is fine",
+        tolerance={"z": 4.2},
+        passed=passed,
+        false_failure=1e-5,
+        seeds=[1],
+        seconds=0.1,
+        details={"nan": float("nan")},
+    )
 
 
 def module_report(name, checks):
-    return {"module": name, "description": "d", "claims": [1], "profile": "quick",
-            "sizes": {}, "finished": "now", "seconds": 1.0,
-            "passed": all(c.passed for c in checks), "checks": [c.to_json() for c in checks]}
+    return {
+        "module": name,
+        "description": "d",
+        "claims": [1],
+        "profile": "quick",
+        "sizes": {},
+        "finished": "now",
+        "seconds": 1.0,
+        "passed": all(c.passed for c in checks),
+        "checks": [c.to_json() for c in checks],
+    }
 
 
 def test_report_files_merge_by_module(tmp_path):
-    core.write_report(tmp_path, [module_report("expansion", [make_check()]),
-                                 module_report("other", [make_check("b", passed=False)])])
+    core.write_report(
+        tmp_path,
+        [
+            module_report("expansion", [make_check()]),
+            module_report("other", [make_check("b", passed=False)]),
+        ],
+    )
     core.write_report(tmp_path, [module_report("expansion", [make_check("c")])])
     report = json.loads((tmp_path / "report.json").read_text())
     assert list(report["modules"]) == ["expansion", "other"]
@@ -115,9 +149,14 @@ def test_table_lists_every_check():
 def test_cli_runs_modules_and_sets_the_exit_code(tmp_path, monkeypatch, capsys):
     """The CLI mechanics with a stand-in module (the real checks run in tiny_checks)."""
     outcome = {"passed": True}
-    stand_in = core.Module("expansion", "stand-in", (1,), {"quick": "q", "full": "f"},
-                           lambda sizes: [make_check(passed=outcome["passed"])])
-    monkeypatch.setattr("verification.cli.load_module", lambda name: stand_in)
+    stand_in = core.Module(
+        "expansion",
+        "stand-in",
+        (1,),
+        {"quick": "q", "full": "f"},
+        lambda sizes: [make_check(passed=outcome["passed"])],
+    )
+    monkeypatch.setattr("nrnn.verification.cli.load_module", lambda name: stand_in)
     assert main(["expansion", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "expansion.a (claim 1)" in printed and "1/1 checks pass" in printed

@@ -1,4 +1,4 @@
-"""verification.trained: the paired tests, run caching and the shape of its report rows."""
+"""nrnn.verification.trained: the paired tests, run caching and the shape of its report rows."""
 
 import dataclasses
 import importlib.util
@@ -8,19 +8,27 @@ import math
 import pytest
 from scipy import stats
 
-from verification import trained
-from verification.core import Check, run_module
+from nrnn.verification import trained
+from nrnn.verification.core import Check, run_module
 
 HAS_REGULARIZER = importlib.util.find_spec("nrnn.regularizer") is not None
 
 
 def micro_sizes(cache_dir, epochs: int = 1, objectives=("clean", "noise")) -> trained.Sizes:
     """A microscopic profile: digits row by row, 8 hidden units, 2 seeds, tiny subsets."""
-    plan = trained.DatasetPlan("digits-rows", {"model": {"hidden_dim": 8},
-                                               "train": {"epochs": epochs}})
-    return trained.Sizes(datasets=(plan,), seeds=(0, 1), objectives=objectives,
-                         hessian_samples=24, hessian_probes=3, lanczos_iterations=3,
-                         eval_samples=12, cache_dir=str(cache_dir))
+    plan = trained.DatasetPlan(
+        "digits-rows", {"model": {"hidden_dim": 8}, "train": {"epochs": epochs}}
+    )
+    return trained.Sizes(
+        datasets=(plan,),
+        seeds=(0, 1),
+        objectives=objectives,
+        hessian_samples=24,
+        hessian_probes=3,
+        lanczos_iterations=3,
+        eval_samples=12,
+        cache_dir=str(cache_dir),
+    )
 
 
 # ------------------------------------------------------------------------- statistics
@@ -47,8 +55,13 @@ def test_paired_test_matches_scipy():
 
 
 def test_verdicts_and_power():
-    assert trained.verdict(trained.paired_test([1, 2, 3, 4], [0, 1.1, 2, 2.9], "less")) == "supported"
-    assert trained.verdict(trained.paired_test([1, 2, 3, 4], [0, 1.1, 2, 2.9], "greater")) == "opposite"
+    assert (
+        trained.verdict(trained.paired_test([1, 2, 3, 4], [0, 1.1, 2, 2.9], "less")) == "supported"
+    )
+    assert (
+        trained.verdict(trained.paired_test([1, 2, 3, 4], [0, 1.1, 2, 2.9], "greater"))
+        == "opposite"
+    )
     assert trained.t_test_power(3, 1.0) < trained.t_test_power(10, 1.0) < 1.0
     assert trained.t_test_power(200, 1.0) == pytest.approx(1.0)
     assert trained.t_test_power(1, 1.0) == 0.0
@@ -90,7 +103,9 @@ def test_micro_run_reports_every_field_and_reuses_its_runs(tmp_path):
     for check in report["checks"]:
         assert set(check) == {field.name for field in dataclasses.fields(Check)}
         assert (check["claim"], check["name"].split(".")[0]) in expected_metrics
-        assert {"clean", "mean_diff", "se_diff", "p_t", "p_sign", "d_z", "n"} <= set(check["measured"])
+        assert {"clean", "mean_diff", "se_diff", "p_t", "p_sign", "d_z", "n"} <= set(
+            check["measured"]
+        )
         assert check["measured"]["n"] == 2 and check["seeds"] == [0, 1]
         assert isinstance(check["passed"], bool)
         assert 0.0 <= check["false_failure"] <= 1.0

@@ -31,17 +31,39 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nrnn verify",
         description="Test the paper's claims numerically and write a report.",
     )
-    parser.add_argument("modules", nargs="*", metavar="MODULE",
-                        help=f"modules to run (default: all of {', '.join(MODULE_NAMES)})")
+    parser.add_argument(
+        "modules",
+        nargs="*",
+        metavar="MODULE",
+        help=f"modules to run (default: all of {', '.join(MODULE_NAMES)})",
+    )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="profile", action="store_const", const="quick",
-                      help="small sizes: a few minutes on 2 CPU cores")
-    size.add_argument("--full", dest="profile", action="store_const", const="full",
-                      help="the full sizes (default)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_REPORT_DIR,
-                        help=f"directory of report.json and report.md (default: {DEFAULT_REPORT_DIR})")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads(N) first (default: torch's default)")
+    size.add_argument(
+        "--quick",
+        dest="profile",
+        action="store_const",
+        const="quick",
+        help="small sizes: a few minutes on 2 CPU cores",
+    )
+    size.add_argument(
+        "--full",
+        dest="profile",
+        action="store_const",
+        const="full",
+        help="the full sizes (default)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_REPORT_DIR,
+        help=f"directory of report.json and report.md (default: {DEFAULT_REPORT_DIR})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) first (default: torch's default)",
+    )
     return parser
 
 
@@ -52,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys(args.modules)) or list(MODULE_NAMES)
     unknown = [name for name in names if name not in MODULE_NAMES]
     if unknown:
-        parser.error(f"unknown module(s) {', '.join(unknown)}; "
-                     f"choose from {', '.join(MODULE_NAMES)}")
+        parser.error(
+            f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULE_NAMES)}"
+        )
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")

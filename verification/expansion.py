@@ -136,12 +136,14 @@ QUICK = ExpansionSizes(
         MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=2, seed=13),
     ),
     gradient_cases=(QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),),
-    gradient_monte_carlo=MonteCarloCase(dataset="digits", hidden=16, noise="diagonal",
-                                        sequences=1, seed=31),
+    gradient_monte_carlo=MonteCarloCase(
+        dataset="digits", hidden=16, noise="diagonal", sequences=1, seed=31
+    ),
 )
 FULL = dataclasses.replace(
     QUICK,
-    quadrature=QUICK.quadrature + (
+    quadrature=QUICK.quadrature
+    + (
         QuadratureCase(hidden=3, steps=3, noise="diagonal", nodes=5, seed=5),
         QuadratureCase(hidden=3, steps=3, noise="scalar", nodes=3, seed=6),
         QuadratureCase(hidden=3, steps=2, noise="reference", nodes=3, seed=7),
@@ -232,18 +234,18 @@ def quadrature_expected_loss(model, x, y, rule, epsilon: float, chunk: int = 2**
     points, weights = rule
     total = 0.0
     for start in range(0, len(weights), chunk):
-        xi = epsilon * points[start:start + chunk]
+        xi = epsilon * points[start : start + chunk]
         batch = len(xi)
-        losses = F.cross_entropy(model(x.expand(batch, -1, -1), xi), y.expand(batch),
-                                 reduction="none")
-        total = total + (weights[start:start + chunk] * losses).sum()
+        losses = F.cross_entropy(
+            model(x.expand(batch, -1, -1), xi), y.expand(batch), reduction="none"
+        )
+        total = total + (weights[start : start + chunk] * losses).sum()
     return total
 
 
 def quadrature_model(case: QuadratureCase, level: float, dt: float):
     """(model, x (1, M, 2), y (1,)) of a quadrature case, seeded."""
-    model = make_model(2, case.hidden, 3, noise_form=case.noise, level=level, dt=dt,
-                       seed=case.seed)
+    model = make_model(2, case.hidden, 3, noise_form=case.noise, level=level, dt=dt, seed=case.seed)
     generator = torch.Generator().manual_seed(case.seed + 1000)
     x = torch.randn(1, case.steps, 2, generator=generator, dtype=DTYPE)
     y = torch.randint(0, 3, (1,), generator=generator)
@@ -256,16 +258,18 @@ def _quadrature_series(case: QuadratureCase, level: float, dt: float, epsilons: 
     rule = noise_rule(model, case.steps, case.nodes)
     with torch.no_grad():
         loss = float(F.cross_entropy(model(x, torch.zeros_like(rule[0][:1])), y))
-        excess = np.array([float(quadrature_expected_loss(model, x, y, rule, e)) - loss
-                           for e in epsilons])
+        excess = np.array(
+            [float(quadrature_expected_loss(model, x, y, rule, e)) - loss for e in epsilons]
+        )
         half_qr = regularizer_value(model, x, y)
     return {"loss": loss, "half_q_plus_r": half_qr, "excess": excess, "points": len(rule[1])}
 
 
 def quadrature_series(case: QuadratureCase, sizes: ExpansionSizes, epsilons) -> dict:
     """ℓ, (q + r)/2 and E ℓ_ε − ℓ on a grid of ε for one quadrature case (cached)."""
-    return _quadrature_series(case, sizes.quadrature_level, sizes.quadrature_dt,
-                              tuple(float(e) for e in epsilons))
+    return _quadrature_series(
+        case, sizes.quadrature_level, sizes.quadrature_dt, tuple(float(e) for e in epsilons)
+    )
 
 
 def case_label(case) -> str:
@@ -286,17 +290,23 @@ def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
         a2, target = float(fit[0]), series["half_q_plus_r"]
         relative = abs(a2 - target) / abs(target)
         worst = max(worst, relative)
-        cases[case_label(case)] = {"epsilon2_coefficient": a2, "half_q_plus_r": target,
-                                   "relative_error": relative,
-                                   "quadrature_points": series["points"]}
+        cases[case_label(case)] = {
+            "epsilon2_coefficient": a2,
+            "half_q_plus_r": target,
+            "relative_error": relative,
+            "quadrature_points": series["points"],
+        }
     return Check(
-        claim=1, name="quadrature_coefficient",
+        claim=1,
+        name="quadrature_coefficient",
         measured={"max_relative_error": worst, "cases": len(cases)},
         criterion="tensor Gauss quadrature of E l_eps over every noise variable; the eps^2 "
-                  "coefficient of a polynomial fit in eps^2 of (E l_eps - l)/eps^2 equals "
-                  "(q + r)/2 of explicit_regularizer(method='exact') to relative error <= tol",
-        tolerance={"relative": COEFFICIENT_RTOL}, passed=worst <= COEFFICIENT_RTOL,
-        false_failure=0.0, seeds=[c.seed for c in sizes.quadrature],
+        "coefficient of a polynomial fit in eps^2 of (E l_eps - l)/eps^2 equals "
+        "(q + r)/2 of explicit_regularizer(method='exact') to relative error <= tol",
+        tolerance={"relative": COEFFICIENT_RTOL},
+        passed=worst <= COEFFICIENT_RTOL,
+        false_failure=0.0,
+        seeds=[c.seed for c in sizes.quadrature],
         details={"epsilons": epsilons.tolist(), "cases": cases},
     )
 
@@ -311,21 +321,30 @@ def check_quadrature_remainder(sizes: ExpansionSizes) -> Check:
         one_sign = bool(np.all(remainder > 0) or np.all(remainder < 0))
         slopes.append(slope)
         same_sign &= one_sign
-        cases[case_label(case)] = {"slope": slope, "one_sign": one_sign,
-                                   "remainder": remainder.tolist(),
-                                   "remainder_over_eps4": (remainder / epsilons**4).tolist()}
+        cases[case_label(case)] = {
+            "slope": slope,
+            "one_sign": one_sign,
+            "remainder": remainder.tolist(),
+            "remainder_over_eps4": (remainder / epsilons**4).tolist(),
+        }
     low, high = SLOPE_RANGE
     passed = same_sign and all(low <= s <= high for s in slopes)
     return Check(
-        claim=2, name="quadrature_remainder_order",
+        claim=2,
+        name="quadrature_remainder_order",
         measured={"slope_min": min(slopes), "slope_max": max(slopes)},
         criterion="remainder E l_eps - l - eps^2 (q + r)/2 (quadrature) keeps its sign and its "
-                  f"log-log slope over eps in [{epsilons[0]:g}, {epsilons[-1]:g}] lies in "
-                  f"[{low}, {high}] (order eps^4)",
-        tolerance={"slope_range": list(SLOPE_RANGE)}, passed=passed, false_failure=0.0,
+        f"log-log slope over eps in [{epsilons[0]:g}, {epsilons[-1]:g}] lies in "
+        f"[{low}, {high}] (order eps^4)",
+        tolerance={"slope_range": list(SLOPE_RANGE)},
+        passed=passed,
+        false_failure=0.0,
         seeds=[c.seed for c in sizes.quadrature],
-        details={"epsilons": epsilons.tolist(), "decades": math.log10(epsilons[-1] / epsilons[0]),
-                 "cases": cases},
+        details={
+            "epsilons": epsilons.tolist(),
+            "decades": math.log10(epsilons[-1] / epsilons[0]),
+            "cases": cases,
+        },
     )
 
 
@@ -341,13 +360,17 @@ def check_quadrature_odd_orders(sizes: ExpansionSizes) -> Check:
         worst = max(worst, odd)
         cases[case_label(case)] = {"coefficients_u1_to_u5": fit[1:].tolist(), "odd_relative": odd}
     return Check(
-        claim=2, name="quadrature_odd_orders",
+        claim=2,
+        name="quadrature_odd_orders",
         measured={"max_odd_over_eps2": worst},
         criterion="fit of E l_eps - l (quadrature) with powers eps^1..eps^5 on eps in "
-                  f"[{epsilons[0]:g}, {epsilons[-1]:g}] (scaled to [.., 1]): every odd coefficient "
-                  "is at most tol times the eps^2 coefficient",
-        tolerance={"relative": ODD_RTOL}, passed=worst <= ODD_RTOL, false_failure=0.0,
-        seeds=[c.seed for c in sizes.quadrature], details={"cases": cases},
+        f"[{epsilons[0]:g}, {epsilons[-1]:g}] (scaled to [.., 1]): every odd coefficient "
+        "is at most tol times the eps^2 coefficient",
+        tolerance={"relative": ODD_RTOL},
+        passed=worst <= ODD_RTOL,
+        false_failure=0.0,
+        seeds=[c.seed for c in sizes.quadrature],
+        details={"cases": cases},
     )
 
 
@@ -364,8 +387,15 @@ def real_model(case: MonteCarloCase, level: float):
     x, y = real_sequences(case)
     info = data.info(case.dataset)
     dt = 0.1 if info.seq_len <= 64 else 0.05
-    model = make_model(info.input_dim, case.hidden, info.num_classes, noise_form=case.noise,
-                       level=level, dt=dt, seed=case.seed)
+    model = make_model(
+        info.input_dim,
+        case.hidden,
+        info.num_classes,
+        noise_form=case.noise,
+        level=level,
+        dt=dt,
+        seed=case.seed,
+    )
     return model, x, y
 
 
@@ -375,7 +405,7 @@ def antithetic_excess(model, x, y, xi: torch.Tensor, epsilon: float) -> torch.Te
     inputs = x.expand(2 * paths + 1, -1, -1)
     noise = torch.cat([epsilon * xi, -epsilon * xi, torch.zeros_like(xi[:1])])
     losses = F.cross_entropy(model(inputs, noise), y.expand(2 * paths + 1), reduction="none")
-    return 0.5 * (losses[:paths] + losses[paths:2 * paths]) - losses[-1]
+    return 0.5 * (losses[:paths] + losses[paths : 2 * paths]) - losses[-1]
 
 
 def richardson_coefficient(model, x, y, xi, epsilon: float) -> torch.Tensor:
@@ -402,8 +432,7 @@ def richardson_estimates(model, x, y, *, paths: int, seed: int, epsilon: float):
     whose noise is redrawn from (seed, chunk) on every call (common random numbers)."""
     estimates = []
     for index, start in enumerate(range(0, paths, PATH_CHUNK)):
-        xi = draw_noise(model, min(PATH_CHUNK, paths - start), x.shape[1],
-                        seed + 1_000_003 * index)
+        xi = draw_noise(model, min(PATH_CHUNK, paths - start), x.shape[1], seed + 1_000_003 * index)
         estimates.append(richardson_coefficient(model, x, y, xi, epsilon))
     return torch.cat(estimates)
 
@@ -420,24 +449,39 @@ def check_monte_carlo_coefficient(sizes: ExpansionSizes) -> Check:
             for i in range(len(y)):
                 seed = case.seed * 1000 + i
                 seeds.append(seed)
-                estimate = richardson_estimates(model, x[i:i + 1], y[i:i + 1],
-                                                paths=sizes.monte_carlo_paths, seed=seed,
-                                                epsilon=sizes.monte_carlo_epsilon)
+                estimate = richardson_estimates(
+                    model,
+                    x[i : i + 1],
+                    y[i : i + 1],
+                    paths=sizes.monte_carlo_paths,
+                    seed=seed,
+                    epsilon=sizes.monte_carlo_epsilon,
+                )
                 mean, stderr = mean_and_stderr(estimate)
                 score = abs(float(mean) - float(target[i])) / float(stderr)
                 worst = max(worst, score)
-                rows.append({"estimate": float(mean), "stderr": float(stderr),
-                             "half_q_plus_r": float(target[i]), "z": score,
-                             "relative_stderr": float(stderr / target[i].abs())})
+                rows.append(
+                    {
+                        "estimate": float(mean),
+                        "stderr": float(stderr),
+                        "half_q_plus_r": float(target[i]),
+                        "z": score,
+                        "relative_stderr": float(stderr / target[i].abs()),
+                    }
+                )
         cases[case_label(case)] = {"steps": x.shape[1], "dt": model.dt, "sequences": rows}
     return Check(
-        claim=1, name="monte_carlo_coefficient",
+        claim=1,
+        name="monte_carlo_coefficient",
         measured={"max_z": worst, "sequences": comparisons},
         criterion="real sequences, hidden 16-128: Richardson eps^2 coefficient of "
-                  "E l_eps (antithetic pairs, common random numbers across eps, "
-                  f"eps = {sizes.monte_carlo_epsilon:g} and twice that, noise level "
-                  f"{sizes.monte_carlo_level:g}) is within z standard errors of (q + r)/2",
-        tolerance={"z": z}, passed=worst <= z, false_failure=FALSE_FAILURE, seeds=seeds,
+        "E l_eps (antithetic pairs, common random numbers across eps, "
+        f"eps = {sizes.monte_carlo_epsilon:g} and twice that, noise level "
+        f"{sizes.monte_carlo_level:g}) is within z standard errors of (q + r)/2",
+        tolerance={"z": z},
+        passed=worst <= z,
+        false_failure=FALSE_FAILURE,
+        seeds=seeds,
         details={"paths_per_sequence": sizes.monte_carlo_paths, "cases": cases},
     )
 
@@ -466,9 +510,11 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
         z = h @ W.T + drive
         jacobian = drift_jacobian(A, W, z)
         sigma = diffusion(h, noise.additive, noise.multiplicative)
-        return (model.drift(h, drive, A, W),
-                mean_rhs(mean, jacobian, mean_contraction(covariance, W, z)),
-                covariance_rhs(covariance, jacobian, sigma))
+        return (
+            model.drift(h, drive, A, W),
+            mean_rhs(mean, jacobian, mean_contraction(covariance, W, z)),
+            covariance_rhs(covariance, jacobian, sigma),
+        )
 
     def shifted(state, slope, factor):
         return tuple(s + factor * k for s, k in zip(state, slope))
@@ -479,8 +525,10 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
             k2 = rhs(shifted(state, k1, h_step / 2), drive)
             k3 = rhs(shifted(state, k2, h_step / 2), drive)
             k4 = rhs(shifted(state, k3, h_step), drive)
-            state = tuple(s + h_step / 6 * (a + 2 * b + 2 * c + e)
-                          for s, a, b, c, e in zip(state, k1, k2, k3, k4))
+            state = tuple(
+                s + h_step / 6 * (a + 2 * b + 2 * c + e)
+                for s, a, b, c, e in zip(state, k1, k2, k3, k4)
+            )
     return state
 
 
@@ -499,17 +547,27 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
     cases, orders, seeds, reference_ok = {}, [], [], True
     for form, seed in (("diagonal", 41), ("scalar", 42)):
         seeds.append(seed)
-        model = make_model(2, sizes.convergence_hidden, 3, noise_form=form,
-                           level=sizes.convergence_level, dt=total / base, seed=seed)
+        model = make_model(
+            2,
+            sizes.convergence_hidden,
+            3,
+            noise_form=form,
+            level=sizes.convergence_level,
+            dt=total / base,
+            seed=seed,
+        )
         generator = torch.Generator().manual_seed(seed + 1000)
         x = torch.randn(3, base, 2, generator=generator, dtype=DTYPE)
         y = torch.randint(0, 3, (3,), generator=generator)
         repeats = [2**j for j in range(sizes.convergence_halvings + 1)]
         dts = np.array([total / (base * repeat) for repeat in repeats])
         with torch.no_grad():
-            discrete = [explicit_regularizer(refined_model(model, dt),
-                                             x.repeat_interleave(repeat, dim=1), y)
-                        for dt, repeat in zip(dts, repeats)]
+            discrete = [
+                explicit_regularizer(
+                    refined_model(model, dt), x.repeat_interleave(repeat, dim=1), y
+                )
+                for dt, repeat in zip(dts, repeats)
+            ]
             fine = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps)
             coarse = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps // 2)
         result = {"dt": dts.tolist()}
@@ -522,23 +580,34 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
             reference_ok &= reference_error <= 0.01 * float(errors[-1].min())
             fitted = [log_slope(dts[-last:], errors[-last:, i]) for i in range(errors.shape[1])]
             orders += fitted
-            result[name] = {"continuous": fine[index].tolist(), "errors": errors.tolist(),
-                            "orders": fitted, "reference_error_estimate": reference_error}
+            result[name] = {
+                "continuous": fine[index].tolist(),
+                "errors": errors.tolist(),
+                "orders": fitted,
+                "reference_error_estimate": reference_error,
+            }
         cases[form] = result
     low, high = ORDER_RANGE
     passed = reference_ok and all(low <= order <= high for order in orders)
     return Check(
-        claim=3, name="time_step_convergence",
+        claim=3,
+        name="time_step_convergence",
         measured={"order_min": min(orders), "order_max": max(orders)},
         criterion=f"T = M dt = {total:g} fixed, input held piecewise constant, dt halved "
-                  f"{sizes.convergence_halvings} times: |q(dt) - q_cont| and |r(dt) - r_cont| have "
-                  f"log-log slope in [{low}, {high}] over the {sizes.convergence_fit_last} "
-                  "finest dt (3 sequences x 2 Brownian modes); q_cont, r_cont from the generated "
-                  "ODEs by RK4, "
-                  "whose own error (from halving its step) is below 1% of the finest error",
-        tolerance={"order_range": list(ORDER_RANGE)}, passed=passed, false_failure=0.0,
-        seeds=seeds, details={"hidden": sizes.convergence_hidden,
-                              "rk4_steps_per_input": sizes.convergence_rk4_steps, "cases": cases},
+        f"{sizes.convergence_halvings} times: |q(dt) - q_cont| and |r(dt) - r_cont| have "
+        f"log-log slope in [{low}, {high}] over the {sizes.convergence_fit_last} "
+        "finest dt (3 sequences x 2 Brownian modes); q_cont, r_cont from the generated "
+        "ODEs by RK4, "
+        "whose own error (from halving its step) is below 1% of the finest error",
+        tolerance={"order_range": list(ORDER_RANGE)},
+        passed=passed,
+        false_failure=0.0,
+        seeds=seeds,
+        details={
+            "hidden": sizes.convergence_hidden,
+            "rk4_steps_per_input": sizes.convergence_rk4_steps,
+            "cases": cases,
+        },
     )
 
 
@@ -546,8 +615,12 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
 def flat_gradient(value: torch.Tensor, model: NoisyRNN) -> torch.Tensor:
     parameters = [p for p in model.parameters()]
     grads = torch.autograd.grad(value, parameters, allow_unused=True, retain_graph=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, parameters)])
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, p in zip(grads, parameters)
+        ]
+    )
 
 
 def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
@@ -567,17 +640,22 @@ def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
         differences = np.array(differences)
         slope = log_slope(epsilons, differences)
         slopes.append(slope)
-        cases[case_label(case)] = {"slope": slope, "difference_norms": differences.tolist(),
-                                   "regularizer_gradient_norm": float(regularizer_gradient.norm())}
+        cases[case_label(case)] = {
+            "slope": slope,
+            "difference_norms": differences.tolist(),
+            "regularizer_gradient_norm": float(regularizer_gradient.norm()),
+        }
     low, high = SLOPE_RANGE
     return Check(
-        claim=4, name="gradient_quadrature_order",
+        claim=4,
+        name="gradient_quadrature_order",
         measured={"slope_min": min(slopes), "slope_max": max(slopes)},
         criterion="|grad E l_eps (quadrature) - grad[l + eps^2 (q + r)/2]| over all parameters "
-                  f"has log-log slope in [{low}, {high}] for eps in "
-                  f"[{epsilons[0]:g}, {epsilons[-1]:g}]",
+        f"has log-log slope in [{low}, {high}] for eps in "
+        f"[{epsilons[0]:g}, {epsilons[-1]:g}]",
         tolerance={"slope_range": list(SLOPE_RANGE)},
-        passed=all(low <= s <= high for s in slopes), false_failure=0.0,
+        passed=all(low <= s <= high for s in slopes),
+        false_failure=0.0,
         seeds=[c.seed for c in sizes.gradient_cases],
         details={"epsilons": epsilons.tolist(), "cases": cases},
     )
@@ -591,7 +669,8 @@ def _directional_derivative(model, direction, step, function):
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(
                 torch.nn.utils.parameters_to_vector(model.parameters()) + sign * step * direction,
-                shifted.parameters())
+                shifted.parameters(),
+            )
         values.append(function(shifted))
     return (values[0] - values[1]) / (2 * step)
 
@@ -605,44 +684,68 @@ def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
     generator = torch.Generator().manual_seed(case.seed + 7)
     directions = [target / target.norm()] + [
         torch.randn(target.numel(), generator=generator, dtype=DTYPE)
-        for _ in range(sizes.gradient_directions - 1)]
+        for _ in range(sizes.gradient_directions - 1)
+    ]
     z = z_threshold(FALSE_FAILURE, len(directions))
     rows, worst = [], 0.0
     with torch.no_grad():
         for direction in directions:
             direction = direction / direction.norm()
             per_path = _directional_derivative(
-                model, direction, sizes.gradient_fd_step,
-                lambda m: richardson_estimates(m, x, y, paths=sizes.gradient_paths,
-                                               seed=case.seed * 1000,
-                                               epsilon=sizes.gradient_epsilon))
+                model,
+                direction,
+                sizes.gradient_fd_step,
+                lambda m: richardson_estimates(
+                    m,
+                    x,
+                    y,
+                    paths=sizes.gradient_paths,
+                    seed=case.seed * 1000,
+                    epsilon=sizes.gradient_epsilon,
+                ),
+            )
             mean, stderr = mean_and_stderr(per_path)
             expected = float(direction @ target)
             score = abs(float(mean) - expected) / float(stderr)
             worst = max(worst, score)
-            rows.append({"estimate": float(mean), "stderr": float(stderr),
-                         "directional_derivative_of_half_q_plus_r": expected, "z": score})
+            rows.append(
+                {
+                    "estimate": float(mean),
+                    "stderr": float(stderr),
+                    "directional_derivative_of_half_q_plus_r": expected,
+                    "z": score,
+                }
+            )
     return Check(
-        claim=4, name="gradient_monte_carlo",
-        measured={"max_z": worst, "along_gradient": rows[0]["estimate"] / rows[0][
-            "directional_derivative_of_half_q_plus_r"]},
+        claim=4,
+        name="gradient_monte_carlo",
+        measured={
+            "max_z": worst,
+            "along_gradient": rows[0]["estimate"]
+            / rows[0]["directional_derivative_of_half_q_plus_r"],
+        },
         criterion=f"{case_label(case)}, one real sequence: along the unit direction of "
-                  "grad (q + r)/2 and random unit directions in parameter space, the Richardson "
-                  "eps^2 coefficient of the directional derivative of E l_eps (per path: central "
-                  f"differences in theta, CRN + antithetic, eps = {sizes.gradient_epsilon:g} and "
-                  "twice that) is within z standard errors of the directional derivative of "
-                  "(q + r)/2 (along_gradient: their ratio)",
-        tolerance={"z": z}, passed=worst <= z, false_failure=FALSE_FAILURE,
+        "grad (q + r)/2 and random unit directions in parameter space, the Richardson "
+        "eps^2 coefficient of the directional derivative of E l_eps (per path: central "
+        f"differences in theta, CRN + antithetic, eps = {sizes.gradient_epsilon:g} and "
+        "twice that) is within z standard errors of the directional derivative of "
+        "(q + r)/2 (along_gradient: their ratio)",
+        tolerance={"z": z},
+        passed=worst <= z,
+        false_failure=FALSE_FAILURE,
         seeds=[case.seed, case.seed * 1000, case.seed + 7],
-        details={"paths": sizes.gradient_paths, "steps": x.shape[1],
-                 "fd_step": sizes.gradient_fd_step, "directions": rows},
+        details={
+            "paths": sizes.gradient_paths,
+            "steps": x.shape[1],
+            "fd_step": sizes.gradient_fd_step,
+            "directions": rows,
+        },
     )
 
 
 # --------------------------------------------------------------------------- module
 def run(sizes: ExpansionSizes) -> list[Check]:
-    checks = [check_quadrature_coefficient, check_quadrature_remainder,
-              check_quadrature_odd_orders]
+    checks = [check_quadrature_coefficient, check_quadrature_remainder, check_quadrature_odd_orders]
     if sizes.monte_carlo:
         checks.append(check_monte_carlo_coefficient)
     checks.append(check_time_step_convergence)

@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from scipy import integrate
 
-from nrnn import Noise, NoisyRNN
-from nrnn import stability
+from nrnn import Noise, NoisyRNN, stability
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 
 from .core import Check, Module, timed
@@ -70,8 +69,15 @@ class Sizes:
 
 
 QUICK = Sizes()
-FULL = Sizes(linear_paths=1024, linear_time=200.0, moment_paths=400_000, rnn_paths=128,
-             rnn_time=60.0, rnn_models=6, hidden_dim=12)
+FULL = Sizes(
+    linear_paths=1024,
+    linear_time=200.0,
+    moment_paths=400_000,
+    rnn_paths=128,
+    rnn_time=60.0,
+    rnn_models=6,
+    hidden_dim=12,
+)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -86,8 +92,9 @@ def linear_model(drift: np.ndarray, sigma: float, brownian: str, dt: float) -> N
     common to both trajectories and cancels; the input layer is zeroed (h stays 0).
     """
     d = drift.shape[0]
-    model = NoisyRNN(1, d, 2, dt=dt, beta=0.5, gamma_a=0.0, gamma_w=0.0,
-                     noise=Noise(0.0, sigma, brownian)).double()
+    model = NoisyRNN(
+        1, d, 2, dt=dt, beta=0.5, gamma_a=0.0, gamma_w=0.0, noise=Noise(0.0, sigma, brownian)
+    ).double()
     with torch.no_grad():
         model.M_A.copy_(torch.as_tensor(drift, dtype=torch.float64))
         model.M_W.zero_()
@@ -96,11 +103,25 @@ def linear_model(drift: np.ndarray, sigma: float, brownian: str, dt: float) -> N
     return model
 
 
-def measure(model: NoisyRNN, x: torch.Tensor, sizes: Sizes, *, paths: int, time: float,
-            seed: int, xi: torch.Tensor | None = None) -> stability.LyapunovEstimate:
+def measure(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    sizes: Sizes,
+    *,
+    paths: int,
+    time: float,
+    seed: int,
+    xi: torch.Tensor | None = None,
+) -> stability.LyapunovEstimate:
     return stability.lyapunov_exponent(
-        model, x, paths=paths, seed=seed, steps=steps_for(time, sizes.dt),
-        burn_in=steps_for(sizes.burn_in_time, sizes.dt), xi=xi)
+        model,
+        x,
+        paths=paths,
+        seed=seed,
+        steps=steps_for(time, sizes.dt),
+        burn_in=steps_for(sizes.burn_in_time, sizes.dt),
+        xi=xi,
+    )
 
 
 def em_scalar_exponent(eigenvalue: complex, s: float, dt: float) -> float:
@@ -117,8 +138,9 @@ def em_scalar_exponent(eigenvalue: complex, s: float, dt: float) -> float:
     singular = -shift.real / scale
     limit = max(40.0, abs(singular) + 1.0)
     points = [singular] if -limit < singular < limit else None
-    value, _ = integrate.quad(integrand, -limit, limit, points=points, limit=400,
-                              epsabs=1e-14, epsrel=1e-12)
+    value, _ = integrate.quad(
+        integrand, -limit, limit, points=points, limit=400, epsabs=1e-14, epsrel=1e-12
+    )
     return value / dt
 
 
@@ -168,31 +190,50 @@ def check_scalar_closed_form(sizes: Sizes, seed: int = 100) -> Check:
     cases, passed = [], True
     for index, (a, s) in enumerate(SCALAR_CASES):
         model = linear_model(np.array([[a]]), s, "scalar", sizes.dt)
-        estimate = measure(model, x, sizes, paths=sizes.linear_paths, time=sizes.linear_time,
-                           seed=seed + index)
+        estimate = measure(
+            model, x, sizes, paths=sizes.linear_paths, time=sizes.linear_time, seed=seed + index
+        )
         exact = em_scalar_exponent(complex(a), s, sizes.dt)
         continuous = a - s**2 / 2
         ok = abs(estimate.exponent - exact) <= z * estimate.stderr
         passed &= ok
-        cases.append({"a": a, "s": s, "measured": estimate.exponent, "stderr": estimate.stderr,
-                      "em_exact": exact, "continuous": continuous,
-                      "discretisation_bias": exact - continuous, "passed": ok})
+        cases.append(
+            {
+                "a": a,
+                "s": s,
+                "measured": estimate.exponent,
+                "stderr": estimate.stderr,
+                "em_exact": exact,
+                "continuous": continuous,
+                "discretisation_bias": exact - continuous,
+                "passed": ok,
+            }
+        )
     worst = max(cases, key=lambda case: abs(case["measured"] - case["em_exact"]) / case["stderr"])
     return Check(
-        claim=CLAIM, name="scalar_closed_form",
-        measured={"a,s": [[c["a"], c["s"]] for c in cases],
-                  "measured": [rounded(c["measured"]) for c in cases],
-                  "a-s^2/2": [rounded(c["continuous"]) for c in cases],
-                  "EM exact": [rounded(c["em_exact"]) for c in cases]},
+        claim=CLAIM,
+        name="scalar_closed_form",
+        measured={
+            "a,s": [[c["a"], c["s"]] for c in cases],
+            "measured": [rounded(c["measured"]) for c in cases],
+            "a-s^2/2": [rounded(c["continuous"]) for c in cases],
+            "EM exact": [rounded(c["em_exact"]) for c in cases],
+        },
         criterion="dX = aX dt + sX dB: |measured − E log|1 + a dt + s√dt ξ|/dt| ≤ z·SE for every "
-                  "(a, s); the continuous a − s²/2 differs from the EM value by O(dt) (reported)",
-        tolerance={"z": rounded(z),
-                   "max |diff|/SE": rounded(abs(worst["measured"] - worst["em_exact"])
-                                            / worst["stderr"])},
-        passed=passed, false_failure=FALSE_FAILURE,
+        "(a, s); the continuous a − s²/2 differs from the EM value by O(dt) (reported)",
+        tolerance={
+            "z": rounded(z),
+            "max |diff|/SE": rounded(abs(worst["measured"] - worst["em_exact"]) / worst["stderr"]),
+        },
+        passed=passed,
+        false_failure=FALSE_FAILURE,
         seeds=[seed + i for i in range(len(SCALAR_CASES))],
-        details={"cases": cases, "dt": sizes.dt, "paths": sizes.linear_paths,
-                 "time": sizes.linear_time},
+        details={
+            "cases": cases,
+            "dt": sizes.dt,
+            "paths": sizes.linear_paths,
+            "time": sizes.linear_time,
+        },
     )
 
 
@@ -201,25 +242,35 @@ def _matrix_case(name, drift, s, sizes, seed):
     x = torch.zeros(1, 1, 1, dtype=torch.float64)
     model = linear_model(drift, s, "scalar", sizes.dt)
     noisy = measure(model, x, sizes, paths=sizes.linear_paths, time=sizes.linear_time, seed=seed)
-    quiet = measure(linear_model(drift, 0.0, "scalar", sizes.dt), x, sizes,
-                    paths=sizes.linear_paths, time=sizes.linear_time, seed=seed + 1)
+    quiet = measure(
+        linear_model(drift, 0.0, "scalar", sizes.dt),
+        x,
+        sizes,
+        paths=sizes.linear_paths,
+        time=sizes.linear_time,
+        seed=seed + 1,
+    )
     eigenvalues = np.linalg.eigvals(drift)
     noise_matrices = stability.linear_noise_matrices(drift.shape[0], s, "scalar")
     drift_tensor = torch.as_tensor(drift)
     return {
-        "name": name, "s": s,
+        "name": name,
+        "s": s,
         "max_re_eig": float(eigenvalues.real.max()),
         "kappa": number(stability.contraction_rate(model)),
         "almost_sure_bound": number(stability.almost_sure_bound(model)),
-        "measured": noisy.exponent, "stderr": noisy.stderr,
+        "measured": noisy.exponent,
+        "stderr": noisy.stderr,
         "em_exact": em_linear_exponent(drift, s, sizes.dt),
         "continuous": float(eigenvalues.real.max()) - s**2 / 2,
-        "measured_deterministic": quiet.exponent, "stderr_deterministic": quiet.stderr,
+        "measured_deterministic": quiet.exponent,
+        "stderr_deterministic": quiet.stderr,
         "em_exact_deterministic": em_linear_exponent(drift, 0.0, sizes.dt),
         "allowance": finite_time_allowance(drift, noisy.time),
         "em_rms": float(stability.em_mean_square_exponent(drift_tensor, noise_matrices, sizes.dt)),
-        "em_rms_deterministic": float(stability.em_mean_square_exponent(
-            drift_tensor, 0.0 * noise_matrices, sizes.dt)),
+        "em_rms_deterministic": float(
+            stability.em_mean_square_exponent(drift_tensor, 0.0 * noise_matrices, sizes.dt)
+        ),
         "continuous_rms": continuous_rms_exponent(drift, noise_matrices.numpy()),
     }
 
@@ -236,34 +287,49 @@ def check_matrix_scalar_noise(sizes: Sizes, seed: int = 200) -> Check:
     for case in cases:
         tolerance = z * case["stderr"] + case["allowance"] + NUMERICAL_FLOOR
         tolerance_quiet = z * case["stderr_deterministic"] + case["allowance"] + NUMERICAL_FLOOR
-        matches = (abs(case["measured"] - case["em_exact"]) <= tolerance
-                   and abs(case["measured_deterministic"] - case["em_exact_deterministic"])
-                   <= tolerance_quiet)
-        stabilised = (case["measured_deterministic"] - z * case["stderr_deterministic"] > 0
-                      and case["measured"] + z * case["stderr"] < 0)
+        matches = (
+            abs(case["measured"] - case["em_exact"]) <= tolerance
+            and abs(case["measured_deterministic"] - case["em_exact_deterministic"])
+            <= tolerance_quiet
+        )
+        stabilised = (
+            case["measured_deterministic"] - z * case["stderr_deterministic"] > 0
+            and case["measured"] + z * case["stderr"] < 0
+        )
         case["passed"] = matches and stabilised
         passed &= case["passed"]
         ratios.append(abs(case["measured"] - case["em_exact"]) / max(tolerance, 1e-300))
     return Check(
-        claim=CLAIM, name="matrix_scalar_noise",
-        measured={"case": [c["name"] for c in cases],
-                  "kappa": [rounded(c["kappa"]) for c in cases],
-                  "deterministic": [rounded(c["measured_deterministic"]) for c in cases],
-                  "noisy": [rounded(c["measured"]) for c in cases],
-                  "maxRe-s^2/2": [rounded(c["continuous"]) for c in cases],
-                  "EM exact": [rounded(c["em_exact"]) for c in cases],
-                  "kappa-s^2/2": [rounded(c["almost_sure_bound"]) for c in cases]},
+        claim=CLAIM,
+        name="matrix_scalar_noise",
+        measured={
+            "case": [c["name"] for c in cases],
+            "kappa": [rounded(c["kappa"]) for c in cases],
+            "deterministic": [rounded(c["measured_deterministic"]) for c in cases],
+            "noisy": [rounded(c["measured"]) for c in cases],
+            "maxRe-s^2/2": [rounded(c["continuous"]) for c in cases],
+            "EM exact": [rounded(c["em_exact"]) for c in cases],
+            "kappa-s^2/2": [rounded(c["almost_sure_bound"]) for c in cases],
+        },
         criterion="dX = AX dt + sX dβ (scalar β), A with κ > 0, one non-normal: with and without "
-                  "noise |measured − EM exact (max over eig A of E log|1 + dt λ + s√dt ξ|/dt)| ≤ "
-                  "z·SE + log cond(V)/t + 1e-8; deterministic exponent − z·SE > 0 and "
-                  "noisy + z·SE < 0 "
-                  "(noise stabilises)",
-        tolerance={"z": rounded(z), "max |diff|/tol": rounded(max(ratios)),
-                   "log cond(V)/t": [rounded(c["allowance"]) for c in cases]},
-        passed=passed, false_failure=FALSE_FAILURE,
+        "noise |measured − EM exact (max over eig A of E log|1 + dt λ + s√dt ξ|/dt)| ≤ "
+        "z·SE + log cond(V)/t + 1e-8; deterministic exponent − z·SE > 0 and "
+        "noisy + z·SE < 0 "
+        "(noise stabilises)",
+        tolerance={
+            "z": rounded(z),
+            "max |diff|/tol": rounded(max(ratios)),
+            "log cond(V)/t": [rounded(c["allowance"]) for c in cases],
+        },
+        passed=passed,
+        false_failure=FALSE_FAILURE,
         seeds=[seed for c in cases for seed in (c["seed"], c["seed"] + 1)],
-        details={"cases": cases, "dt": sizes.dt, "paths": sizes.linear_paths,
-                 "time": sizes.linear_time},
+        details={
+            "cases": cases,
+            "dt": sizes.dt,
+            "paths": sizes.linear_paths,
+            "time": sizes.linear_time,
+        },
     )
 
 
@@ -271,30 +337,53 @@ def check_mean_square_opposite(sizes: Sizes, cases: list[dict]) -> Check:
     """The root-mean-square exponent rises with noise while the a.s. one falls."""
     passed = True
     for case in cases:
-        case["ms_passed"] = (case["em_rms"] > case["em_rms_deterministic"]
-                             and case["em_rms"] > 0 > case["em_exact"]
-                             and case["em_exact"] < case["em_exact_deterministic"])
+        case["ms_passed"] = (
+            case["em_rms"] > case["em_rms_deterministic"]
+            and case["em_rms"] > 0 > case["em_exact"]
+            and case["em_exact"] < case["em_exact_deterministic"]
+        )
         passed &= case["ms_passed"]
     return Check(
-        claim=CLAIM, name="mean_square_opposite",
-        measured={"case": [c["name"] for c in cases],
-                  "a.s. s=0 -> s (measured)": [[rounded(c["measured_deterministic"]),
-                                                rounded(c["measured"])] for c in cases],
-                  "a.s. s=0 -> s (EM exact)": [[rounded(c["em_exact_deterministic"]),
-                                                rounded(c["em_exact"])] for c in cases],
-                  "rms s=0 -> s (EM exact)": [[rounded(c["em_rms_deterministic"]),
-                                               rounded(c["em_rms"])] for c in cases],
-                  "rms continuous": [rounded(c["continuous_rms"]) for c in cases]},
+        claim=CLAIM,
+        name="mean_square_opposite",
+        measured={
+            "case": [c["name"] for c in cases],
+            "a.s. s=0 -> s (measured)": [
+                [rounded(c["measured_deterministic"]), rounded(c["measured"])] for c in cases
+            ],
+            "a.s. s=0 -> s (EM exact)": [
+                [rounded(c["em_exact_deterministic"]), rounded(c["em_exact"])] for c in cases
+            ],
+            "rms s=0 -> s (EM exact)": [
+                [rounded(c["em_rms_deterministic"]), rounded(c["em_rms"])] for c in cases
+            ],
+            "rms continuous": [rounded(c["continuous_rms"]) for c in cases],
+        },
         criterion="same systems, exact EM values: the root-mean-square exponent log ρ(𝓜)/(2dt) "
-                  "(generated em_mean_square_matrix) rises with noise and is > 0 while the a.s. "
-                  "exponent falls below 0 (a.s. stable, mean-square unstable); the measured a.s. "
-                  "exponents (shown) are tested against the exact ones in matrix_scalar_noise",
+        "(generated em_mean_square_matrix) rises with noise and is > 0 while the a.s. "
+        "exponent falls below 0 (a.s. stable, mean-square unstable); the measured a.s. "
+        "exponents (shown) are tested against the exact ones in matrix_scalar_noise",
         tolerance={},
-        passed=passed, false_failure=0.0,
+        passed=passed,
+        false_failure=0.0,
         seeds=[seed for c in cases for seed in (c["seed"], c["seed"] + 1)],
-        details={"cases": [{k: c[k] for k in ("name", "em_rms", "em_rms_deterministic",
-                                               "continuous_rms", "em_exact", "em_exact_deterministic",
-                                               "ms_passed")} for c in cases]},
+        details={
+            "cases": [
+                {
+                    k: c[k]
+                    for k in (
+                        "name",
+                        "em_rms",
+                        "em_rms_deterministic",
+                        "continuous_rms",
+                        "em_exact",
+                        "em_exact_deterministic",
+                        "ms_passed",
+                    )
+                }
+                for c in cases
+            ]
+        },
     )
 
 
@@ -308,12 +397,21 @@ def _moment_systems():
         ("scalar d=1", np.array([[-0.2]]), np.array([[[0.8]]])),
         ("damped scalar d=1 (ms-stable)", np.array([[-1.0]]), np.array([[[0.8]]])),
         ("rotation, scalar", ROTATION[1], stability.linear_noise_matrices(2, ROTATION[2]).numpy()),
-        ("non-normal, scalar", NON_NORMAL[1],
-         stability.linear_noise_matrices(2, NON_NORMAL[2]).numpy()),
-        ("rotation, per-unit", ROTATION[1],
-         stability.linear_noise_matrices(2, ROTATION[2], "diagonal").numpy()),
-        ("damped rotation, per-unit (ms-stable)", np.array([[-1.0, -2.0], [2.0, -1.0]]),
-         stability.linear_noise_matrices(2, 0.8, "diagonal").numpy()),
+        (
+            "non-normal, scalar",
+            NON_NORMAL[1],
+            stability.linear_noise_matrices(2, NON_NORMAL[2]).numpy(),
+        ),
+        (
+            "rotation, per-unit",
+            ROTATION[1],
+            stability.linear_noise_matrices(2, ROTATION[2], "diagonal").numpy(),
+        ),
+        (
+            "damped rotation, per-unit (ms-stable)",
+            np.array([[-1.0, -2.0], [2.0, -1.0]]),
+            stability.linear_noise_matrices(2, 0.8, "diagonal").numpy(),
+        ),
         ("random 3x3, two general B", random_drift, random_noise),
     ]
 
@@ -340,39 +438,60 @@ def check_em_second_moments(sizes: Sizes, seed: int = 300) -> Check:
     for index, (name, drift, noise_matrices) in enumerate(systems):
         d = drift.shape[0]
         start = np.ones(d) / math.sqrt(d)
-        operator = stability.em_mean_square_matrix(torch.as_tensor(drift),
-                                                   torch.as_tensor(noise_matrices), sizes.dt)
+        operator = stability.em_mean_square_matrix(
+            torch.as_tensor(drift), torch.as_tensor(noise_matrices), sizes.dt
+        )
         start_moment = torch.as_tensor(np.outer(start, start)).reshape(-1)
         moment = torch.linalg.matrix_power(operator, steps) @ start_moment
         exact = float(moment.reshape(d, d).trace())
-        samples = simulate_second_moment(drift, noise_matrices, start, sizes.dt, steps,
-                                         sizes.moment_paths, seed + index)
+        samples = simulate_second_moment(
+            drift, noise_matrices, start, sizes.dt, steps, sizes.moment_paths, seed + index
+        )
         mean, error = (float(v) for v in mean_and_stderr(samples))
         radius = float(torch.linalg.eigvals(operator).abs().max())
         ok = abs(mean - exact) <= z * error
         passed &= ok
-        cases.append({"name": name, "measured": mean, "stderr": error, "exact": exact,
-                      "continuous": math.exp(2 * continuous_rms_exponent(drift, noise_matrices)
-                                             * steps * sizes.dt),
-                      "spectral_radius": radius, "em_mean_square_stable": radius < 1,
-                      "em_rms_exponent": math.log(radius) / (2 * sizes.dt),
-                      "continuous_rms_exponent": continuous_rms_exponent(drift, noise_matrices),
-                      "passed": ok})
+        cases.append(
+            {
+                "name": name,
+                "measured": mean,
+                "stderr": error,
+                "exact": exact,
+                "continuous": math.exp(
+                    2 * continuous_rms_exponent(drift, noise_matrices) * steps * sizes.dt
+                ),
+                "spectral_radius": radius,
+                "em_mean_square_stable": radius < 1,
+                "em_rms_exponent": math.log(radius) / (2 * sizes.dt),
+                "continuous_rms_exponent": continuous_rms_exponent(drift, noise_matrices),
+                "passed": ok,
+            }
+        )
     return Check(
-        claim=CLAIM, name="em_second_moments",
-        measured={"system": [c["name"] for c in cases],
-                  "E|X_K|^2 simulated": [rounded(c["measured"]) for c in cases],
-                  "exact (M^K)": [rounded(c["exact"]) for c in cases],
-                  "rho(M)": [rounded(c["spectral_radius"], 6) for c in cases],
-                  "rms exp EM / cont": [[rounded(c["em_rms_exponent"]),
-                                         rounded(c["continuous_rms_exponent"])] for c in cases]},
+        claim=CLAIM,
+        name="em_second_moments",
+        measured={
+            "system": [c["name"] for c in cases],
+            "E|X_K|^2 simulated": [rounded(c["measured"]) for c in cases],
+            "exact (M^K)": [rounded(c["exact"]) for c in cases],
+            "rho(M)": [rounded(c["spectral_radius"], 6) for c in cases],
+            "rms exp EM / cont": [
+                [rounded(c["em_rms_exponent"]), rounded(c["continuous_rms_exponent"])]
+                for c in cases
+            ],
+        },
         criterion=f"X_(k+1) = (I + dt A)X_k + √dt Σ ξᵢBᵢX_k, K = {steps} steps from a unit X_0: "
-                  "|mean |X_K|² − trace unvec(𝓜^K vec X_0X_0ᵀ)| ≤ z·SE with 𝓜 the generated "
-                  "em_mean_square_matrix (whose spectral radius < 1 is the EM mean-square "
-                  "condition)",
-        tolerance={"z": rounded(z), "max |diff|/SE": rounded(max(
-            abs(c["measured"] - c["exact"]) / c["stderr"] for c in cases))},
-        passed=passed, false_failure=FALSE_FAILURE,
+        "|mean |X_K|² − trace unvec(𝓜^K vec X_0X_0ᵀ)| ≤ z·SE with 𝓜 the generated "
+        "em_mean_square_matrix (whose spectral radius < 1 is the EM mean-square "
+        "condition)",
+        tolerance={
+            "z": rounded(z),
+            "max |diff|/SE": rounded(
+                max(abs(c["measured"] - c["exact"]) / c["stderr"] for c in cases)
+            ),
+        },
+        passed=passed,
+        false_failure=FALSE_FAILURE,
         seeds=[seed + i for i in range(len(systems))],
         details={"cases": cases, "steps": steps, "paths": sizes.moment_paths, "dt": sizes.dt},
     )
@@ -384,8 +503,7 @@ def check_per_unit_linear(sizes: Sizes, scalar_case: dict, seed: int = 400) -> C
     name, drift, s = ROTATION
     model = linear_model(drift, s, "diagonal", sizes.dt)
     x = torch.zeros(1, 1, 1, dtype=torch.float64)
-    estimate = measure(model, x, sizes, paths=sizes.linear_paths, time=sizes.linear_time,
-                       seed=seed)
+    estimate = measure(model, x, sizes, paths=sizes.linear_paths, time=sizes.linear_time, seed=seed)
     bound = number(stability.almost_sure_bound(model))
     scalar_exact = scalar_case["em_exact"]
     # Heuristic allowance for the EM bias of the per-unit system: the size of the exact
@@ -395,29 +513,45 @@ def check_per_unit_linear(sizes: Sizes, scalar_case: dict, seed: int = 400) -> C
     below_bound = estimate.exponent - z * estimate.stderr <= bound + allowance
     weaker = estimate.exponent - z * estimate.stderr > scalar_exact + allowance
     return Check(
-        claim=CLAIM, name="per_unit_linear",
-        measured={"per-unit measured": rounded(estimate.exponent),
-                  "per-unit bound κ+s²(1/2-1/d)": rounded(bound),
-                  "scalar-noise measured": rounded(scalar_case["measured"]),
-                  "scalar EM exact": rounded(scalar_exact),
-                  "fast-rotation limit a-s²/4": rounded(float(np.linalg.eigvals(drift).real.max())
-                                                       - s**2 / 4)},
+        claim=CLAIM,
+        name="per_unit_linear",
+        measured={
+            "per-unit measured": rounded(estimate.exponent),
+            "per-unit bound κ+s²(1/2-1/d)": rounded(bound),
+            "scalar-noise measured": rounded(scalar_case["measured"]),
+            "scalar EM exact": rounded(scalar_exact),
+            "fast-rotation limit a-s²/4": rounded(
+                float(np.linalg.eigvals(drift).real.max()) - s**2 / 4
+            ),
+        },
         criterion=f"{name} A, d = 2, s = {s}, one Brownian motion per unit: measured − z·SE ≤ the "
-                  "per-unit bound (= κ for d = 2) + EM allowance, and measured − z·SE > the "
-                  "scalar-noise EM exponent + allowance (per-unit noise is the weaker stabiliser); "
-                  "allowance = |EM − continuous| of the scalar-noise system (heuristic)",
-        tolerance={"z": rounded(z), "SE": rounded(estimate.stderr),
-                   "allowance": rounded(allowance)},
-        passed=below_bound and weaker, false_failure=FALSE_FAILURE, seeds=[seed],
-        details={"measured": estimate.exponent, "stderr": estimate.stderr, "bound": bound,
-                 "scalar_em_exact": scalar_exact, "allowance": allowance,
-                 "below_bound": below_bound, "weaker_than_scalar": weaker},
+        "per-unit bound (= κ for d = 2) + EM allowance, and measured − z·SE > the "
+        "scalar-noise EM exponent + allowance (per-unit noise is the weaker stabiliser); "
+        "allowance = |EM − continuous| of the scalar-noise system (heuristic)",
+        tolerance={
+            "z": rounded(z),
+            "SE": rounded(estimate.stderr),
+            "allowance": rounded(allowance),
+        },
+        passed=below_bound and weaker,
+        false_failure=FALSE_FAILURE,
+        seeds=[seed],
+        details={
+            "measured": estimate.exponent,
+            "stderr": estimate.stderr,
+            "bound": bound,
+            "scalar_em_exact": scalar_exact,
+            "allowance": allowance,
+            "below_bound": below_bound,
+            "weaker_than_scalar": weaker,
+        },
     )
 
 
 # ------------------------------------------------------------------ nonlinear RNN
-def random_model(seed: int, hidden_dim: int, noise: Noise, dt: float, *,
-                 gamma_a: float = 0.001) -> NoisyRNN:
+def random_model(
+    seed: int, hidden_dim: int, noise: Noise, dt: float, *, gamma_a: float = 0.001
+) -> NoisyRNN:
     """A small random float64 NoisyRNN (input 2, init_std 1)."""
     torch.manual_seed(seed)
     return NoisyRNN(2, hidden_dim, 2, dt=dt, gamma_a=gamma_a, noise=noise).double()
@@ -428,8 +562,9 @@ def random_inputs(seed: int, paths: int, steps: int) -> torch.Tensor:
     return torch.randn(paths, steps, 2, dtype=torch.float64, generator=generator)
 
 
-def pathwise_bound(model: NoisyRNN, xi: torch.Tensor, burn_in: int,
-                   grid_points: int = 4097) -> torch.Tensor:
+def pathwise_bound(
+    model: NoisyRNN, xi: torch.Tensor, burn_in: int, grid_points: int = 4097
+) -> torch.Tensor:
     """(1/t) Σ_k log(‖c_k I + dt A‖₂ + dt‖W‖₂) per path, c_k = 1 + σ₂√dt ξ_k (scalar noise),
     or slightly above it.
 
@@ -442,8 +577,7 @@ def pathwise_bound(model: NoisyRNN, xi: torch.Tensor, burn_in: int,
     with torch.no_grad():
         A, W = model.matrices()
         shifts = 1.0 + model.noise.multiplicative * math.sqrt(model.dt) * xi[:, burn_in:, -1]
-        grid = torch.linspace(float(shifts.min()), float(shifts.max()), grid_points,
-                              dtype=A.dtype)
+        grid = torch.linspace(float(shifts.min()), float(shifts.max()), grid_points, dtype=A.dtype)
         identity = torch.eye(model.hidden_dim, dtype=A.dtype)
         norms = torch.linalg.matrix_norm(grid[:, None, None] * identity + model.dt * A, ord=2)
         position = (shifts - grid[0]) / (grid[1] - grid[0])
@@ -454,8 +588,12 @@ def pathwise_bound(model: NoisyRNN, xi: torch.Tensor, burn_in: int,
     return growth.sum(-1) / (growth.shape[-1] * model.dt)
 
 
-RNN_NOISES = (Noise(0.3, 0.5, "scalar"), Noise(0.3, 1.0, "scalar"), Noise(0.3, 2.0, "scalar"),
-              Noise(0.3, 1.0, "diagonal"))
+RNN_NOISES = (
+    Noise(0.3, 0.5, "scalar"),
+    Noise(0.3, 1.0, "scalar"),
+    Noise(0.3, 2.0, "scalar"),
+    Noise(0.3, 1.0, "diagonal"),
+)
 
 
 def rnn_cases(sizes: Sizes, seed: int = 500) -> list[dict]:
@@ -469,16 +607,23 @@ def rnn_cases(sizes: Sizes, seed: int = 500) -> list[dict]:
             model = random_model(seed + model_index, sizes.hidden_dim, noise, sizes.dt)
             x = random_inputs(case_seed, sizes.rnn_paths, total)
             generator = torch.Generator().manual_seed(case_seed)
-            xi = torch.randn(sizes.rnn_paths, total, model.noise_dim, dtype=torch.float64,
-                             generator=generator)
-            estimate = measure(model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time,
-                               seed=case_seed, xi=xi)
-            case = {"model_seed": seed + model_index, "seed": case_seed,
-                    "brownian": noise.brownian, "sigma_add": noise.additive,
-                    "sigma_mult": noise.multiplicative,
-                    "kappa": number(stability.contraction_rate(model)),
-                    "bound": number(stability.almost_sure_bound(model)),
-                    "measured": estimate.exponent, "stderr": estimate.stderr}
+            xi = torch.randn(
+                sizes.rnn_paths, total, model.noise_dim, dtype=torch.float64, generator=generator
+            )
+            estimate = measure(
+                model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time, seed=case_seed, xi=xi
+            )
+            case = {
+                "model_seed": seed + model_index,
+                "seed": case_seed,
+                "brownian": noise.brownian,
+                "sigma_add": noise.additive,
+                "sigma_mult": noise.multiplicative,
+                "kappa": number(stability.contraction_rate(model)),
+                "bound": number(stability.almost_sure_bound(model)),
+                "measured": estimate.exponent,
+                "stderr": estimate.stderr,
+            }
             if noise.brownian == "scalar":
                 case["em_bound"] = number(stability.em_almost_sure_bound(model))
                 per_path = pathwise_bound(model, xi, burn_in)
@@ -486,7 +631,7 @@ def rnn_cases(sizes: Sizes, seed: int = 500) -> list[dict]:
             else:
                 kappa, s = case["kappa"], noise.multiplicative
                 # Heuristic EM allowance: the leading-order EM bias of dX = κX dt + sX dB.
-                case["allowance"] = abs(sizes.dt * (-kappa**2 / 2 + kappa * s**2 - 0.75 * s**4))
+                case["allowance"] = abs(sizes.dt * (-(kappa**2) / 2 + kappa * s**2 - 0.75 * s**4))
             cases.append(case)
     return cases
 
@@ -506,19 +651,24 @@ def check_rnn_bound(sizes: Sizes) -> Check:
     scalar = [c for c in cases if c["brownian"] == "scalar"]
     diagonal = [c for c in cases if c["brownian"] == "diagonal"]
     return Check(
-        claim=CLAIM, name="rnn_bound",
-        measured={"sigma2 (scalar)": [c["sigma_mult"] for c in scalar],
-                  "measured (scalar)": [rounded(c["measured"]) for c in scalar],
-                  "EM bound": [rounded(c["em_bound"]) for c in scalar],
-                  "κ-σ²/2": [rounded(c["bound"]) for c in scalar],
-                  "measured (per-unit)": [rounded(c["measured"]) for c in diagonal],
-                  "per-unit bound": [rounded(c["bound"]) for c in diagonal]},
+        claim=CLAIM,
+        name="rnn_bound",
+        measured={
+            "sigma2 (scalar)": [c["sigma_mult"] for c in scalar],
+            "measured (scalar)": [rounded(c["measured"]) for c in scalar],
+            "EM bound": [rounded(c["em_bound"]) for c in scalar],
+            "κ-σ²/2": [rounded(c["bound"]) for c in scalar],
+            "measured (per-unit)": [rounded(c["measured"]) for c in diagonal],
+            "per-unit bound": [rounded(c["bound"]) for c in diagonal],
+        },
         criterion=f"{sizes.rnn_models} random models (d = {sizes.hidden_dim}, σ₁ = 0.3), random "
-                  "inputs: measured − z·SE ≤ the EM-map bound em_almost_sure_bound (scalar "
-                  "Brownian motion; → κ − σ₂²/2 as dt → 0), or ≤ κ + σ₂²(1/2 − 1/d) + heuristic "
-                  "EM allowance |dt(−κ²/2 + κσ₂² − 3σ₂⁴/4)| (per unit)",
+        "inputs: measured − z·SE ≤ the EM-map bound em_almost_sure_bound (scalar "
+        "Brownian motion; → κ − σ₂²/2 as dt → 0), or ≤ κ + σ₂²(1/2 − 1/d) + heuristic "
+        "EM allowance |dt(−κ²/2 + κσ₂² − 3σ₂⁴/4)| (per unit)",
         tolerance={"z": rounded(z), "max SE": rounded(max(c["stderr"] for c in cases))},
-        passed=passed, false_failure=FALSE_FAILURE, seeds=sorted({c["seed"] for c in cases}),
+        passed=passed,
+        false_failure=FALSE_FAILURE,
+        seeds=sorted({c["seed"] for c in cases}),
         details={"cases": cases, "dt": sizes.dt, "paths": sizes.rnn_paths, "time": sizes.rnn_time},
     )
 
@@ -528,14 +678,17 @@ def check_rnn_pathwise(sizes: Sizes, cases: list[dict]) -> Check:
     scalar = [c for c in cases if c["brownian"] == "scalar"]
     worst = max(c["pathwise_excess"] for c in scalar)
     return Check(
-        claim=CLAIM, name="rnn_pathwise_bound",
+        claim=CLAIM,
+        name="rnn_pathwise_bound",
         measured={"max over paths (exponent − pathwise bound)": rounded(worst)},
         criterion="for every path of rnn_bound (scalar Brownian motion): "
-                  "(1/t) Σ log(|e_(k+1)|/|e_k|) ≤ (1/t) Σ log(‖c_k I + dt A‖₂ + dt‖W‖₂), "
-                  "c_k = 1 + σ₂√dt ξ_k with the same ξ (the per-step inequality behind the a.s. "
-                  "bound; the norm taken as its chord on a fine grid of c, above it by convexity)",
+        "(1/t) Σ log(|e_(k+1)|/|e_k|) ≤ (1/t) Σ log(‖c_k I + dt A‖₂ + dt‖W‖₂), "
+        "c_k = 1 + σ₂√dt ξ_k with the same ξ (the per-step inequality behind the a.s. "
+        "bound; the norm taken as its chord on a fine grid of c, above it by convexity)",
         tolerance={"roundoff": ROUNDOFF},
-        passed=worst <= ROUNDOFF, false_failure=0.0, seeds=sorted({c["seed"] for c in scalar}),
+        passed=worst <= ROUNDOFF,
+        false_failure=0.0,
+        seeds=sorted({c["seed"] for c in scalar}),
         details={"excess": [c["pathwise_excess"] for c in scalar]},
     )
 
@@ -550,14 +703,18 @@ def check_rnn_stabilisation(sizes: Sizes, seed: int = 600) -> Check:
     level = number(stability.stabilising_noise_level(quiet))
     sigma = 1.25 * level
     measured = {}
-    for label, noise in (("deterministic", Noise()),
-                         ("scalar", Noise(0.3, sigma, "scalar")),
-                         ("per-unit", Noise(0.3, sigma, "diagonal"))):
+    for label, noise in (
+        ("deterministic", Noise()),
+        ("scalar", Noise(0.3, sigma, "scalar")),
+        ("per-unit", Noise(0.3, sigma, "diagonal")),
+    ):
         model = random_model(seed, sizes.hidden_dim, noise, sizes.dt, gamma_a=-0.5)
-        measured[label] = measure(model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time,
-                                  seed=seed + 1)
-    noisy_model = random_model(seed, sizes.hidden_dim, Noise(0.3, sigma, "scalar"), sizes.dt,
-                               gamma_a=-0.5)
+        measured[label] = measure(
+            model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time, seed=seed + 1
+        )
+    noisy_model = random_model(
+        seed, sizes.hidden_dim, Noise(0.3, sigma, "scalar"), sizes.dt, gamma_a=-0.5
+    )
     kappa = number(stability.contraction_rate(quiet))
     bound = number(stability.almost_sure_bound(noisy_model))
     em_bound = number(stability.em_almost_sure_bound(noisy_model))
@@ -565,18 +722,25 @@ def check_rnn_stabilisation(sizes: Sizes, seed: int = 600) -> Check:
     unstable = measured["deterministic"].exponent - z * measured["deterministic"].stderr > 0
     contracting = measured["scalar"].exponent + z * measured["scalar"].stderr < 0
     return Check(
-        claim=CLAIM, name="rnn_stabilisation",
-        measured={"κ": rounded(kappa), "σ₂": rounded(sigma),
-                  "deterministic": rounded(measured["deterministic"].exponent),
-                  "scalar noise": rounded(measured["scalar"].exponent),
-                  "κ-σ₂²/2": rounded(bound), "EM bound": rounded(em_bound),
-                  "per-unit noise (shown)": rounded(measured["per-unit"].exponent)},
+        claim=CLAIM,
+        name="rnn_stabilisation",
+        measured={
+            "κ": rounded(kappa),
+            "σ₂": rounded(sigma),
+            "deterministic": rounded(measured["deterministic"].exponent),
+            "scalar noise": rounded(measured["scalar"].exponent),
+            "κ-σ₂²/2": rounded(bound),
+            "EM bound": rounded(em_bound),
+            "per-unit noise (shown)": rounded(measured["per-unit"].exponent),
+        },
         criterion=f"random model (d = {sizes.hidden_dim}, γ_A = −0.5), σ₂ = 1.25 × "
-                  "stabilising_noise_level √(2κ) on a scalar Brownian motion: deterministic "
-                  "exponent − z·SE > 0 and noisy exponent + z·SE < 0 (per-unit noise at the same "
-                  "σ₂ shown, no criterion)",
+        "stabilising_noise_level √(2κ) on a scalar Brownian motion: deterministic "
+        "exponent − z·SE > 0 and noisy exponent + z·SE < 0 (per-unit noise at the same "
+        "σ₂ shown, no criterion)",
         tolerance={"z": rounded(z), "SE": [rounded(measured[k].stderr) for k in measured]},
-        passed=unstable and contracting, false_failure=FALSE_FAILURE, seeds=[seed, seed + 1],
+        passed=unstable and contracting,
+        false_failure=FALSE_FAILURE,
+        seeds=[seed, seed + 1],
         details={k: {"exponent": v.exponent, "stderr": v.stderr} for k, v in measured.items()}
         | {"kappa": kappa, "sigma_mult": sigma, "bound": bound, "em_bound": em_bound},
     )
@@ -587,21 +751,25 @@ def run(sizes: Sizes) -> list[Check]:
     """Every check of claim 5 at ``sizes``."""
     checks = [timed(check_scalar_closed_form, sizes)]
     matrix = timed(check_matrix_scalar_noise, sizes)
-    checks += [matrix,
-               timed(check_mean_square_opposite, sizes, matrix.details["cases"]),
-               timed(check_em_second_moments, sizes),
-               timed(check_per_unit_linear, sizes, matrix.details["cases"][0])]
+    checks += [
+        matrix,
+        timed(check_mean_square_opposite, sizes, matrix.details["cases"]),
+        timed(check_em_second_moments, sizes),
+        timed(check_per_unit_linear, sizes, matrix.details["cases"][0]),
+    ]
     bound = timed(check_rnn_bound, sizes)
-    checks += [bound,
-               timed(check_rnn_pathwise, sizes, bound.details["cases"]),
-               timed(check_rnn_stabilisation, sizes)]
+    checks += [
+        bound,
+        timed(check_rnn_pathwise, sizes, bound.details["cases"]),
+        timed(check_rnn_stabilisation, sizes),
+    ]
     return checks
 
 
 MODULE = Module(
     name="stability",
     description="stochastic stabilisation (5): measured Lyapunov exponents vs the a.s. bounds "
-                "and closed forms; the mean-square exponent apart",
+    "and closed forms; the mean-square exponent apart",
     claims=(CLAIM,),
     profiles={"quick": QUICK, "full": FULL},
     run=run,

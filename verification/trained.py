@@ -40,9 +40,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from scipy import stats
@@ -124,8 +125,13 @@ ECG5000_SMALL = DatasetPlan(
     objectives=("clean", "noise"),
 )
 
-QUICK = Sizes(datasets=(DIGITS_ROWS_SMALL, ECG5000_SMALL), seeds=(0, 1, 2), hessian_probes=32,
-              hessian_samples=256, eval_samples=200)
+QUICK = Sizes(
+    datasets=(DIGITS_ROWS_SMALL, ECG5000_SMALL),
+    seeds=(0, 1, 2),
+    hessian_probes=32,
+    hessian_samples=256,
+    eval_samples=200,
+)
 # Full: the shipped configs (64 hidden units, 100 epochs) on both datasets, 5 seeds. The
 # explicit-regularizer runs dominate: about 20 s per epoch on one core, ~35 min per run.
 FULL = Sizes(
@@ -167,8 +173,11 @@ def trained_model(config: RunConfig, cache_dir: Path):
     if not reused:
         train(config, run_dir, resume=done > 0, progress=False)
     model, _ = load_model(run_dir)
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-               if line.strip()]
+    history = [
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     info = {
         "run_dir": str(run_dir),
         "reused": reused,
@@ -196,10 +205,10 @@ def measure(model, train_batch, test_batch, sizes: Sizes, seed: int) -> dict[str
 
     x_train, y_train = train_batch
     x_test, y_test = test_batch
-    trace = metrics.hessian_trace(model, x_train, y_train, probes=sizes.hessian_probes,
-                                  seed=seed)
-    top = metrics.top_hessian_eigenvalue(model, x_train, y_train,
-                                         iterations=sizes.lanczos_iterations, seed=seed)
+    trace = metrics.hessian_trace(model, x_train, y_train, probes=sizes.hessian_probes, seed=seed)
+    top = metrics.top_hessian_eigenvalue(
+        model, x_train, y_train, iterations=sizes.lanczos_iterations, seed=seed
+    )
     products = metrics.jacobian_products(model, x_test)
     margins = metrics.empirical_margin(model, x_test, y_test)
     first_order = metrics.jacobian_margin_bound(model, x_test, y_test)
@@ -237,8 +246,9 @@ def paired_test(baseline: list[float], treated: list[float], claimed: str) -> di
         raise ValueError(f"claimed must be 'less' or 'greater', got {claimed!r}")
     if len(baseline) != len(treated):
         raise ValueError("paired samples must have the same length")
-    differences = torch.tensor(treated, dtype=torch.float64) - torch.tensor(baseline,
-                                                                           dtype=torch.float64)
+    differences = torch.tensor(treated, dtype=torch.float64) - torch.tensor(
+        baseline, dtype=torch.float64
+    )
     n = len(differences)
     mean = float(differences.mean()) if n else math.nan
     sd = float(differences.std()) if n > 1 else math.nan
@@ -272,7 +282,7 @@ def t_test_power(n: int, effect: float, alpha: float = ALPHA) -> float:
 
 
 def verdict(test: dict[str, float]) -> str:
-    """"supported" (claimed sign, p < α), "opposite" (the other sign, significant in that
+    """ "supported" (claimed sign, p < α), "opposite" (the other sign, significant in that
     direction), or "inconclusive"."""
     p = test["p_t_one_sided"]
     if math.isfinite(p) and p < ALPHA:
@@ -296,27 +306,51 @@ class Metric:
 
 
 METRICS = (
-    Metric(6, "hessian_trace", "less",
-           "Hutchinson trace of the Hessian of the mean training loss (noise off)",
-           ("top_eigenvalue", "train_loss")),
+    Metric(
+        6,
+        "hessian_trace",
+        "less",
+        "Hutchinson trace of the Hessian of the mean training loss (noise off)",
+        ("top_eigenvalue", "train_loss"),
+    ),
     Metric(7, "kappa", "less", "contraction rate κ = λ_max(sym A) + ‖W‖₂"),
-    Metric(7, "phi_full", "less", "‖∂h_M/∂h_0‖₂ averaged over the test subset",
-           ("phi_mean_over_steps", "io_jacobian")),
-    Metric(8, "margin", "greater",
-           "mean empirical ℓ2 input margin over the test subset (misclassified = 0)",
-           ("margin_correct", "margin_first_order", "test_accuracy")),
+    Metric(
+        7,
+        "phi_full",
+        "less",
+        "‖∂h_M/∂h_0‖₂ averaged over the test subset",
+        ("phi_mean_over_steps", "io_jacobian"),
+    ),
+    Metric(
+        8,
+        "margin",
+        "greater",
+        "mean empirical ℓ2 input margin over the test subset (misclassified = 0)",
+        ("margin_correct", "margin_first_order", "test_accuracy"),
+    ),
 )
 
 
-def _comparison_check(metric: Metric, dataset: str, treated: str, seeds: list[int],
-                      results: dict, runs: dict, configs: dict, seconds: float) -> Check:
+def _comparison_check(
+    metric: Metric,
+    dataset: str,
+    treated: str,
+    seeds: list[int],
+    results: dict,
+    runs: dict,
+    configs: dict,
+    seconds: float,
+) -> Check:
     baseline = [results[("clean", s)][metric.key] for s in seeds]
     other = [results[(treated, s)][metric.key] for s in seeds]
     test = paired_test(baseline, other, metric.claimed)
     relation = "<" if metric.claimed == "less" else ">"
     secondary = {
-        key: paired_test([results[("clean", s)][key] for s in seeds],
-                         [results[(treated, s)][key] for s in seeds], metric.claimed)
+        key: paired_test(
+            [results[("clean", s)][key] for s in seeds],
+            [results[(treated, s)][key] for s in seeds],
+            metric.claimed,
+        )
         for key in metric.secondary
     }
     return Check(
@@ -348,10 +382,16 @@ def _comparison_check(metric: Metric, dataset: str, treated: str, seeds: list[in
             "test": test,
             "per_seed": {"clean": baseline, treated: other},
             "secondary": secondary,
-            "measurements": {f"{objective}/seed{s}": results[(objective, s)]
-                             for objective in ("clean", treated) for s in seeds},
-            "runs": {f"{objective}/seed{s}": runs[(objective, s)]
-                     for objective in ("clean", treated) for s in seeds},
+            "measurements": {
+                f"{objective}/seed{s}": results[(objective, s)]
+                for objective in ("clean", treated)
+                for s in seeds
+            },
+            "runs": {
+                f"{objective}/seed{s}": runs[(objective, s)]
+                for objective in ("clean", treated)
+                for s in seeds
+            },
             "configs": {objective: configs[objective] for objective in ("clean", treated)},
             "configs_note": "shown for the first seed; other runs differ in train.seed only",
         },
@@ -374,8 +414,7 @@ def _failure_check(dataset: str, treated: str, seeds, error: str, seconds: float
     )
 
 
-def _dataset_checks(plan: DatasetPlan, sizes: Sizes,
-                    log: Callable[[str], None]) -> list[Check]:
+def _dataset_checks(plan: DatasetPlan, sizes: Sizes, log: Callable[[str], None]) -> list[Check]:
     """Train (or reuse) every model of one dataset, measure them and compare."""
     cache_dir = Path(sizes.cache_dir)
     train_batch = fixed_subset(plan.name, "train", sizes.hessian_samples)
@@ -395,28 +434,37 @@ def _dataset_checks(plan: DatasetPlan, sizes: Sizes,
             results[(objective, seed)] = measure(model, train_batch, test_batch, sizes, seed)
             info["measure_seconds"] = time.perf_counter() - trained
             info["config_hash"] = config.identity_hash()
-            info["final"] = {key: value for key, value in info["final"].items()
-                             if key.endswith(("accuracy", "loss", "objective"))}
+            info["final"] = {
+                key: value
+                for key, value in info["final"].items()
+                if key.endswith(("accuracy", "loss", "objective"))
+            }
             runs[(objective, seed)] = info
             configs.setdefault(objective, config.to_dict())
             cost[(objective, seed)] = time.perf_counter() - started
-            log(f"  {plan.name} {objective} seed {seed}: "
+            log(
+                f"  {plan.name} {objective} seed {seed}: "
                 f"{'cached' if info['reused'] else 'trained'} in {info['seconds_now']:.0f} s, "
                 f"measured in {info['measure_seconds']:.0f} s, "
-                f"test accuracy {results[(objective, seed)]['test_accuracy']:.3f}")
+                f"test accuracy {results[(objective, seed)]['test_accuracy']:.3f}"
+            )
     checks = []
     for treated in (o for o in objectives if o != "clean"):
         seeds = [s for s in sizes.seeds if ("clean", s) in results and (treated, s) in results]
         seconds = sum(cost.get((o, s), 0.0) for o in ("clean", treated) for s in sizes.seeds)
         missing = [f"{o}: {e}" for o in ("clean", treated) for e in errors.get(o, [])]
         if missing:
-            checks.append(_failure_check(plan.name, treated, sizes.seeds, "; ".join(missing),
-                                         seconds))
+            checks.append(
+                _failure_check(plan.name, treated, sizes.seeds, "; ".join(missing), seconds)
+            )
         if len(seeds) < 2:
             continue
         for metric in METRICS:
-            checks.append(_comparison_check(metric, plan.name, treated, seeds, results, runs,
-                                            configs, seconds))
+            checks.append(
+                _comparison_check(
+                    metric, plan.name, treated, seeds, results, runs, configs, seconds
+                )
+            )
     return checks
 
 
@@ -424,8 +472,9 @@ def run(sizes: Sizes, log: Callable[[str], None] = print) -> list[Check]:
     """Every check of claims 6–8 at ``sizes``."""
     for plan in sizes.datasets:
         if "clean" not in (plan.objectives or sizes.objectives):
-            raise ValueError(f"{plan.name}: the objectives must include 'clean', "
-                             "the baseline of every test")
+            raise ValueError(
+                f"{plan.name}: the objectives must include 'clean', the baseline of every test"
+            )
     checks = []
     for plan in sizes.datasets:
         checks.extend(_dataset_checks(plan, sizes, log))
@@ -435,7 +484,7 @@ def run(sizes: Sizes, log: Callable[[str], None] = print) -> list[Check]:
 MODULE = Module(
     name="trained",
     description="trained models: flat minima (6), stable dynamics (7), margins (8) — "
-                "noise / explicit regularizer vs deterministic training, paired over seeds",
+    "noise / explicit regularizer vs deterministic training, paired over seeds",
     claims=(6, 7, 8),
     profiles={"quick": QUICK, "full": FULL},
     run=run,
