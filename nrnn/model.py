@@ -19,6 +19,9 @@ from torch import nn
 
 from .noise import Noise, ReferenceNoise
 
+INIT_DIVISORS = ("sqrt-hidden", "hidden")
+"""How ``init_std`` is divided for the hidden matrices: by √d (default) or d (released code)."""
+
 
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -56,7 +59,9 @@ class NoisyRNN(nn.Module):
         noise: ``Noise`` (paper form) or ``ReferenceNoise`` (released-code form).
         antisymmetric: the Antisymmetric RNN baseline: β = 1 for W and no A h term
             (``beta`` and ``gamma_a`` are then not used; there is no ``M_A``).
-        init_std: M_A and M_W start as N(0, init_std²/d).
+        init_std: M_A and M_W start with entries N(0, (init_std / √d)²), or with
+            ``init_divisor="hidden"`` N(0, (init_std / d)²) as in the authors' released code.
+        init_divisor: ``"sqrt-hidden"`` (default) or ``"hidden"``, see ``init_std``.
 
     Parameters: ``M_A`` and ``M_W`` (d, d), ``input`` (Linear p → d: U, b),
     ``readout`` (Linear d → c: V, c) and, for ``ReferenceNoise``, ``step_size`` (d,) = δ.
@@ -75,6 +80,7 @@ class NoisyRNN(nn.Module):
         noise: Noise | ReferenceNoise = Noise(),
         antisymmetric: bool = False,
         init_std: float = 1.0,
+        init_divisor: str = "sqrt-hidden",
     ) -> None:
         super().__init__()
         self.input_dim = _check_positive_int("input_dim", input_dim)
@@ -94,13 +100,16 @@ class NoisyRNN(nn.Module):
             )
         self.noise = noise
         init_std = _check_finite("init_std", init_std)
+        if init_divisor not in INIT_DIVISORS:
+            raise ValueError(f"init_divisor must be one of {INIT_DIVISORS}, got {init_divisor!r}")
 
         d = hidden_dim
-        self.M_W = nn.Parameter(torch.randn(d, d) * init_std / math.sqrt(d))
+        scale = init_std / (d if init_divisor == "hidden" else math.sqrt(d))
+        self.M_W = nn.Parameter(torch.randn(d, d) * scale)
         if self.antisymmetric:
             self.register_parameter("M_A", None)
         else:
-            self.M_A = nn.Parameter(torch.randn(d, d) * init_std / math.sqrt(d))
+            self.M_A = nn.Parameter(torch.randn(d, d) * scale)
         self.input = nn.Linear(input_dim, d)
         self.readout = nn.Linear(d, num_classes)
         if isinstance(noise, ReferenceNoise):

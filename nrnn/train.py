@@ -6,6 +6,8 @@ A run lives in a directory (by default ``runs/<dataset>/<config hash>``) holding
     config.json      the resolved configuration
     checkpoint.pt    model, optimiser and scheduler state after the last finished epoch
     metrics.jsonl    one JSON object per finished epoch
+    events.jsonl     one JSON object per start or resumption of training (epoch, process id,
+                     device), so an interrupted and resumed run shows where it picked up
     final.json       the last epoch's metrics, written when the run completes
 
 Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a run resumed
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ from .model import NoisyRNN
 from .noise import Noise, ReferenceNoise
 
 CHECKPOINT_FORMAT = 1
+SUBSET_SEED = 20211206
+"""Seed of the fixed random subsets chosen by ``data.train_subset`` and ``data.eval_subset``."""
 
 
 class CheckpointError(RuntimeError):
@@ -38,7 +43,8 @@ class CheckpointError(RuntimeError):
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or an epoch's objective grew past
+    ``train.divergence_factor`` times the best epoch's."""
 
 
 @dataclass
@@ -49,6 +55,37 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------- building
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device: ``"auto"`` is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"train.device={name!r} but torch sees no CUDA device; use 'auto' or 'cpu'"
+        )
+    return device
+
+
+def fixed_subset_indices(total: int, size: int, seed: int = SUBSET_SEED) -> torch.Tensor:
+    """Sorted indices of a fixed random subset of ``size`` out of ``total`` items (all of
+    them when ``size`` is 0 or at least ``total``)."""
+    if size <= 0 or size >= total:
+        return torch.arange(total)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=generator)[:size].sort().values
+
+
+def load_split(config: RunConfig, split: str, subset: int = 0) -> torch.utils.data.TensorDataset:
+    """One split of the config's dataset (its recipe), optionally a fixed random subset."""
+    dataset = data.load(config.data.name, split, recipe=config.data.recipe)
+    inputs, labels = dataset.tensors
+    chosen = fixed_subset_indices(len(labels), subset)
+    if len(chosen) == len(labels):
+        return dataset
+    return torch.utils.data.TensorDataset(inputs[chosen], labels[chosen])
+
+
 def build_model(config: RunConfig) -> NoisyRNN:
     """The model a config describes, for its dataset's shapes (weights drawn from the
     current torch RNG)."""
@@ -70,6 +107,7 @@ def build_model(config: RunConfig) -> NoisyRNN:
         noise=noise,
         antisymmetric=m.antisymmetric,
         init_std=m.init_std,
+        init_divisor=m.init_divisor,
     )
 
 
@@ -183,6 +221,7 @@ def train(
     run_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    start_if_missing: bool = False,
     progress: bool = True,
     on_batch: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
@@ -191,14 +230,19 @@ def train(
     Args:
         config: the run configuration (validated here).
         run_dir: where to write; default ``runs/<dataset>/<config hash>``.
-        resume: continue from ``run_dir/checkpoint.pt`` if it exists. Without it, an
-            existing checkpoint is an error (nothing is overwritten).
+        resume: continue from ``run_dir/checkpoint.pt``; a missing checkpoint is an error
+            unless ``start_if_missing``. Without ``resume``, an existing checkpoint is an
+            error (nothing is overwritten).
+        start_if_missing: with ``resume``, start a fresh run when there is no checkpoint.
         progress: show a progress bar over the batches of each epoch.
-        on_batch: called as ``on_batch(epoch, batch, loss)`` after every optimiser step.
+        on_batch: called as ``on_batch(epoch, batch, loss)`` after every optimiser step
+            (epoch and batch counted from 1).
 
     Raises:
-        TrainingDivergedError: the loss became NaN or inf; the last good checkpoint stays.
-        CheckpointError: the checkpoint is corrupt or belongs to another configuration.
+        TrainingDivergedError: the loss became NaN or inf, or an epoch's objective exceeded
+            ``train.divergence_factor`` times the best epoch's; the last good checkpoint stays.
+        CheckpointError: the checkpoint is missing (with ``resume``), corrupt, or belongs to
+            another configuration.
     """
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
@@ -208,13 +252,18 @@ def train(
             f"{run_dir} already holds a checkpoint; pass resume=True (--resume) to continue "
             "it or choose another run directory"
         )
+    if resume and not checkpoint_path.exists() and not start_if_missing:
+        raise CheckpointError(
+            f"nothing to resume: {checkpoint_path} does not exist (is the run directory "
+            "right?); start_if_missing=True (--start-if-missing) starts a fresh run instead"
+        )
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    device = torch.device(config.train.device)
+    device = resolve_device(config.train.device)
 
-    train_set = data.load(config.data.name, "train")
+    train_set = load_split(config, "train", config.data.train_subset)
     eval_sets = {
-        split: data.load(config.data.name, split)
+        split: load_split(config, split, config.data.eval_subset)
         for split in ("valid", "test")
         if split in data.info(config.data.name).splits
     }
@@ -242,6 +291,16 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
     _write_metrics(run_dir, metrics)
+    _append_event(
+        run_dir,
+        {
+            "event": "resume" if first_epoch > 1 else "start",
+            "from_epoch": first_epoch - 1,
+            "pid": os.getpid(),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        },
+    )
 
     inputs, labels = (t.to(device) for t in train_set.tensors)
     eval_sets = {
@@ -258,6 +317,7 @@ def train(
         running_loss, seen = 0.0, 0
         for batch in bar:
             index = order[batch * batch_size : (batch + 1) * batch_size]
+            batch_number = batch + 1
             x, y = inputs[index], labels[index]
             loss = objective_loss(
                 model,
@@ -271,7 +331,8 @@ def train(
                 last = first_epoch - 1 if not metrics else metrics[-1]["epoch"]
                 kept = f"the last good checkpoint (epoch {last}) is kept at {checkpoint_path}"
                 raise TrainingDivergedError(
-                    f"loss is {loss.item()} at epoch {epoch}, batch {batch}; "
+                    f"loss is {loss.item()} at epoch {epoch}, batch {batch_number} of "
+                    f"{len(batches)}; "
                     + (kept if checkpoint_path.exists() else "no checkpoint was written yet")
                     + "; try a smaller optim.lr or model.dt, or optim.grad_clip"
                 )
@@ -283,7 +344,7 @@ def train(
             running_loss += loss.item() * len(y)
             seen += len(y)
             if on_batch is not None:
-                on_batch(epoch, batch, loss.item())
+                on_batch(epoch, batch_number, loss.item())
             if progress:
                 bar.set_postfix(loss=f"{running_loss / seen:.4f}")
         record = {
@@ -294,6 +355,7 @@ def train(
         for split, dataset in eval_sets.items():
             for key, value in evaluate(model, dataset, config.data.eval_batch_size).items():
                 record[f"{split}_{key}"] = value
+        _check_growth(record, metrics, config, checkpoint_path)
         scheduler.step()
         record["seconds"] = time.perf_counter() - started
         metrics.append(record)
@@ -319,6 +381,40 @@ def train(
         write_text_atomic(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
+
+
+def _check_growth(record: dict, metrics: list[dict], config: RunConfig, checkpoint_path: Path):
+    """Stop a run whose epoch objective grew past ``divergence_factor`` × the best so far
+    (before this epoch's checkpoint is written, so the last good one stays)."""
+    factor = config.train.divergence_factor
+    if not factor or not metrics:
+        return
+    best = min(metrics, key=lambda m: m["train_objective"])
+    value = record["train_objective"]
+    if value > factor * best["train_objective"]:
+        raise TrainingDivergedError(
+            f"the training objective diverged at epoch {record['epoch']}: {value:.4g}, more than "
+            f"{factor:g} × its best value {best['train_objective']:.4g} (epoch {best['epoch']}); "
+            f"the last good checkpoint (epoch {metrics[-1]['epoch']}) is kept at "
+            f"{checkpoint_path}. Likely cause: optim.lr ({config.optim.lr:g}) or model.dt "
+            f"({config.model.dt:g}) too large; try a smaller value or optim.grad_clip "
+            "(train.divergence_factor = 0 turns this check off)"
+        )
+
+
+def _append_event(run_dir: Path, event: dict) -> None:
+    """Add one line to ``events.jsonl`` (rewritten atomically)."""
+    path = run_dir / "events.jsonl"
+    previous = path.read_text() if path.exists() else ""
+    write_text_atomic(path, previous + json.dumps(event) + "\n")
+
+
+def read_events(run_dir: str | Path) -> list[dict]:
+    """The starts and resumptions recorded in a run directory's ``events.jsonl``."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _progress(iterable, description: str, enabled: bool):

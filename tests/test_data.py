@@ -212,6 +212,40 @@ def test_pmnist_is_a_fixed_permutation_of_mnist_pixels():
         assert torch.equal(sorted_permuted, torch.sort(pixels[:200, :, 0]).values)
 
 
+@needs_mnist
+def test_authors_recipe_reproduces_the_released_preparation():
+    """Split, scaling and permutation written out independently of nrnn.data's code path."""
+    path = data._package_file(data.info("mnist-pixels"), data._MNIST_FILE)
+    raw = data._read_mnist_pickle(path)
+    official = np.concatenate([raw["train"][0], raw["valid"][0]])  # 60,000 images, k/256
+    official_labels = np.concatenate([raw["train"][1], raw["valid"][1]])
+    order = np.random.RandomState(1234).permutation(60000)
+    torch.manual_seed(12008)
+    permutation = torch.randperm(784).numpy()
+    assert np.array_equal(data.authors_permutation(), permutation)
+    for split, chosen in (("train", order[:58000]), ("valid", order[58000:])):
+        ordered, labels = data.load("mnist-pixels", split, recipe="authors").tensors
+        assert ordered.shape == (len(chosen), 784, 1)
+        assert np.array_equal(labels.numpy(), official_labels[chosen])
+        sample = chosen[:50]
+        expected = np.round(official[sample] * 256) / 255
+        np.testing.assert_allclose(ordered[:50, :, 0].numpy(), expected, rtol=0, atol=1e-7)
+        permuted = data.load("pmnist-pixels", split, recipe="authors").tensors[0]
+        raw_counts = np.round(official[sample] * 256)[:, permutation]
+        assert np.array_equal(permuted[:50, :, 0].numpy(), raw_counts)
+        assert float(permuted.max()) == 255.0 and float(ordered.max()) == 1.0
+    test_inputs, test_labels = data.load("mnist-pixels", "test", recipe="authors").tensors
+    assert np.array_equal(test_labels.numpy(), raw["test"][1])
+    assert data.info("mnist-pixels", recipe="authors").sizes == (58000, 2000, 10000)
+
+
+def test_authors_recipe_only_for_pixel_mnist():
+    with pytest.raises(ValueError, match="recipe='authors' exists for mnist-pixels"):
+        data.load("digits", "train", recipe="authors")
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        data.info("mnist-pixels", recipe="paper")
+
+
 def test_mnist_unpickler_refuses_arbitrary_globals(tmp_path):
     evil = tmp_path / "evil.pkl.gz"
     with gzip.open(evil, "wb") as stream:

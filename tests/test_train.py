@@ -86,11 +86,76 @@ def test_divergence_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path, mo
         return loss * float("nan") if calls["count"] == 12 else loss  # 10 batches per epoch
 
     monkeypatch.setattr(training, "objective_loss", poisoned)
-    with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 1;.*epoch 1"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 2 of 10;.*epoch 1"):
         train(small_config(epochs=3), tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_without_checkpoint_is_refused_unless_asked_to_start(tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(small_config(epochs=1), tmp_path / "typo", resume=True, progress=False)
+    assert not (tmp_path / "typo").exists()
+    started = train(
+        small_config(epochs=1), tmp_path / "new", resume=True, start_if_missing=True, progress=False
+    )
+    assert [m["epoch"] for m in started.metrics] == [1]
+    assert (
+        cli_main(["train", "--dataset", "digits-rows", "--out", str(tmp_path / "x"), "--resume"])
+        == 1
+    )
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_objective_growth_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original = training.objective_loss
+    calls = {"count": 0}
+
+    def exploding(model, x, y, objective, **options):
+        calls["count"] += 1
+        loss = original(model, x, y, objective, **options)
+        return loss * 1e4 if calls["count"] > 20 else loss  # epoch 3 onward (10 batches each)
+
+    monkeypatch.setattr(training, "objective_loss", exploding)
+    config = small_config(epochs=4)
+    with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 3: .* 100 × its best"):
+        train(config, tmp_path, progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    config.train.divergence_factor = 0.0  # the check can be turned off
+    calls["count"] = 0
+    result = train(config, tmp_path / "unchecked", progress=False)
+    assert [m["epoch"] for m in result.metrics] == [1, 2, 3, 4]
+
+
+def test_events_record_starts_and_resumptions(tmp_path):
+    train(small_config(epochs=1), tmp_path, progress=False)
+    train(small_config(epochs=2), tmp_path, resume=True, progress=False)
+    events = training.read_events(tmp_path)
+    assert [(e["event"], e["from_epoch"]) for e in events] == [("start", 0), ("resume", 1)]
+
+
+def test_subsets_and_the_authors_initialisation(tmp_path):
+    config = small_config(epochs=1)
+    config.data.train_subset = 300
+    config.data.eval_subset = 50
+    config.model.init_divisor = "hidden"
+    subset = training.load_split(config, "train", 300)
+    assert len(subset) == 300
+    whole = training.load_split(config, "train")
+    chosen = training.fixed_subset_indices(len(whole), 300)
+    assert torch.equal(subset.tensors[0], whole.tensors[0][chosen])
+    assert torch.equal(chosen, training.fixed_subset_indices(len(whole), 300))  # fixed
+    result = train(config, tmp_path, progress=False)
+    assert result.metrics[0]["epoch"] == 1  # 3 batches of 128 from 300 sequences
+
+
+def test_auto_device_is_cpu_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; auto picks it")
+    assert training.resolve_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        training.resolve_device("cuda")
 
 
 def test_corrupt_checkpoint(tmp_path):
@@ -123,6 +188,11 @@ def test_load_model_restores_the_trained_model(tmp_path):
         ("noise.form='ito'", "noise.form must be one of"),
         ("data.batch_size=0", "data.batch_size must be > 0"),
         ("optim.lr=-1", "optim.lr must be > 0"),
+        ("data.recipe='paper'", "data.recipe must be one of"),
+        ("data.recipe='authors'", "recipe='authors' exists for mnist-pixels, pmnist-pixels only"),
+        ("model.init_divisor='d'", "model.init_divisor must be one of"),
+        ("train.device='tpu'", "train.device must be cpu, cuda, cuda:N or auto"),
+        ("train.divergence_factor=0.5", "train.divergence_factor must be 0"),
     ],
 )
 def test_bad_config_values(override, message):
