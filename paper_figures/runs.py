@@ -295,7 +295,7 @@ def execute(spec: RunSpec, cache_root: str | Path, task: RunTask | None = None) 
     try:
         status = "cached"
         if not is_complete(run_dir, spec.config.train.epochs):
-            train(spec.config, run_dir, resume=True, progress=False)
+            train(spec.config, run_dir, resume=True, start_if_missing=True, progress=False)
             status = "trained"
         outcome = RunOutcome(spec, run_dir, status)
         if task is not None:
