@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
 
@@ -85,7 +86,8 @@ SMOKE = ModelSpeedSizes(
     mc_repeats=1,
     warmup=1,
 )
-PROFILES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
+# Benchmarks train nothing: medium (the pixel-MNIST profile) times the full sizes.
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": FULL, "full": FULL}
 
 
 # --------------------------------------------------------------------------- models
@@ -466,3 +468,12 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, MC paths vs torchsde",
+    profiles=PROFILES,
+    run=lambda sizes, context: run(sizes, context.parts),
+    parts=PARTS,
+)

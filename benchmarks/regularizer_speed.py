@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
 from nrnn.oracle import noise_laplacian
@@ -78,7 +79,8 @@ SMOKE = RegularizerSpeedSizes(
     oracle_batch=2,
     oracle_repeats=1,
 )
-PROFILES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
+# Benchmarks train nothing: medium (the pixel-MNIST profile) times the full sizes.
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": FULL, "full": FULL}
 
 
 def build_model(sizes: RegularizerSpeedSizes, hidden: int, dtype=torch.float32) -> NoisyRNN:
@@ -285,3 +287,12 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    title="explicit regularizer: exact and probe vs a training step; exact vs oracle",
+    profiles=PROFILES,
+    run=lambda sizes, context: run(sizes, context.parts),
+    parts=PARTS,
+)

@@ -1,64 +1,44 @@
-"""Command line and registry of the benchmarks.
+"""Command line of the benchmarks.
 
-``python -m nrnn.benchmarks [--out DIR] [--quick] [--only NAME] ...`` (also ``nrnn bench``) runs
-the registered benchmarks, prints a table and writes ``DIR/<benchmark>.json`` atomically.
+``nrnn bench [--profile P] [--only NAME] [--threads N] [--out DIR] ...`` (also ``python -m
+nrnn.benchmarks``) runs the benchmarks of the ``bench`` group of
+``nrnn.experiments.REGISTRY``, prints a table and writes ``DIR/<benchmark>.json``
+atomically.
 
-To add a benchmark, write a module with ``NAME``, ``PARTS``, ``PROFILES`` (profile name ->
-sizes), ``run(sizes, parts) -> {"settings", "parts"}`` (each part a dict with an ``aims``
-list) and ``summary_rows(result)``, and add one ``Benchmark`` entry to ``REGISTRY``.
+To add a benchmark, write a module with ``EXPERIMENT`` (an ``nrnn.experiments.Experiment``
+whose ``parts`` can be chosen with ``--only`` and whose ``run(sizes, context)`` returns
+``{"settings", "parts"}``, each part a dict with an ``aims`` list) and ``summary_rows(result)``,
+and add it to the ``bench`` group of the registry.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from nrnn.experiments import (
+    REGISTRY,
+    Context,
+    Experiment,
+    add_common_arguments,
+    context_from_arguments,
+    load,
+    print_plan,
+)
 from nrnn.files import write_json_atomic
 
-from . import model_speed, regularizer_speed
 from .timing import environment
 
 DEFAULT_OUT = Path("benchmarks") / "results"
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    """One registered benchmark: its parts, size profiles, runner and table rows."""
-
-    name: str
-    description: str
-    parts: tuple[str, ...]
-    profiles: dict[str, Any]
-    run: Callable[[Any, tuple[str, ...] | None], dict]
-    summary_rows: Callable[[dict], list[tuple[str, str]]]
-
-
-REGISTRY: dict[str, Benchmark] = {
-    model_speed.NAME: Benchmark(
-        name=model_speed.NAME,
-        description="noisy RNN: linear scaling in M, vs torch.nn.RNN, MC paths vs torchsde",
-        parts=model_speed.PARTS,
-        profiles=model_speed.PROFILES,
-        run=model_speed.run,
-        summary_rows=model_speed.summary_rows,
-    ),
-    regularizer_speed.NAME: Benchmark(
-        name=regularizer_speed.NAME,
-        description="explicit regularizer: exact and probe vs a training step; exact vs oracle",
-        parts=regularizer_speed.PARTS,
-        profiles=regularizer_speed.PROFILES,
-        run=regularizer_speed.run,
-        summary_rows=regularizer_speed.summary_rows,
-    ),
-}
-
-PROFILE_NAMES = ("full", "quick", "smoke")
+def _module(name: str):
+    """The benchmark module ``name`` (for its ``summary_rows``)."""
+    return importlib.import_module(REGISTRY["bench"][name])
 
 
 def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | None]:
@@ -68,7 +48,7 @@ def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | Non
     or a part name alone when no other benchmark has a part of that name.
     """
     if not only:
-        return {name: None for name in REGISTRY}
+        return {name: None for name in REGISTRY["bench"]}
     chosen: dict[str, list[str] | None] = {}
     for value in only:
         name, part = _resolve_one(value)
@@ -82,12 +62,13 @@ def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | Non
 
 
 def _resolve_one(value: str) -> tuple[str, str | None]:
-    if value in REGISTRY:
+    benches = {name: load("bench", name) for name in REGISTRY["bench"]}
+    if value in benches:
         return value, None
     name, dot, part = value.partition(".")
-    if dot and name in REGISTRY and part in REGISTRY[name].parts:
+    if dot and name in benches and part in benches[name].parts:
         return name, part
-    owners = [bench.name for bench in REGISTRY.values() if value in bench.parts]
+    owners = [bench.name for bench in benches.values() if value in bench.parts]
     if len(owners) == 1:
         return owners[0], value
     raise ValueError(f"unknown benchmark {value!r}; choose from: {', '.join(choices())}")
@@ -96,22 +77,20 @@ def _resolve_one(value: str) -> tuple[str, str | None]:
 def choices() -> list[str]:
     """Every accepted ``--only`` value."""
     names: list[str] = []
-    for bench in REGISTRY.values():
+    for bench in (load("bench", name) for name in REGISTRY["bench"]):
         names.append(bench.name)
         names.extend(f"{bench.name}.{part}" for part in bench.parts)
     return names
 
 
 def run_benchmark(
-    bench: Benchmark, *, profile: str, parts: tuple[str, ...] | None, out_dir: Path
+    bench: Experiment, *, profile: str, parts: tuple[str, ...] | None, out_dir: Path
 ) -> tuple[dict, Path]:
     """Run one benchmark, add the environment, write ``out_dir/<name>.json``."""
-    if profile not in bench.profiles:
-        raise ValueError(f"{bench.name} has no profile {profile!r}")
-    body = bench.run(bench.profiles[profile], parts)
+    body = bench.run(bench.sizes(profile), Context(profile=profile, parts=parts))
     result = {
         "benchmark": bench.name,
-        "description": bench.description,
+        "description": bench.title,
         "profile": profile,
         "environment": environment(),
         **body,
@@ -142,7 +121,7 @@ def failed_checks(result: dict) -> list[str]:
 
 def format_table(result: dict, path: Path) -> str:
     """A readable table of one benchmark result."""
-    rows = list(REGISTRY[result["benchmark"]].summary_rows(result))
+    rows = list(_module(result["benchmark"]).summary_rows(result))
     for item in collect_aims(result):
         verdict = "met" if item["met"] else "NOT MET"
         rows.append((f"aim: {item['description']}", f"{item['value']:.2f}  {verdict}"))
@@ -172,20 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nrnn bench",
         description="Run the timed benchmarks and write one JSON file per benchmark.",
     )
+    add_common_arguments(parser)
     parser.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT,
         help=f"directory for the JSON results (default: {DEFAULT_OUT})",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer repeats (same sizes); same as --profile quick"
-    )
-    parser.add_argument(
-        "--profile",
-        choices=PROFILE_NAMES,
-        default=None,
-        help="full (default), quick, or smoke (tiny sizes, for tests)",
     )
     parser.add_argument(
         "--only",
@@ -199,7 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.set_num_threads(N) first (default: torch's default)",
     )
-    parser.add_argument("--list", action="store_true", help="list benchmarks and exit")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when an aim is not met or a check fails"
     )
@@ -211,18 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        for bench in REGISTRY.values():
-            print(f"{bench.name}: {bench.description}")
+        for name in REGISTRY["bench"]:
+            bench = load("bench", name)
+            print(f"{bench.name}: {bench.title}")
             for part in bench.parts:
                 print(f"  {bench.name}.{part}")
         return 0
-    if args.quick and args.profile not in (None, "quick"):
-        parser.error("--quick conflicts with --profile " + args.profile)
-    profile = args.profile or ("quick" if args.quick else "full")
+    profile = args.profile or "quick"
     try:
         selection = resolve_selection(args.only)
     except ValueError as error:
         parser.error(str(error))
+    if args.plan:
+        return print_plan("bench", list(selection), context_from_arguments(args, parser))
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -230,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
 
     status = 0
     for name, parts in selection.items():
-        result, path = run_benchmark(REGISTRY[name], profile=profile, parts=parts, out_dir=args.out)
+        result, path = run_benchmark(
+            load("bench", name), profile=profile, parts=parts, out_dir=args.out
+        )
         print(format_table(result, path))
         print()
         if args.strict and not (result["aims_met"] and result["checks_passed"]):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 from . import config as config_module
+from .interrupt import Interrupted, as_interrupted, handle_termination
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -16,7 +19,13 @@ def _derive(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import CheckpointError, TrainingDivergedError, train
+    from .train import (
+        CheckpointError,
+        TrainingDivergedError,
+        default_run_dir,
+        finished_epochs,
+        train,
+    )
 
     if args.config:
         run_config = config_module.load_toml(args.config)
@@ -34,10 +43,11 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={json.dumps(value)}")
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
+    run_dir = args.out or default_run_dir(run_config)
     try:
         result = train(
             run_config,
-            args.out,
+            run_dir,
             resume=args.resume or args.start_if_missing,
             start_if_missing=args.start_if_missing,
             progress=not args.quiet,
@@ -45,6 +55,14 @@ def _train(args: argparse.Namespace) -> int:
     except (CheckpointError, TrainingDivergedError) as error:
         print(f"nrnn train: {error}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Interrupted) as error:
+        kept = finished_epochs(run_dir)
+        where = (
+            f"the checkpoint of epoch {kept} is kept in {run_dir}; add --resume to continue"
+            if kept
+            else "no epoch had finished, nothing was kept"
+        )
+        raise as_interrupted(error).with_message(f"interrupted: {where}") from None
     final = result.metrics[-1] if result.metrics else {}
     print(json.dumps({"run_dir": str(result.run_dir), **final}, indent=2))
     return 0
@@ -125,7 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:
-        return args.handler(args)
+        with handle_termination():
+            return args.handler(args)
+    except (KeyboardInterrupt, Interrupted) as error:
+        interrupted = as_interrupted(error)
+        print(f"nrnn {args.command}: {interrupted.message or 'interrupted'}", file=sys.stderr)
+        return interrupted.exit_code
+    except BrokenPipeError:
+        # The reader of stdout went away (``nrnn train ... | head``): stop quietly, and keep
+        # Python from reporting the broken pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"nrnn {args.command}: {error}", file=sys.stderr)
         return 2

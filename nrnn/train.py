@@ -286,7 +286,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         first_epoch = state["epoch"] + 1
-        metrics = [m for m in _read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
+        metrics = [m for m in read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
@@ -425,8 +425,9 @@ def _progress(iterable, description: str, enabled: bool):
     return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)
 
 
-def _read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch records of a run directory's ``metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

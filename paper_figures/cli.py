@@ -1,23 +1,39 @@
 """``nrnn figures``: make the paper's figures and tables.
 
-    nrnn figures [--quick | --full] [--only NAME ...] [--jobs N] [--out DIR]
-                 [--cache DIR] [--datasets A,B] [--no-progress] [--list]
+    nrnn figures [--profile smoke|quick|medium|full] [--only NAME ...] [--datasets A,B]
+                 [--backend local|ray [--address auto|HOST:PORT]] [--store DIR] [--jobs N]
+                 [--plan] [--out DIR] [--no-progress] [--list]
 
-``--quick`` (the default) uses small models, few epochs and seeds so that everything runs
-on 2 CPU cores (robustness: hidden 32, 40 epochs, 3 seeds on ECG5000 and digits, about
-10 minutes); ``--full`` uses the paper's sizes (hidden 128, 100 epochs, 5 seeds, pixel
-MNIST) for a bigger machine. Trained runs are cached under ``--cache`` by config hash, so a
-second call only redraws (and an interrupted one resumes).
+``quick`` (the default) runs on 2 CPU cores in minutes; ``medium`` is the paper's
+pixel-MNIST robustness experiment at a size 2 cores finish in about two hours; ``full`` the
+paper's sizes, for a cluster or a GPU. Trained runs come from the shared store (``--store``),
+so a second call only redraws and an interrupted one resumes. The quick and medium
+profiles write into ``paper_figures/output`` (they use different datasets); smoke and full
+write into ``paper_figures/output/<profile>``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from pathlib import Path
 
-from . import FIGURES, FigureContext, figure_module
+from nrnn.experiments import (
+    REGISTRY,
+    add_common_arguments,
+    context_from_arguments,
+    load,
+    print_list,
+    print_plan,
+)
+from nrnn.verification.core import DEFAULT_REPORT_DIR
+
+OUTPUT = Path("paper_figures") / "output"
+
+
+def default_out(profile: str) -> Path:
+    return OUTPUT if profile in ("quick", "medium") else OUTPUT / profile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,44 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nrnn figures",
         description="Make the paper's figures and tables (PNG, PDF, CSV/JSON, Markdown).",
     )
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        dest="mode",
-        action="store_const",
-        const="quick",
-        help="small sizes for 2 CPU cores (default)",
-    )
-    size.add_argument(
-        "--full",
-        dest="mode",
-        action="store_const",
-        const="full",
-        help="the paper's sizes (a bigger machine)",
-    )
-    parser.set_defaults(mode="quick")
+    add_common_arguments(parser)
+    figures = list(REGISTRY["figures"])
     parser.add_argument(
         "--only",
         action="append",
-        choices=list(FIGURES),
+        choices=figures,
         metavar="NAME",
-        help=f"make only this figure (repeatable); one of {', '.join(FIGURES)}",
-    )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes for training and evaluation (default: all cores)",
+        help=f"make only this figure (repeatable); one of {', '.join(figures)}",
     )
     parser.add_argument(
         "--out",
-        default="paper_figures/output",
-        help="output directory (default paper_figures/output)",
+        type=Path,
+        default=None,
+        help=f"output directory (default {OUTPUT} for quick and medium, "
+        f"{OUTPUT}/<profile> otherwise)",
     )
     parser.add_argument(
-        "--cache",
-        default=".cache/runs",
-        help="root of the cached training runs (default .cache/runs)",
+        "--report",
+        type=Path,
+        default=DEFAULT_REPORT_DIR,
+        help="directory of the verification report that some figures read "
+        f"(default {DEFAULT_REPORT_DIR})",
     )
     parser.add_argument(
         "--datasets",
@@ -70,10 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated datasets instead of each figure's default, "
         "e.g. ecg5000,digits,mnist-rows",
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bars"
-    )
-    parser.add_argument("--list", action="store_true", help="list the figures and exit")
     return parser
 
 
@@ -93,23 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        for name in FIGURES:
-            print(f"{name:16s} {figure_module(name).TITLE}")
+        print_list("figures")
         return 0
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    context = FigureContext(
-        mode=args.mode,
-        out_dir=args.out,
-        cache_dir=args.cache,
-        jobs=args.jobs,
-        progress=args.progress,
+    profile = args.profile or "quick"
+    context = context_from_arguments(
+        args,
+        parser,
+        out_dir=args.out or default_out(profile),
+        report_dir=args.report,
         datasets=args.datasets,
     )
-    for name in args.only or list(FIGURES):
+    names = args.only or list(REGISTRY["figures"])
+    if args.plan:
+        return print_plan("figures", names, context)
+    for name in names:
+        experiment = load("figures", name)
         started = time.perf_counter()
-        print(f"[{name}] {figure_module(name).TITLE} ({context.mode})", file=sys.stderr)
-        paths = figure_module(name).make(context)
+        print(f"[{name}] {experiment.title} ({context.profile})", file=sys.stderr)
+        paths = experiment.run(experiment.sizes(context.profile), context)
         seconds = time.perf_counter() - started
         print(
             f"[{name}] wrote {len(paths)} files to {context.out_dir} in {seconds:.0f}s",

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nrnn.verification.core import DEFAULT_REPORT_DIR, find_check, module_report_at
+from nrnn.experiments import PROFILES, Context, Experiment, load
+from nrnn.verification.core import find_check, module_report_at
 
-from . import FigureContext, style
+from . import style
 
 TITLE = "Small-noise expansion: O(eps^4) remainder and eps^2 coefficient vs Monte Carlo"
 
@@ -389,7 +390,24 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- registry
-def make(context: FigureContext, *, report_dir: str | Path = DEFAULT_REPORT_DIR) -> list[Path]:
-    """The figure module entry point: read (or run) the verification, write every file."""
-    module_report = module_report_at("expansion", context.mode, report_dir, usable=usable_report)
+def make(profile: str, context: Context) -> list[Path]:
+    """Read (or run) the verification module ``expansion`` at ``profile``, write every file."""
+    module_report = module_report_at("expansion", context, usable=usable_report)
     return write(summarise(module_report), context.out_dir)
+
+
+def _plan(profile: str, context: Context):
+    """The trained runs of the verification module this figure reads."""
+    experiment = load("verify", "expansion")
+    if experiment.plan is None:
+        return []
+    return experiment.plan(experiment.sizes(profile), context)
+
+
+EXPERIMENT = Experiment(
+    name="expansion",
+    title=TITLE,
+    profiles={profile: profile for profile in PROFILES},
+    run=make,
+    plan=_plan,
+)

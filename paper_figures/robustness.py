@@ -23,14 +23,16 @@ deviation 1). Adversarial budgets are per whole sequence (L2 over all M · p ent
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from nrnn.experiments import Context, Experiment
 from nrnn.files import write_text_atomic
+from nrnn.harness import RunOutcome
 
-from . import FigureContext, runs, style
+from . import runs, style
 
 TITLE = "Accuracy under white, multiplicative, salt-and-pepper and adversarial input perturbations"
 
@@ -44,57 +46,98 @@ PERTURBATION_ORDER = (
     "pgd-l2",
 )
 
-_UNIT_SCALE_LEVELS = {  # standardised data (standard deviation 1)
-    "quick": {
-        "white": (0.5, 1.0, 2.0),
-        "multiplicative": (0.5, 1.0, 2.0),
-        "salt-and-pepper": (0.05, 0.1, 0.2),
-        "fgsm-linf": (0.1, 0.2, 0.4),
-        "pgd-linf": (0.1, 0.2, 0.4),
-        "fgsm-l2": (1.0, 2.0, 4.0),
-        "pgd-l2": (1.0, 2.0, 4.0),
-    },
-    "full": {
-        "white": (0.25, 0.5, 1.0, 1.5, 2.0),
-        "multiplicative": (0.25, 0.5, 1.0, 1.5, 2.0),
-        "salt-and-pepper": (0.02, 0.05, 0.1, 0.15, 0.2),
-        "fgsm-linf": (0.05, 0.1, 0.2, 0.3, 0.4),
-        "pgd-linf": (0.05, 0.1, 0.2, 0.3, 0.4),
-        "fgsm-l2": (0.5, 1.0, 2.0, 3.0, 4.0),
-        "pgd-l2": (0.5, 1.0, 2.0, 3.0, 4.0),
-    },
-}
-_DIGITS_LEVELS = {  # pixels in [0, 1]
-    "quick": {
-        "white": (0.1, 0.2, 0.4),
-        "multiplicative": (0.2, 0.4, 0.8),
-        "salt-and-pepper": (0.05, 0.1, 0.2),
-        "fgsm-linf": (0.02, 0.05, 0.1),
-        "pgd-linf": (0.02, 0.05, 0.1),
-        "fgsm-l2": (0.2, 0.5, 1.0),
-        "pgd-l2": (0.2, 0.5, 1.0),
-    },
-    "full": {
-        "white": (0.05, 0.1, 0.2, 0.3, 0.4),
-        "multiplicative": (0.1, 0.2, 0.4, 0.6, 0.8),
-        "salt-and-pepper": (0.02, 0.05, 0.1, 0.15, 0.2),
-        "fgsm-linf": (0.01, 0.02, 0.05, 0.075, 0.1),
-        "pgd-linf": (0.01, 0.02, 0.05, 0.075, 0.1),
-        "fgsm-l2": (0.1, 0.2, 0.5, 0.75, 1.0),
-        "pgd-l2": (0.1, 0.2, 0.5, 0.75, 1.0),
-    },
-}
-LEVELS = {
-    "digits": _DIGITS_LEVELS,
-    "digits-rows": _DIGITS_LEVELS,
-    "ecg5000": _UNIT_SCALE_LEVELS,
-    "mnist-rows": _UNIT_SCALE_LEVELS,
-    "mnist-pixels": _UNIT_SCALE_LEVELS,
-    "pmnist-pixels": _UNIT_SCALE_LEVELS,
-}
-"""dataset -> mode -> perturbation -> levels."""
 
-DEFAULT_DATASETS = {"quick": ("ecg5000", "digits"), "full": ("ecg5000", "digits", "mnist-pixels")}
+def _levels(white, multiplicative, salt, linf, l2) -> dict[str, tuple[float, ...]]:
+    return {
+        "white": white,
+        "multiplicative": multiplicative,
+        "salt-and-pepper": salt,
+        "fgsm-linf": linf,
+        "pgd-linf": linf,
+        "fgsm-l2": l2,
+        "pgd-l2": l2,
+    }
+
+
+SALT = ((0.05, 0.1, 0.2), (0.02, 0.05, 0.1, 0.15, 0.2))
+LEVEL_FAMILIES: dict[str, tuple[dict, dict]] = {
+    # standardised data (standard deviation 1): ECG5000, MNIST with the default recipe
+    "unit": (
+        _levels((0.5, 1.0, 2.0), (0.5, 1.0, 2.0), SALT[0], (0.1, 0.2, 0.4), (1.0, 2.0, 4.0)),
+        _levels(
+            (0.25, 0.5, 1.0, 1.5, 2.0),
+            (0.25, 0.5, 1.0, 1.5, 2.0),
+            SALT[1],
+            (0.05, 0.1, 0.2, 0.3, 0.4),
+            (0.5, 1.0, 2.0, 3.0, 4.0),
+        ),
+    ),
+    # pixels in [0, 1], 64 of them: the 8x8 digits
+    "pixels-64": (
+        _levels((0.1, 0.2, 0.4), (0.2, 0.4, 0.8), SALT[0], (0.02, 0.05, 0.1), (0.2, 0.5, 1.0)),
+        _levels(
+            (0.05, 0.1, 0.2, 0.3, 0.4),
+            (0.1, 0.2, 0.4, 0.6, 0.8),
+            SALT[1],
+            (0.01, 0.02, 0.05, 0.075, 0.1),
+            (0.1, 0.2, 0.5, 0.75, 1.0),
+        ),
+    ),
+    # pixels in [0, 1], 784 of them: pixel MNIST with the authors' recipe (k/255); the L2
+    # budgets are those of the digits scaled by √(784/64) = 3.5, the same size per pixel
+    "pixels-784": (
+        _levels((0.1, 0.2, 0.4), (0.2, 0.4, 0.8), SALT[0], (0.02, 0.05, 0.1), (0.7, 1.75, 3.5)),
+        _levels(
+            (0.05, 0.1, 0.2, 0.3, 0.4),
+            (0.1, 0.2, 0.4, 0.6, 0.8),
+            SALT[1],
+            (0.01, 0.02, 0.05, 0.075, 0.1),
+            (0.35, 0.7, 1.75, 2.6, 3.5),
+        ),
+    ),
+}
+"""family -> (three levels per perturbation: smoke, quick, medium; five: full)."""
+
+
+def _scaled(levels: dict[str, tuple[float, ...]], factor: float) -> dict[str, tuple[float, ...]]:
+    """Levels for data ``factor`` times larger (multiplicative and salt-and-pepper levels are
+    relative and stay)."""
+    relative = ("multiplicative", "salt-and-pepper")
+    return {
+        name: values if name in relative else tuple(factor * v for v in values)
+        for name, values in levels.items()
+    }
+
+
+def levels_for(dataset: str, recipe: str, profile: str) -> dict[str, tuple[float, ...]]:
+    """Perturbation levels for a dataset as prepared by ``recipe``, at ``profile``.
+
+    The levels follow the scale of the data: the digits lie in [0, 1] (pixel standard
+    deviation about 0.4); ECG5000 and MNIST (default recipe) are standardised; the authors'
+    ordered pixel MNIST lies in [0, 1] and their permuted MNIST in 0..255 (levels ×255).
+    Adversarial budgets are per whole sequence (L2 over all M · p entries).
+    """
+    if dataset in ("digits", "digits-rows"):
+        family, factor = "pixels-64", 1.0
+    elif recipe == "authors":
+        family, factor = "pixels-784", 255.0 if dataset == "pmnist-pixels" else 1.0
+    elif dataset in ("ecg5000", "mnist-rows", "mnist-pixels", "pmnist-pixels"):
+        family, factor = "unit", 1.0
+    else:
+        raise ValueError(f"no perturbation levels for dataset {dataset!r}")
+    few, many = LEVEL_FAMILIES[family]
+    chosen = many if profile == "full" else few
+    if profile == "smoke":
+        chosen = {name: values[-1:] for name, values in chosen.items()}
+    return _scaled(chosen, factor)
+
+
+DEFAULT_DATASETS = {
+    "smoke": ("digits",),
+    "quick": ("ecg5000", "digits"),
+    "medium": ("mnist-pixels",),
+    "full": ("mnist-pixels", "pmnist-pixels", "ecg5000"),
+}
 
 
 @dataclass(frozen=True)
@@ -104,9 +147,8 @@ class Settings:
     Attributes:
         datasets: dataset names.
         variants: names in ``runs.VARIANTS``.
-        size: hidden size, epochs and seeds of the training runs.
-        levels: dataset -> perturbation -> levels (perturbations in ``PERTURBATION_ORDER``
-            order, a subset allowed).
+        size: hidden size, epochs, seeds and recipe of the training runs.
+        profile: the profile the levels come from.
         eval_samples: evaluate on a fixed random subset of this many test sequences (the
             same for every model); None: the whole test split.
         pgd_steps: PGD iterations (step 2.5 · level / steps, random start).
@@ -116,35 +158,58 @@ class Settings:
     datasets: tuple[str, ...]
     variants: tuple[str, ...] = tuple(runs.VARIANTS)
     size: runs.Size = runs.QUICK
-    levels: dict = field(default_factory=dict, hash=False)
+    profile: str = "quick"
     eval_samples: int | None = 1000
     pgd_steps: int = 10
     eval_seed: int = 0
 
     def levels_for(self, dataset: str) -> dict[str, tuple[float, ...]]:
-        chosen = self.levels.get(dataset)
-        if chosen is None:
-            raise ValueError(f"no perturbation levels for dataset {dataset!r}")
-        return {name: tuple(chosen[name]) for name in PERTURBATION_ORDER if name in chosen}
+        recipe = self.size.recipe if dataset in runs.AUTHORS_TUNING else "default"
+        levels = levels_for(dataset, recipe, self.profile)
+        return {name: levels[name] for name in PERTURBATION_ORDER if name in levels}
 
 
-def settings_for(mode: str, datasets: tuple[str, ...] | None = None) -> Settings:
-    """The quick or full experiment.
+PROFILES = {
+    # tiny: the tests
+    "smoke": Settings(
+        DEFAULT_DATASETS["smoke"],
+        variants=("lipschitz", "noisy-high"),
+        size=runs.SMOKE,
+        profile="smoke",
+        eval_samples=64,
+        pgd_steps=2,
+    ),
+    # ECG5000 and digits: hidden 32, 40 epochs, 3 seeds, 3 levels per perturbation.
+    "quick": Settings(DEFAULT_DATASETS["quick"], size=runs.QUICK, profile="quick"),
+    # Pixel MNIST, the authors' recipe, hidden 64, 10,000 training images, 16 epochs, 3
+    # seeds, 1000 test images; the explicit-regularizer variant is left out (its probe
+    # estimator costs about ten times a noisy step at 784 steps).
+    "medium": Settings(
+        DEFAULT_DATASETS["medium"],
+        variants=tuple(v for v in runs.VARIANTS if v != "explicit"),
+        size=runs.MEDIUM,
+        profile="medium",
+    ),
+    # The paper's size: ordered and permuted pixel MNIST (authors' recipe) and ECG5000,
+    # hidden 128, 100 epochs, 5 seeds, every variant, 5 levels, the whole test split.
+    "full": Settings(
+        DEFAULT_DATASETS["full"],
+        size=runs.FULL,
+        profile="full",
+        eval_samples=None,
+        pgd_steps=20,
+    ),
+}
 
-    quick: hidden 32, 40 epochs, seeds 0–2 (the explicit-regularizer model: seed 0 only),
-        3 levels per perturbation, 1000 test sequences, PGD 10 steps; ECG5000 and digits:
-        32 runs, about 10–12 minutes on 2 idle cores, most of it the 2 explicit runs.
-    full: hidden 128, 100 epochs, seeds 0–4, 5 levels, the whole test split, PGD 20 steps;
-        ECG5000, digits and pixel-by-pixel MNIST (for a bigger machine).
-    """
-    datasets = tuple(datasets or DEFAULT_DATASETS[mode])
-    unknown = [d for d in datasets if d not in LEVELS]
-    if unknown:
-        raise ValueError(f"no perturbation levels for datasets {unknown}; known: {sorted(LEVELS)}")
-    levels = {d: LEVELS[d][mode] for d in datasets}
-    if mode == "quick":
-        return Settings(datasets, size=runs.QUICK, levels=levels, eval_samples=1000, pgd_steps=10)
-    return Settings(datasets, size=runs.FULL, levels=levels, eval_samples=None, pgd_steps=20)
+
+def settings_for(profile: str, datasets: tuple[str, ...] | None = None) -> Settings:
+    """The experiment at ``profile``, optionally on other datasets."""
+    settings = PROFILES[profile]
+    if datasets:
+        settings = dataclasses.replace(settings, datasets=tuple(datasets))
+    for dataset in settings.datasets:
+        settings.levels_for(dataset)  # an unknown dataset raises here
+    return settings
 
 
 # ------------------------------------------------------------------------ evaluation task
@@ -174,11 +239,26 @@ class RobustnessTask:
             }
         )
 
+    def passes(self, config) -> tuple[int, int]:
+        """(sequences through a forward pass, through a forward and backward pass)."""
+        from nrnn import data
+
+        size = data.info(config.data.name, recipe=config.data.recipe).size("test")
+        samples = size if self.eval_samples is None else min(size, self.eval_samples)
+        forward, backward = 1, 0  # clean
+        for name, levels in self.levels:
+            forward += len(levels)
+            if name.startswith("fgsm-"):
+                backward += len(levels)
+            elif name.startswith("pgd-"):
+                backward += len(levels) * self.pgd_steps
+        return samples * forward, samples * backward
+
     def __call__(self, model, config, run_dir) -> dict:
         from nrnn import perturb
         from nrnn.train import evaluate
 
-        test, data_range = evaluation_data(config.data.name, self.eval_samples, self.eval_seed)
+        test, data_range = evaluation_data(config, self.eval_samples, self.eval_seed)
         result = {"clean": evaluate(model, test, self.batch_size)["accuracy"], "perturbations": {}}
         for name, levels in self.levels:
             entry = perturb.get(name)
@@ -200,24 +280,26 @@ class RobustnessTask:
         return result
 
 
-def evaluation_data(dataset: str, samples: int | None, seed: int):
+def evaluation_data(config, samples: int | None, seed: int):
     """The evaluation set and the data range for salt and pepper.
 
-    Returns (TensorDataset of the test split or a random subset of ``samples`` sequences
-    drawn with ``seed``, (min, max) of the training inputs).
+    Returns (TensorDataset of the test split of the config's dataset and recipe, or a
+    random subset of ``samples`` sequences drawn with ``seed``, (min, max) of the training
+    inputs).
     """
     import torch
     from torch.utils.data import TensorDataset
 
     from nrnn import data
 
-    test = data.load(dataset, "test")
+    dataset, recipe = config.data.name, config.data.recipe
+    test = data.load(dataset, "test", recipe=recipe)
     inputs, labels = test.tensors
     if samples is not None and samples < len(labels):
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(labels), generator=generator)[:samples].sort().values
         inputs, labels = inputs[chosen], labels[chosen]
-    train_inputs = data.load(dataset, "train").tensors[0]
+    train_inputs = data.load(dataset, "train", recipe=recipe).tensors[0]
     return TensorDataset(inputs, labels), (float(train_inputs.min()), float(train_inputs.max()))
 
 
@@ -227,53 +309,46 @@ def task_for(settings: Settings, dataset: str) -> RobustnessTask:
 
 
 # ------------------------------------------------------------------------------ compute
-def compute(
-    settings: Settings,
-    cache_root: str | Path,
-    *,
-    jobs: int = 1,
-    progress: bool = True,
-    log=None,
-) -> dict[str, dict]:
-    """Train (cached) and evaluate every run; return the summary per available dataset.
-
-    A dataset whose data package is missing is skipped with a message.
-    """
+def available_datasets(settings: Settings, log) -> list[str]:
+    """The settings' datasets whose data package is installed (others are skipped with a
+    message)."""
     from nrnn import data
 
-    log = log or (lambda message: print(message, file=sys.stderr))
     available = []
     for dataset in settings.datasets:
         try:
-            data.load(dataset, "test")
+            data.require(dataset)
         except data.MissingDataPackageError as error:
             log(f"robustness: skipping dataset {dataset!r}: {error}")
             continue
         available.append(dataset)
-
-    specs = runs.grid(available, settings.variants, settings.size)
-    tasks = {dataset: task_for(settings, dataset) for dataset in available}
-    outcomes = runs.ensure_runs(
-        specs,
-        cache_root,
-        jobs=jobs,
-        task=lambda spec: tasks[spec.dataset],
-        progress=progress,
-        description="robustness runs",
-        log=log,
-    )
-    return {
-        dataset: summarise(dataset, settings, [o for o in outcomes if o.spec.dataset == dataset])
-        for dataset in available
-    }
+    return available
 
 
-def summarise(dataset: str, settings: Settings, outcomes: list[runs.RunOutcome]) -> dict:
+def plan(settings: Settings, context: Context) -> list[tuple[list, object]]:
+    """The trained runs (and their evaluation task) of every dataset."""
+    return [
+        (runs.grid([dataset], settings.variants, settings.size), task_for(settings, dataset))
+        for dataset in available_datasets(settings, context.log)
+    ]
+
+
+def compute(settings: Settings, context: Context) -> dict[str, dict]:
+    """Train (or read from the store) and evaluate every run; the summary per dataset."""
+    summaries = {}
+    for specs, task in plan(settings, context):
+        dataset = specs[0].dataset
+        outcomes = context.ensure(specs, task, description=f"robustness runs ({dataset})")
+        summaries[dataset] = summarise(dataset, settings, outcomes)
+    return summaries
+
+
+def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> dict:
     """Aggregate the per-run results over seeds (the JSON written for a dataset)."""
     levels = settings.levels_for(dataset)
     variants, failed = [], []
     for variant in settings.variants:
-        mine = [o for o in outcomes if o.spec.variant == variant]
+        mine = [o for o in outcomes if o.spec.name == variant]
         done = [o for o in mine if o.result is not None]
         failed += [
             {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
@@ -312,8 +387,11 @@ def summarise(dataset: str, settings: Settings, outcomes: list[runs.RunOutcome])
         "figure": "robustness",
         "dataset": dataset,
         "settings": {
+            "profile": settings.profile,
+            "recipe": size.recipe if dataset in runs.AUTHORS_TUNING else "default",
             "hidden_dim": size.hidden_dim,
             "epochs": size.epochs,
+            "train_subset": size.train_subset,
             "seeds": sorted({o.spec.seed for o in outcomes}),
             "eval_samples": settings.eval_samples,
             "eval_sequences": _eval_sequences(dataset, settings),
@@ -507,7 +585,13 @@ def plot(summary: dict, stem: Path) -> list[Path]:
     return style.save(fig, stem)
 
 
-def write_index(summaries: dict[str, dict], out_dir: Path, command: str) -> Path:
+def index_name(profile: str) -> str:
+    """``robustness.md`` for the quick profile, ``robustness_<profile>.md`` otherwise (the
+    quick and medium profiles share the output directory, on different datasets)."""
+    return "robustness.md" if profile == "quick" else f"robustness_{profile}.md"
+
+
+def write_index(summaries: dict[str, dict], out_dir: Path, command: str, profile: str) -> Path:
     """``robustness.md``: every dataset's table, the figure and the command that made them."""
     parts = [
         "# Robustness to input perturbations",
@@ -527,21 +611,41 @@ def write_index(summaries: dict[str, dict], out_dir: Path, command: str) -> Path
             + ", ".join(summary["ranking"]),
             "",
         ]
-    path = Path(out_dir) / "robustness.md"
+    path = Path(out_dir) / index_name(profile)
     write_text_atomic(path, "\n".join(parts))
     return path
 
 
 # ----------------------------------------------------------------------------- registry
-def make(context: FigureContext) -> list[Path]:
-    """The figure module entry point: compute (cached) and write every file."""
-    settings = settings_for(context.mode, context.datasets)
-    summaries = compute(settings, context.cache_dir, jobs=context.jobs, progress=context.progress)
+def make(settings: Settings, context: Context) -> list[Path]:
+    """Compute (or read from the store) and write every file."""
+    summaries = compute(settings, context)
     paths = []
     for summary in summaries.values():
         paths += write(summary, context.out_dir)
-    command = "nrnn figures --only robustness" + (" --full" if context.mode == "full" else "")
+    command = f"nrnn figures --only robustness --profile {settings.profile}"
     if context.datasets:
         command += " --datasets " + ",".join(context.datasets)
-    paths.append(write_index(summaries, context.out_dir, command))
+    if context.backend_name != "local":
+        command += f" --backend {context.backend_name}"
+    paths.append(write_index(summaries, context.out_dir, command, settings.profile))
     return paths
+
+
+def _with_datasets(function):
+    """Apply the command line's ``--datasets`` to the profile's settings."""
+
+    def wrapped(settings: Settings, context: Context):
+        return function(settings_for(settings.profile, context.datasets), context)
+
+    return wrapped
+
+
+EXPERIMENT = Experiment(
+    name="robustness",
+    title=TITLE,
+    profiles=PROFILES,
+    run=_with_datasets(make),
+    plan=_with_datasets(plan),
+    claims=(9,),
+)

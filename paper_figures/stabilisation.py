@@ -39,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import FigureContext, style
+from nrnn.experiments import Context, Experiment
+
+from . import style
 
 TITLE = "Stochastic stabilisation: Lyapunov exponent vs multiplicative noise, theory vs Monte Carlo"
 
@@ -129,15 +131,6 @@ FULL = Settings(
     rnn_paths=128,
     curve_points=121,
 )
-
-
-def settings_for(mode: str) -> Settings:
-    """quick: 9 noise levels × 3 linear systems (128 paths, t = 40) and 7 × 2 RNN points
-    (64 paths, t = 30), dt = 0.01: about a minute on one core. full: 17 and 13 levels,
-    512 / 128 paths, t = 100 / 60."""
-    if mode not in ("quick", "full"):
-        raise ValueError(f"mode must be 'quick' or 'full', got {mode!r}")
-    return QUICK if mode == "quick" else FULL
 
 
 # ----------------------------------------------------------------------- linear systems
@@ -572,6 +565,26 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- registry
-def make(context: FigureContext, *, settings: Settings | None = None) -> list[Path]:
-    """The figure module entry point: simulate the sweeps and write every file."""
-    return write(compute(settings or settings_for(context.mode)), context.out_dir)
+def make(settings: Settings, context: Context) -> list[Path]:
+    """Simulate the sweeps and write every file."""
+    return write(compute(settings), context.out_dir)
+
+
+# Tiny sizes for the tests; the sweeps train nothing, so medium (the pixel-MNIST profile)
+# draws the quick figure.
+SMOKE = Settings(
+    systems=(SCALAR,),
+    sigmas=(0.0, 0.8, 1.5),
+    burn_in_time=0.5,
+    linear_time=10.0,
+    linear_paths=64,
+    rnn_sigmas=(0.0, 2.0),
+    rnn_brownian=("scalar",),
+    rnn_time=2.0,
+    rnn_paths=8,
+    curve_points=5,
+    seed=123,
+)
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": QUICK, "full": FULL}
+
+EXPERIMENT = Experiment(name="stabilisation", title=TITLE, profiles=PROFILES, run=make)

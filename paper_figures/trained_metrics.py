@@ -33,11 +33,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nrnn.verification.core import DEFAULT_REPORT_DIR, module_report_at
+from nrnn.experiments import PROFILES, Context, Experiment, load
+from nrnn.verification.core import module_report_at
 
-from . import FigureContext, style
+from . import style
 
-TITLE = "Trained models: Hessian trace, kappa, Jacobian product and input margin by objective"
+TITLE = (
+    "Trained models: Hessian trace, kappa, Lyapunov exponent, Jacobian product and input "
+    "margin by objective"
+)
 
 OBJECTIVE_ORDER = ("clean", "noise", "explicit")
 
@@ -49,6 +53,10 @@ METRIC_LABELS = {
     "kappa": (
         "contraction rate κ (claim 7)",
         r"$\kappa = \lambda_{\max}(\mathrm{sym}\,A) + \|W\|_2$ (per unit time)",
+    ),
+    "lyapunov": (
+        "Lyapunov exponent along data (claim 7)",
+        r"finite-time exponent $\frac{1}{T}\log\frac{|\delta h_T|}{|\delta h_0|}$, test mean",
     ),
     "phi_full": (
         "Jacobian product ‖Φ‖ (claim 7)",
@@ -414,10 +422,24 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- registry
-def make(context: FigureContext, *, report_dir: str | Path = DEFAULT_REPORT_DIR) -> list[Path]:
-    """The figure module entry point: read (or run) the verification, write every file.
-
-    ``context.datasets`` is not used: the datasets are those of the verification profile.
-    """
-    module_report = module_report_at("trained", context.mode, report_dir, usable=usable_report)
+def make(profile: str, context: Context) -> list[Path]:
+    """Read (or run) the verification module ``trained`` at ``profile``, write every file."""
+    module_report = module_report_at("trained", context, usable=usable_report)
     return write(summarise(module_report), context.out_dir)
+
+
+def _plan(profile: str, context: Context):
+    """The trained runs of the verification module this figure reads."""
+    experiment = load("verify", "trained")
+    if experiment.plan is None:
+        return []
+    return experiment.plan(experiment.sizes(profile), context)
+
+
+EXPERIMENT = Experiment(
+    name="trained_metrics",
+    title=TITLE,
+    profiles={profile: profile for profile in PROFILES},
+    run=make,
+    plan=_plan,
+)

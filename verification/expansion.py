@@ -58,12 +58,13 @@ from nrnn._generated.expansion import (
     q_term,
     r_term,
 )
+from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.noise import Noise, ReferenceNoise
 from nrnn.regularizer import explicit_regularizer
 
-from .core import Check, Module, timed
+from .core import Check, timed
 
 DTYPE = torch.float64
 FALSE_FAILURE = 1e-5  # per statistical check (Bonferroni within the check)
@@ -165,7 +166,22 @@ FULL = dataclasses.replace(
     ),
     gradient_paths=10000,
 )
-PROFILES = {"quick": QUICK, "full": FULL}
+# Tiny: one 2-unit quadrature case, one small Monte Carlo case, a coarse Δt sweep (tests).
+SMOKE = dataclasses.replace(
+    QUICK,
+    quadrature=(QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=1),),
+    monte_carlo=(
+        MonteCarloCase(dataset="digits", hidden=8, noise="diagonal", sequences=2, seed=11),
+    ),
+    monte_carlo_paths=300,
+    convergence_halvings=2,
+    convergence_fit_last=2,
+    convergence_rk4_steps=8,
+    gradient_cases=(),
+    gradient_monte_carlo=None,
+)
+# The expansion trains nothing: medium (the pixel-MNIST profile) runs the quick checks.
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": QUICK, "full": FULL}
 
 
 # ------------------------------------------------------------------------ helpers
@@ -756,10 +772,10 @@ def run(sizes: ExpansionSizes) -> list[Check]:
     return [timed(check, sizes) for check in checks]
 
 
-MODULE = Module(
+EXPERIMENT = Experiment(
     name="expansion",
-    description="small-noise expansion of the expected loss (claims 1-4)",
+    title="small-noise expansion of the expected loss (claims 1-4)",
     claims=(1, 2, 3, 4),
     profiles=PROFILES,
-    run=run,
+    run=lambda sizes, context: run(sizes),
 )

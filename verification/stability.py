@@ -33,9 +33,10 @@ import torch
 from scipy import integrate
 
 from nrnn import Noise, NoisyRNN, stability
+from nrnn.experiments import Experiment
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 
-from .core import Check, Module, timed
+from .core import Check, timed
 
 CLAIM = 5
 FALSE_FAILURE = 1e-3
@@ -766,11 +767,26 @@ def run(sizes: Sizes) -> list[Check]:
     return checks
 
 
-MODULE = Module(
+# Tiny sizes for the tests; the stability checks train nothing, so medium (the pixel-MNIST
+# profile) runs the quick ones.
+SMOKE = Sizes(
+    burn_in_time=0.2,
+    linear_paths=4,
+    linear_time=1.0,
+    moment_paths=500,
+    moment_time=0.05,
+    rnn_paths=4,
+    rnn_time=0.5,
+    rnn_models=1,
+    hidden_dim=3,
+)
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": QUICK, "full": FULL}
+
+EXPERIMENT = Experiment(
     name="stability",
-    description="stochastic stabilisation (5): measured Lyapunov exponents vs the a.s. bounds "
+    title="stochastic stabilisation (5): measured Lyapunov exponents vs the a.s. bounds "
     "and closed forms; the mean-square exponent apart",
     claims=(CLAIM,),
-    profiles={"quick": QUICK, "full": FULL},
-    run=run,
+    profiles=PROFILES,
+    run=lambda sizes, context: run(sizes),
 )

@@ -29,20 +29,25 @@ error, a one-sided paired t test in the claimed direction, the exact one-sided s
 and the effect size d_z = mean / sd of the differences (Cohen's d for paired data). A
 check passes when the mean difference has the claimed sign and the one-sided t test gives
 p < α = 0.05. Its ``false_failure`` is 1 − power of that test if the true effect were
-d_z = 1 (a large effect): with 3 seeds a failure is weak evidence against a claim.
+d_z = 1 (a large effect): 0.10 with the 10 seeds of the quick profile. Each effect is
+reported with its 95 % confidence interval (paired t).
 
-Trained runs are cached in ``<cache_dir>/<dataset>/<config hash>`` and reused by later
-invocations (finished runs are loaded, unfinished ones resumed).
+κ is only an upper bound on how fast trajectories separate; beside it the check measures
+the finite-time Lyapunov exponent along data: two trajectories driven by the same test
+sequence, noise off, renormalised every step (``nrnn.stability.lyapunov_exponent``), the
+mean over the test subset (claim 7, ``lyapunov``).
+
+Trained runs come from the shared store (``nrnn.store``) through the command's backend
+(local processes or Ray); the measurements are a task done in the training worker and
+stored beside the run, so a second invocation recomputes nothing.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,16 +55,12 @@ from scipy import stats
 
 from nrnn import data, metrics
 from nrnn.config import RunConfig, default_config, from_dict
-from nrnn.train import (
-    CheckpointError,
-    TrainingDivergedError,
-    default_run_dir,
-    finished_epochs,
-    load_model,
-    train,
-)
+from nrnn.experiments import Context, Experiment
+from nrnn.harness import RunOutcome, RunSpec
+from nrnn.store import hash_content
+from nrnn.train import read_metrics
 
-from .core import Check, Module
+from .core import Check
 
 ALPHA = 0.05
 """One-sided significance level of every paired test."""
@@ -100,7 +101,6 @@ class Sizes:
     hessian_probes: int = 32
     lanczos_iterations: int = 20
     eval_samples: int = 200
-    cache_dir: str = "runs/verification-trained"
 
 
 # Quick: digits read row by row (8 steps of 8 pixels) with the hyper-parameters of the
@@ -125,23 +125,38 @@ ECG5000_SMALL = DatasetPlan(
     objectives=("clean", "noise"),
 )
 
+TEN_SEEDS = tuple(range(10))
+# Quick: 10 seeds per comparison, so that P(false fail) at d_z = 1 is 0.10.
 QUICK = Sizes(
     datasets=(DIGITS_ROWS_SMALL, ECG5000_SMALL),
-    seeds=(0, 1, 2),
+    seeds=TEN_SEEDS,
     hessian_probes=32,
     hessian_samples=256,
     eval_samples=200,
 )
-# Full: the shipped configs (64 hidden units, 100 epochs) on both datasets, 5 seeds. The
+# Medium: the quick models with 20 seeds (P(false fail) at d_z = 1 below 0.01).
+MEDIUM = dataclasses.replace(QUICK, seeds=tuple(range(20)))
+# Full: the shipped configs (64 hidden units, 100 epochs) on both datasets, 20 seeds. The
 # explicit-regularizer runs dominate: about 20 s per epoch on one core, ~35 min per run.
 FULL = Sizes(
     datasets=(DatasetPlan("digits"), DatasetPlan("ecg5000")),
-    seeds=(0, 1, 2, 3, 4),
+    seeds=tuple(range(20)),
     hessian_probes=64,
     hessian_samples=500,
     lanczos_iterations=30,
     eval_samples=500,
 )
+# Tiny, for the tests: digits row by row, 8 hidden units, 1 epoch, 2 seeds, tiny subsets.
+SMOKE = Sizes(
+    datasets=(DatasetPlan("digits-rows", {"model": {"hidden_dim": 8}, "train": {"epochs": 1}}),),
+    seeds=(0, 1),
+    objectives=("clean", "noise"),
+    hessian_samples=24,
+    hessian_probes=3,
+    lanczos_iterations=3,
+    eval_samples=12,
+)
+PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": MEDIUM, "full": FULL}
 
 
 # -------------------------------------------------------------------------- training
@@ -155,51 +170,53 @@ def run_config(plan: DatasetPlan, seed: int, objective: str, noise_level: float)
     return config.validate()
 
 
-def trained_model(config: RunConfig, cache_dir: Path):
-    """Train ``config`` or reuse its cached run; returns (model, run_dir, info dict).
-
-    The run directory is ``cache_dir/<dataset>/<config hash>`` (the hash leaves out the
-    epoch count). A finished run is loaded, a shorter or interrupted one resumed (exactly:
-    training re-seeds every epoch); one trained for more epochs than asked is left alone
-    and the run goes to ``<hash>-<epochs>ep`` instead.
-    """
-    run_dir = default_run_dir(config, cache_dir)
-    done = finished_epochs(run_dir)
-    if done > config.train.epochs:
-        run_dir = run_dir.with_name(f"{run_dir.name}-{config.train.epochs}ep")
-        done = finished_epochs(run_dir)
-    started = time.perf_counter()
-    reused = done == config.train.epochs
-    if not reused:
-        train(config, run_dir, resume=done > 0, progress=False)
-    model, _ = load_model(run_dir)
-    history = [
-        json.loads(line)
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    info = {
-        "run_dir": str(run_dir),
-        "reused": reused,
-        "resumed_from_epoch": done if not reused and done else 0,
-        "seconds_now": time.perf_counter() - started,
-        "training_seconds": sum(record["seconds"] for record in history),
-        "final": history[-1] if history else {},
-    }
-    return model, run_dir, info
-
-
 # ------------------------------------------------------------------------- measuring
-def fixed_subset(name: str, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` sequences of a split drawn without replacement with ``SUBSET_SEED``:
-    (x (size, M, p), y (size,)); the whole split if it is smaller."""
-    inputs, labels = data.load(name, split).tensors
+@dataclass(frozen=True)
+class MeasureTask:
+    """Every metric of a trained model (:func:`measure`), done in the training worker and
+    stored beside the run (an ``nrnn.harness.RunTask``)."""
+
+    hessian_samples: int
+    hessian_probes: int
+    lanczos_iterations: int
+    eval_samples: int
+    name: str = "trained-metrics"
+
+    @classmethod
+    def for_sizes(cls, sizes: Sizes) -> MeasureTask:
+        return cls(
+            sizes.hessian_samples,
+            sizes.hessian_probes,
+            sizes.lanczos_iterations,
+            sizes.eval_samples,
+        )
+
+    def key(self) -> str:
+        return hash_content({"version": 2, **dataclasses.asdict(self)}, length=12)
+
+    def passes(self, config: RunConfig) -> tuple[int, int]:
+        """(forward, forward-and-backward) sequence passes, roughly: Hessian-vector products
+        count as two backward passes; margins as a 10-step attack and bisection."""
+        hessian = self.hessian_samples * 2 * (self.hessian_probes + self.lanczos_iterations)
+        evaluation = self.eval_samples * 40
+        return self.eval_samples * 4, hessian + evaluation
+
+    def __call__(self, model, config: RunConfig, run_dir) -> dict:
+        train_batch = fixed_subset(config, "train", self.hessian_samples)
+        test_batch = fixed_subset(config, "test", self.eval_samples)
+        return measure(model, train_batch, test_batch, self, config.train.seed)
+
+
+def fixed_subset(config: RunConfig, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` sequences of a split of the config's dataset drawn without replacement with
+    ``SUBSET_SEED``: (x (size, M, p), y (size,)); the whole split if it is smaller."""
+    inputs, labels = data.load(config.data.name, split, recipe=config.data.recipe).tensors
     generator = torch.Generator().manual_seed(SUBSET_SEED)
     chosen = torch.randperm(len(labels), generator=generator)[: min(size, len(labels))]
     return inputs[chosen], labels[chosen]
 
 
-def measure(model, train_batch, test_batch, sizes: Sizes, seed: int) -> dict[str, float]:
+def measure(model, train_batch, test_batch, sizes: MeasureTask, seed: int) -> dict[str, float]:
     """Every metric of one trained model (noise off), as plain floats."""
     from nrnn.stability import contraction_rate
 
@@ -222,6 +239,7 @@ def measure(model, train_batch, test_batch, sizes: Sizes, seed: int) -> dict[str
         "top_eigenvalue_residual": top.residual,
         "train_loss": train_loss,
         "kappa": float(contraction_rate(model).detach()),
+        "lyapunov": data_lyapunov_exponent(model, x_test, seed),
         "phi_full": products.mean_full,
         "phi_mean_over_steps": products.mean_over_steps,
         "io_jacobian": float(metrics.input_output_jacobian_norm(model, x_test).mean()),
@@ -231,6 +249,17 @@ def measure(model, train_batch, test_batch, sizes: Sizes, seed: int) -> dict[str
         "margin_first_order": float(first_order.estimate.mean()),
         "test_accuracy": float(margins.correct.float().mean()),
     }
+
+
+def data_lyapunov_exponent(model, x: torch.Tensor, seed: int) -> float:
+    """Finite-time Lyapunov exponent along data, noise off: for every sequence of ``x``
+    (paths, M, p), two trajectories driven by it from nearby starts, renormalised every
+    step; the mean over sequences of (1/T) log growth, T = M Δt."""
+    from nrnn.stability import lyapunov_exponent
+
+    quiet = torch.zeros(x.shape[0], x.shape[1], model.noise_dim, dtype=torch.float64)
+    estimate = lyapunov_exponent(model, x, paths=x.shape[0], seed=seed, xi=quiet)
+    return float(estimate.exponent)
 
 
 # ---------------------------------------------------------------------------- tests
@@ -256,6 +285,7 @@ def paired_test(baseline: list[float], treated: list[float], claimed: str) -> di
     sign = -1.0 if claimed == "less" else 1.0
     t_value = mean / se if se and math.isfinite(se) else math.nan
     p_t = float(stats.t.sf(sign * t_value, n - 1)) if math.isfinite(t_value) else math.nan
+    half_width = float(stats.t.ppf(0.975, n - 1)) * se if n > 1 else math.nan
     agreeing = int((sign * differences > 0).sum())
     nonzero = int((differences != 0).sum())
     p_sign = float(stats.binom.sf(agreeing - 1, nonzero, 0.5)) if nonzero else math.nan
@@ -265,6 +295,7 @@ def paired_test(baseline: list[float], treated: list[float], claimed: str) -> di
         "treated_mean": float(torch.tensor(treated, dtype=torch.float64).mean()),
         "mean_difference": mean,
         "se_difference": se,
+        "ci95_difference": [mean - half_width, mean + half_width],
         "t": t_value,
         "p_t_one_sided": p_t,
         "p_sign_one_sided": p_sign,
@@ -316,6 +347,12 @@ METRICS = (
     Metric(7, "kappa", "less", "contraction rate κ = λ_max(sym A) + ‖W‖₂"),
     Metric(
         7,
+        "lyapunov",
+        "less",
+        "finite-time Lyapunov exponent along test sequences (noise off), mean over the subset",
+    ),
+    Metric(
+        7,
         "phi_full",
         "less",
         "‖∂h_M/∂h_0‖₂ averaged over the test subset",
@@ -361,6 +398,7 @@ def _comparison_check(
             treated: test["treated_mean"],
             "mean_diff": test["mean_difference"],
             "se_diff": test["se_difference"],
+            "ci95_diff": test["ci95_difference"],
             "p_t": test["p_t_one_sided"],
             "p_sign": test["p_sign_one_sided"],
             "d_z": test["cohen_dz"],
@@ -414,40 +452,63 @@ def _failure_check(dataset: str, treated: str, seeds, error: str, seconds: float
     )
 
 
-def _dataset_checks(plan: DatasetPlan, sizes: Sizes, log: Callable[[str], None]) -> list[Check]:
-    """Train (or reuse) every model of one dataset, measure them and compare."""
-    cache_dir = Path(sizes.cache_dir)
-    train_batch = fixed_subset(plan.name, "train", sizes.hessian_samples)
-    test_batch = fixed_subset(plan.name, "test", sizes.eval_samples)
-    objectives = plan.objectives or sizes.objectives
-    results, runs, errors, cost, configs = {}, {}, {}, {}, {}
-    for objective in objectives:
-        for seed in sizes.seeds:
-            started = time.perf_counter()
-            config = run_config(plan, seed, objective, sizes.noise_level)
-            try:
-                model, run_dir, info = trained_model(config, cache_dir)
-            except (TrainingDivergedError, CheckpointError, ImportError) as error:
-                errors.setdefault(objective, []).append(f"seed {seed}: {error}")
-                continue
-            trained = time.perf_counter()
-            results[(objective, seed)] = measure(model, train_batch, test_batch, sizes, seed)
-            info["measure_seconds"] = time.perf_counter() - trained
-            info["config_hash"] = config.identity_hash()
-            info["final"] = {
-                key: value
-                for key, value in info["final"].items()
-                if key.endswith(("accuracy", "loss", "objective"))
-            }
-            runs[(objective, seed)] = info
-            configs.setdefault(objective, config.to_dict())
-            cost[(objective, seed)] = time.perf_counter() - started
-            log(
-                f"  {plan.name} {objective} seed {seed}: "
-                f"{'cached' if info['reused'] else 'trained'} in {info['seconds_now']:.0f} s, "
-                f"measured in {info['measure_seconds']:.0f} s, "
-                f"test accuracy {results[(objective, seed)]['test_accuracy']:.3f}"
+def plan(sizes: Sizes, context: Context | None = None) -> list[tuple[list[RunSpec], MeasureTask]]:
+    """The trained runs of every dataset (each objective × seed) and their measuring task."""
+    for dataset in sizes.datasets:
+        if "clean" not in (dataset.objectives or sizes.objectives):
+            raise ValueError(
+                f"{dataset.name}: the objectives must include 'clean', the baseline of every test"
             )
+    task = MeasureTask.for_sizes(sizes)
+    return [
+        (
+            [
+                RunSpec(objective, run_config(dataset, seed, objective, sizes.noise_level))
+                for objective in (dataset.objectives or sizes.objectives)
+                for seed in sizes.seeds
+            ],
+            task,
+        )
+        for dataset in sizes.datasets
+    ]
+
+
+def _dataset_checks(
+    dataset: str, sizes: Sizes, outcomes: list[RunOutcome], log: Callable[[str], None]
+) -> list[Check]:
+    """Compare the measured models of one dataset."""
+    results, runs, errors, cost, configs = {}, {}, {}, {}, {}
+    objectives = list(dict.fromkeys(outcome.spec.name for outcome in outcomes))
+    for outcome in outcomes:
+        objective, seed, config = outcome.spec.name, outcome.spec.seed, outcome.spec.config
+        if outcome.status == "failed":
+            errors.setdefault(objective, []).append(
+                f"seed {seed}: {outcome.message.splitlines()[0]}"
+            )
+            continue
+        history = read_metrics(outcome.run_dir)
+        results[(objective, seed)] = outcome.result
+        runs[(objective, seed)] = {
+            "run_dir": str(outcome.run_dir),
+            "status": outcome.status,
+            "store_key": outcome.run_dir.name,
+            "training_seconds": sum(record["seconds"] for record in history),
+            "final": {
+                key: value
+                for key, value in (history[-1] if history else {}).items()
+                if key.endswith(("accuracy", "loss", "objective"))
+            },
+        }
+        configs.setdefault(objective, config.to_dict())
+        cost[(objective, seed)] = outcome.seconds
+    log(
+        f"  {dataset}: {len(results)} models measured ("
+        + ", ".join(
+            f"{sum(1 for o in outcomes if o.status == status)} {status}"
+            for status in ("trained", "stored", "failed")
+        )
+        + ")"
+    )
     checks = []
     for treated in (o for o in objectives if o != "clean"):
         seeds = [s for s in sizes.seeds if ("clean", s) in results and (treated, s) in results]
@@ -455,37 +516,33 @@ def _dataset_checks(plan: DatasetPlan, sizes: Sizes, log: Callable[[str], None])
         missing = [f"{o}: {e}" for o in ("clean", treated) for e in errors.get(o, [])]
         if missing:
             checks.append(
-                _failure_check(plan.name, treated, sizes.seeds, "; ".join(missing), seconds)
+                _failure_check(dataset, treated, sizes.seeds, "; ".join(missing), seconds)
             )
         if len(seeds) < 2:
             continue
         for metric in METRICS:
             checks.append(
-                _comparison_check(
-                    metric, plan.name, treated, seeds, results, runs, configs, seconds
-                )
+                _comparison_check(metric, dataset, treated, seeds, results, runs, configs, seconds)
             )
     return checks
 
 
-def run(sizes: Sizes, log: Callable[[str], None] = print) -> list[Check]:
-    """Every check of claims 6–8 at ``sizes``."""
-    for plan in sizes.datasets:
-        if "clean" not in (plan.objectives or sizes.objectives):
-            raise ValueError(
-                f"{plan.name}: the objectives must include 'clean', the baseline of every test"
-            )
+def run(sizes: Sizes, context: Context) -> list[Check]:
+    """Every check of claims 6–8 at ``sizes``: train (or read) and measure, then compare."""
     checks = []
-    for plan in sizes.datasets:
-        checks.extend(_dataset_checks(plan, sizes, log))
+    for specs, task in plan(sizes, context):
+        dataset = specs[0].dataset
+        outcomes = context.ensure(specs, task, description=f"trained models ({dataset})")
+        checks.extend(_dataset_checks(dataset, sizes, outcomes, context.log))
     return checks
 
 
-MODULE = Module(
+EXPERIMENT = Experiment(
     name="trained",
-    description="trained models: flat minima (6), stable dynamics (7), margins (8) — "
+    title="trained models: flat minima (6), stable dynamics (7), margins (8) — "
     "noise / explicit regularizer vs deterministic training, paired over seeds",
     claims=(6, 7, 8),
-    profiles={"quick": QUICK, "full": FULL},
+    profiles=PROFILES,
     run=run,
+    plan=plan,
 )

@@ -1,0 +1,144 @@
+"""Estimated cost of trained runs, from measured seconds per training step.
+
+:class:`Timings` measures, once per shape of work, the seconds of one optimiser step and
+of one forward pass per sequence on this machine with one torch thread (the way the
+harness trains), and caches them in a JSON file (written atomically). A training step costs
+time linear in the sequence length M, so long sequences are measured on their first
+``PROBE_STEPS`` steps and scaled; everything else (batch, hidden size, objective, noise,
+cell) is measured as configured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .files import write_json_atomic
+from .store import hash_content
+
+PROBE_STEPS = 64
+"""Sequence steps timed per training step (the time is scaled linearly to M)."""
+PROBE_STEPS_EXACT = 8
+"""The same for the explicit objective with the exact method (O(M d³) per sequence)."""
+
+
+def _shape(config: RunConfig) -> dict[str, Any]:
+    """Everything that sets the cost of a step, not its numbers."""
+    content = config.to_dict()
+    for section in ("optim",):
+        content.pop(section)
+    content["train"] = {
+        key: value
+        for key, value in content["train"].items()
+        if key in ("objective", "regularizer_method", "probes", "threads", "device")
+    }
+    content["data"] = {
+        key: content["data"][key] for key in ("name", "batch_size", "eval_batch_size")
+    }
+    return content
+
+
+class Timings:
+    """Measured seconds per training step and per forward sequence, cached in ``path``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._cache: dict[str, dict] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._cache = {}
+
+    def measure(self, config: RunConfig) -> dict[str, float]:
+        """{"step": seconds per training step at the config's batch size and full M,
+        "forward": seconds per sequence of an evaluation forward pass}."""
+        import torch
+
+        key = hash_content(
+            {"shape": _shape(config), "torch": torch.__version__, "machine": platform.node()}
+        )
+        if key not in self._cache:
+            self._cache[key] = _measure(config)
+            write_json_atomic(self.path, self._cache)
+        return self._cache[key]
+
+    def training_seconds(self, config: RunConfig, epochs: int) -> float:
+        """Estimated seconds of ``epochs`` epochs: training steps plus per-epoch evaluation."""
+        from . import data
+
+        measured = self.measure(config)
+        info = data.info(config.data.name, recipe=config.data.recipe)
+        train_size = _subset(info.size("train"), config.data.train_subset)
+        eval_size = sum(
+            _subset(info.size(split), config.data.eval_subset)
+            for split in ("valid", "test")
+            if split in info.splits
+        )
+        steps = math.ceil(train_size / config.data.batch_size)
+        return epochs * (steps * measured["step"] + eval_size * measured["forward"])
+
+    def task_seconds(self, config: RunConfig, task: Any) -> float:
+        """Estimated seconds of a task from its ``passes(config)``: a forward pass per
+        sequence at the measured rate, a forward and backward pass at the rate of a
+        training step per sequence."""
+        measured = self.measure(config)
+        forward, backward = task.passes(config)
+        return forward * measured["forward"] + backward * measured["step"] / config.data.batch_size
+
+
+def _subset(size: int, subset: int) -> int:
+    return min(size, subset) if subset > 0 else size
+
+
+def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
+    """Time training steps and an evaluation forward pass of ``config``'s model."""
+    import torch
+
+    from . import data
+    from .train import build_model, objective_loss
+
+    info = data.info(config.data.name, recipe=config.data.recipe)
+    exact = config.train.objective == "explicit" and config.train.regularizer_method == "exact"
+    probe_steps = min(info.seq_len, PROBE_STEPS_EXACT if exact else PROBE_STEPS)
+    scale = info.seq_len / probe_steps
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, config.train.threads))
+    try:
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        model = build_model(config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        batch = config.data.batch_size
+        x = torch.randn(batch, probe_steps, info.input_dim)
+        y = torch.randint(0, info.num_classes, (batch,))
+        seconds = []
+        for repeat in range(repeats + 1):
+            started = time.perf_counter()
+            loss = objective_loss(
+                model,
+                x,
+                y,
+                config.train.objective,
+                regularizer_method=config.train.regularizer_method,
+                probes=config.train.probes,
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if repeat:  # the first step warms up
+                seconds.append(time.perf_counter() - started)
+        model.eval()
+        eval_batch = min(config.data.eval_batch_size, 256)
+        x_eval = torch.randn(eval_batch, probe_steps, info.input_dim)
+        with torch.no_grad():
+            started = time.perf_counter()
+            model(x_eval)
+            forward = (time.perf_counter() - started) / eval_batch
+        torch.random.set_rng_state(generator_state)
+    finally:
+        torch.set_num_threads(threads)
+    return {"step": min(seconds) * scale, "forward": forward * scale}

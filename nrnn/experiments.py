@@ -1,0 +1,271 @@
+"""One registry of experiments, one set of profiles, one set of command-line flags.
+
+Every verification module, figure and benchmark is an :class:`Experiment` in
+:data:`REGISTRY` (by group: ``verify``, ``figures``, ``bench``), with sizes for each of the
+named :data:`PROFILES`:
+
+=========  ==========================================================================
+smoke      tiny sizes, seconds: what the tests run
+quick      the default: minutes on 2 CPU cores (``make reproduce``)
+medium     the paper's pixel-MNIST task at a size 2 cores finish in about two hours
+full       the paper's sizes, for a cluster or a GPU
+=========  ==========================================================================
+
+An experiment that needs trained models lists them with ``plan(sizes, context)``; its
+``run(sizes, context)`` asks the :class:`Context` for them (``context.ensure``), so all
+experiments share one store of trained runs and one way to execute them (``--backend
+local`` processes or ``--backend ray``). ``nrnn verify|figures|bench`` all take the same
+flags (:func:`add_common_arguments`): ``--profile``, ``--backend``, ``--address``,
+``--store``, ``--jobs``, ``--plan``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .harness import PlanRow, RunOutcome, RunSpec, TaskChoice, ensure_runs, format_plan, plan
+from .store import RunStore
+
+PROFILES: tuple[str, ...] = ("smoke", "quick", "medium", "full")
+DEFAULT_PROFILE = "quick"
+DEFAULT_STORE = Path(".cache") / "runs"
+
+REGISTRY: dict[str, dict[str, str]] = {
+    "verify": {
+        "expansion": "nrnn.verification.expansion",
+        "stability": "nrnn.verification.stability",
+        "trained": "nrnn.verification.trained",
+    },
+    "figures": {
+        "expansion": "nrnn.figures.expansion",
+        "trained_metrics": "nrnn.figures.trained_metrics",
+        "stabilisation": "nrnn.figures.stabilisation",
+        "robustness": "nrnn.figures.robustness",
+    },
+    "bench": {
+        "model_speed": "nrnn.benchmarks.model_speed",
+        "regularizer_speed": "nrnn.benchmarks.regularizer_speed",
+    },
+}
+"""group -> experiment name -> module defining ``EXPERIMENT`` (imported on demand)."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its sizes per profile, what it trains, and how it runs.
+
+    Attributes:
+        name: unique within its group.
+        title: one line, shown by ``--list``.
+        profiles: profile name -> sizes (any object the experiment's functions accept); every
+            name of :data:`PROFILES` must be present (a profile may reuse another's sizes).
+        run: ``run(sizes, context)``, the experiment; what it returns depends on the group
+            (verification: a list of checks; figures: written paths; benchmarks: a result).
+        plan: ``plan(sizes, context) -> [(specs, task), ...]``, the trained runs it needs
+            (None: it trains nothing).
+        claims: the paper's claims it tests (verification).
+        parts: named parts that can be run alone (benchmarks; ``context.parts`` chooses).
+    """
+
+    name: str
+    title: str
+    profiles: Mapping[str, Any]
+    run: Callable[[Any, Context], Any]
+    plan: Callable[[Any, Context], list[tuple[list[RunSpec], TaskChoice]]] | None = None
+    claims: tuple[int, ...] = ()
+    parts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        missing = [name for name in PROFILES if name not in self.profiles]
+        if missing:
+            raise ValueError(f"experiment {self.name!r} lacks profiles {missing}")
+
+    def sizes(self, profile: str) -> Any:
+        if profile not in self.profiles:
+            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+        return self.profiles[profile]
+
+
+def load(group: str, name: str) -> Experiment:
+    """The experiment ``name`` of ``group`` (its module is imported now)."""
+    if group not in REGISTRY:
+        raise ValueError(f"unknown group {group!r}; expected one of {list(REGISTRY)}")
+    if name not in REGISTRY[group]:
+        raise ValueError(
+            f"unknown {group} experiment {name!r}; expected one of {', '.join(REGISTRY[group])}"
+        )
+    return importlib.import_module(REGISTRY[group][name]).EXPERIMENT
+
+
+@dataclass
+class Context:
+    """What every experiment receives: the profile and where and how runs execute.
+
+    Attributes:
+        profile: one of :data:`PROFILES`.
+        store: the store of trained runs.
+        backend: executes runs (``nrnn.backends``), made on first use from ``backend_name``.
+        jobs: parallel workers (local processes, or CPUs of a local Ray instance).
+        out_dir: where the group writes its files.
+        report_dir: the verification report's directory (figures read it).
+        progress: show progress bars.
+        datasets: datasets chosen on the command line (None: each experiment's default).
+        threads_per_run: torch threads of every training run (enters the store key).
+        parts: the parts of the experiment to run (None: all; benchmarks).
+    """
+
+    profile: str = DEFAULT_PROFILE
+    store: RunStore = field(default_factory=lambda: RunStore(DEFAULT_STORE))
+    backend_name: str = "local"
+    address: str | None = None
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    out_dir: Path = Path(".")
+    report_dir: Path = Path("verification")
+    progress: bool = True
+    datasets: tuple[str, ...] | None = None
+    threads_per_run: int = 1
+    parts: tuple[str, ...] | None = None
+    log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
+    _backend: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ValueError(f"jobs must be a positive integer, got {self.jobs!r}")
+        self.out_dir = Path(self.out_dir)
+        self.report_dir = Path(self.report_dir)
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            from .backends import make_backend
+
+            self._backend = make_backend(self.backend_name, jobs=self.jobs, address=self.address)
+        return self._backend
+
+    def ensure(
+        self, specs: Sequence[RunSpec], task: TaskChoice = None, description: str = "runs"
+    ) -> list[RunOutcome]:
+        """Train (or read from the store) every run and do its task; outcomes in order."""
+        return ensure_runs(
+            specs,
+            self.store,
+            self.backend,
+            task=task,
+            threads_per_run=self.threads_per_run,
+            progress=self.progress,
+            description=description,
+            log=self.log,
+        )
+
+    def plan_rows(self, specs: Sequence[RunSpec], task: TaskChoice = None) -> list[PlanRow]:
+        return plan(specs, self.store, task=task, threads_per_run=self.threads_per_run)
+
+
+# ---------------------------------------------------------------------- command line
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every experiment command takes."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="sizes: smoke (tests), quick (default; minutes on 2 cores), medium (pixel "
+        "MNIST, ~2 h on 2 cores), full (the paper's sizes)",
+    )
+    size.add_argument(
+        "--quick",
+        dest="profile",
+        action="store_const",
+        const="quick",
+        help="same as --profile quick",
+    )
+    size.add_argument(
+        "--full", dest="profile", action="store_const", const="full", help="same as --profile full"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where trained runs execute: local processes (default) or Ray",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: 'auto' or HOST:PORT of a running cluster "
+        "(default: start a local Ray instance and shut it down at the end)",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=DEFAULT_STORE,
+        help=f"directory of the store of trained runs (default {DEFAULT_STORE}; "
+        "on a cluster, a path every node sees)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel training runs (default: all cores)",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="list every run, whether it is stored, and its estimated cost; run nothing",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+
+
+def context_from_arguments(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, **extra: Any
+) -> Context:
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.address is not None and args.backend != "ray":
+        parser.error("--address needs --backend ray")
+    return Context(
+        profile=args.profile or DEFAULT_PROFILE,
+        store=RunStore(args.store),
+        backend_name=args.backend,
+        address=args.address,
+        jobs=args.jobs,
+        progress=args.progress,
+        **extra,
+    )
+
+
+def print_list(group: str) -> None:
+    for name in REGISTRY[group]:
+        print(f"{name:18s} {load(group, name).title}")
+
+
+def print_plan(group: str, names: Sequence[str], context: Context) -> int:
+    """``--plan``: every run the chosen experiments need, with state and estimated cost."""
+    rows: list[PlanRow] = []
+    for name in names:
+        experiment = load(group, name)
+        if experiment.plan is None:
+            continue
+        for specs, task in experiment.plan(experiment.sizes(context.profile), context):
+            rows.extend(context.plan_rows(specs, task))
+    workers = context.jobs
+    title = (
+        f"nrnn {group} --profile {context.profile}: {', '.join(names)} "
+        f"(backend {context.backend_name}, store {context.store.root})"
+    )
+    if not rows:
+        print(f"{title}\nno trained runs needed")
+        return 0
+    print(format_plan(rows, workers, title))
+    return 0

@@ -1,0 +1,171 @@
+"""The experiment harness: the store of trained runs, running on the local backend (resume,
+reuse, failures, the same numbers whatever --jobs), the plan and its cost estimates."""
+
+import json
+
+import pytest
+import torch
+
+import nrnn.store as store_module
+import nrnn.train as training
+from nrnn.backends import LocalBackend, make_backend
+from nrnn.cost import Timings
+from nrnn.figures import runs
+from nrnn.harness import EvaluationTask, RunSpec, ensure_runs, format_plan, plan, with_threads
+from nrnn.store import RunStore
+
+DATASET = "digits-rows"
+
+
+def tiny_specs(epochs: int = 2, seeds=(0,), variants=("lipschitz",)) -> list[RunSpec]:
+    size = runs.Size(hidden_dim=8, epochs=epochs, seeds=seeds, train_subset=256, eval_subset=64)
+    return runs.grid([DATASET], variants, size)
+
+
+ACCURACY = EvaluationTask(subset=64)
+"""A cheap deterministic task: the accuracy of the trained model on 64 test sequences."""
+
+
+# --------------------------------------------------------------------------- store
+def test_store_key_covers_the_whole_config_and_the_code_version(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    (spec,) = tiny_specs()
+    key = store.key(spec.config)
+    assert store.run_dir(spec.config) == tmp_path / DATASET / key
+    for section, name, value in (
+        ("train", "epochs", 3),
+        ("train", "threads", 2),
+        ("train", "seed", 1),
+        ("optim", "lr", 0.5),
+        ("data", "recipe", "authors"),
+        ("noise", "additive", 0.3),
+    ):
+        copy = _with(spec.config, section, name, value)
+        assert store.key(copy) != key, f"{section}.{name} must change the key"
+    assert store.key(_with(spec.config, "train", "epochs", 2)) == key  # same value
+    monkeypatch.setattr(store_module, "CODE_VERSION", store_module.CODE_VERSION + 1)
+    assert store.key(spec.config) != key
+
+
+def _with(config, section, name, value):
+    from nrnn.config import from_dict
+
+    copy = from_dict(config.to_dict())
+    setattr(getattr(copy, section), name, value)
+    return copy
+
+
+# ----------------------------------------------------------------------- execution
+def test_ensure_runs_resumes_a_partial_run_and_then_reuses_it(tmp_path):
+    store = RunStore(tmp_path)
+    (spec,) = tiny_specs(epochs=2)
+    spec = with_threads(spec, 1)
+    run_dir = store.run_dir(spec.config)
+    # The same run interrupted after epoch 1 of 2: its checkpoint holds epoch 1.
+    interrupted = _with(spec.config, "train", "epochs", 1)
+    training.train(interrupted, run_dir, progress=False)
+    epoch_one = (run_dir / "metrics.jsonl").read_text().splitlines()[0]
+
+    backend = LocalBackend(1)
+    (outcome,) = ensure_runs([spec], store, backend, task=ACCURACY, progress=False)
+    assert outcome.status == "trained" and store.is_finished(spec.config)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and lines[0] == epoch_one  # resumed, epoch 1 not redone
+    events = training.read_events(run_dir)
+    assert [(e["event"], e["from_epoch"]) for e in events] == [("start", 0), ("resume", 1)]
+    assert outcome.result == ACCURACY(training.load_model(run_dir)[0], spec.config, run_dir)
+    assert json.loads((run_dir / "labels.json").read_text()) == [spec.label]
+
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    (again,) = ensure_runs([spec], store, backend, task=ACCURACY, progress=False)
+    assert again.status == "stored" and again.task_cached and again.result == outcome.result
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamps
+
+
+def test_a_failed_run_is_reported_not_raised(tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise training.TrainingDivergedError("loss is nan at epoch 1, batch 1 of 2")
+
+    monkeypatch.setattr(training, "train", diverge)
+    messages = []
+    (outcome,) = ensure_runs(
+        tiny_specs(), RunStore(tmp_path), LocalBackend(1), progress=False, log=messages.append
+    )
+    assert outcome.status == "failed" and "TrainingDivergedError" in outcome.message
+    assert any("failed" in message for message in messages)
+
+
+def test_the_same_numbers_whatever_the_number_of_workers(tmp_path):
+    """Every run trains on one thread, so --jobs changes where runs execute, not their
+    numbers: bitwise equal parameters and task results with 1 and 2 worker processes."""
+    specs = tiny_specs(epochs=2, seeds=(0, 1), variants=("lipschitz", "noisy-high"))
+    serial_store, parallel_store = RunStore(tmp_path / "serial"), RunStore(tmp_path / "parallel")
+    serial = ensure_runs(specs, serial_store, LocalBackend(1), task=ACCURACY, progress=False)
+    parallel = ensure_runs(specs, parallel_store, LocalBackend(2), task=ACCURACY, progress=False)
+    assert [o.status for o in parallel] == ["trained"] * len(specs)
+    for one, two in zip(serial, parallel, strict=True):
+        assert one.result == two.result
+        assert one.run_dir.name == two.run_dir.name  # the same store key
+        first = training.load_model(one.run_dir)[0].state_dict()
+        second = training.load_model(two.run_dir)[0].state_dict()
+        assert all(torch.equal(first[name], second[name]) for name in first)
+    pids = {training.read_events(o.run_dir)[0]["pid"] for o in parallel}
+    assert len(pids) >= 2  # really trained in separate worker processes
+
+
+def test_backend_choice_is_checked():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        make_backend("slurm", jobs=1)
+    with pytest.raises(ValueError, match="--address is for --backend ray"):
+        make_backend("local", jobs=1, address="auto")
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        LocalBackend(0)
+
+
+# ----------------------------------------------------------------------------- plan
+def test_plan_states_and_estimates(tmp_path):
+    store = RunStore(tmp_path)
+    specs = tiny_specs(epochs=2, seeds=(0, 1, 2))
+    timings = Timings(tmp_path / "timings.json")
+    ensure_runs(specs[:1], store, LocalBackend(1), progress=False)  # seed 0 finished
+    partial = with_threads(specs[1], 1)
+    training.train(
+        _with(partial.config, "train", "epochs", 1), store.run_dir(partial.config), progress=False
+    )  # seed 1 half done
+    rows = plan(specs, store, task=ACCURACY, timings=timings)
+    assert [row.state for row in rows] == ["stored, evaluation to run", "partial 1/2", "to run"]
+    assert rows[0].remaining_seconds < rows[1].remaining_seconds < rows[2].remaining_seconds
+    # one epoch remains of two: about half the cost of a fresh run (same measured rates)
+    task_cost = timings.task_seconds(with_threads(specs[2], 1).config, ACCURACY)
+    fresh = rows[2].remaining_seconds - task_cost
+    assert rows[1].remaining_seconds - task_cost == pytest.approx(fresh / 2, rel=1e-9)
+    cached = json.loads((tmp_path / "timings.json").read_text())
+    assert len(cached) == 1  # measured once, reused for every run of that shape
+    text = format_plan(rows, workers=2, title="tiny")
+    assert text.splitlines()[0] == "tiny" and "3 runs, 0 stored" in text
+    assert all(row.label in text and row.key in text for row in rows)
+
+
+def test_the_code_version_was_reviewed_for_the_current_code():
+    """Runs in the store are keyed by CODE_VERSION; this fails when the training or
+    evaluation code changes so that a stale run can never be reused unnoticed."""
+    digest = store_module.code_digest()
+    assert digest == store_module.CODE_DIGEST, (
+        f"the training/evaluation code changed (digest {digest}). If the change can alter "
+        "the numbers a run produces, bump nrnn.store.CODE_VERSION; then set "
+        f"nrnn.store.CODE_DIGEST = {digest!r}"
+    )
+
+
+def test_the_code_digest_ignores_documentation_but_not_code(tmp_path, monkeypatch):
+    source = tmp_path / "pkg"
+    source.mkdir()
+    module = source / "m.py"
+    monkeypatch.setattr(store_module, "CODE_PATH", ("m.py",))
+    monkeypatch.setattr(store_module, "__file__", str(source / "store.py"))
+    module.write_text('"""Doc."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
+    first = store_module.code_digest()
+    module.write_text('"""Other doc."""\n# a comment\ndef f(x):\n    return x + 1  # same\n')
+    assert store_module.code_digest() == first
+    module.write_text("def f(x):\n    return x + 2\n")
+    assert store_module.code_digest() != first
