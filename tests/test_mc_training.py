@@ -126,6 +126,7 @@ def test_smoke_profile_passes():
         "slope_noise_explicit",
         "slope_noise_clean",
         "distance_ratio_at_min_eps",
+        "relative_stderr_noise_explicit",
     }
     (case,) = monte_carlo.details["cases"].values()
     assert len(case["slope_noise_explicit"]["per_run"]) == 6
