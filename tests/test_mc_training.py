@@ -240,6 +240,17 @@ def test_control_variate_estimator_is_unbiased(level):
     assert float(scores.max()) <= t, float(scores.max())
 
 
+def test_setup_is_seeded_and_leaves_the_global_generator_alone():
+    case = mc.PROFILES["smoke"].monte_carlo[0]
+    state = torch.get_rng_state()
+    first, batches = mc.monte_carlo_setup(case)
+    assert torch.equal(torch.get_rng_state(), state)
+    second, again = mc.monte_carlo_setup(case)
+    assert torch.equal(mc.flat_parameters(first), mc.flat_parameters(second))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    assert len(batches) == case.updates and batches[0][0].shape[0] == case.batch
+
+
 def test_path_noise_is_common_across_calls_and_independent_across_runs():
     first = mc.path_noise(3, 0, 1, (2, 3, 4))
     assert torch.equal(first, mc.path_noise(3, 0, 1, (2, 3, 4)))

@@ -493,9 +493,10 @@ def within_band(slopes, order: float) -> bool:
 # ------------------------------------------------------------------ quadrature
 def quadrature_setup(case: QuadratureTrainingCase):
     """(model at ε = 1 with θ₀ from the seed, N batches of random sequences), float64."""
-    torch.manual_seed(case.seed)
     noise = Noise(case.additive, case.multiplicative, case.brownian)
-    model = NoisyRNN(2, case.hidden, 3, dt=case.dt, noise=noise).to(DTYPE)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the global generator is kept
+        torch.manual_seed(case.seed)
+        model = NoisyRNN(2, case.hidden, 3, dt=case.dt, noise=noise).to(DTYPE)
     generator = torch.Generator().manual_seed(case.seed + 1000)
     batches = [
         (
@@ -617,9 +618,10 @@ def monte_carlo_setup(case: MonteCarloTrainingCase):
     generator = torch.Generator().manual_seed(case.seed)
     order = torch.randperm(len(labels), generator=generator)[:needed].view(case.updates, -1)
     batches = [(inputs[index].to(DTYPE), labels[index]) for index in order]
-    torch.manual_seed(case.seed)
     noise = Noise(case.level, case.level, case.brownian)
-    model = NoisyRNN(info.input_dim, case.hidden, info.num_classes, dt=case.dt, noise=noise)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the global generator is kept
+        torch.manual_seed(case.seed)
+        model = NoisyRNN(info.input_dim, case.hidden, info.num_classes, dt=case.dt, noise=noise)
     return model.to(DTYPE), batches
 
 
