@@ -19,6 +19,11 @@ from nrnn import Noise, NoisyRNN, noise_laplacian
 from nrnn.montecarlo import mean_and_stderr
 from nrnn.regularizer import Expansion
 
+# torch.func.jvp loads torch's own forward-mode decompositions, which call torch.jit.script.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)
+
 DTYPE = torch.float64
 EPSILONS = mc.geometric((0.02, 0.16, 4))
 FLOAT_FLOOR = 0.01
