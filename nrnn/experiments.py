@@ -41,6 +41,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     "verify": {
         "expansion": "nrnn.verification.expansion",
         "stability": "nrnn.verification.stability",
+        "mc_training": "nrnn.verification.mc_training",
         "trained": "nrnn.verification.trained",
     },
     "figures": {
