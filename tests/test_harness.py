@@ -169,3 +169,18 @@ def test_the_code_digest_ignores_documentation_but_not_code(tmp_path, monkeypatc
     assert store_module.code_digest() == first
     module.write_text("def f(x):\n    return x + 2\n")
     assert store_module.code_digest() != first
+
+
+def test_more_threads_change_a_run_only_at_round_off(tmp_path):
+    """The harness trains every run on one thread (bitwise reproducible); a run trained on
+    two threads (``nrnn train`` uses all cores) sums in another order: after one epoch its
+    parameters differ from the one-thread run by round-off only (stated tolerance 1e-5)."""
+    (spec,) = tiny_specs(epochs=1)
+    results = {}
+    for threads in (1, 2):
+        config = _with(spec.config, "train", "threads", threads)
+        config.model.hidden_dim = 32
+        results[threads] = training.train(config, tmp_path / str(threads), progress=False)
+    one, two = (results[t].model.state_dict() for t in (1, 2))
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=name)
