@@ -83,16 +83,19 @@ LEVEL_FAMILIES: dict[str, tuple[dict, dict]] = {
             (0.1, 0.2, 0.5, 0.75, 1.0),
         ),
     ),
-    # pixels in [0, 1], 784 of them: pixel MNIST with the authors' recipe (k/255); the L2
-    # budgets are those of the digits scaled by √(784/64) = 3.5, the same size per pixel
+    # pixels in [0, 1], 784 of them: pixel MNIST with the authors' recipe (k/255). RNNs
+    # read 784 pixels one by one and are far more sensitive to adversarial changes than to
+    # random ones: at the digits' budgets (L∞ 0.02, L2 0.7) a Lipschitz RNN trained at the
+    # medium size kept 29 % and 10 % accuracy (measured), so the adversarial budgets are
+    # four and seven times smaller, and the random levels are those of the digits.
     "pixels-784": (
-        _levels((0.1, 0.2, 0.4), (0.2, 0.4, 0.8), SALT[0], (0.02, 0.05, 0.1), (0.7, 1.75, 3.5)),
+        _levels((0.1, 0.2, 0.4), (0.2, 0.4, 0.8), SALT[0], (0.005, 0.01, 0.02), (0.1, 0.25, 0.5)),
         _levels(
             (0.05, 0.1, 0.2, 0.3, 0.4),
             (0.1, 0.2, 0.4, 0.6, 0.8),
             SALT[1],
-            (0.01, 0.02, 0.05, 0.075, 0.1),
-            (0.35, 0.7, 1.75, 2.6, 3.5),
+            (0.0025, 0.005, 0.01, 0.015, 0.02),
+            (0.05, 0.1, 0.25, 0.375, 0.5),
         ),
     ),
 }
