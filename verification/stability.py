@@ -30,9 +30,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import integrate
 
 from nrnn import Noise, NoisyRNN, stability
+from nrnn.catalogue import (
+    NON_NORMAL,
+    ROTATION,
+    SCALAR_CASES,
+    continuous_rms_exponent,
+    em_linear_exponent,
+    em_scalar_exponent,
+    finite_time_allowance,
+    linear_model,
+    random_inputs,
+    random_model,
+    second_moment_systems,
+)
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 
 from .core import Check, Module, timed
@@ -85,24 +97,6 @@ def steps_for(time: float, dt: float) -> int:
     return max(2, round(time / dt))
 
 
-def linear_model(drift: np.ndarray, sigma: float, brownian: str, dt: float) -> NoisyRNN:
-    """A float64 NoisyRNN whose separation h − h' obeys dX = A X dt + σ X dβ exactly.
-
-    β = 1/2 and γ_A = 0 make A = M_A; M_W = 0 and γ_W = 0 make W = 0, so the tanh term is
-    common to both trajectories and cancels; the input layer is zeroed (h stays 0).
-    """
-    d = drift.shape[0]
-    model = NoisyRNN(
-        1, d, 2, dt=dt, beta=0.5, gamma_a=0.0, gamma_w=0.0, noise=Noise(0.0, sigma, brownian)
-    ).double()
-    with torch.no_grad():
-        model.M_A.copy_(torch.as_tensor(drift, dtype=torch.float64))
-        model.M_W.zero_()
-        model.input.weight.zero_()
-        model.input.bias.zero_()
-    return model
-
-
 def measure(
     model: NoisyRNN,
     x: torch.Tensor,
@@ -124,47 +118,6 @@ def measure(
     )
 
 
-def em_scalar_exponent(eigenvalue: complex, s: float, dt: float) -> float:
-    """E log|1 + dt λ + s √dt ξ| / dt, ξ ~ N(0, 1): the EM a.s. exponent along eigenvalue λ."""
-    shift = 1.0 + dt * eigenvalue
-    scale = s * math.sqrt(dt)
-
-    def integrand(xi: float) -> float:
-        return math.log(abs(shift + scale * xi)) * math.exp(-0.5 * xi * xi) / math.sqrt(2 * math.pi)
-
-    if scale == 0.0:
-        return math.log(abs(shift)) / dt
-    # The log is singular (integrably) where the real part crosses 0: split there.
-    singular = -shift.real / scale
-    limit = max(40.0, abs(singular) + 1.0)
-    points = [singular] if -limit < singular < limit else None
-    value, _ = integrate.quad(
-        integrand, -limit, limit, points=points, limit=400, epsabs=1e-14, epsrel=1e-12
-    )
-    return value / dt
-
-
-def em_linear_exponent(drift: np.ndarray, s: float, dt: float) -> float:
-    """Exact EM a.s. exponent of dX = A X dt + s X dβ (scalar β): max over eig(A)."""
-    return max(em_scalar_exponent(complex(lam), s, dt) for lam in np.linalg.eigvals(drift))
-
-
-def finite_time_allowance(drift: np.ndarray, time: float) -> float:
-    """log cond(V) / t for A = V Λ V⁻¹: how far a non-normal transient can move a
-    finite-time exponent (0 for normal A)."""
-    _, vectors = np.linalg.eig(drift)
-    return math.log(np.linalg.cond(vectors)) / time
-
-
-def continuous_rms_exponent(drift: np.ndarray, noise_matrices: np.ndarray) -> float:
-    """Half the spectral abscissa of A⊕A + Σ Bᵢ⊗Bᵢ: the continuous root-mean-square exponent."""
-    d = drift.shape[0]
-    identity = np.eye(d)
-    generator = np.kron(drift, identity) + np.kron(identity, drift)
-    generator += sum(np.kron(b, b) for b in noise_matrices)
-    return float(np.linalg.eigvals(generator).real.max()) / 2
-
-
 def rounded(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
@@ -172,14 +125,6 @@ def rounded(value: float, digits: int = 4) -> float:
 def number(tensor: torch.Tensor) -> float:
     """A 0-dim result of nrnn.stability as a float (the bounds carry autograd graphs)."""
     return float(tensor.detach())
-
-
-# Linear test systems: (name, A, s). Both have an eigenvalue with Re λ > 0 (unstable without
-# noise) and κ = λ_max(sym A) > 0; the second is non-normal, so κ − s²/2 is far above the
-# true exponent max Re λ − s²/2.
-ROTATION = ("rotation", np.array([[0.5, -2.0], [2.0, 0.5]]), 1.5)
-NON_NORMAL = ("non-normal", np.array([[0.3, 4.0], [0.0, -1.0]]), 1.2)
-SCALAR_CASES = ((0.5, 1.5), (-0.2, 0.8), (1.0, 2.0))  # (a, s) of dX = aX dt + sX dB
 
 
 # ------------------------------------------------------------------- linear, d = 1
@@ -278,8 +223,10 @@ def _matrix_case(name, drift, s, sizes, seed):
 def check_matrix_scalar_noise(sizes: Sizes, seed: int = 200) -> Check:
     """dX = AX dt + sX dβ: measured vs exact EM max Re-eig exponent; noise stabilises."""
     cases = []
-    for index, (name, drift, s) in enumerate((ROTATION, NON_NORMAL)):
-        case = _matrix_case(name, drift, s, sizes, seed=seed + 10 * index)
+    for index, system in enumerate((ROTATION, NON_NORMAL)):
+        case = _matrix_case(
+            system.name, system.matrix(), system.sigma, sizes, seed=seed + 10 * index
+        )
         case["seed"] = seed + 10 * index
         cases.append(case)
     z = z_threshold(FALSE_FAILURE, 4 * len(cases))
@@ -388,34 +335,6 @@ def check_mean_square_opposite(sizes: Sizes, cases: list[dict]) -> Check:
 
 
 # ------------------------------------------------------ exact EM second moments
-def _moment_systems():
-    """(name, A, noise matrices (n, d, d)) for the second-moment check."""
-    generator = np.random.default_rng(5)
-    random_drift = generator.normal(size=(3, 3)) * 0.8
-    random_noise = generator.normal(size=(2, 3, 3)) * 0.6
-    return [
-        ("scalar d=1", np.array([[-0.2]]), np.array([[[0.8]]])),
-        ("damped scalar d=1 (ms-stable)", np.array([[-1.0]]), np.array([[[0.8]]])),
-        ("rotation, scalar", ROTATION[1], stability.linear_noise_matrices(2, ROTATION[2]).numpy()),
-        (
-            "non-normal, scalar",
-            NON_NORMAL[1],
-            stability.linear_noise_matrices(2, NON_NORMAL[2]).numpy(),
-        ),
-        (
-            "rotation, per-unit",
-            ROTATION[1],
-            stability.linear_noise_matrices(2, ROTATION[2], "diagonal").numpy(),
-        ),
-        (
-            "damped rotation, per-unit (ms-stable)",
-            np.array([[-1.0, -2.0], [2.0, -1.0]]),
-            stability.linear_noise_matrices(2, 0.8, "diagonal").numpy(),
-        ),
-        ("random 3x3, two general B", random_drift, random_noise),
-    ]
-
-
 def simulate_second_moment(drift, noise_matrices, start, dt, steps, paths, seed):
     """Samples of |X_K|² for X_{k+1} = (I + dt A) X_k + √dt Σᵢ ξᵢ Bᵢ X_k, (paths,)."""
     generator = torch.Generator().manual_seed(seed)
@@ -431,7 +350,7 @@ def simulate_second_moment(drift, noise_matrices, start, dt, steps, paths, seed)
 
 def check_em_second_moments(sizes: Sizes, seed: int = 300) -> Check:
     """Simulated E|X_K|² vs the generated EM second-moment operator, exactly at step K."""
-    systems = _moment_systems()
+    systems = second_moment_systems()
     z = z_threshold(FALSE_FAILURE, len(systems))
     steps = steps_for(sizes.moment_time, sizes.dt)
     cases, passed = [], True
@@ -500,7 +419,7 @@ def check_em_second_moments(sizes: Sizes, seed: int = 300) -> Check:
 # ------------------------------------------------------------ per-unit, linear
 def check_per_unit_linear(sizes: Sizes, scalar_case: dict, seed: int = 400) -> Check:
     """One Brownian motion per unit stabilises less than a scalar one (same A, same s)."""
-    name, drift, s = ROTATION
+    name, drift, s = ROTATION.name, ROTATION.matrix(), ROTATION.sigma
     model = linear_model(drift, s, "diagonal", sizes.dt)
     x = torch.zeros(1, 1, 1, dtype=torch.float64)
     estimate = measure(model, x, sizes, paths=sizes.linear_paths, time=sizes.linear_time, seed=seed)
@@ -549,42 +468,32 @@ def check_per_unit_linear(sizes: Sizes, scalar_case: dict, seed: int = 400) -> C
 
 
 # ------------------------------------------------------------------ nonlinear RNN
-def random_model(
-    seed: int, hidden_dim: int, noise: Noise, dt: float, *, gamma_a: float = 0.001
-) -> NoisyRNN:
-    """A small random float64 NoisyRNN (input 2, init_std 1)."""
-    torch.manual_seed(seed)
-    return NoisyRNN(2, hidden_dim, 2, dt=dt, gamma_a=gamma_a, noise=noise).double()
-
-
-def random_inputs(seed: int, paths: int, steps: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(paths, steps, 2, dtype=torch.float64, generator=generator)
-
-
 def pathwise_bound(
     model: NoisyRNN, xi: torch.Tensor, burn_in: int, grid_points: int = 4097
 ) -> torch.Tensor:
-    """(1/t) Σ_k log(‖c_k I + dt A‖₂ + dt‖W‖₂) per path, c_k = 1 + σ₂√dt ξ_k (scalar noise),
-    or slightly above it.
+    """(1/t) Σ_k log(‖c_k I + dt L‖₂ + dt ρ) per path, c_k = 1 + σ₂√dt β_k (scalar noise,
+    β_k the last noise variable), or slightly above it; f = L h + N(h) with N ρ-Lipschitz
+    is the cell's split (L = A, ρ = ‖W‖₂ for the tanh Lipschitz cell).
 
-    c ↦ ‖c I + dt A‖₂ is convex (a norm of an affine map), so its linear interpolation on a
+    c ↦ ‖c I + dt L‖₂ is convex (a norm of an affine map), so its linear interpolation on a
     grid of ``grid_points`` values of c lies above it: the result is still an upper bound
     of the measured per-path exponent, looser by O(grid spacing²), without one SVD per step.
 
     xi: (paths, burn_in + steps, r), the noise the measurement used; returns (paths,).
     """
     with torch.no_grad():
-        A, W = model.matrices()
-        shifts = 1.0 + model.noise.multiplicative * math.sqrt(model.dt) * xi[:, burn_in:, -1]
-        grid = torch.linspace(float(shifts.min()), float(shifts.max()), grid_points, dtype=A.dtype)
-        identity = torch.eye(model.hidden_dim, dtype=A.dtype)
-        norms = torch.linalg.matrix_norm(grid[:, None, None] * identity + model.dt * A, ord=2)
+        split = model.cell.stability_split(model.cell.drift_parameters())
+        L = split.linear
+        sigma = model.noise.common_multiplicative_level(model.state_dim, "pathwise_bound")
+        shifts = 1.0 + sigma * math.sqrt(model.dt) * xi[:, burn_in:, -1]
+        grid = torch.linspace(float(shifts.min()), float(shifts.max()), grid_points, dtype=L.dtype)
+        identity = torch.eye(L.shape[-1], dtype=L.dtype)
+        norms = torch.linalg.matrix_norm(grid[:, None, None] * identity + model.dt * L, ord=2)
         position = (shifts - grid[0]) / (grid[1] - grid[0])
         left = position.floor().clamp(0, grid_points - 2).long()
         weight = position - left
         chord = (1 - weight) * norms[left] + weight * norms[left + 1]
-        growth = torch.log(chord + model.dt * torch.linalg.matrix_norm(W, ord=2))
+        growth = torch.log(chord + model.dt * split.nonlinear_lipschitz)
     return growth.sum(-1) / (growth.shape[-1] * model.dt)
 
 

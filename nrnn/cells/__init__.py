@@ -1,0 +1,23 @@
+"""Recurrent cells: the drift f(h, x) of the noisy RNN, with its parameters and derivatives.
+
+- :class:`LipschitzCell`: f = A h + φ(W h + U x + b), the paper's model (the default);
+  ``antisymmetric=True`` gives the Antisymmetric RNN.
+
+Write your own by subclassing :class:`Cell` (see ``nrnn.cells.base`` and the README):
+with a torch drift alone the derivatives come from ``torch.func``; with a SymPy drift run
+through ``nrnn derive`` they come from generated code.
+"""
+
+from .autodiff import AutodiffDerivatives
+from .base import DERIVATIVE_ROUTES, Cell, StabilitySplit
+from .lipschitz import INIT_DIVISORS, LipschitzCell, lipschitz_matrix
+
+__all__ = [
+    "DERIVATIVE_ROUTES",
+    "INIT_DIVISORS",
+    "AutodiffDerivatives",
+    "Cell",
+    "LipschitzCell",
+    "StabilitySplit",
+    "lipschitz_matrix",
+]
