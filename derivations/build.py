@@ -17,6 +17,7 @@ import sympy as sp
 
 from nrnn.derivations import (
     activation,
+    cells,
     continuous,
     cross_entropy,
     expansion,
@@ -42,11 +43,14 @@ PACKAGES = {TORCH.name: "nrnn/_generated", NUMPY.name: "nrnn/_generated/numpy"}
 SHEET = "docs/formulas.md"
 
 MODULE_SUMMARIES = {
-    "activation": "Derivatives of tanh, entrywise, in terms of tanh.",
-    "expansion": "The explicit regularizer: Jacobians, diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.",
+    "activation": "Derivatives and Lipschitz constants of the activations, entrywise.",
+    "expansion": "The explicit regularizer for any cell: diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.",
     "stability": "Exponent bounds and the Euler--Maruyama mean-square stability operator.",
     "cross_entropy": "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through the readout.",
     "reference_noise": "The released code's noise and its SDE-equivalent levels.",
+} | {
+    f"cell_{spec().name}": f"{spec().title}: the drift, its Jacobians, curvature and differentials."
+    for spec in cells.BUILT_IN
 }
 
 
@@ -69,21 +73,13 @@ def _header(sources: Iterable[str]) -> str:
 def _render_module(name: str, functions: list[GeneratedFunction], backend: Backend) -> str:
     rendered = [render_function(f, backend, latex(f.expr)) for f in functions]
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
-    activations = sorted(
-        set().union(*(r.activations for r in rendered)) - {f.name for f in functions}
-    )
     lines = [
         _header(f.source for f in functions) + f'"""{MODULE_SUMMARIES[name]} ({backend.name})"""'
     ]
     if any(f"{backend.module}." in r.source for r in rendered):
         lines += ["", backend.import_line]
-    imports = []
     if helpers:
-        imports.append(f"from ._helpers import {', '.join(helpers)}")
-    if activations:
-        imports.append(f"from .activation import {', '.join(activations)}")
-    if imports:
-        lines += [""] + imports
+        lines += ["", f"from ._helpers import {', '.join(helpers)}"]
     lines += ["", f"__all__ = [{', '.join(repr(f.name) for f in functions)}]", ""]
     text = "\n".join(lines)
     for function in rendered:
@@ -117,7 +113,7 @@ def _render_init(backend: Backend, modules: list[str]) -> str:
 def generate(derivations: list[Derivation] | None = None) -> dict[str, str]:
     """All generated files as ``{path relative to the repository root: text}``."""
     if derivations is None:
-        derivations = [module.derive() for module in DERIVATIONS]
+        derivations = [module.derive() for module in DERIVATIONS] + cells.derive_all()
     modules: dict[str, list[GeneratedFunction]] = {}
     for derivation in derivations:
         for function in derivation.functions:

@@ -30,7 +30,14 @@ class Activation:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh", torch.tanh, _generated.tanh_prime, _generated.tanh_second, 1.0),
+    name: Activation(
+        name,
+        value,
+        getattr(_generated, f"{name}_prime"),
+        getattr(_generated, f"{name}_second"),
+        float(getattr(_generated, f"{name}_lipschitz")()),
+    )
+    for name, value in (("tanh", torch.tanh), ("arctan", torch.atan), ("sigmoid", torch.sigmoid))
 }
 
 

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from scipy import integrate
 
-from .cells import Cell, LipschitzCell
+from .cells import Cell, CoRNNCell, GRUODECell, LipschitzCell
 from .model import NoisyRNN
 from .noise import Noise, NoiseForm, ReferenceNoise
 
 __all__ = [
     "CELLS",
+    "CoRNNCell",
     "MODEL_CASES",
     "NOISE_FORMS",
     "NON_NORMAL",
@@ -75,6 +76,9 @@ def make_noise(form: str, level: float) -> NoiseForm:
 CELLS: dict[str, Callable[[int], Cell]] = {
     "lipschitz": lambda hidden: LipschitzCell(hidden),
     "antisymmetric": lambda hidden: LipschitzCell(hidden, antisymmetric=True, gamma_w=0.01),
+    "lipschitz-arctan": lambda hidden: LipschitzCell(hidden, activation="arctan"),
+    "cornn": lambda hidden: CoRNNCell(hidden),
+    "gru": lambda hidden: GRUODECell(hidden),
 }
 """Every built-in cell by name: hidden size d -> a cell (weights from torch's RNG)."""
 

@@ -305,6 +305,11 @@ class LyapunovEstimate:
     spectrum_stderr: torch.Tensor
 
 
+def _as_float64(value):
+    """A detached float64 copy of a tensor; numbers pass through."""
+    return value.detach().double() if isinstance(value, torch.Tensor) else value
+
+
 class _Run:
     """Everything one exponent estimate iterates over, prepared and validated.
 
@@ -333,9 +338,8 @@ class _Run:
         self.steps = contract.integer("steps", steps, minimum=2)
         total = self.burn_in + self.steps
         with torch.no_grad():
-            as_float64 = lambda tensor: tensor.detach().double()
-            self.parameters = tree_map(as_float64, model.cell.drift_parameters())
-            self.noise_parameters = {k: as_float64(v) for k, v in model.noise_parameters.items()}
+            self.parameters = tree_map(_as_float64, model.cell.drift_parameters())
+            self.noise_parameters = {k: _as_float64(v) for k, v in model.noise_parameters.items()}
             drive = model.input_drive(x[:, :total]).detach().double()
         self.device = drive.device
         # Time-major (1 or paths, drive_dim) per step; steps past the sequence hold the last.

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._pytree import tree_map
 
 from nrnn import Noise, NoisyRNN, ReferenceNoise, stability
 from nrnn._generated import stability as generated
@@ -339,8 +340,9 @@ def _sample(terms, index: int):
 def test_tangent_step_is_the_jacobian_of_the_euler_step(case):
     """For every cell and noise: V' = V + s ⊙ (F V) + m ⊙ V is ∂(euler_step)/∂h V."""
     model, _, _ = case.build()
-    parameters = tuple(p.detach() for p in model.cell.drift_parameters())
-    parameters = type(model.cell.drift_parameters())(*parameters)
+    parameters = tree_map(
+        lambda p: p.detach() if isinstance(p, torch.Tensor) else p, model.cell.drift_parameters()
+    )
     n = model.state_dim
     h = torch.randn(3, n, dtype=torch.float64)
     drive = torch.randn(3, model.cell.drive_dim, dtype=torch.float64)

@@ -1,7 +1,10 @@
 """Recurrent cells: the drift f(h, x) of the noisy RNN, with its parameters and derivatives.
 
-- :class:`LipschitzCell`: f = A h + φ(W h + U x + b), the paper's model (the default);
-  ``antisymmetric=True`` gives the Antisymmetric RNN.
+- :class:`LipschitzCell`: f = A h + φ(W h + c), the paper's model (the default);
+  ``antisymmetric=True`` gives the Antisymmetric RNN;
+- :class:`CoRNNCell`: the coupled oscillator y'' = φ(W y + 𝒲 y' + c) − γ y − ε y' in
+  h = (y, y');
+- :class:`GRUODECell`: the gated drift (1 − u) ⊙ (g − h).
 
 Write your own by subclassing :class:`Cell` (see ``nrnn.cells.base`` and the README):
 with a torch drift alone the derivatives come from ``torch.func``; with a SymPy drift run
@@ -10,6 +13,8 @@ through ``nrnn derive`` they come from generated code.
 
 from .autodiff import AutodiffDerivatives
 from .base import DERIVATIVE_ROUTES, Cell, StabilitySplit
+from .cornn import CoRNNCell
+from .gru import GRUODECell
 from .lipschitz import INIT_DIVISORS, LipschitzCell, lipschitz_matrix
 
 __all__ = [
@@ -17,6 +22,8 @@ __all__ = [
     "INIT_DIVISORS",
     "AutodiffDerivatives",
     "Cell",
+    "CoRNNCell",
+    "GRUODECell",
     "LipschitzCell",
     "StabilitySplit",
     "lipschitz_matrix",

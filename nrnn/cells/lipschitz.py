@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import activations, contract
-from .._generated import expansion as _formulas
+from .._generated import cell_lipschitz as _formulas
 from .base import Cell, StabilitySplit
 
 __all__ = ["INIT_DIVISORS", "LipschitzCell", "LipschitzParameters", "lipschitz_matrix"]
@@ -112,12 +112,12 @@ class LipschitzCell(Cell):
         return state @ A.T + self.activation.value(pre_activation)
 
     def linearisation(self, states, drives, parameters):
-        """Adds the pre-activation z = W h + U x + b with φ'(z) and φ''(z)."""
+        """Adds the pre-activation z = W h + c with φ'(z) and φ''(z)."""
         z = states @ parameters.w_matrix.T + drives
         return super().linearisation(states, drives, parameters) | {
             "z": z,
-            "z_slope": self.activation.prime(z),
-            "z_curvature": self.activation.second(z),
+            "phi_slope": self.activation.prime(z),
+            "phi_curvature": self.activation.second(z),
         }
 
     def stability_split(self, parameters) -> StabilitySplit:
@@ -127,7 +127,11 @@ class LipschitzCell(Cell):
 
     # --------------------------------------------------------------- derivatives
     def formula_arguments(self, point, parameters):
-        return {"a_matrix": parameters.a_matrix, "w_matrix": parameters.w_matrix, "z": point["z"]}
+        return point | {
+            "a_matrix": parameters.a_matrix,
+            "w_matrix": parameters.w_matrix,
+            "phi": self.activation.value,
+        }
 
     def per_unit_step_jacobians(self, parameters, steps):
         """I + diag(s)(A + diag(φ'(z)) W) = the generated J of the row-scaled matrices
@@ -135,24 +139,21 @@ class LipschitzCell(Cell):
         rows = steps[:, None]
         A, W = parameters
         scaled_a, scaled_w = rows * A, rows * W
-        return lambda point: _formulas.step_jacobian(scaled_a, scaled_w, point["z"], 1.0)
-
-    def curvature(self, point, parameters, covariance):
-        return _formulas.mean_contraction(covariance, parameters.w_matrix, point["z"])
+        return lambda point: _formulas.step_jacobian(scaled_a, scaled_w, point["phi_slope"], 1.0)
 
     def differential(self, point, parameters, rows):
         """F y = A y + φ'(z) ⊙ (W y) for rows y (batch, d) or (batch, K, d), without F."""
         return self._differential(point, parameters, rows)[0]
 
     def _differential(self, point, parameters, rows):
-        slope = point["z_slope"] if rows.ndim == 2 else point["z_slope"][:, None, :]
+        slope = point["phi_slope"] if rows.ndim == 2 else point["phi_slope"][:, None, :]
         w_rows = rows @ parameters.w_matrix.T
         return rows @ parameters.a_matrix.T + slope * w_rows, w_rows
 
     def probe_terms(self, point, parameters, rows):
         """(F y, the mean over probes of φ''(z) ⊙ (W y)²) for rows y (batch, K, d)."""
         differential, w_rows = self._differential(point, parameters, rows)
-        return differential, point["z_curvature"] * w_rows.pow(2).mean(1)
+        return differential, point["phi_curvature"] * w_rows.pow(2).mean(1)
 
     def extra_repr(self) -> str:
         return (
