@@ -41,6 +41,8 @@ __all__ = [
     "SCALAR_CASES",
     "LinearSystem",
     "ModelCase",
+    "cell_factory",
+    "cell_name",
     "continuous_rms_exponent",
     "em_linear_exponent",
     "em_scalar_exponent",
@@ -83,8 +85,20 @@ CELLS: dict[str, Callable[[int], Cell]] = {
 """Every built-in cell by name: hidden size d -> a cell (weights from torch's RNG)."""
 
 
+def cell_factory(cell) -> Callable[[int], Cell]:
+    """A cell name of :data:`CELLS`, or any callable hidden size -> cell (a Cell class)."""
+    return CELLS[cell] if isinstance(cell, str) else cell
+
+
+def cell_name(cell) -> str:
+    """The name of a cell given as in :func:`cell_factory`."""
+    if isinstance(cell, str):
+        return cell
+    return getattr(cell, "name", None) or getattr(cell, "__name__", repr(cell))
+
+
 def small_model(
-    cell: str,
+    cell,
     noise: str,
     *,
     hidden: int = 3,
@@ -95,12 +109,13 @@ def small_model(
     seed: int = 0,
     dtype: torch.dtype = DTYPE,
 ) -> NoisyRNN:
-    """A seeded model of ``cell`` with ``noise`` (a form in :data:`NOISE_FORMS` at
-    ``level``); the released code's per-unit step δ is made non-uniform."""
+    """A seeded model of ``cell`` (see :func:`cell_factory`) with ``noise`` (a form in
+    :data:`NOISE_FORMS` at ``level``); the released code's per-unit step δ is made
+    non-uniform."""
     torch.manual_seed(seed)
-    model = NoisyRNN(
-        inputs, hidden, classes, dt=dt, noise=make_noise(noise, level), cell=CELLS[cell](hidden)
-    ).to(dtype)
+    cell = cell_factory(cell)(hidden)
+    model = NoisyRNN(inputs, hidden, classes, dt=dt, noise=make_noise(noise, level), cell=cell)
+    model = model.to(dtype)
     step_size = model.noise_parameters.get("step_size")
     if step_size is not None:
         with torch.no_grad():

@@ -64,6 +64,7 @@ def test_tiny_run_produces_every_check():
         "rnn_bound",
         "rnn_pathwise_bound",
         "rnn_stabilisation",
+        "cell_bounds",
     ]
     for check in checks:
         assert check.claim == 5 and check.criterion
@@ -71,6 +72,11 @@ def test_tiny_run_produces_every_check():
         json.dumps(check.to_json(), allow_nan=False)
     # The deterministic inequality holds at any size.
     assert checks[6].passed
+    # Every cell is measured; the gated one says it has no closed-form bound.
+    cells = {case["cell"]: case for case in checks[8].details["cases"]}
+    assert set(cells) == {"lipschitz", "cornn", "gru"}
+    assert "no closed-form bound is available for the gru cell" in cells["gru"]["no_bound"]
+    assert cells["cornn"]["em_bound"] <= cells["cornn"]["kappa"] + 1e-9
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
-"""Claims 1–4 of DESIGN.md: the small-noise expansion of the expected loss.
+"""Claims 1–4 of docs/design.md: the small-noise expansion of the expected loss, for every
+built-in cell (the Lipschitz, coRNN and GRU-ODE cells of ``nrnn.catalogue``) and every noise
+form, reported per cell (``by_cell`` in each check's measured numbers).
 
 With every noise variable scaled by ε (ξ -> εξ in ``model(x, ξ)``), the expansion says
 
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from nrnn import data, quadrature
 from nrnn._generated.cross_entropy import cross_entropy_grad, cross_entropy_hessian
 from nrnn._generated.expansion import covariance_rhs, mean_rhs, q_term, r_term
-from nrnn.catalogue import random_batch, small_model
+from nrnn.catalogue import cell_name, random_batch, small_model
 from nrnn.model import NoisyRNN
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.regularizer import explicit_regularizer
@@ -74,11 +76,15 @@ class QuadratureCase:
     noise: str  # "diagonal", "scalar" or "reference"
     nodes: int  # quadrature nodes per noise variable
     seed: int
-    cell: str = "lipschitz"  # a name in nrnn.catalogue.CELLS
+    cell: object = "lipschitz"  # a name in nrnn.catalogue.CELLS, or a cell class
+
+    @property
+    def cell_name(self) -> str:
+        return cell_name(self.cell)
 
     @property
     def label(self) -> str:
-        return f"{self.cell},d={self.hidden},M={self.steps},{self.noise}"
+        return f"{self.cell_name},d={self.hidden},M={self.steps},{self.noise}"
 
 
 @dataclass(frozen=True)
@@ -90,11 +96,15 @@ class MonteCarloCase:
     noise: str
     sequences: int
     seed: int
-    cell: str = "lipschitz"
+    cell: object = "lipschitz"
+
+    @property
+    def cell_name(self) -> str:
+        return cell_name(self.cell)
 
     @property
     def label(self) -> str:
-        return f"{self.cell},{self.dataset},d={self.hidden},{self.noise}"
+        return f"{self.cell_name},{self.dataset},d={self.hidden},{self.noise}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,7 @@ class ExpansionSizes:
     monte_carlo_paths: int = 4000  # antithetic pairs per sequence
     monte_carlo_epsilon: float = 0.25  # ε and 2ε times the model's noise level
     monte_carlo_level: float = 0.1
-    convergence_cells: tuple[str, ...] = ("lipschitz",)
+    convergence_cells: tuple = ("lipschitz",)  # names in nrnn.catalogue.CELLS or cell classes
     convergence_hidden: int = 4
     convergence_base_steps: int = 4  # input values held piecewise constant over T
     convergence_total_time: float = 2.0
@@ -125,19 +135,40 @@ class ExpansionSizes:
     gradient_fd_step: float = 1e-5
 
 
+NEW_CELL_QUADRATURE = (
+    QuadratureCase(hidden=1, steps=2, noise="diagonal", nodes=5, seed=51, cell="cornn"),
+    QuadratureCase(hidden=1, steps=2, noise="scalar", nodes=5, seed=52, cell="cornn"),
+    QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=53, cell="cornn"),
+    QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=61, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=62, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=63, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=71, cell="lipschitz-arctan"),
+)
+"""The coRNN (state 2d), GRU-ODE and arctan Lipschitz cells with every noise form."""
+
 QUICK = ExpansionSizes(
     quadrature=(
         QuadratureCase(hidden=2, steps=3, noise="diagonal", nodes=5, seed=1),
         QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=2),
         QuadratureCase(hidden=3, steps=2, noise="diagonal", nodes=5, seed=3),
         QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=4),
-    ),
+    )
+    + NEW_CELL_QUADRATURE,
     monte_carlo=(
         MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=3, seed=11),
         MonteCarloCase(dataset="ecg5000", hidden=128, noise="scalar", sequences=2, seed=12),
         MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=2, seed=13),
+        MonteCarloCase("digits", 16, "diagonal", sequences=2, seed=17, cell="cornn"),
+        MonteCarloCase("ecg5000", 16, "reference", sequences=1, seed=18, cell="cornn"),
+        MonteCarloCase("digits", 32, "scalar", sequences=2, seed=19, cell="gru"),
+        MonteCarloCase("ecg5000", 16, "reference", sequences=1, seed=20, cell="gru"),
     ),
-    gradient_cases=(QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),),
+    convergence_cells=("lipschitz", "cornn", "gru"),
+    gradient_cases=(
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),
+        QuadratureCase(hidden=1, steps=2, noise="scalar", nodes=5, seed=23, cell="cornn"),
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=24, cell="gru"),
+    ),
     gradient_monte_carlo=MonteCarloCase(
         dataset="digits", hidden=16, noise="diagonal", sequences=1, seed=31
     ),
@@ -149,6 +180,8 @@ FULL = dataclasses.replace(
         QuadratureCase(hidden=3, steps=3, noise="diagonal", nodes=5, seed=5),
         QuadratureCase(hidden=3, steps=3, noise="scalar", nodes=3, seed=6),
         QuadratureCase(hidden=3, steps=2, noise="reference", nodes=3, seed=7),
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=4, seed=54, cell="cornn"),
+        QuadratureCase(hidden=3, steps=2, noise="scalar", nodes=4, seed=64, cell="gru"),
     ),
     monte_carlo=(
         MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=4, seed=11),
@@ -157,14 +190,16 @@ FULL = dataclasses.replace(
         MonteCarloCase(dataset="digits", hidden=128, noise="scalar", sequences=4, seed=14),
         MonteCarloCase(dataset="ecg5000", hidden=32, noise="diagonal", sequences=4, seed=15),
         MonteCarloCase(dataset="ecg5000", hidden=64, noise="reference", sequences=4, seed=16),
+        MonteCarloCase("digits", 64, "scalar", sequences=4, seed=17, cell="cornn"),
+        MonteCarloCase("ecg5000", 32, "diagonal", sequences=4, seed=18, cell="cornn"),
+        MonteCarloCase("digits", 64, "diagonal", sequences=4, seed=19, cell="gru"),
+        MonteCarloCase("ecg5000", 32, "reference", sequences=4, seed=20, cell="gru"),
     ),
     monte_carlo_paths=20000,
     convergence_halvings=10,
     convergence_fit_last=5,
-    gradient_cases=(
-        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),
-        QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=22),
-    ),
+    gradient_cases=QUICK.gradient_cases
+    + (QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=22),),
     gradient_paths=10000,
 )
 PROFILES = {"quick": QUICK, "full": FULL}
@@ -235,8 +270,8 @@ def by_cell(cases, values) -> dict:
     """[min, max] of ``values`` (one per case, in order) for every cell, by cell name."""
     result: dict = {}
     for case, value in zip(cases, values):
-        low, high = result.get(case.cell, (value, value))
-        result[case.cell] = [min(low, value), max(high, value)]
+        low, high = result.get(case.cell_name, (value, value))
+        result[case.cell_name] = [float(f"{min(low, value):.4g}"), float(f"{max(high, value):.4g}")]
     return result
 
 
@@ -573,9 +608,13 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
                 "orders": fitted,
                 "reference_error_estimate": reference_error,
             }
-        cases[f"{cell},{form}"] = result
-        low_high = per_cell.get(cell, [math.inf, -math.inf])
-        per_cell[cell] = [min(low_high[0], *case_orders), max(low_high[1], *case_orders)]
+        name = cell_name(cell)
+        cases[f"{name},{form}"] = result
+        low_high = per_cell.get(name, [math.inf, -math.inf])
+        per_cell[name] = [
+            float(f"{min(low_high[0], *case_orders):.4g}"),
+            float(f"{max(low_high[1], *case_orders):.4g}"),
+        ]
     low, high = ORDER_RANGE
     passed = reference_ok and all(low <= order <= high for order in orders)
     return Check(
@@ -735,6 +774,34 @@ def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
             "directions": rows,
         },
     )
+
+
+# ------------------------------------------------------------------ your own cell
+def cell_sizes(cell, *, hidden: int = 2, steps: int = 2, seed: int = 0) -> ExpansionSizes:
+    """Tiny sizes that verify one cell without data: exact quadrature with each noise form
+    (claims 1 and 2), Δt -> 0 with both Brownian modes (claim 3) and the gradient's
+    remainder order (claim 4). ``cell``: a name in ``nrnn.catalogue.CELLS`` or a cell class
+    (hidden size -> cell)."""
+    forms = ("diagonal", "scalar", "reference")
+    return ExpansionSizes(
+        quadrature=tuple(
+            QuadratureCase(hidden, steps, form, nodes=4, seed=seed + index, cell=cell)
+            for index, form in enumerate(forms)
+        ),
+        convergence_cells=(cell,),
+        convergence_hidden=hidden,
+        convergence_halvings=7,
+        convergence_rk4_steps=64,
+        gradient_cases=(
+            QuadratureCase(hidden, steps, "diagonal", nodes=4, seed=seed + 9, cell=cell),
+        ),
+    )
+
+
+def verify_cell(cell, **options) -> list[Check]:
+    """The expansion checks (claims 1-4) of one cell at the tiny sizes of
+    :func:`cell_sizes`: every check must pass for the cell's formulas to be trusted."""
+    return run(cell_sizes(cell, **options))
 
 
 # --------------------------------------------------------------------------- module

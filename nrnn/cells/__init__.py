@@ -17,7 +17,19 @@ from .cornn import CoRNNCell
 from .gru import GRUODECell
 from .lipschitz import INIT_DIVISORS, LipschitzCell, lipschitz_matrix
 
+CELL_TYPES = {"lipschitz": LipschitzCell, "cornn": CoRNNCell, "gru": GRUODECell}
+"""The built-in cells by name (``model.cell`` of a run config)."""
+
+
+def build(name: str, hidden_dim: int, **options) -> Cell:
+    """The built-in cell ``name`` of size ``hidden_dim`` (weights from torch's RNG)."""
+    from .. import contract
+
+    return CELL_TYPES[contract.choice("cell", name, tuple(CELL_TYPES))](hidden_dim, **options)
+
+
 __all__ = [
+    "CELL_TYPES",
     "DERIVATIVE_ROUTES",
     "INIT_DIVISORS",
     "AutodiffDerivatives",
@@ -26,5 +38,6 @@ __all__ = [
     "GRUODECell",
     "LipschitzCell",
     "StabilitySplit",
+    "build",
     "lipschitz_matrix",
 ]
