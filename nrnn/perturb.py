@@ -60,24 +60,24 @@ def _standard_normal(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 # ----------------------------------------------------------------- random perturbations
-def white_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
-    """Additive Gaussian noise: x + level · ξ, ξ ~ N(0, 1) per entry; x (batch, M, p)."""
+def _gaussian_perturbation(x, level, seed, combine) -> torch.Tensor:
+    """``combine(x, level · ξ)`` with ξ ~ N(0, 1) per entry from ``seed``; a copy at level 0."""
     x = contract.sequences(x)
     level = contract.real("level", level, minimum=0)
     generator = contract.generator(seed)
     if level == 0:
         return x.clone()
-    return x + level * _standard_normal(x, generator)
+    return combine(x, level * _standard_normal(x, generator))
+
+
+def white_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
+    """Additive Gaussian noise: x + level · ξ, ξ ~ N(0, 1) per entry; x (batch, M, p)."""
+    return _gaussian_perturbation(x, level, seed, lambda x, noise: x + noise)
 
 
 def multiplicative_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
     """Multiplicative Gaussian noise: x ⊙ (1 + level · ξ), ξ ~ N(0, 1); x (batch, M, p)."""
-    x = contract.sequences(x)
-    level = contract.real("level", level, minimum=0)
-    generator = contract.generator(seed)
-    if level == 0:
-        return x.clone()
-    return x * (1 + level * _standard_normal(x, generator))
+    return _gaussian_perturbation(x, level, seed, lambda x, noise: x * (1 + noise))
 
 
 def salt_and_pepper(

@@ -19,7 +19,13 @@ import torch
 
 from ._generated.expansion import mean_step
 
-__all__ = ["DriftStep", "PerUnitStep", "UniformStep"]
+__all__ = ["DriftStep", "PerUnitStep", "UniformStep", "per_unit_step"]
+
+
+def per_unit_step(jacobian: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """I + diag(s) F from F (..., n, n) and per-unit steps s (n,)."""
+    identity = torch.eye(jacobian.shape[-1], dtype=jacobian.dtype, device=jacobian.device)
+    return identity + steps[..., :, None] * jacobian
 
 
 @dataclass(frozen=True)

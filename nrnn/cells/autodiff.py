@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.func import hessian, jacrev, jvp, vmap
 
-from .base import per_unit_step
+from ..steps import per_unit_step
 
 __all__ = ["AutodiffDerivatives"]
 

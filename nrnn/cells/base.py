@@ -44,6 +44,8 @@ import torch
 from torch import nn
 
 from .. import contract
+from ..steps import per_unit_step
+from .autodiff import AutodiffDerivatives
 
 __all__ = ["DERIVATIVE_ROUTES", "Cell", "StabilitySplit"]
 
@@ -127,8 +129,6 @@ class Cell(nn.Module, ABC):
         for a cell without formulas)."""
         contract.choice("derivatives", route, DERIVATIVE_ROUTES)
         if route == "autodiff" or self.formulas is None:
-            from .autodiff import AutodiffDerivatives
-
             return AutodiffDerivatives(self)
         return self
 
@@ -162,12 +162,6 @@ class Cell(nn.Module, ABC):
         first = self._formula("drift_differential", point, parameters, direction=rows)
         second = self._formula("drift_second_differential", point, parameters, direction=rows)
         return first, second.mean(-2)
-
-
-def per_unit_step(jacobian: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """I + diag(s) F from F (..., n, n) and per-unit steps s (n,)."""
-    identity = torch.eye(jacobian.shape[-1], dtype=jacobian.dtype, device=jacobian.device)
-    return identity + steps[..., :, None] * jacobian
 
 
 def _rows_point(point: dict, rows: torch.Tensor) -> dict:
