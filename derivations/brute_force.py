@@ -1,25 +1,29 @@
-"""Brute-force small-noise expansion for small sizes, and the proof that it matches the rules.
+"""Brute-force small-noise expansion of a cell for small sizes, and the proof that it
+matches the one-step rules with the cell's derived Jacobian and curvature.
 
-For explicit sizes (hidden size ``d``, ``M`` steps, noise form ``"diagonal"`` or
-``"scalar"``), with symbolic weights ``A``, ``W``, noise levels, step ``dt`` and a generic
-smooth loss ``l`` (its partial derivatives at ``h_bar_M`` are free symbols ``D_alpha``),
-the Euler--Maruyama recursion with all noise scaled by eps is pushed through as a jet in eps
-of order 3. This is "differentiating the recursion": each step applies the chain rule
-(:mod:`derivations.jets`) to the previous step's Taylor coefficients, so nothing is expanded
-as a nested expression and :func:`sympy.series` is never called. The eps^n coefficient of
-``l(h_M)`` is a polynomial in the standard normals ``xi_{k,j}``; its expectation follows
-from Gaussian moments. All arithmetic is exact, in a sparse polynomial ring over Q whose
-generators are every symbol of the problem (``sqrt(dt)`` is one generator).
+For explicit sizes (the cell's hidden size ``d``, ``M`` steps, noise form ``"diagonal"`` or
+``"scalar"``), with symbolic parameters, noise levels, step ``dt`` and a generic smooth loss
+``l`` (its partial derivatives at ``h_bar_M`` are free symbols ``D_alpha``), the
+Euler--Maruyama recursion with all noise scaled by eps is pushed through as a jet in eps of
+order 3. This is "differentiating the recursion": the drift expression of the cell
+(:class:`derivations.drift.CellSpec`) is evaluated on jets, sums and linear maps
+coefficient by coefficient, elementwise products by the Cauchy product, and every
+activation by the chain rule (:mod:`derivations.jets`), so nothing is expanded as a nested
+expression and :func:`sympy.series` is never called. The eps^n coefficient of ``l(h_M)`` is
+a polynomial in the standard normals ``xi_{k,j}``; its expectation follows from Gaussian
+moments. All arithmetic is exact, in a sparse polynomial ring over Q whose generators are
+every symbol of the problem (``sqrt(dt)`` is one generator).
 
-The deterministic path enters the coefficients only through ``h_bar_k`` and the values
-``tanh(z_bar_k)``; they are kept as free symbols, so every identity proved here holds for
-all their values and in particular along the actual path. ``h_0 = 0``.
+The deterministic path enters the coefficients only through ``h_bar_k`` and the values of
+the activations and their derivatives there; they are kept as free symbols, so every
+identity proved here holds for all their values (for any smooth activation) and in
+particular along the actual path. ``h_0 = 0``.
 
 Proved, for each size:
 
 - the eps^1 and eps^3 coefficients of ``E l(h_M)`` are identically zero;
 - the eps^2 coefficient equals ``grad l^T m_M + 1/2 tr(hess l C_M)`` computed with the
-  one-step rules of :mod:`derivations.expansion`.
+  one-step rules of :mod:`derivations.expansion` and the cell's J and v.
 
 The general reason for the vanishing odd orders: replacing every ``xi`` by ``-xi`` maps the
 path of ``eps`` to the path of ``-eps`` and leaves the Gaussian law unchanged, so
@@ -32,62 +36,72 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 
 import sympy as sp
+from sympy.matrices.expressions.hadamard import HadamardProduct
 
-from nrnn.derivations.activation import TANH, tanh_derivative
+from nrnn.derivations.drift import Applied, CellSpec, point_symbol
 from nrnn.derivations.expansion import SYMBOLS, diffusion_matrix, one_step_rules
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.ito import gaussian_expectation_poly, standard_normals
-from nrnn.derivations.jets import chain_rule, compose, evaluate_polynomial, jet_add, jet_scale
-from nrnn.derivations.nodes import ActivationDerivative
+from nrnn.derivations.jets import chain_rule, compose, evaluate_polynomial
 
-__all__ = [
-    "BruteForceResult",
-    "DEFAULT_CASES",
-    "FULL_CASES",
-    "Problem",
-    "expand_loss",
-    "prove",
-    "recursion_value",
-]
+__all__ = ["FORMS", "BruteForceResult", "Problem", "expand_loss", "prove", "recursion_value"]
 
 ORDER = 3
 FORMS = ("diagonal", "scalar")
-DEFAULT_CASES = tuple((d, steps, form) for d in (1, 2) for steps in (1, 2, 3) for form in FORMS)
-FULL_CASES = DEFAULT_CASES + tuple((3, steps, form) for steps in (1, 2) for form in FORMS)
 
 
 class Problem:
-    """The explicit symbols of one size and the polynomial ring they generate."""
+    """The explicit symbols of one cell at one size and the polynomial ring they generate."""
 
-    def __init__(self, d: int, steps: int, form: str):
-        self.d, self.steps, self.form = d, steps, form
-        self.noise_dimension = d if form == "diagonal" else d + 1
+    def __init__(self, spec: CellSpec, d: int, steps: int, form: str):
+        self.spec, self.d, self.steps, self.form = spec, d, steps, form
+        self.sizes = dict(spec.sizes(d))
+        self.n = int(sp.sympify(spec.state_dimension).xreplace(self.sizes))
+        self.noise_dimension = self.n if form == "diagonal" else self.n + 1
         self.sqrt_dt = sp.Symbol("sqrt_dt", positive=True)
-        self.A = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"a_{i}{j}"))
-        self.W = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"w_{i}{j}"))
-        self.h_bar = [sp.zeros(d, 1)] + [
-            sp.Matrix(d, 1, lambda i, _, k=k: sp.Symbol(f"hbar{k}_{i}"))
+        self.values = {s.symbol: self._explicit(s.symbol) for s in spec.symbols}
+        self.h_bar = [sp.zeros(self.n, 1)] + [
+            sp.Matrix(self.n, 1, lambda i, _, k=k: sp.Symbol(f"hbar{k}_{i}"))
             for k in range(1, steps + 1)
         ]
-        self.tanh_values = [
-            sp.Matrix(d, 1, lambda i, _, k=k: sp.Symbol(f"t{k}_{i}")) for k in range(steps)
-        ]
+        self.uses = spec.applied()
         self.normals = [standard_normals(self.noise_dimension, f"xi{k}") for k in range(steps)]
-        self.loss_rule = chain_rule(d, ORDER)
-        self.placeholder = sp.Matrix(d, 1, lambda i, _: sp.Symbol(f"p_{i}"))
+        self.loss_rule = chain_rule(self.n, ORDER)
+        self.placeholder = sp.Matrix(self.n, 1, lambda i, _: sp.Symbol(f"p_{i}"))
+
+    def _explicit(self, symbol):
+        """A parameter's explicit value: the given constant, or a matrix of free symbols."""
+        constants = dict(self.spec.constants)
+        if symbol in constants:
+            return sp.Matrix(constants[symbol](self.d))
+        if not isinstance(symbol, sp.MatrixSymbol):
+            return symbol
+        rows, cols = (int(sp.sympify(n).xreplace(self.sizes)) for n in symbol.shape)
+        name = "".join(ch for ch in symbol.name if ch.isalnum())
+        return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}_{j}"))
+
+    def derivative_values(self, step: int, use: Applied, order: int) -> sp.Matrix:
+        """φ^(order) of one activation use at the path, step ``step``: free symbols."""
+        rows = int(sp.sympify(use.shape[0]).xreplace(self.sizes))
+        return sp.Matrix(rows, 1, lambda i, _: sp.Symbol(f"{use.label}{step}_{order}_{i}"))
 
     @cached_property
     def ring(self):
-        generators = (
-            [SYMBOLS.sigma_add, SYMBOLS.sigma_mult, self.sqrt_dt]
-            + list(self.A)
-            + list(self.W)
-            + [x for h in self.h_bar[1:] for x in h]
-            + [x for t in self.tanh_values for x in t]
-            + [x for xi in self.normals for x in xi]
-            + list(self.loss_rule.derivatives.values())
-        )
-        ring, *_ = sp.ring(generators, sp.QQ)
+        generators = set()
+        for value in self.values.values():
+            generators |= value.free_symbols
+        generators |= {SYMBOLS.sigma_add, SYMBOLS.sigma_mult, self.sqrt_dt}
+        generators |= {x for h in self.h_bar[1:] for x in h}
+        generators |= {
+            x
+            for k in range(self.steps)
+            for use in self.uses
+            for order in range(ORDER + 1)
+            for x in self.derivative_values(k, use, order)
+        }
+        generators |= {x for xi in self.normals for x in xi}
+        generators |= set(self.loss_rule.derivatives.values())
+        ring, *_ = sp.ring(sorted(generators, key=str), sp.QQ)
         return ring
 
     def poly(self, expr):
@@ -101,7 +115,7 @@ class Problem:
     def diffusion_template(self) -> sp.Matrix:
         """sigma(p) for the placeholder column p, from :func:`diffusion_matrix`."""
         expr = diffusion_matrix(self.form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult)
-        return evaluate(expr, {SYMBOLS.d: self.d, SYMBOLS.h: self.placeholder})
+        return evaluate(expr, {SYMBOLS.n: self.n, SYMBOLS.h: self.placeholder})
 
     def diffusion(self, h: list) -> list:
         """sigma(h) as rows of ring elements, for a column h of ring elements."""
@@ -119,99 +133,198 @@ class Problem:
             for i in range(template.rows)
         ]
 
-    def activation(self, step: int, order: int) -> sp.Matrix:
-        return self.tanh_values[step].applyfunc(lambda t: tanh_derivative(order).subs(TANH, t))
+
+# ---------------------------------------------------------------------- jets of matrices
+# A jet is a list over orders 0..ORDER of explicit matrices (lists of rows of ring
+# elements), with None for a zero coefficient.
+def _constant(problem: Problem, matrix: sp.Matrix) -> list:
+    rows = [[problem.poly(x) for x in matrix.row(i)] for i in range(matrix.rows)]
+    return [rows] + [None] * ORDER
 
 
-def _matvec(matrix: list, vector: list) -> list:
-    return [sum((a * x for a, x in zip(row, vector)), vector[0] * 0) for row in matrix]
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return [[x + y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+
+
+def _scale(factor, a):
+    return None if a is None else [[factor * x for x in row] for row in a]
+
+
+def _matmul(a, b):
+    if a is None or b is None:
+        return None
+    columns = list(zip(*b))
+    return [[sum((x * y for x, y in zip(row, col)), row[0] * 0) for col in columns] for row in a]
+
+
+def _hadamard(a, b):
+    if a is None or b is None:
+        return None
+    return [[x * y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+
+
+def _cauchy(a: list, b: list, multiply) -> list:
+    """The jet of a product: (a b)_k = Σ_{i+j=k} a_i b_j."""
+    result = [None] * (ORDER + 1)
+    for i, left in enumerate(a):
+        for j, right in enumerate(b[: ORDER + 1 - i]):
+            result[i + j] = _add(result[i + j], multiply(left, right))
+    return result
+
+
+def _drift_jet(problem: Problem, step: int, expr, state_jet: list) -> list:
+    """The jet of a sub-expression of the drift at step ``step``."""
+    spec = problem.spec
+    if expr == spec.state:
+        return state_jet
+    if expr in problem.values:
+        return _constant(problem, problem.values[expr])
+    if isinstance(expr, sp.Identity | sp.OneMatrix | sp.ZeroMatrix):
+        return _constant(problem, evaluate(expr, problem.sizes))
+    if isinstance(expr, sp.MatAdd):
+        jets = [_drift_jet(problem, step, arg, state_jet) for arg in expr.args]
+        return [_sum([jet[k] for jet in jets]) for k in range(ORDER + 1)]
+    if isinstance(expr, sp.MatMul):
+        coefficient, factors = expr.as_coeff_matrices()
+        jet = _drift_jet(problem, step, factors[0], state_jet)
+        for factor in factors[1:]:
+            jet = _cauchy(jet, _drift_jet(problem, step, factor, state_jet), _matmul)
+        scale = problem.poly(coefficient.xreplace(problem.values))
+        return [_scale(scale, c) for c in jet]
+    if isinstance(expr, HadamardProduct):
+        jet = _drift_jet(problem, step, expr.args[0], state_jet)
+        for factor in expr.args[1:]:
+            jet = _cauchy(jet, _drift_jet(problem, step, factor, state_jet), _hadamard)
+        return jet
+    if isinstance(expr, sp.Transpose):
+        jet = _drift_jet(problem, step, expr.arg, state_jet)
+        return [None if c is None else [list(col) for col in zip(*c)] for c in jet]
+    if isinstance(expr, Applied):
+        return _activation_jet(problem, step, expr, state_jet)
+    raise NotImplementedError(f"cannot evaluate {type(expr).__name__} on jets: {expr}")
+
+
+def _sum(matrices):
+    total = None
+    for matrix in matrices:
+        total = _add(total, matrix)
+    return total
+
+
+def _activation_jet(problem: Problem, step: int, use: Applied, state_jet: list) -> list:
+    """φ(argument) entrywise by the chain rule; φ^(j) at the path are free symbols."""
+    ring = problem.ring
+    argument = _drift_jet(problem, step, use.argument, state_jet)
+    rows = len(next(c for c in argument if c is not None))
+    rule = chain_rule(1, ORDER)
+    values = [
+        [problem.poly(x) for x in problem.derivative_values(step, use, order)]
+        for order in range(ORDER + 1)
+    ]
+    result = [[[ring.zero] for _ in range(rows)] for _ in range(ORDER + 1)]
+    for i in range(rows):
+        increments = [ring.zero] + [ring.zero if c is None else c[i][0] for c in argument[1:]]
+        derivative = lambda alpha, i=i: values[alpha[0]][i]
+        for k, value in enumerate(compose(rule, derivative, [increments], ring.zero)):
+            result[k][i][0] = value
+    return result
 
 
 def _step(problem: Problem, step: int, jet: list) -> list:
-    """One Euler--Maruyama step on a jet (list over orders of columns of ring elements)."""
+    """One Euler--Maruyama step on a state jet (list over orders of columns)."""
     ring = problem.ring
-    poly = problem.poly
-    A = [[poly(x) for x in problem.A.row(i)] for i in range(problem.d)]
-    W = [[poly(x) for x in problem.W.row(i)] for i in range(problem.d)]
-    zero = [ring.zero] * problem.d
-    inner = [_matvec(W, c) for c in jet]
-    tanh_rule = chain_rule(1, ORDER)
-    tanh_jet = [list(zero) for _ in range(ORDER + 1)]
-    for i in range(problem.d):
-        t = poly(problem.tanh_values[step][i, 0])
-        derivative = lambda alpha, t=t: evaluate_polynomial(
-            tanh_derivative(alpha[0]), {TANH: t}, ring.zero
-        )
-        argument = [ring.zero] + [c[i] for c in inner[1:]]
-        for k, value in enumerate(compose(tanh_rule, derivative, [argument], ring.zero)):
-            tanh_jet[k][i] = value
-    drift = [jet_add(_matvec(A, c), tanh_c) for c, tanh_c in zip(jet, tanh_jet)]
+    columns = [[[x] for x in c] for c in jet]
+    drift = _drift_jet(problem, step, problem.spec.drift, columns)
+    zero = [ring.zero] * problem.n
+    drift = [zero if c is None else [row[0] for row in c] for c in drift]
     # sigma is affine in h: sigma(h_bar + sum_n c_n eps^n) = sigma(h_bar) + sum_n (sigma(c_n) - sigma(0)) eps^n.
     sigma_zero = problem.diffusion(zero)
     diffusion = [problem.diffusion(jet[0])] + [
         [[a - b for a, b in zip(row, row0)] for row, row0 in zip(problem.diffusion(c), sigma_zero)]
         for c in jet[1:]
     ]
-    xi = [poly(x) for x in problem.normals[step]]
-    sqrt_dt = poly(problem.sqrt_dt)
+    xi = [problem.poly(x) for x in problem.normals[step]]
+    sqrt_dt = problem.poly(problem.sqrt_dt)
     noise = [zero] + [
-        jet_scale(sqrt_dt, _matvec(sigma, xi)) for sigma in diffusion[:-1]
+        [sqrt_dt * sum((a * x for a, x in zip(row, xi)), ring.zero) for row in sigma]
+        for sigma in diffusion[:-1]
     ]  # eps * jet
-    new = [jet_add(c, jet_scale(sqrt_dt**2, f), n) for c, f, n in zip(jet, drift, noise)]
-    return [[poly(x) for x in problem.h_bar[step + 1]]] + new[1:]
+    new = [
+        [h + sqrt_dt**2 * f + w for h, f, w in zip(c, fc, nc)]
+        for c, fc, nc in zip(jet, drift, noise)
+    ]
+    return [[problem.poly(x) for x in problem.h_bar[step + 1]]] + new[1:]
 
 
-def expand_loss(d: int, steps: int, form: str) -> list:
+def expand_loss(spec: CellSpec, d: int, steps: int, form: str) -> list:
     """Expectations of the eps^0..eps^3 coefficients of ``l(h_M)``, as ring elements."""
-    problem = Problem(d, steps, form)
+    problem = Problem(spec, d, steps, form)
     ring = problem.ring
-    jet = [[ring.zero] * d for _ in range(ORDER + 1)]
+    jet = [[ring.zero] * problem.n for _ in range(ORDER + 1)]
     for step in range(steps):
         jet = _step(problem, step, jet)
-    components = [[c[i] for c in jet] for i in range(d)]
+    components = [[c[i] for c in jet] for i in range(problem.n)]
     derivative = lambda alpha: problem.poly(problem.loss_derivative(alpha))
     loss_jet = compose(problem.loss_rule, derivative, components, ring.zero)
     normals = [problem.poly(x) for xi in problem.normals for x in xi]
     return [gaussian_expectation_poly(c, normals) for c in loss_jet]
 
 
-def recursion_value(d: int, steps: int, form: str) -> sp.Expr:
-    """``grad l^T m_M + 1/2 tr(hess l C_M)`` from the derived one-step rules (explicit)."""
-    problem = Problem(d, steps, form)
+def recursion_value(spec: CellSpec, formulas, d: int, steps: int, form: str) -> sp.Expr:
+    """``grad l^T m_M + 1/2 tr(hess l C_M)`` from the one-step rules with the cell's derived
+    step Jacobian and curvature (``formulas``: a :class:`derivations.cells.CellFormulas`)."""
+    problem = Problem(spec, d, steps, form)
     rules = one_step_rules()
     s = SYMBOLS
-    covariance = sp.zeros(d, d)
-    mean = sp.zeros(d, 1)
+    n = problem.n
+    covariance = sp.zeros(n, n)
+    mean = sp.zeros(n, 1)
     for step in range(steps):
         sigma = evaluate(
             diffusion_matrix(form, s.h, s.sigma_add, s.sigma_mult),
-            {s.d: d, s.h: problem.h_bar[step]},
+            {s.n: n, s.h: problem.h_bar[step]},
         )
-        bindings = {
-            s.d: d,
+        bindings = dict(problem.sizes) | dict(problem.values)
+        for use in problem.uses:
+            for order in (0, 1, 2):
+                values = problem.derivative_values(step, use, order)
+                bindings[point_symbol(_at_order(use, order))] = values
+        bindings |= {spec.state: problem.h_bar[step], formulas.covariance: covariance}
+        bindings |= {formulas.dt: problem.sqrt_dt**2}
+        jacobian = evaluate(formulas.step_jacobian, bindings)
+        curvature = evaluate(formulas.curvature, bindings)
+        generic = {
+            s.n: n,
             s.r: problem.noise_dimension,
             s.dt: problem.sqrt_dt**2,
-            s.A: problem.A,
-            s.W: problem.W,
-            ActivationDerivative(1, s.z): problem.activation(step, 1),
-            ActivationDerivative(2, s.z): problem.activation(step, 2),
+            s.J: jacobian,
+            s.v: curvature,
             s.Sigma: sigma,
             s.C: covariance,
             s.m: mean,
         }
-        bindings[s.J] = evaluate(rules.step_jacobian, bindings)
-        bindings[s.v] = evaluate(rules.contraction, bindings)
-        covariance = evaluate(rules.covariance_step, bindings)
-        mean = evaluate(rules.mean_step, bindings)
-    unit = lambda *indices: tuple(sum(j == i for i in indices) for j in range(d))
-    gradient = sp.Matrix(d, 1, lambda i, _: problem.loss_derivative(unit(i)))
-    hessian = sp.Matrix(d, d, lambda i, j: problem.loss_derivative(unit(i, j)))
-    bindings = {s.d: d, s.grad: gradient, s.hess: hessian, s.C: covariance, s.m: mean}
+        covariance = evaluate(rules.covariance_step, generic)
+        mean = evaluate(rules.mean_step, generic)
+    unit = lambda *indices: tuple(sum(j == i for i in indices) for j in range(n))
+    gradient = sp.Matrix(n, 1, lambda i, _: problem.loss_derivative(unit(i)))
+    hessian = sp.Matrix(n, n, lambda i, j: problem.loss_derivative(unit(i, j)))
+    bindings = {s.n: n, s.grad: gradient, s.hess: hessian, s.C: covariance, s.m: mean}
     return (evaluate(rules.q_term, bindings)[0, 0] + evaluate(rules.r_term, bindings)) / 2
+
+
+def _at_order(use: Applied, order: int) -> Applied:
+    for _ in range(order):
+        use = use.derivative()
+    return use
 
 
 @dataclass(frozen=True)
 class BruteForceResult:
+    cell: str
     d: int
     steps: int
     form: str
@@ -227,19 +340,20 @@ class BruteForceResult:
     def statement(self) -> str:
         verdict = "proved" if self.proved else "FAILED"
         return (
-            f"d={self.d}, M={self.steps}, {self.form} noise: eps^1 and eps^3 coefficients of E l(h_M) "
-            f"are identically 0; eps^2 coefficient ({self.terms} terms) minus the recursion "
-            f"is 0: {verdict}."
+            f"{self.cell}, d={self.d}, M={self.steps}, {self.form} noise: eps^1 and eps^3 coefficients "
+            f"of E l(h_M) are identically 0; eps^2 coefficient ({self.terms} terms) minus the "
+            f"recursion is 0: {verdict}."
         )
 
 
 @cache
-def prove(d: int, steps: int, form: str) -> BruteForceResult:
+def prove(spec: CellSpec, formulas, d: int, steps: int, form: str) -> BruteForceResult:
     """Run the brute force for one size and compare with the one-step rules."""
-    problem = Problem(d, steps, form)
-    coefficients = expand_loss(d, steps, form)
-    recursion = problem.poly(recursion_value(d, steps, form))
+    problem = Problem(spec, d, steps, form)
+    coefficients = expand_loss(spec, d, steps, form)
+    recursion = problem.poly(recursion_value(spec, formulas, d, steps, form))
     return BruteForceResult(
+        cell=spec.name,
         d=d,
         steps=steps,
         form=form,

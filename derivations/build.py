@@ -4,11 +4,18 @@ Writes ``nrnn/_generated/*.py`` (torch), ``nrnn/_generated/numpy/*.py`` (numpy t
 ``docs/formulas.md``. The output is a pure function of the derivations and the SymPy
 version: no timestamps, stable ordering, so a regeneration is byte-identical and
 ``--check`` can compare it with the committed files.
+
+``--cell FILE.py:NAME --out DIR`` derives a cell of your own (a
+:class:`derivations.drift.CellSpec`, or a function returning one) the same way: it proves
+its formulas by brute force and writes the package ``DIR`` (``cell_<name>.py``, its numpy
+twin in ``DIR/numpy``, their helpers, and ``<name>.md``, the cell's formula sheet).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +24,7 @@ import sympy as sp
 
 from nrnn.derivations import (
     activation,
+    cells,
     continuous,
     cross_entropy,
     expansion,
@@ -31,22 +39,26 @@ from nrnn.derivations.codegen import (
     Backend,
     render_function,
 )
+from nrnn.derivations.drift import CellSpec
 from nrnn.derivations.formula_sheet import render_sheet
 from nrnn.derivations.latex import latex
 from nrnn.derivations.topic import Derivation, GeneratedFunction
 
-__all__ = ["generate", "main", "run"]
+__all__ = ["generate", "generate_cell", "load_spec", "main", "run", "run_cell"]
 
 DERIVATIONS = (activation, expansion, continuous, stability, cross_entropy, reference_noise)
 PACKAGES = {TORCH.name: "nrnn/_generated", NUMPY.name: "nrnn/_generated/numpy"}
 SHEET = "docs/formulas.md"
 
 MODULE_SUMMARIES = {
-    "activation": "Derivatives of tanh, entrywise, in terms of tanh.",
-    "expansion": "The explicit regularizer: Jacobians, diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.",
+    "activation": "Derivatives and Lipschitz constants of the activations, entrywise.",
+    "expansion": "The explicit regularizer for any cell: diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.",
     "stability": "Exponent bounds and the Euler--Maruyama mean-square stability operator.",
     "cross_entropy": "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through the readout.",
     "reference_noise": "The released code's noise and its SDE-equivalent levels.",
+} | {
+    f"cell_{spec().name}": f"{spec().title}: the drift, its Jacobians, curvature and differentials."
+    for spec in cells.BUILT_IN
 }
 
 
@@ -66,24 +78,17 @@ def _header(sources: Iterable[str]) -> str:
     )
 
 
-def _render_module(name: str, functions: list[GeneratedFunction], backend: Backend) -> str:
+def _render_module(
+    name: str, functions: list[GeneratedFunction], backend: Backend, summary: str | None = None
+) -> str:
     rendered = [render_function(f, backend, latex(f.expr)) for f in functions]
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
-    activations = sorted(
-        set().union(*(r.activations for r in rendered)) - {f.name for f in functions}
-    )
-    lines = [
-        _header(f.source for f in functions) + f'"""{MODULE_SUMMARIES[name]} ({backend.name})"""'
-    ]
+    summary = summary or MODULE_SUMMARIES[name]
+    lines = [_header(f.source for f in functions) + f'"""{summary} ({backend.name})"""']
     if any(f"{backend.module}." in r.source for r in rendered):
         lines += ["", backend.import_line]
-    imports = []
     if helpers:
-        imports.append(f"from ._helpers import {', '.join(helpers)}")
-    if activations:
-        imports.append(f"from .activation import {', '.join(activations)}")
-    if imports:
-        lines += [""] + imports
+        lines += ["", f"from ._helpers import {', '.join(helpers)}"]
     lines += ["", f"__all__ = [{', '.join(repr(f.name) for f in functions)}]", ""]
     text = "\n".join(lines)
     for function in rendered:
@@ -102,8 +107,9 @@ def _render_helpers(backend: Backend) -> str:
     )
 
 
-def _render_init(backend: Backend, modules: list[str]) -> str:
-    listing = "\n".join(f"- ``{m}``: {MODULE_SUMMARIES[m]}" for m in modules)
+def _render_init(backend: Backend, modules: list[str], summaries: dict | None = None) -> str:
+    summaries = summaries or MODULE_SUMMARIES
+    listing = "\n".join(f"- ``{m}``: {summaries[m]}" for m in modules)
     twin = "" if backend is TORCH else " (numpy twins of ``nrnn._generated``)"
     return (
         _header(["nrnn.derivations.build"])
@@ -117,7 +123,7 @@ def _render_init(backend: Backend, modules: list[str]) -> str:
 def generate(derivations: list[Derivation] | None = None) -> dict[str, str]:
     """All generated files as ``{path relative to the repository root: text}``."""
     if derivations is None:
-        derivations = [module.derive() for module in DERIVATIONS]
+        derivations = [module.derive() for module in DERIVATIONS] + cells.derive_all()
     modules: dict[str, list[GeneratedFunction]] = {}
     for derivation in derivations:
         for function in derivation.functions:
@@ -131,6 +137,87 @@ def generate(derivations: list[Derivation] | None = None) -> dict[str, str]:
             files[f"{package}/{name}.py"] = _render_module(name, functions, backend)
     files[SHEET] = render_sheet(derivations)
     return files
+
+
+def load_spec(target: str) -> CellSpec:
+    """The cell spec named by ``FILE.py:NAME`` or ``module:NAME`` (a spec or a function
+    returning one)."""
+    location, separator, name = target.rpartition(":")
+    if not separator or not location or not name:
+        raise ValueError(f"--cell must look like FILE.py:NAME or module:NAME, got {target!r}")
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise FileNotFoundError(f"--cell: {path} does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(location)
+    value = getattr(module, name)
+    value = value() if callable(value) and not isinstance(value, CellSpec) else value
+    if not isinstance(value, CellSpec):
+        raise TypeError(f"--cell: {target} is not a CellSpec, got {type(value).__name__}")
+    return value
+
+
+def generate_cell(spec: CellSpec) -> dict[str, str]:
+    """A user cell's files, relative to its output package: the torch module, its numpy
+    twin, their helpers and ``__init__``, and the cell's formula sheet."""
+    derivation = cells.derive_cell(spec)
+    module = f"cell_{spec.name}"
+    summary = f"{spec.title}: the drift, its Jacobians, curvature and differentials."
+    files = {}
+    for backend, package in ((TORCH, ""), (NUMPY, "numpy/")):
+        files[f"{package}__init__.py"] = _render_init(backend, [module], {module: summary})
+        files[f"{package}_helpers.py"] = _render_helpers(backend)
+        files[f"{package}{module}.py"] = _render_module(
+            module, derivation.functions, backend, summary
+        )
+    files[f"{spec.name}.md"] = render_sheet([derivation])
+    return files
+
+
+def _sync(root: Path, files: dict[str, str], stale: list[str], check: bool, hint: str) -> int:
+    """Write ``files`` under ``root`` (removing ``stale``), or with ``check`` report
+    whether they are up to date; an exit code."""
+    if check:
+        differing = [
+            relative
+            for relative, text in sorted(files.items())
+            if not (root / relative).is_file()
+            or (root / relative).read_bytes() != text.encode("utf-8")
+        ]
+        for relative in differing:
+            print(f"differs from a regeneration: {relative}", file=sys.stderr)
+        for relative in stale:
+            print(f"not produced by a regeneration: {relative}", file=sys.stderr)
+        if differing or stale:
+            print(f"generated files are out of date; run `{hint}`", file=sys.stderr)
+            return 1
+        print(f"{len(files)} generated files are up to date")
+        return 0
+    written = 0
+    for relative, text in sorted(files.items()):
+        path = root / relative
+        data = text.encode("utf-8")
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            written += 1
+    for relative in stale:
+        (root / relative).unlink()
+    print(f"{len(files)} generated files ({written} written, {len(stale)} stale removed)")
+    return 0
+
+
+def run_cell(target: str, out: Path, check: bool = False) -> int:
+    """Derive the cell ``target`` and write (or check) its package ``out``; exit code."""
+    spec = load_spec(target)
+    files = generate_cell(spec)
+    for statement in cells.derive_cell(spec).checks:
+        print(statement)
+    return _sync(Path(out), files, [], check, f"python -m nrnn.derivations --cell {target}")
 
 
 def _stale(root: Path, files: dict[str, str]) -> list[str]:
@@ -154,35 +241,7 @@ def run(check: bool = False, root: Path | None = None) -> int:
         # An installed package carries the generated code but not the formula sheet.
         print(f"{SHEET}: skipped, {root} has no {Path(SHEET).parent}/ (an installed package)")
         del files[SHEET]
-    stale = _stale(root, files)
-    if check:
-        differing = [
-            relative
-            for relative, text in sorted(files.items())
-            if not (root / relative).is_file()
-            or (root / relative).read_bytes() != text.encode("utf-8")
-        ]
-        for relative in differing:
-            print(f"differs from a regeneration: {relative}", file=sys.stderr)
-        for relative in stale:
-            print(f"not produced by a regeneration: {relative}", file=sys.stderr)
-        if differing or stale:
-            print("generated files are out of date; run `nrnn derive`", file=sys.stderr)
-            return 1
-        print(f"{len(files)} generated files are up to date")
-        return 0
-    written = 0
-    for relative, text in sorted(files.items()):
-        path = root / relative
-        data = text.encode("utf-8")
-        if not path.is_file() or path.read_bytes() != data:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            written += 1
-    for relative in stale:
-        (root / relative).unlink()
-    print(f"{len(files)} generated files ({written} written, {len(stale)} stale removed)")
-    return 0
+    return _sync(root, files, _stale(root, files), check, "nrnn derive")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,5 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", type=Path, default=None, help="repository root (default: this checkout)"
     )
+    parser.add_argument(
+        "--cell",
+        metavar="FILE.py:NAME",
+        help="derive a cell of your own (a CellSpec) instead of the built-in formulas",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="with --cell: the package directory to write (required)"
+    )
     arguments = parser.parse_args(argv)
+    if arguments.cell is not None:
+        if arguments.out is None:
+            parser.error("--cell needs --out DIR")
+        return run_cell(arguments.cell, arguments.out, check=arguments.check)
     return run(check=arguments.check, root=arguments.root)

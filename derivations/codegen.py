@@ -27,7 +27,8 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from nrnn.derivations.nodes import ActivationDerivative, Softmax, StackSum
+from nrnn.derivations.drift import Applied
+from nrnn.derivations.nodes import Softmax, StackSum
 from nrnn.derivations.topic import GeneratedFunction
 
 __all__ = ["Backend", "NUMPY", "TORCH", "render_function", "HELPERS_TORCH", "HELPERS_NUMPY"]
@@ -45,7 +46,12 @@ class Backend:
     diagonal: str
     eye: str
     softmax: str
+    functions: tuple[tuple[str, str], ...]
     backend_helpers: tuple[str, ...] = ()
+
+    def function(self, name: str) -> str:
+        """The spelling of an elementwise function (SymPy or activation name)."""
+        return dict(self.functions)[name]
 
 
 TORCH = Backend(
@@ -57,6 +63,14 @@ TORCH = Backend(
     diagonal="torch.diagonal({0}, dim1=-2, dim2=-1)",
     eye="torch.eye({0}, dtype={1}.dtype, device={1}.device)",
     softmax="torch.softmax({0}, dim=-1)",
+    functions=(
+        ("tanh", "torch.tanh"),
+        ("exp", "torch.exp"),
+        ("log", "torch.log"),
+        ("sigmoid", "torch.sigmoid"),
+        ("atan", "torch.atan"),
+        ("arctan", "torch.atan"),
+    ),
 )
 
 NUMPY = Backend(
@@ -68,7 +82,15 @@ NUMPY = Backend(
     diagonal="np.diagonal({0}, axis1=-2, axis2=-1)",
     eye="np.eye({0}, dtype={1}.dtype)",
     softmax="softmax({0})",
-    backend_helpers=("diag_embed", "softmax"),
+    functions=(
+        ("tanh", "np.tanh"),
+        ("exp", "np.exp"),
+        ("log", "np.log"),
+        ("sigmoid", "sigmoid"),
+        ("atan", "np.arctan"),
+        ("arctan", "np.arctan"),
+    ),
+    backend_helpers=("diag_embed", "softmax", "sigmoid"),
 )
 
 HELPERS_TORCH = '''
@@ -126,27 +148,35 @@ def softmax(logits):
     """Softmax over the last axis, shifted by the maximum for numerical stability."""
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
-'''
 
-ACTIVATION_FUNCTIONS = {1: "tanh_prime", 2: "tanh_second"}
+
+def sigmoid(z):
+    """The logistic function 1 / (1 + exp(-z)), entrywise."""
+    return 1.0 / (1.0 + np.exp(-z))
+'''
 
 
 class _ScalarPrinter(StrPrinter):
-    """Scalar expressions: symbols become argument names, functions get the backend prefix."""
+    """Scalar expressions: symbols become argument names, functions the backend's."""
 
-    def __init__(self, names: dict, module: str):
+    def __init__(self, names: dict, backend: Backend, helpers: set):
         super().__init__()
         self.names = names
-        self.module = module
+        self.backend = backend
+        self.helpers = helpers
 
     def _print_Symbol(self, expr):
         return self.names.get(expr, expr.name)
 
     def _print_Function(self, expr):
         name = type(expr).__name__
-        if name not in ("tanh", "exp", "log"):
-            raise NotImplementedError(f"function {name}")
-        return f"{self.module}.{name}({self._print(expr.args[0])})"
+        try:
+            spelled = self.backend.function(name)
+        except KeyError:
+            raise NotImplementedError(f"function {name}") from None
+        if spelled in self.backend.backend_helpers:
+            self.helpers.add(spelled)
+        return f"{spelled}({self._print(expr.args[0])})"
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
@@ -208,14 +238,13 @@ def _left(code: _Code, operator: str = "*") -> str:
 
 @dataclass
 class ArrayPrinter:
-    """Prints one function body; records the helpers and activation functions it uses."""
+    """Prints one function body; records the helpers it uses."""
 
     backend: Backend
     names: dict
     dimensions: dict
     reference: str | None
     helpers: set = field(default_factory=set)
-    activations: set = field(default_factory=set)
     bound: dict = field(default_factory=dict)
 
     # -- scalars --------------------------------------------------------------------
@@ -225,7 +254,7 @@ class ArrayPrinter:
             return self.array(expr).text
         if expr.has(sp.Trace):
             raise NotImplementedError("scalar expressions mixing traces")
-        return _ScalarPrinter(self.names, self.backend.module).doprint(expr)
+        return _ScalarPrinter(self.names, self.backend, self.helpers).doprint(expr)
 
     def _scaled(self, coefficient, code: _Code) -> _Code:
         if coefficient == 1:
@@ -279,17 +308,23 @@ class ArrayPrinter:
         flipped = {"vector": "covector", "covector": "vector"}.get(inner.kind, inner.kind)
         return _Code(inner.text, flipped, inner.precedence)
 
+    def _print_OneMatrix(self, expr):
+        """The column of ones, as the number 1 (it only appears in sums, broadcasting)."""
+        return _Code("1", "scalar")
+
     def _print_MatAdd(self, expr):
         parts = []
         for term in expr.args:
-            negative = isinstance(term, sp.MatMul) and term.as_coeff_matrices()[0].is_negative
+            negative = (
+                isinstance(term, sp.MatMul) and term.as_coeff_matrices()[0].is_negative is True
+            )
             code = self.array(-term if negative else term)
             if code.kind == "diag":
                 code = _Code(self._diag_embed(code.text), "matrix")
             parts.append((negative, code))
         parts.sort(key=lambda part: part[0])  # positive terms first (stable)
         kinds = {code.kind for _, code in parts}
-        kind = "matrix" if "matrix" in kinds else kinds.pop()
+        kind = next((k for k in ("matrix", "vector", "covector") if k in kinds), kinds.pop())
         text = ""
         for index, (negative, code) in enumerate(parts):
             piece = code.text
@@ -401,13 +436,13 @@ class ArrayPrinter:
             texts.append(f"{_operand(code)}[..., None]" if code.kind == "vector" else code.text)
         return _Code(f"hstack([{', '.join(texts)}])", "matrix")
 
-    def _print_ActivationDerivative(self, expr: ActivationDerivative):
-        argument = self.array(expr.argument).text
-        if expr.order == 0:
-            return _Code(f"{self.backend.module}.tanh({argument})", "vector")
-        name = ACTIVATION_FUNCTIONS[expr.order]
-        self.activations.add(name)
-        return _Code(f"{name}({argument})", "vector")
+    def _print_Applied(self, expr: Applied):
+        """φ(argument) entrywise, φ an argument of the function (a callable named by the
+        use's label), so one generated drift serves every activation; the derivatives of φ
+        are arguments too (``derivations.cells`` replaces them by point symbols)."""
+        if expr.order != 0:
+            raise NotImplementedError(f"derivative {expr.order} of {expr.function} in code")
+        return _Code(f"{expr.label}({self.array(expr.argument).text})", "vector")
 
     def _print_Softmax(self, expr: Softmax):
         if "softmax" in self.backend.backend_helpers:
@@ -441,10 +476,10 @@ def _dimension_sources(function: GeneratedFunction) -> dict:
 
 
 def _repeated_nodes(expr) -> list:
-    """Nodes worth computing once (softmax, tanh derivatives) that occur more than once."""
+    """Nodes worth computing once (softmax, activations) that occur more than once."""
     counts: dict = {}
     for node in sp.preorder_traversal(expr):
-        if isinstance(node, (Softmax, ActivationDerivative)):
+        if isinstance(node, (Softmax, Applied)):
             counts[node] = counts.get(node, 0) + 1
     return sorted((node for node, count in counts.items() if count > 1), key=sp.default_sort_key)
 
@@ -452,9 +487,8 @@ def _repeated_nodes(expr) -> list:
 def _local_name(node, names: dict) -> str:
     if isinstance(node, Softmax):
         return "probabilities"
-    if isinstance(node, ActivationDerivative):
-        base = ACTIVATION_FUNCTIONS.get(node.order, f"tanh_{node.order}")
-        return f"{base}_{names[node.argument]}"
+    if isinstance(node, Applied):
+        return node.label
     raise NotImplementedError(type(node))
 
 
@@ -462,14 +496,14 @@ def _local_name(node, names: dict) -> str:
 class RenderedFunction:
     source: str
     helpers: frozenset
-    activations: frozenset
 
 
 def _docstring(function: GeneratedFunction, formula: str) -> list[str]:
     lines = [f'    r"""{function.summary}', "", f"    Formula: ``{formula}``."]
     if function.notes:
         lines += ["", f"    {function.notes}"]
-    lines += ["", "    Args:"]
+    if function.arguments:
+        lines += ["", "    Args:"]
     for argument in function.arguments:
         lines.append(f"        {argument.name}: {argument.shape}, {argument.description}.")
     lines += ["", "    Returns:", f"        {function.returns}.", '    """']
@@ -521,6 +555,4 @@ def render_function(
     prologue = [f"    {symbol} = {dimensions[symbol]}" for symbol in used_dimensions]
     signature = f"def {function.name}({', '.join(a.name for a in function.arguments)}):"
     lines = [signature] + _docstring(function, formula) + prologue + body + [f"    return {result}"]
-    return RenderedFunction(
-        "\n".join(lines) + "\n", frozenset(printer.helpers), frozenset(printer.activations)
-    )
+    return RenderedFunction("\n".join(lines) + "\n", frozenset(printer.helpers))

@@ -1,10 +1,11 @@
 """Continuous time: the moment ODEs of the first- and second-order response processes.
 
 The SDE ``dh = f(h) dt + eps sigma(h) dB`` expanded as ``h = h_bar + eps delta + eps^2 eta``
-gives the response processes (the continuous analogue of :mod:`derivations.expansion`)::
+gives the response processes (the continuous analogue of :mod:`derivations.expansion`),
+for any smooth drift with F = D_h f and S = D^2 f[delta, delta] along the path::
 
     d delta = F delta dt + Sigma dB
-    d eta   = (F eta + 1/2 tanh''(z) o (W delta) o (W delta)) dt + sigma'(h_bar)[delta] dB
+    d eta   = (F eta + 1/2 S) dt + sigma'(h_bar)[delta] dB
 
 Two derivations of ``d E[.]/dt`` are carried out and must agree:
 
@@ -33,7 +34,7 @@ from nrnn.derivations.expansion import SYMBOLS, one_step_rules
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.ito import SDE, gaussian_expectation
 from nrnn.derivations.matrix_rules import RandomModel, expectation, matrix_terms
-from nrnn.derivations.nodes import ActivationDerivative, NoiseJacobian
+from nrnn.derivations.nodes import NoiseJacobian
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = ["MomentODEs", "derive", "moment_odes", "componentwise_check", "ornstein_uhlenbeck_check"]
@@ -43,7 +44,6 @@ __all__ = ["MomentODEs", "derive", "moment_odes", "componentwise_check", "ornste
 class MomentODEs:
     covariance_rhs: sp.MatrixExpr
     mean_rhs: sp.MatrixExpr
-    contraction: sp.MatrixExpr
     covariance_consistency: sp.MatrixExpr
     mean_consistency: sp.MatrixExpr
 
@@ -66,16 +66,16 @@ def moment_odes() -> MomentODEs:
     s = SYMBOLS
     dt = s.dt
     d_delta = s.F * s.delta * dt + s.Sigma * s.xi * sp.sqrt(dt)
-    taylor_term = sp.HadamardProduct(ActivationDerivative(2, s.z), s.W * s.delta, s.W * s.delta) / 2
-    d_eta = (s.F * s.eta + taylor_term) * dt + NoiseJacobian(s.delta, s.r) * s.xi * sp.sqrt(dt)
+    d_eta = (s.F * s.eta + s.S / 2) * dt + NoiseJacobian(s.delta, s.r) * s.xi * sp.sqrt(dt)
     model = RandomModel(
         noise=(s.xi,),
-        means={s.delta: sp.ZeroMatrix(s.d, 1), s.eta: s.m},
+        means={s.delta: sp.ZeroMatrix(s.n, 1), s.eta: s.m},
         second_moments={s.delta: s.C},
     )
     new_delta = s.delta + d_delta
     covariance_increment = expectation(new_delta * new_delta.T - s.delta * s.delta.T, model)
-    mean_increment = expectation(d_eta, model)
+    # E S = v, the cell's curvature (S is random through delta).
+    mean_increment = expectation(d_eta, model).xreplace({s.S: s.v})
     covariance_rhs = order_coefficient(covariance_increment, dt, 1)
     if not isinstance(
         sp.expand(
@@ -86,17 +86,15 @@ def moment_odes() -> MomentODEs:
         sp.ZeroMatrix,
     ):
         raise AssertionError("covariance increment has terms beyond dt^2")
-    contraction = sp.expand(2 * order_coefficient(expectation(taylor_term * dt, model), dt, 1))
     mean_rhs = sp.MatAdd(s.F * s.m, s.v / 2)
     if not isinstance(
-        sp.expand(order_coefficient(mean_increment, dt, 1) - (s.F * s.m + contraction / 2)),
-        sp.ZeroMatrix,
+        sp.expand(order_coefficient(mean_increment, dt, 1) - mean_rhs), sp.ZeroMatrix
     ):
         raise AssertionError("mean increment is not F m + v/2")
 
     # Consistency of the discrete recursion: (X_{k+1} - X_k)/dt - rhs with J = I + dt F.
     rules = one_step_rules()
-    step = {s.J: sp.Identity(s.d) + dt * s.F}
+    step = {s.J: sp.Identity(s.n) + dt * s.F}
     covariance_consistency = sp.expand(
         (rules.covariance_step.xreplace(step) - s.C) / dt - covariance_rhs
     )
@@ -104,7 +102,6 @@ def moment_odes() -> MomentODEs:
     return MomentODEs(
         covariance_rhs=covariance_rhs,
         mean_rhs=mean_rhs,
-        contraction=contraction,
         covariance_consistency=covariance_consistency,
         mean_consistency=mean_consistency,
     )
@@ -117,9 +114,12 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
     delta = sp.symbols(f"delta_0:{d}", real=True)
     eta = sp.symbols(f"eta_0:{d}", real=True)
     F = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"f_{i}{j}"))
-    W = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"w_{i}{j}"))
     Sigma = sp.Matrix(d, noise_dimension, lambda i, j: sp.Symbol(f"s_{i}{j}"))
-    curvature = sp.Matrix(d, 1, lambda i, _: sp.Symbol(f"t2_{i}"))
+    # A generic second differential S_i = sum_jk T_ijk delta_j delta_k (T_ijk = T_ikj).
+    T = [
+        sp.Matrix(d, d, lambda j, k, i=i: sp.Symbol(f"t_{i}{min(j, k)}{max(j, k)}"))
+        for i in range(d)
+    ]
     # A generic diffusion derivative: sigma'(h_bar)[delta]_{ij} = sum_l q_{ijl} delta_l.
     noise_derivative = sp.Matrix(
         d, noise_dimension, lambda i, j: sum(sp.Symbol(f"q_{i}{j}{l}") * delta[l] for l in range(d))
@@ -127,11 +127,8 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
     C = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"c_{min(i, j)}{max(i, j)}"))
     m = sp.Matrix(d, 1, lambda i, _: sp.Symbol(f"m_{i}"))
     delta_column, eta_column = sp.Matrix(delta), sp.Matrix(eta)
-    W_delta = W * delta_column
-    drift = sp.Matrix.vstack(
-        F * delta_column,
-        F * eta_column + sp.Matrix(d, 1, lambda i, _: curvature[i] * W_delta[i] ** 2 / 2),
-    )
+    second = sp.Matrix([(delta_column.T * T[i] * delta_column)[0, 0] for i in range(d)])
+    drift = sp.Matrix.vstack(F * delta_column, F * eta_column + second / 2)
     sde = SDE(state=delta + eta, drift=drift, diffusion=sp.Matrix.vstack(Sigma, noise_derivative))
     covariance = {(delta[i], delta[j]): C[i, j] for i in range(d) for j in range(d)}
 
@@ -144,16 +141,14 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
         return gaussian_expectation(expr.xreplace(dict(zip(eta, m))), delta, covariance)
 
     bindings = {
-        s.d: d,
+        s.n: d,
         s.r: noise_dimension,
         s.F: F,
         s.C: C,
         s.Sigma: Sigma,
-        s.W: W,
         s.m: m,
-        ActivationDerivative(2, s.z): curvature,
+        s.v: sp.Matrix([(T[i] * C).trace() for i in range(d)]),
     }
-    bindings[s.v] = evaluate(odes.contraction, bindings)
     covariance_rhs = evaluate(odes.covariance_rhs, bindings)
     mean_rhs = evaluate(odes.mean_rhs, bindings)
     for i in range(d):
@@ -173,7 +168,7 @@ def ornstein_uhlenbeck_check() -> tuple[sp.Expr, bool]:
     rhs = evaluate(
         odes.covariance_rhs,
         {
-            SYMBOLS.d: 1,
+            SYMBOLS.n: 1,
             SYMBOLS.r: 1,
             SYMBOLS.F: sp.Matrix([[-theta]]),
             SYMBOLS.Sigma: sp.Matrix([[noise]]),
@@ -193,14 +188,14 @@ def generated_functions() -> list[GeneratedFunction]:
     odes = moment_odes()
     s = SYMBOLS
     covariance = Argument(
-        "covariance", s.C, "(..., d, d)", "covariance C(t) of the linear response"
+        "covariance", s.C, "(..., n, n)", "covariance C(t) of the linear response"
     )
     jacobian = Argument(
-        "drift_jacobian", s.F, "(..., d, d)", "drift Jacobian F = A + diag(tanh'(z)) W"
+        "drift_jacobian", s.F, "(..., n, n)", "drift Jacobian F = D_h f (the cell's)"
     )
-    diffusion = Argument("diffusion", s.Sigma, "(..., d, r)", "diffusion matrix sigma(h_bar(t))")
-    mean = Argument("mean", s.m, "(..., d)", "mean correction m(t)")
-    contraction = Argument("contraction", s.v, "(..., d)", "v from mean_contraction")
+    diffusion = Argument("diffusion", s.Sigma, "(..., n, r)", "diffusion matrix sigma(h_bar(t))")
+    mean = Argument("mean", s.m, "(..., n)", "mean correction m(t)")
+    curvature = Argument("curvature", s.v, "(..., n)", "v = E D^2 f[delta, delta], the cell's")
     return [
         GeneratedFunction(
             "covariance_rhs",
@@ -209,16 +204,16 @@ def generated_functions() -> list[GeneratedFunction]:
             "Continuous time: dC/dt = F C + C F^T + Sigma Sigma^T.",
             (covariance, jacobian, diffusion),
             odes.covariance_rhs,
-            "(..., d, d)",
+            "(..., n, n)",
         ),
         GeneratedFunction(
             "mean_rhs",
             "expansion",
             __name__,
             "Continuous time: dm/dt = F m + v / 2.",
-            (mean, jacobian, contraction),
+            (mean, jacobian, curvature),
             odes.mean_rhs,
-            "(..., d)",
+            "(..., n)",
         ),
     ]
 
@@ -232,24 +227,23 @@ def derive() -> Derivation:
         source=__name__,
         summary=(
             "Itô's formula on the response processes d delta = F delta dt + Sigma dB and "
-            "d eta = (F eta + 1/2 tanh''(z) o (W delta)^2) dt + sigma'(h_bar)[delta] dB."
+            "d eta = (F eta + 1/2 S) dt + sigma'(h_bar)[delta] dB, S = D^2 f[delta, delta], for any smooth drift."
         ),
     )
     derivation.formulas += [
         Formula(
             "Covariance ODE",
             (equation(r"\frac{dC}{dt}", odes.covariance_rhs), "C(0) = 0"),
-            "F = A + diag(tanh'(z(t))) W and Sigma = sigma(h_bar(t)) along the deterministic path "
-            "(DESIGN.md writes J for F in continuous time).",
+            "F = D_h f (the cell's drift Jacobian) and Sigma = sigma(h_bar(t)) along the deterministic path "
+            "(docs/design.md writes J for F in continuous time).",
         ),
         Formula(
             "Mean-correction ODE",
             (
                 equation(r"\frac{dm}{dt}", odes.mean_rhs),
-                equation("v", odes.contraction),
-                "m(0) = 0",
+                r"v = \mathbb{E}\, D^2 f[\delta, \delta],\quad m(0) = 0",
             ),
-            "As above; any smooth diffusion sigma.",
+            "As above; any smooth drift and diffusion sigma; v is the cell's curvature.",
         ),
         Formula(
             "Consistency of the Euler--Maruyama recursion",
@@ -268,8 +262,8 @@ def derive() -> Derivation:
         if not componentwise_check(d, r):
             raise AssertionError(f"componentwise Itô check failed for d={d}, r={r}")
     derivation.checks.append(
-        "Itô's formula applied componentwise by the engine to delta_i delta_j and eta_i agrees with the matrix ODEs "
-        f"for (d, r) in {sizes}."
+        "Itô's formula applied componentwise by the engine to delta_i delta_j and eta_i, with a generic second "
+        f"differential S_i = sum_jk T_ijk delta_j delta_k, agrees with the matrix ODEs for (n, r) in {sizes}."
     )
     closed_form, agrees = ornstein_uhlenbeck_check()
     if not agrees:

@@ -42,6 +42,9 @@ def evaluate(expr, bindings: Mapping):
     if isinstance(expr, sp.ZeroMatrix):
         rows, cols = (int(sp.sympify(n).xreplace(bindings)) for n in expr.shape)
         return sp.zeros(rows, cols)
+    if isinstance(expr, sp.OneMatrix):
+        rows, cols = (int(sp.sympify(n).xreplace(bindings)) for n in expr.shape)
+        return sp.ones(rows, cols)
     if isinstance(expr, sp.MatAdd):
         parts = [evaluate(arg, bindings) for arg in expr.args]
         return sum(parts[1:], parts[0])

@@ -16,19 +16,22 @@ The same expressions are printed as code in `nrnn/_generated/` (torch) and
 
 ## Setting
 
-Hidden state $h \\in \\mathbb{R}^d$, inputs $x_0, \\dots, x_{M-1}$, step $\\Delta t$, $h_0 = 0$:
+State $h \\in \\mathbb{R}^n$, inputs $x_0, \\dots, x_{M-1}$, step $\\Delta t$, $h_0 = 0$:
 
 $$
-h_{k+1} = h_k + \\Delta t\\, f(h_k, x_k) + \\varepsilon \\sqrt{\\Delta t}\\, \\sigma(h_k)\\, \\xi_k,
-\\qquad f(h, x) = A h + \\tanh(W h + U x + b),\\qquad \\xi_k \\sim \\mathcal{N}(0, I_r)
+h_{k+1} = h_k + \\Delta t\\, f(h_k, c_k) + \\varepsilon \\sqrt{\\Delta t}\\, \\sigma(h_k)\\, \\xi_k,
+\\qquad c_k = U x_k + b,\\qquad \\xi_k \\sim \\mathcal{N}(0, I_r)
 $$
 
-with $\\sigma(h) = \\sigma_1 I + \\sigma_2 \\operatorname{diag}(h)$ ($r = d$, one Brownian motion
-per unit) or $\\sigma(h) = [\\sigma_1 I \\mid \\sigma_2 h]$ ($r = d + 1$, multiplicative part on
+with $f$ the drift of a cell (sections "Cell: ..." below; the paper's model is the
+Lipschitz cell $f(h, c) = A h + \\tanh(W h + c)$) and
+$\\sigma(h) = \\sigma_1 I + \\sigma_2 \\operatorname{diag}(h)$ ($r = n$, one Brownian motion
+per unit) or $\\sigma(h) = [\\sigma_1 I \\mid \\sigma_2 h]$ ($r = n + 1$, multiplicative part on
 one scalar Brownian motion). The noise level $\\varepsilon$ scales all noise; the model itself
 has $\\varepsilon = 1$. Bars denote the deterministic path ($\\varepsilon = 0$),
-$z_k = W \\bar h_k + U x_k + b$, and $\\operatorname{diagvec}(M)$ is the vector of diagonal
-entries of $M$; $\\circ$ is the entrywise product.
+$F = D_h f$ the drift Jacobian along it, $\\operatorname{diagvec}(M)$ the vector of diagonal
+entries of $M$; $\\circ$ is the entrywise product. Primes on an activation's symbol are its
+derivatives at the path (the generated code takes them as arguments).
 
 ## Orders in $\\varepsilon$
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from nrnn.derivations.nodes import ActivationDerivative, NoiseJacobian, Softmax, StackSum
+from nrnn.derivations.drift import Applied
+from nrnn.derivations.nodes import NoiseJacobian, Softmax, StackSum
 
 __all__ = ["latex", "equation"]
 
@@ -50,9 +51,9 @@ class _SheetPrinter(LatexPrinter):
     def _print_DiagonalOf(self, expr):
         return rf"\operatorname{{diagvec}}\left({self._print(expr.arg)}\right)"
 
-    def _print_ActivationDerivative(self, expr: ActivationDerivative):
+    def _print_Applied(self, expr: Applied):
         primes = "'" * expr.order if expr.order <= 3 else f"^{{({expr.order})}}"
-        return rf"\tanh{primes}\left({self._print(expr.argument)}\right)"
+        return rf"{expr.latex_name}{primes}\left({self._print(expr.argument)}\right)"
 
     def _print_NoiseJacobian(self, expr: NoiseJacobian):
         return rf"\sigma'(\bar{{h}})\left[{self._print(expr.direction)}\right]"

@@ -2,9 +2,9 @@
 
 SymPy's matrix expressions (``MatrixSymbol``, ``MatMul``, ``Transpose``, ``DiagMatrix``,
 ``DiagonalOf``, ``HadamardProduct``, ``KroneckerProduct``, ``Trace``, ``BlockMatrix``,
-``Identity``) carry the derivations. These few nodes add what is specific to the model:
+``Identity``) carry the derivations. These few nodes add what is specific to the model
+(activations are :class:`derivations.drift.Applied`):
 
-- :class:`ActivationDerivative` -- the vector ``(tanh^(n)(z_i))_i``;
 - :class:`NoiseJacobian` -- ``sigma'(h)[direction]``, the derivative of the diffusion matrix
   along a (random) direction, for a generic smooth diffusion;
 - :class:`Softmax` -- the softmax vector of a logit vector;
@@ -20,26 +20,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-__all__ = ["ActivationDerivative", "NoiseJacobian", "Softmax", "StackSum"]
-
-
-class ActivationDerivative(MatrixExpr):
-    """The column ``(tanh^(order)(z_i))_i`` for a column vector ``z``; order 0 is tanh(z)."""
-
-    def __new__(cls, order, z):
-        return super().__new__(cls, sp.Integer(order), z)
-
-    @property
-    def order(self) -> int:
-        return int(self.args[0])
-
-    @property
-    def argument(self):
-        return self.args[1]
-
-    @property
-    def shape(self):
-        return self.args[1].shape
+__all__ = ["NoiseJacobian", "Softmax", "StackSum"]
 
 
 class NoiseJacobian(MatrixExpr):

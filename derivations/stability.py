@@ -5,8 +5,10 @@ same Brownian motion have difference ``e = h - h'`` with
 ``de = (f(h) - f(h')) dt + (sigma(h) - sigma(h')) dB``. The additive noise cancels; the
 multiplicative part leaves ``sigma_2 diag(e)`` (one Brownian motion per unit) or
 ``[0 | sigma_2 e]`` (one scalar Brownian motion). The drift enters only through
-``e^T (f(h) - f(h')) <= kappa |e|^2`` with ``kappa = lambda_max(sym A) + ||W||_2`` (tanh is
-1-Lipschitz).
+``e^T (f(h) - f(h')) <= kappa |e|^2``: for a drift split as ``f(h) = L h + N(h)`` with
+``N`` rho-Lipschitz, ``kappa = lambda_max(sym L) + rho`` (Cauchy--Schwarz). The Lipschitz
+cell has ``L = A`` and ``rho = sup|phi'| ||W||_2`` (tanh is 1-Lipschitz); the coupled
+oscillator has a constant ``L`` whose ``lambda_max(sym L)`` is derived in closed form here.
 
 The Itô engine (:mod:`derivations.ito`) applied to ``log |e|^2`` and ``|e|^2`` for explicit
 sizes gives the Itô corrections:
@@ -31,6 +33,7 @@ from functools import cache
 
 import sympy as sp
 
+from nrnn.derivations.cells import coupled_oscillator
 from nrnn.derivations.expansion import SYMBOLS, diffusion_matrix
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.ito import SDE
@@ -47,8 +50,8 @@ __all__ = [
 ]
 
 KAPPA = sp.Symbol(r"\kappa", real=True)
-LAMBDA = sp.Symbol(r"\lambda_{\max}(\operatorname{sym} A)", real=True)
-W_NORM = sp.Symbol(r"\|W\|_{2}", nonnegative=True)
+LAMBDA = sp.Symbol(r"\lambda_{\max}(\operatorname{sym} L)", real=True)
+RHO = sp.Symbol(r"\rho", nonnegative=True)
 QUARTIC_SHARE = sp.Symbol("S", positive=True)
 
 
@@ -59,7 +62,7 @@ def _difference_sde(form: str, d: int):
     h_prime = sp.Matrix(sp.symbols(f"hp_0:{d}", real=True))
     sigma = lambda h: evaluate(
         diffusion_matrix(form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult),
-        {SYMBOLS.d: d, SYMBOLS.h: h},
+        {SYMBOLS.n: d, SYMBOLS.h: h},
     )
     diffusion = (sigma(h_prime + sp.Matrix(e)) - sigma(h_prime)).applyfunc(sp.expand)
     if diffusion.free_symbols & set(h_prime):
@@ -106,7 +109,7 @@ def quartic_share_bounds(d: int) -> bool:
 def exponent_bounds() -> dict:
     """The three exponent bounds as expressions in kappa, sigma_2 and d."""
     sigma = SYMBOLS.sigma_mult
-    d = SYMBOLS.d
+    d = SYMBOLS.n
     scalar = distance_corrections("scalar", 2)
     if sp.simplify(scalar["log_correction"] + sigma**2) != 0:
         raise AssertionError("scalar Brownian motion: unexpected Itô correction")
@@ -133,8 +136,39 @@ def exponent_bounds() -> dict:
     if square != {sigma**2}:
         raise AssertionError(f"mean-square corrections {square}")
     bounds["mean_square"] = sp.expand((2 * KAPPA + sigma**2) / 2)
-    bounds["contraction_rate"] = LAMBDA + W_NORM
+    bounds["contraction_rate"] = LAMBDA + RHO
     return bounds
+
+
+@cache
+def oscillator_linear_rate():
+    """lambda_max(sym L) of the coupled oscillator's linear part, in closed form.
+
+    L = P_y^T P_z - gamma P_z^T P_y - epsilon P_z^T P_z = [[0, I], [-gamma I, -epsilon I]], so
+    sym L = K kron I with K = [[0, (1 - gamma)/2], [(1 - gamma)/2, -epsilon]]: its eigenvalues
+    (-epsilon +- sqrt(epsilon^2 + (1 - gamma)^2)) / 2, each d times. Returns (the larger one,
+    whether explicit L for d = 1, 2, 3 has exactly these eigenvalues, (gamma, epsilon)).
+    """
+    spec = coupled_oscillator()
+    linear = spec.split[0]
+    named = {entry.name: entry.symbol for entry in spec.symbols}
+    gamma, epsilon = named["gamma"], named["epsilon"]
+    root = sp.sqrt(epsilon**2 + (1 - gamma) ** 2)
+    top, bottom = (-epsilon + root) / 2, (-epsilon - root) / 2
+    agrees = True
+    for d in (1, 2, 3):
+        bindings = dict(spec.sizes(d)) | {
+            symbol: sp.Matrix(make(d)) for symbol, make in spec.constants
+        }
+        matrix = evaluate(linear, bindings)
+        eigenvalues = ((matrix + matrix.T) / 2).eigenvals()
+        found = sorted(
+            (int(sp.simplify(value - top) != 0), multiplicity)
+            for value, multiplicity in eigenvalues.items()
+            if sp.simplify(value - top) == 0 or sp.simplify(value - bottom) == 0
+        )
+        agrees &= found == [(0, d), (1, d)]
+    return top, agrees, (gamma, epsilon)
 
 
 def symmetric_part_check(d: int = 3) -> bool:
@@ -190,7 +224,7 @@ def em_mean_square_operator(noises: int = 2):
     Returns ``(second_moment_step, K, general)`` where ``general`` is the stacked form
     ``S kron S + dt sum_i B_i kron B_i`` checked against ``K``.
     """
-    d = SYMBOLS.d
+    d = SYMBOLS.n
     dt = SYMBOLS.dt
     S = sp.MatrixSymbol("S", d, d)
     X = sp.MatrixSymbol("X", d, 1)
@@ -212,7 +246,7 @@ def em_operator_check(d: int = 2, noises: int = 2) -> bool:
     """Explicit check: K vec(P) = vec(P_{k+1}) and K equals the stacked general form."""
     second_moment_step, operator, general, (S, P, B, stacked) = em_mean_square_operator(noises)
     matrix = lambda name: sp.Matrix(d, d, lambda i, j: sp.Symbol(f"{name}_{i}{j}"))
-    bindings = {SYMBOLS.d: d, SYMBOLS.dt: SYMBOLS.dt, S: matrix("s"), P: matrix("p")}
+    bindings = {SYMBOLS.n: d, SYMBOLS.dt: SYMBOLS.dt, S: matrix("s"), P: matrix("p")}
     bindings.update({b: matrix(f"b{i}") for i, b in enumerate(B)})
     bindings[stacked] = [bindings[b] for b in B]
     vec = lambda M: M.T.reshape(d * d, 1)  # column-major
@@ -229,7 +263,7 @@ def scalar_em_limit() -> sp.Expr:
     a, s = sp.symbols("a s", real=True)
     _, _, general, (S, _, _, stacked) = em_mean_square_operator(1)
     value = evaluate(
-        general, {SYMBOLS.d: 1, S: sp.Matrix([[1 + SYMBOLS.dt * a]]), stacked: [sp.Matrix([[s]])]}
+        general, {SYMBOLS.n: 1, S: sp.Matrix([[1 + SYMBOLS.dt * a]]), stacked: [sp.Matrix([[s]])]}
     )[0, 0]
     return sp.limit((value - 1) / SYMBOLS.dt, SYMBOLS.dt, 0)
 
@@ -237,23 +271,37 @@ def scalar_em_limit() -> sp.Expr:
 def generated_functions() -> list[GeneratedFunction]:
     bounds = exponent_bounds()
     scalar = "float or (...)"
-    kappa = Argument("kappa", KAPPA, scalar, "contraction rate lambda_max(sym A) + ||W||_2")
+    kappa = Argument("kappa", KAPPA, scalar, "contraction rate lambda_max(sym L) + rho")
     sigma_mult = Argument(
         "sigma_mult", SYMBOLS.sigma_mult, scalar, "multiplicative noise level sigma_2"
     )
-    hidden = Argument("hidden_dim", SYMBOLS.d, "int or (...)", "hidden size d")
+    state = Argument("state_dim", SYMBOLS.n, "int or (...)", "state size n")
     _, _, general, (S, _, _, stacked) = em_mean_square_operator()
+    rate, _, (gamma, epsilon) = oscillator_linear_rate()
     return [
         GeneratedFunction(
             "contraction_rate",
             "stability",
             __name__,
-            "kappa = lambda_max(sym A) + ||W||_2: one-sided Lipschitz constant of the drift.",
+            "kappa = lambda_max(sym L) + rho: one-sided Lipschitz constant of a drift L h + N(h), N rho-Lipschitz.",
             (
-                Argument("sym_a_max_eig", LAMBDA, scalar, "largest eigenvalue of (A + A^T)/2"),
-                Argument("w_spectral_norm", W_NORM, scalar, "spectral norm of W"),
+                Argument("sym_l_max_eig", LAMBDA, scalar, "largest eigenvalue of (L + L^T)/2"),
+                Argument("nonlinear_lipschitz", RHO, scalar, "Lipschitz constant rho of N"),
             ),
             bounds["contraction_rate"],
+            "float or (...)",
+            elementwise=True,
+        ),
+        GeneratedFunction(
+            "oscillator_linear_rate",
+            "stability",
+            __name__,
+            "lambda_max(sym L) of the coupled oscillator's L = [[0, I], [-gamma I, -epsilon I]].",
+            (
+                Argument("gamma", gamma, scalar, "the restoring constant gamma"),
+                Argument("epsilon", epsilon, scalar, "the damping constant epsilon"),
+            ),
+            rate,
             "float or (...)",
             elementwise=True,
         ),
@@ -271,8 +319,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "almost_sure_bound_diagonal",
             "stability",
             __name__,
-            "A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/d) (one Brownian motion per unit; weaker).",
-            (kappa, sigma_mult, hidden),
+            "A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/n) (one Brownian motion per unit; weaker).",
+            (kappa, sigma_mult, state),
             bounds["almost_sure_diagonal"],
             "float or (...)",
             elementwise=True,
@@ -333,7 +381,17 @@ def derive() -> Derivation:
                 equation(KAPPA, bounds["contraction_rate"]),
                 rf"e^{{T}}\left(f(h) - f(h')\right) \le \kappa {e}^{{2}},\quad {e}_t \le e^{{\kappa t}} {e}_0",
             ),
-            "e = h - h', same input; tanh is 1-Lipschitz (sup tanh' = 1) and e^T A e = e^T sym(A) e.",
+            "e = h - h', same input, for a drift f(h) = L h + N(h) with N rho-Lipschitz: e^T L e = e^T sym(L) e "
+            "<= lambda_max(sym L) |e|^2 and e^T (N(h) - N(h')) <= rho |e|^2. Lipschitz cell: L = A, "
+            "rho = sup|phi'| ||W||_2 (1 for tanh and arctan, 1/4 for the sigmoid); coupled oscillator: "
+            "L = [[0, I], [-gamma I, -epsilon I]], rho = sup|phi'| ||[W calW]||_2; the gated cell has no such split.",
+        ),
+        Formula(
+            "Coupled oscillator: lambda_max(sym L)",
+            (equation(LAMBDA, oscillator_linear_rate()[0]),),
+            "sym L = K kron I_d with K = [[0, (1 - gamma)/2], [(1 - gamma)/2, -epsilon]]; the larger eigenvalue of K. "
+            "It is >= 0 (the position y is not damped in the Euclidean norm), so kappa > 0 for every coRNN: "
+            "the bounds below then need noise to show contraction.",
         ),
         Formula(
             "Itô correction of log|e|^2, scalar Brownian motion",
@@ -381,8 +439,8 @@ def derive() -> Derivation:
                     r"\mathbb{E}\, X_{k+1} X_{k+1}^{T}",
                     second_moment_step.xreplace(
                         {
-                            sp.MatrixSymbol("P", SYMBOLS.d, SYMBOLS.d): sp.MatrixSymbol(
-                                "P_{k}", SYMBOLS.d, SYMBOLS.d
+                            sp.MatrixSymbol("P", SYMBOLS.n, SYMBOLS.n): sp.MatrixSymbol(
+                                "P_{k}", SYMBOLS.n, SYMBOLS.n
                             )
                         }
                     ),
@@ -398,6 +456,11 @@ def derive() -> Derivation:
     a, s = sp.symbols("a s", real=True)
     checks = [
         (symmetric_part_check(), "e^T A e = e^T sym(A) e (d = 3)."),
+        (
+            oscillator_linear_rate()[1],
+            "coupled oscillator: sym L has exactly the eigenvalues (-epsilon +- sqrt(epsilon^2 + (1 - gamma)^2))/2, "
+            "each d times, for explicit d = 1, 2, 3.",
+        ),
         (
             all(quartic_share_bounds(size) for size in (2, 3, 4)),
             "1/d <= sum e_i^4/|e|^4 <= 1 by sum-of-squares identities (d = 2, 3, 4).",

@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, metrics, perturb, stability
+from . import activations, cells, data, metrics, perturb, quadrature, stability
 from .model import NoisyRNN
 from .noise import Noise, ReferenceNoise
 from .oracle import noise_laplacian
@@ -13,11 +13,14 @@ __all__ = [
     "Noise",
     "NoisyRNN",
     "ReferenceNoise",
+    "activations",
+    "cells",
     "data",
     "explicit_regularizer",
     "metrics",
     "noise_laplacian",
     "perturb",
+    "quadrature",
     "stability",
 ]
 

@@ -13,9 +13,9 @@ from .interrupt import Interrupted, as_interrupted, handle_termination
 
 
 def _derive(args: argparse.Namespace) -> int:
-    from nrnn.derivations.build import run  # sympy is imported only for this command
+    from nrnn.derivations.build import main as derive_main  # sympy is imported only here
 
-    return run(check=args.check)
+    return derive_main(args.extra)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -92,14 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    derive = commands.add_parser("derive", help="regenerate nrnn/_generated and docs/formulas.md")
-    derive.add_argument(
-        "--check",
-        action="store_true",
-        help="fail if the committed generated files differ from a regeneration",
-    )
-    derive.set_defaults(handler=_derive)
-
     train = commands.add_parser("train", help="train a noisy RNN from a config")
     train.add_argument("--config", help="TOML config file (default: the dataset's shipped config)")
     train.add_argument("--dataset", help="dataset name (selects its shipped default config)")
@@ -125,8 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    # These three parse their own arguments (``nrnn verify --help`` etc.).
+    # These parse their own arguments (``nrnn verify --help`` etc.).
     for name, handler, summary in (
+        (
+            "derive",
+            _derive,
+            "regenerate nrnn/_generated and docs/formulas.md [--check] [--cell FILE.py:NAME --out DIR]",
+        ),
         ("verify", _verify, "test the paper's claims numerically; writes verification/report.*"),
         ("figures", _figures, "train, evaluate and draw the paper's figures and tables"),
         ("bench", _bench, "timed comparisons, written to benchmarks/results/*.json"),

@@ -4,15 +4,18 @@ A config has five sections, each a TOML table::
 
     [data]   name, recipe ("default" | "authors"), train_subset, eval_subset, batch_size,
              eval_batch_size
-    [model]  hidden_dim, dt, beta, gamma_a, gamma_w, antisymmetric, init_std, init_divisor
-             ("sqrt-hidden" | "hidden")
+    [model]  hidden_dim, dt, cell ("lipschitz" | "cornn" | "gru"), activation ("tanh" |
+             "arctan" | "sigmoid": the Lipschitz and coRNN cells' φ), init_std;
+             the Lipschitz cell's beta, gamma_a, gamma_w, antisymmetric, init_divisor
+             ("sqrt-hidden" | "hidden"); the coRNN's oscillator_gamma, oscillator_epsilon
     [noise]  form ("paper" | "reference"), additive, multiplicative, brownian
     [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
     [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
              ("exact" | "probe", for the explicit objective), probes, divergence_factor,
              threads, device ("cpu" | "cuda" | "cuda:N" | "auto")
 
-Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``.
+Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``; ``nrnn/configs/cells/``
+holds a config per built-in cell (``nrnn train --config nrnn/configs/cells/cornn.toml``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 OBJECTIVES = ("noise", "clean", "explicit")
+CELL_KEYS = {
+    "lipschitz": ("beta", "gamma_a", "gamma_w", "antisymmetric", "init_divisor", "activation"),
+    "cornn": ("oscillator_gamma", "oscillator_epsilon", "activation"),
+    "gru": (),
+}
+"""The model keys that configure one cell only (a key of another cell must keep its default)."""
+ADDED_KEYS = ("cell", "activation", "oscillator_gamma", "oscillator_epsilon")
+"""Model keys added after runs were cached by their hash: left out of it at their defaults."""
 REGULARIZER_METHODS = ("exact", "probe")
 NOISE_FORMS = ("paper", "reference")
 
@@ -51,6 +62,31 @@ class ModelConfig:
     antisymmetric: bool = False
     init_std: float = 1.0
     init_divisor: str = "sqrt-hidden"  # hidden matrices ~ N(0, (init_std / √d)²); "hidden": / d
+    cell: str = "lipschitz"  # the drift: "lipschitz" | "cornn" | "gru"
+    activation: str = "tanh"  # φ of the lipschitz and cornn cells
+    oscillator_gamma: float = 2.7  # cornn: restoring constant γ
+    oscillator_epsilon: float = 4.7  # cornn: damping constant ε
+
+    def cell_options(self) -> dict[str, Any]:
+        """The keyword arguments of the cell's constructor (``nrnn.cells.CELL_TYPES``)."""
+        if self.cell == "lipschitz":
+            return {
+                "beta": self.beta,
+                "gamma_a": self.gamma_a,
+                "gamma_w": self.gamma_w,
+                "antisymmetric": self.antisymmetric,
+                "init_std": self.init_std,
+                "init_divisor": self.init_divisor,
+                "activation": self.activation,
+            }
+        if self.cell == "cornn":
+            return {
+                "gamma": self.oscillator_gamma,
+                "epsilon": self.oscillator_epsilon,
+                "activation": self.activation,
+                "init_std": self.init_std,
+            }
+        return {"init_std": self.init_std}
 
 
 @dataclass
@@ -107,6 +143,7 @@ class RunConfig:
                 f"model.init_divisor must be one of {INIT_DIVISORS}, "
                 f"got {self.model.init_divisor!r}"
             )
+        self._validate_cell()
         device = self.train.device
         if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
             raise ValueError(f"train.device must be cpu, cuda, cuda:N or auto, got {device!r}")
@@ -146,12 +183,43 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         return self
 
-    def identity_hash(self) -> str:
-        """Hash of everything that defines the run except ``train.epochs``.
+    def _validate_cell(self) -> None:
+        from .activations import ACTIVATIONS
 
-        Leaving the epoch count out lets a finished run be resumed for more epochs.
-        """
+        model, defaults = self.model, ModelConfig()
+        if model.cell not in CELL_KEYS:
+            raise ValueError(f"model.cell must be one of {tuple(CELL_KEYS)}, got {model.cell!r}")
+        if model.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"model.activation must be one of {tuple(ACTIVATIONS)}, got {model.activation!r}"
+            )
+        own = set(CELL_KEYS[model.cell])
+        for cell, keys in CELL_KEYS.items():
+            for key in set(keys) - own:
+                if getattr(model, key) != getattr(defaults, key):
+                    raise ValueError(
+                        f"model.{key} configures the {cell} cell, not model.cell = "
+                        f"{model.cell!r}; leave it at its default {getattr(defaults, key)!r}"
+                    )
+
+    def canonical_dict(self) -> dict[str, dict[str, Any]]:
+        """:meth:`to_dict` without the model keys added with the cells (:data:`ADDED_KEYS`)
+        where they hold their defaults: what hashes of a run are computed from, so that runs
+        stored before those keys existed keep their hashes."""
         content = self.to_dict()
+        defaults = ModelConfig()
+        content["model"] = {
+            k: v
+            for k, v in content["model"].items()
+            if not (k in ADDED_KEYS and v == getattr(defaults, k))
+        }
+        return content
+
+    def identity_hash(self) -> str:
+        """Hash of everything that defines the run except ``train.epochs`` (of
+        :meth:`canonical_dict`). Leaving the epoch count out lets a finished run be resumed
+        for more epochs."""
+        content = self.canonical_dict()
         content["train"] = {k: v for k, v in content["train"].items() if k != "epochs"}
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._generated.activation import tanh_prime
+from . import contract
+from .model import check_model
 from .montecarlo import mean_and_stderr
 
 __all__ = [
@@ -134,7 +135,7 @@ class MarginResult:
     perturbation: torch.Tensor
     found: torch.Tensor
     correct: torch.Tensor
-    norm: float
+    norm: str
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,8 @@ class MarginBound:
     """First-order margins, one per sample (0 for misclassified samples).
 
     ``estimate`` = min_{j≠y} (z_y − z_j) / ‖∇_x (z_y − z_j)‖_* (the distance to the
-    linearised decision boundary; ‖·‖_* is the dual norm: ℓ2 for ``norm=2``, ℓ1 for
-    ``norm=inf``); ``lower`` = (z_y − max_{j≠y} z_j) / (√2 ‖∂z/∂x‖_F) ≤ ``estimate``
+    linearised decision boundary; ‖·‖_* is the dual norm: ℓ2 for ``norm="l2"``, ℓ1 for
+    ``norm="linf"``); ``lower`` = (z_y − max_{j≠y} z_j) / (√2 ‖∂z/∂x‖_F) ≤ ``estimate``
     (ℓ2 only; NaN for other norms).
     """
 
@@ -153,39 +154,11 @@ class MarginBound:
 
 
 # ------------------------------------------------------------------------- validation
-def _check_model(model) -> None:
-    if not callable(model):
-        raise TypeError(f"model must be callable (an nn.Module or a function), got {model!r}")
-
-
-def _check_inputs(x, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(
-            f"{name} must have shape (batch, M, p) with batch, M >= 1, got {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
-
-
-def _check_labels(y, batch: int) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be a torch.Tensor of class indices, got {type(y).__name__}")
-    if y.ndim != 1 or y.shape[0] != batch:
-        raise ValueError(f"y must have shape (batch,) = ({batch},), got {tuple(y.shape)}")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise TypeError(f"y must hold integer class indices, got dtype {y.dtype}")
-    return y.long()
-
-
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _inputs(model, x: torch.Tensor) -> torch.Tensor:
+    """Checked sequences x (batch, M, p) in the dtype and device of the model's parameters."""
+    x = contract.sequences(x)
+    reference = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    return x if reference is None else contract.as_model_dtype(x, reference)
 
 
 def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
@@ -196,24 +169,7 @@ def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
         )
     if logits.shape[1] < 2:
         raise ValueError(f"need at least 2 classes, the model returns {logits.shape[1]}")
-    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
-        raise ValueError(
-            f"labels must lie in 0..{logits.shape[1] - 1}, got {int(y.min())}..{int(y.max())}"
-        )
-
-
-def _check_norm(norm) -> float:
-    value = float(norm) if isinstance(norm, (int, float)) and not isinstance(norm, bool) else None
-    if value not in (2.0, math.inf):
-        raise ValueError(f"norm must be 2 or math.inf, got {norm!r}")
-    return value
-
-
-def _require_noisy_rnn(model) -> None:
-    from .model import NoisyRNN
-
-    if not isinstance(model, NoisyRNN):
-        raise TypeError(f"model must be an nrnn.NoisyRNN, got {type(model).__name__}")
+    contract.labels(y, y.shape[0], logits.shape[1])
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -232,27 +188,17 @@ def deterministic(model) -> Iterator[None]:
 
 
 def _parameters(model: nn.Module) -> list[torch.Tensor]:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module with parameters, got {type(model).__name__}")
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in contract.module(model).parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameters that require a gradient")
     return params
 
 
-def _as_model_dtype(model, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(model, nn.Module):
-        reference = next(model.parameters(), None)
-        if reference is not None:
-            return x.to(dtype=reference.dtype, device=reference.device)
-    return x
-
-
 def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the deterministic model on (x (batch, M, p), y (batch,))."""
-    _check_model(model)
-    x = _as_model_dtype(model, _check_inputs(x))
-    y = _check_labels(y, x.shape[0]).to(x.device)
+    contract.function("model", model)
+    x = _inputs(model, x)
+    y = contract.labels(y, x.shape[0]).to(x.device)
     with deterministic(model):
         logits = model(x)
     _check_logits(logits, y)
@@ -338,10 +284,9 @@ def hessian_trace(
             standard error s/√probes (s the sample standard deviation of vᵀHv);
             ``"exact"``: Σ_i H_ii, one double-backward pass per parameter (small models).
     """
-    if method not in ("hutchinson", "exact"):
-        raise ValueError(f"method must be 'hutchinson' or 'exact', got {method!r}")
+    contract.choice("method", method, ("hutchinson", "exact"))
     if method == "hutchinson":
-        _check_count("probes", probes)
+        contract.integer("probes", probes)
     operator = _HessianOperator(model, x, y)
     if method == "exact":
         return TraceEstimate(float(operator.diagonal().sum()), 0.0, operator.dim, "exact")
@@ -382,7 +327,7 @@ def top_hessian_eigenvalue(
     extra HVP). With ``iterations ≥ P`` (the number of parameters) the result is exact up
     to rounding.
     """
-    _check_count("iterations", iterations)
+    contract.integer("iterations", iterations)
     operator = _HessianOperator(model, x, y)
     steps = min(iterations, operator.dim)
     generator = torch.Generator().manual_seed(seed)
@@ -428,18 +373,13 @@ def _lanczos(operator: _HessianOperator, first: torch.Tensor, steps: int):
 
 
 # ------------------------------------------------------------------------------- dynamics
-def _step_sizes(model) -> torch.Tensor | float:
-    """The multiplier of the drift in one deterministic step: dt (paper form) or δ (d,)."""
-    return model.step_size if model.is_reference else model.dt
-
-
 def step_jacobians(model, x: torch.Tensor) -> torch.Tensor:
-    """J_k = ∂h_{k+1}/∂h_k along the deterministic path, shape (batch, M, d, d).
+    """J_k = ∂h_{k+1}/∂h_k along the deterministic path, shape (batch, M, n, n).
 
-    For the noise-free step h_{k+1} = h_k + s ⊙ (A h_k + tanh(W h_k + U x_k + b)) with
-    s = dt (paper form) or the learned δ (released-code form) and A = 0 for the
-    antisymmetric baseline: J_k = I + diag(s) (A + diag(1 − tanh²(z_k)) W),
-    z_k = W h̄_k + U x_k + b. Memory is batch·M·d²; use :func:`jacobian_products` for long
+    The noise-free step is h_{k+1} = h_k + s ⊙ f(h_k, x_k) with s = dt (paper form) or the
+    learned δ (released-code form), so J_k = I + diag(s) F_k with F_k the cell's drift
+    Jacobian (its generated formula; for the Lipschitz cell F = A + diag(φ'(z_k)) W,
+    z_k = W h̄_k + U x_k + b). Memory is batch·M·n²; use :func:`jacobian_products` for long
     sequences (it never holds more than one step).
     """
     return torch.stack(list(_iter_step_jacobians(model, x)), dim=1)
@@ -447,19 +387,19 @@ def step_jacobians(model, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _iter_step_jacobians(model, x: torch.Tensor):
-    """Yield J_0, …, J_{M−1}, each (batch, d, d)."""
-    _require_noisy_rnn(model)
-    x = _as_model_dtype(model, _check_inputs(x))
+    """Yield J_0, …, J_{M−1}, each (batch, n, n)."""
+    check_model(model)
+    x = _inputs(model, x)
+    cell = model.cell
     with deterministic(model):
-        path = model.trajectory(x)  # (batch, M+1, d)
-        A, W = model.matrices()
-        drives = model.input_drive(x)  # (batch, M, d)
-    identity = torch.eye(model.hidden_dim, dtype=x.dtype, device=x.device)
-    step = _step_sizes(model)
-    step = step.detach().unsqueeze(-1) if isinstance(step, torch.Tensor) else step
-    for h, drive in zip(path[:, :-1].unbind(1), drives.unbind(1)):
-        slope = tanh_prime(h @ W.T + drive)  # (batch, d)
-        yield identity + step * (A + slope.unsqueeze(-1) * W)
+        states = model.trajectory(x)  # (batch, M+1, n)
+        parameters = cell.drift_parameters()
+        drives = model.input_drive(x)  # (batch, M, drive_dim)
+    step = model.noise.evaluation_step(model.dt, model.noise_parameters)
+    jacobian_at = step.jacobians(cell.derivatives(), parameters)
+    linearisation = cell.linearisation(states[:, :-1], drives, parameters)
+    for k in range(x.shape[1]):
+        yield jacobian_at({name: value[:, k] for name, value in linearisation.items()})
 
 
 @torch.no_grad()
@@ -497,8 +437,8 @@ def input_output_jacobian_norm(model: Model, x: torch.Tensor) -> torch.Tensor:
     """‖∂logits/∂x‖_F per sample, (batch,): the Frobenius norm of the (c, M·p) Jacobian of
     one sample's logits with respect to its whole input sequence (c backward passes; the
     samples of a batch must not interact, as in any RNN)."""
-    _check_model(model)
-    x = _as_model_dtype(model, _check_inputs(x)).detach().requires_grad_(True)
+    contract.function("model", model)
+    x = _inputs(model, x).detach().requires_grad_(True)
     logits = _logits(model, x)
     if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
         raise ValueError(f"the model must return logits (batch, c), got {tuple(logits.shape)}")
@@ -515,9 +455,9 @@ def logit_gap_gradients(model: Model, x: torch.Tensor, y: torch.Tensor):
     Returns (gaps (batch, c), gradients (batch, c, M, p), logits (batch, c)) with
     gaps[:, j] = z_y − z_j and gradients[:, j] = ∇_x (z_y − z_j) (zero in column y).
     """
-    _check_model(model)
-    x = _as_model_dtype(model, _check_inputs(x))
-    y = _check_labels(y, x.shape[0]).to(x.device)
+    contract.function("model", model)
+    x = _inputs(model, x)
+    y = contract.labels(y, x.shape[0]).to(x.device)
     x = x.detach().requires_grad_(True)
     logits = _logits(model, x)
     _check_logits(logits, y)
@@ -535,26 +475,26 @@ def logit_gap_gradients(model: Model, x: torch.Tensor, y: torch.Tensor):
     return gaps.detach(), gradients.detach(), logits.detach()
 
 
-def _dual_norm(gradients: torch.Tensor, norm: float) -> torch.Tensor:
+def _dual_norm(gradients: torch.Tensor, norm: str) -> torch.Tensor:
     """Dual norm over the last two axes: ℓ2 for ℓ2 perturbations, ℓ1 for ℓ∞."""
     flat = gradients.flatten(-2)
-    return flat.norm(dim=-1) if norm == 2.0 else flat.abs().sum(-1)
+    return flat.norm(dim=-1) if norm == "l2" else flat.abs().sum(-1)
 
 
-def _perturbation_norm(delta: torch.Tensor, norm: float) -> torch.Tensor:
+def _perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """‖δ‖ over a whole sequence: δ (batch, M, p) -> (batch,)."""
     flat = delta.flatten(1)
-    return flat.norm(dim=1) if norm == 2.0 else flat.abs().amax(dim=1)
+    return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
 
 
-def _linearised_step(gaps, gradients, y, norm: float):
+def _linearised_step(gaps, gradients, y, norm: str):
     """The DeepFool step to the nearest linearised boundary, (batch, M, p)."""
     ratio = gaps.abs() / (_dual_norm(gradients, norm) + 1e-12)
     ratio[torch.arange(len(y)), y] = math.inf
     nearest = ratio.argmin(dim=1)
     rows = torch.arange(len(y))
     direction = -gradients[rows, nearest]  # moving along −∇(z_y − z_j) shrinks the gap
-    if norm == 2.0:
+    if norm == "l2":
         unit = direction / (direction.flatten(1).norm(dim=1).view(-1, 1, 1) + 1e-12)
     else:
         unit = direction.sign()
@@ -620,7 +560,7 @@ def empirical_margin(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    norm: float = 2,
+    norm: str = "l2",
     iterations: int = 50,
     overshoot: float = 0.02,
     bisection_steps: int = 30,
@@ -642,17 +582,17 @@ def empirical_margin(
         model: maps (batch, M, p) to logits (batch, c); an ``nn.Module`` is measured in
             eval mode (noise off). Samples must not interact within a batch.
         x: (batch, M, p); y: (batch,) labels.
-        norm: 2 (ℓ2 over the whole sequence) or ``math.inf`` (largest absolute entry).
+        norm: ``"l2"`` (over the whole sequence) or ``"linf"`` (largest absolute entry);
+            2 and ``math.inf`` are accepted as their spellings.
     """
-    _check_model(model)
-    norm = _check_norm(norm)
-    _check_count("iterations", iterations)
-    _check_count("bisection_steps", bisection_steps)
-    _check_count("growth_steps", growth_steps, minimum=0)
-    if not (isinstance(overshoot, (int, float)) and 0 <= overshoot < 1):
-        raise ValueError(f"overshoot must be in [0, 1), got {overshoot!r}")
-    x = _as_model_dtype(model, _check_inputs(x)).detach()
-    y = _check_labels(y, x.shape[0]).to(x.device)
+    contract.function("model", model)
+    norm = contract.norm(norm)
+    contract.integer("iterations", iterations)
+    contract.integer("bisection_steps", bisection_steps)
+    contract.integer("growth_steps", growth_steps, minimum=0)
+    overshoot = contract.real("overshoot", overshoot, minimum=0, maximum=1)
+    x = _inputs(model, x).detach()
+    y = contract.labels(y, x.shape[0]).to(x.device)
     with torch.no_grad():
         logits = _logits(model, x)
     _check_logits(logits, y)
@@ -687,7 +627,7 @@ def empirical_margin(
 
 
 def jacobian_margin_bound(
-    model: Model, x: torch.Tensor, y: torch.Tensor, *, norm: float = 2
+    model: Model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "l2"
 ) -> MarginBound:
     """First-order margins from the input Jacobian at x, per sample.
 
@@ -699,17 +639,17 @@ def jacobian_margin_bound(
     because ‖∇(z_y − z_j)‖₂ = ‖(e_y − e_j)ᵀ ∂z/∂x‖₂ ≤ √2 ‖∂z/∂x‖₂ ≤ √2 ‖∂z/∂x‖_F.
     Both are 0 for misclassified samples.
     """
-    _check_model(model)
-    norm = _check_norm(norm)
-    x = _as_model_dtype(model, _check_inputs(x)).detach()
-    y = _check_labels(y, x.shape[0]).to(x.device)
+    contract.function("model", model)
+    norm = contract.norm(norm)
+    x = _inputs(model, x).detach()
+    y = contract.labels(y, x.shape[0]).to(x.device)
     gaps, gradients, logits = logit_gap_gradients(model, x, y)
     rows = torch.arange(len(y), device=x.device)
     ratio = gaps / (_dual_norm(gradients, norm) + 1e-30)
     ratio[rows, y] = math.inf
     correct = logits.argmax(dim=1) == y
     estimate = torch.where(correct, ratio.min(dim=1).values, torch.zeros_like(ratio[:, 0]))
-    if norm == 2.0:
+    if norm == "l2":
         gap = gaps.clone()
         gap[rows, y] = math.inf
         frobenius = input_output_jacobian_norm(model, x)

@@ -7,9 +7,10 @@ by ε and ξ of mean 0, identity covariance and independent entries,
     E ℓ(εξ) = ℓ(0) + (ε²/2) E[ξᵀ ∇²ℓ(0) ξ] + O(ε⁴) = ℓ(0) + (ε²/2) Δ_ξ ℓ(0) + O(ε⁴),
 
 so the Laplacian Δ_ξ ℓ(0) = Σ_{k,j} ∂²ℓ/∂ξ_{kj}² at ξ = 0 equals q + r of
-``nrnn.regularizer.explicit_regularizer`` exactly, for both paper noise modes and for
-``ReferenceNoise`` (whose ξ = [ζ, η] has unit variance too; ξ = 0 is then the mean path).
-The oracle never uses the regularizer's recursions: it differentiates the model twice.
+``nrnn.regularizer.explicit_regularizer`` exactly, for every cell, both paper noise modes
+and ``ReferenceNoise`` (whose ξ = [ζ, η] has unit variance too; ξ = 0 is then the mean
+path). The oracle never uses the regularizer's recursions nor the cell's derivatives: it
+differentiates the model twice.
 
 Cost: ``exact`` takes the Hessian diagonal from M·r Hessian-vector products (vectorised in
 chunks), O(M² r d² batch); ``hutchinson`` averages ξᵀ∇²ℓ ξ over Rademacher probes ξ.
@@ -20,8 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .model import NoisyRNN
-from .regularizer import check_inputs
+from . import contract
+from .model import NoisyRNN, check_batch
 
 LAPLACIAN_METHODS = ("exact", "hutchinson")
 
@@ -34,12 +35,13 @@ def loss_of_noise(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, xi: torch.T
 def _noise_gradient(model, x, y):
     """(ξ at 0 requiring grad, ∂ℓ/∂ξ with its graph kept) for Hessian-vector products."""
     batch, steps, _ = x.shape
+    reference = model.readout.weight
     xi = torch.zeros(
         batch,
         steps,
         model.noise_dim,
-        dtype=model.M_W.dtype,
-        device=model.M_W.device,
+        dtype=reference.dtype,
+        device=reference.device,
         requires_grad=True,
     )
     loss = loss_of_noise(model, x, y, xi)
@@ -113,11 +115,9 @@ def noise_laplacian(
 
     Returns a detached tensor: the oracle checks values, it is not meant for training.
     """
-    if method not in LAPLACIAN_METHODS:
-        raise ValueError(f"method must be one of {LAPLACIAN_METHODS}, got {method!r}")
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    x, y = check_inputs(model, x, y, probes=probes)
+    contract.choice("method", method, LAPLACIAN_METHODS)
+    contract.integer("chunk", chunk)
+    x, y = check_batch(model, x, y, probes=probes)
     if method == "exact":
         return _exact_laplacian(model, x, y, chunk)
     return hutchinson_samples(model, x, y, probes=probes, generator=generator, chunk=chunk).mean(0)

@@ -43,66 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("linf", "l2")
+from . import contract
+from .metrics import deterministic
+
+NORMS = contract.NORMS
 
 
 # ---------------------------------------------------------------------------- checks
-def _check_inputs(x) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape (batch, M, p), got {type(x).__name__}")
-    if x.ndim != 3:
-        raise ValueError(f"x must have shape (batch, M, p), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or inf")
-    return x
-
-
-def _check_level(level, *, upper: float | None = None) -> float:
-    if isinstance(level, bool) or not isinstance(level, (int, float)):
-        raise TypeError(f"level must be a real number, got {type(level).__name__}")
-    level = float(level)
-    if not math.isfinite(level) or level < 0:
-        raise ValueError(f"level must be a finite number >= 0, got {level}")
-    if upper is not None and level > upper:
-        raise ValueError(f"level must be in [0, {upper}], got {level}")
-    return level
-
-
-def _generator(seed) -> torch.Generator:
-    """A CPU generator from an int seed, or the given generator itself."""
-    if isinstance(seed, torch.Generator):
-        if seed.device.type != "cpu":
-            raise ValueError(f"seed must be a CPU torch.Generator, got one on {seed.device}")
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return torch.Generator().manual_seed(seed)
-
-
-def _check_norm(norm) -> str:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    return norm
-
-
 def _check_labels(y, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be a torch.Tensor of class indices, got {type(y).__name__}")
-    if y.shape != x.shape[:1]:
-        raise ValueError(f"y must have shape (batch,) = {tuple(x.shape[:1])}, got {tuple(y.shape)}")
-    if y.dtype != torch.long:
-        raise TypeError(f"y must hold int64 class indices, got dtype {y.dtype}")
-    return y.to(x.device)
-
-
-def _check_model(model) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return model
+    return contract.labels(y, x.shape[0]).to(x.device)
 
 
 def _standard_normal(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -111,24 +60,24 @@ def _standard_normal(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 # ----------------------------------------------------------------- random perturbations
-def white_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
-    """Additive Gaussian noise: x + level · ξ, ξ ~ N(0, 1) per entry; x (batch, M, p)."""
-    x = _check_inputs(x)
-    level = _check_level(level)
-    generator = _generator(seed)
+def _gaussian_perturbation(x, level, seed, combine) -> torch.Tensor:
+    """``combine(x, level · ξ)`` with ξ ~ N(0, 1) per entry from ``seed``; a copy at level 0."""
+    x = contract.sequences(x)
+    level = contract.real("level", level, minimum=0)
+    generator = contract.generator(seed)
     if level == 0:
         return x.clone()
-    return x + level * _standard_normal(x, generator)
+    return combine(x, level * _standard_normal(x, generator))
+
+
+def white_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
+    """Additive Gaussian noise: x + level · ξ, ξ ~ N(0, 1) per entry; x (batch, M, p)."""
+    return _gaussian_perturbation(x, level, seed, lambda x, noise: x + noise)
 
 
 def multiplicative_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
     """Multiplicative Gaussian noise: x ⊙ (1 + level · ξ), ξ ~ N(0, 1); x (batch, M, p)."""
-    x = _check_inputs(x)
-    level = _check_level(level)
-    generator = _generator(seed)
-    if level == 0:
-        return x.clone()
-    return x * (1 + level * _standard_normal(x, generator))
+    return _gaussian_perturbation(x, level, seed, lambda x, noise: x * (1 + noise))
 
 
 def salt_and_pepper(
@@ -145,11 +94,11 @@ def salt_and_pepper(
         low, high: the two values; default the min and max of ``x``. Pass the data set's
             range to make the result independent of the batch.
     """
-    x = _check_inputs(x)
-    level = _check_level(level, upper=1.0)
-    generator = _generator(seed)
-    low = float(x.min()) if low is None else _check_value("low", low)
-    high = float(x.max()) if high is None else _check_value("high", high)
+    x = contract.sequences(x)
+    level = contract.real("level", level, minimum=0, maximum=1)
+    generator = contract.generator(seed)
+    low = float(x.min()) if low is None else contract.real("low", low)
+    high = float(x.max()) if high is None else contract.real("high", high)
     if low > high:
         raise ValueError(f"low must be <= high, got low={low}, high={high}")
     batch = x.shape[0]
@@ -168,27 +117,7 @@ def salt_and_pepper(
     return out
 
 
-def _check_value(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
 # ------------------------------------------------------------- adversarial perturbations
-class _EvalMode:
-    """Put a model in eval mode (noise off) for the duration of a ``with`` block."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
-
-
 def _loss_and_gradient(model, x, y) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample cross-entropy (batch,) and its gradient with respect to x (batch, M, p)."""
     with torch.enable_grad():
@@ -248,14 +177,14 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, level: float, norm:
         perturbed inputs (batch, M, p). Entries with a zero gradient (L∞) or samples with a
         zero gradient (L2) are left unchanged.
     """
-    model = _check_model(model)
-    x = _check_inputs(x)
+    model = contract.module(model)
+    x = contract.sequences(x)
     y = _check_labels(y, x)
-    level = _check_level(level)
-    norm = _check_norm(norm)
+    level = contract.real("level", level, minimum=0)
+    norm = contract.norm(norm)
     if level == 0:
         return x.clone()
-    with _EvalMode(model):
+    with deterministic(model):
         _, gradient = _loss_and_gradient(model, x, y)
     return (x + level * _ascent_direction(gradient, norm)).detach()
 
@@ -286,22 +215,21 @@ def pgd(
     Returns:
         perturbed inputs (batch, M, p), each within ``level`` of x in ``norm``.
     """
-    model = _check_model(model)
-    x = _check_inputs(x)
+    model = contract.module(model)
+    x = contract.sequences(x)
     y = _check_labels(y, x)
-    level = _check_level(level)
-    norm = _check_norm(norm)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    level = contract.real("level", level, minimum=0)
+    norm = contract.norm(norm)
+    contract.integer("steps", steps)
     if step_size is None:
         step_size = 2.5 * level / steps
     else:
-        step_size = _check_level(step_size)
-    generator = _generator(seed)
+        step_size = contract.real("step_size", step_size, minimum=0)
+    generator = contract.generator(seed)
     if level == 0:
         return x.clone()
     x = x.detach()
-    with _EvalMode(model):
+    with deterministic(model):
         best, best_loss = x.clone(), _losses(model, x, y)
         delta = _random_start(x, level, norm, generator) if random_start else torch.zeros_like(x)
         for _ in range(steps):
@@ -379,9 +307,8 @@ call :func:`pgd_perturbation` for other step counts."""
 
 def pgd_perturbation(norm: str, steps: int) -> Perturbation:
     """A PGD registry entry with ``steps`` steps (named ``pgd-<norm>``)."""
-    norm = _check_norm(norm)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    norm = contract.norm(norm)
+    contract.integer("steps", steps)
     label = f"PGD ({'L∞' if norm == 'linf' else 'L2'}, {steps} steps)"
     return Perturbation(f"pgd-{norm}", label, "ε", True, _pgd(norm, steps))
 
@@ -421,19 +348,18 @@ def evaluate_under(
     Returns:
         {level: accuracy in [0, 1]} in the order of ``levels``.
     """
-    model = _check_model(model)
+    model = contract.module(model)
     entry = get(perturbation)
     inputs, labels = dataset.tensors[:2]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    levels = [_check_level(level) for level in levels]
+    contract.integer("batch_size", batch_size)
+    levels = [contract.real("level", level, minimum=0) for level in levels]
     if data_range is None:
         data_range = (float(inputs.min()), float(inputs.max()))
     device = next(model.parameters(), torch.empty(0)).device
     accuracies: dict[float, float] = {}
-    with _EvalMode(model):
+    with deterministic(model):
         for level in levels:
-            generator = _generator(seed)
+            generator = contract.generator(seed)
             correct = 0
             for start in range(0, len(labels), batch_size):
                 x = inputs[start : start + batch_size].to(device)

@@ -2,12 +2,19 @@
 
 Two trajectories h, h' of one model, driven by the same inputs and the *same* noise
 (common noise), differ by e = h − h'. The additive noise cancels in e; the multiplicative
-noise does not. With κ = λ_max(sym A) + ‖W‖₂ (tanh is 1-Lipschitz) and σ₂ the
-multiplicative level, Itô's formula on log|e|² gives (continuous time, paper-form noise):
+noise does not. When the cell's drift splits as f(h) = L h + N(h) with N ρ-Lipschitz
+(``Cell.stability_split``), eᵀ(f(h) − f(h')) ≤ κ|e|² with the one-sided Lipschitz
+constant κ = λ_max(sym L) + ρ: for the Lipschitz cell L = A and ρ = sup|φ'| ‖W‖₂, so
+κ = λ_max(sym A) + ‖W‖₂ for tanh. With σ₂ the multiplicative level, Itô's formula on
+log|e|² gives (continuous time, paper-form noise, n entries in the state):
 
     almost surely   limsup (1/t) log|e_t| ≤ κ − σ₂²/2            (one scalar Brownian motion)
-                    limsup (1/t) log|e_t| ≤ κ + σ₂²(1/2 − 1/d)   (one Brownian motion per unit)
+                    limsup (1/t) log|e_t| ≤ κ + σ₂²(1/2 − 1/n)   (one Brownian motion per unit)
     in mean square  limsup (1/2t) log E|e_t|² ≤ κ + σ₂²/2         (either)
+
+A cell without such a split (the gated GRU-ODE cell: its gates multiply the state) has
+no closed-form bound: the bound functions raise :class:`NoClosedFormBound` and say so;
+the measured exponents work for every cell.
 
 so multiplicative noise on a scalar Brownian motion can make a model with κ > 0 contract
 (stochastic stabilisation), while the mean-square exponent only grows with noise.
@@ -37,15 +44,17 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.utils._pytree import tree_map
 
+from . import contract
 from ._generated import stability as _formulas
-from ._generated.activation import tanh_prime
-from .model import NoisyRNN
+from .model import NoisyRNN, check_model
 from .montecarlo import mean_and_stderr
-from .noise import Noise, ReferenceNoise
+from .noise import Noise
 
 __all__ = [
     "LyapunovEstimate",
+    "NoClosedFormBound",
     "almost_sure_bound",
     "contraction_rate",
     "em_almost_sure_bound",
@@ -61,34 +70,26 @@ __all__ = [
 ]
 
 
-# ------------------------------------------------------------------------- validation
+# ------------------------------------------------------------------------- helpers
 _SINGLE_THREAD_ELEMENTS = 1 << 16  # per-step tensor size below which one thread is used
 _DIRECTION_SEED_OFFSET = 7_919  # separates the starting-direction stream from the noise stream
 
 
-def _check_model(model) -> NoisyRNN:
-    if not isinstance(model, NoisyRNN):
-        raise TypeError(f"model must be an nrnn.NoisyRNN, got {type(model).__name__}")
-    return model
+class NoClosedFormBound(NotImplementedError):
+    """The model's cell has no derived one-sided Lipschitz constant (no closed-form bound)."""
 
 
-def _paper_noise(model: NoisyRNN, what: str) -> Noise:
-    """The model's noise, or a clear error for the released-code form."""
-    _check_model(model)
-    if isinstance(model.noise, ReferenceNoise):
-        raise NotImplementedError(
-            f"{what} is stated for the paper's noise (nrnn.Noise): with nrnn.ReferenceNoise the "
-            "released-code step multiplies the drift by a random step size, so the noise does "
-            "not act on h − h' as σ₂ (h − h') dβ and the bound does not apply. Measure the "
-            "exponent with lyapunov_exponent instead."
+def _split(model: NoisyRNN):
+    """The cell's f = L h + N(h) split, or a clear error for a cell without one."""
+    check_model(model)
+    split = model.cell.stability_split(model.cell.drift_parameters())
+    if split is None:
+        raise NoClosedFormBound(
+            f"no closed-form bound is available for the {model.cell.name} cell: its drift "
+            "does not split as L h + N(h) with N Lipschitz (no one-sided Lipschitz constant "
+            "is derived). Measure the exponent with lyapunov_exponent instead."
         )
-    return model.noise
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return split
 
 
 @contextlib.contextmanager
@@ -109,32 +110,31 @@ def _threads_for(elements: int):
             torch.set_num_threads(previous)
 
 
-def _as_tensor(value, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
-
-
 # ---------------------------------------------------------------------- model bounds
 def contraction_rate(model: NoisyRNN) -> torch.Tensor:
-    """κ = λ_max((A + Aᵀ)/2) + ‖W‖₂, a 0-dim tensor, differentiable in the parameters.
+    """κ = λ_max((L + Lᵀ)/2) + ρ, a 0-dim tensor, differentiable in the parameters.
 
-    Deterministically, two trajectories with the same input satisfy
-    |h_t − h'_t| ≤ e^{κt} |h_0 − h'_0|. For the antisymmetric baseline A = 0 (there is
-    no A h term), so κ = ‖W‖₂. For ``ReferenceNoise`` models κ is that of the drift.
+    For the Lipschitz cell κ = λ_max(sym A) + sup|φ'| ‖W‖₂ (A = 0 for the antisymmetric
+    baseline). Deterministically, two trajectories with the same input satisfy
+    |h_t − h'_t| ≤ e^{κt} |h_0 − h'_0|. For ``ReferenceNoise`` models κ is that of the drift.
+
+    Raises:
+        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
-    A, W = _check_model(model).matrices()
-    symmetric = 0.5 * (A + A.transpose(-1, -2))
+    split = _split(model)
+    linear = split.linear
+    symmetric = 0.5 * (linear + linear.transpose(-1, -2))
     top_eigenvalue = torch.linalg.eigvalsh(symmetric)[..., -1]
-    spectral_norm = torch.linalg.matrix_norm(W, ord=2)
-    return _formulas.contraction_rate(top_eigenvalue, spectral_norm)
+    return _formulas.contraction_rate(top_eigenvalue, split.nonlinear_lipschitz)
 
 
 def almost_sure_bound(model: NoisyRNN) -> torch.Tensor:
     """Upper bound on the a.s. exponent limsup (1/t) log|h_t − h'_t| (common noise), 0-dim.
 
     - ``Noise(brownian="scalar")``: κ − σ₂²/2. Noise can make it negative when κ > 0.
-    - ``Noise(brownian="diagonal")``: κ + σ₂²(1/2 − 1/d), the weaker bound: independent
-      Brownian motions per unit only guarantee Σᵢ uᵢ⁴ ≥ 1/d for the unit direction u of
-      h − h', so for d > 2 the bound *grows* with σ₂ (d = 1 gives κ − σ₂²/2, d = 2 gives κ).
+    - ``Noise(brownian="diagonal")``: κ + σ₂²(1/2 − 1/n), the weaker bound: independent
+      Brownian motions per unit only guarantee Σᵢ uᵢ⁴ ≥ 1/n for the unit direction u of
+      h − h', so for n > 2 the bound *grows* with σ₂ (n = 1 gives κ − σ₂²/2, n = 2 gives κ).
 
     Additive noise cancels in h − h', so a model without multiplicative noise (σ₂ = 0)
     gets the deterministic bound κ. Continuous time: the Euler–Maruyama map with step dt
@@ -142,13 +142,10 @@ def almost_sure_bound(model: NoisyRNN) -> torch.Tensor:
 
     Raises:
         NotImplementedError: for ``ReferenceNoise`` (the bound is stated for the paper form).
+        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
-    noise = _paper_noise(model, "almost_sure_bound")
     kappa = contraction_rate(model)
-    sigma = _as_tensor(noise.multiplicative, kappa)
-    if noise.brownian == "scalar":
-        return _formulas.almost_sure_bound_scalar(kappa, sigma)
-    return _formulas.almost_sure_bound_diagonal(kappa, sigma, model.hidden_dim)
+    return model.noise.almost_sure_bound(kappa, model.state_dim)
 
 
 def mean_square_bound(model: NoisyRNN) -> torch.Tensor:
@@ -159,41 +156,41 @@ def mean_square_bound(model: NoisyRNN) -> torch.Tensor:
 
     Raises:
         NotImplementedError: for ``ReferenceNoise``.
+        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
-    noise = _paper_noise(model, "mean_square_bound")
     kappa = contraction_rate(model)
-    return _formulas.mean_square_bound(kappa, _as_tensor(noise.multiplicative, kappa))
+    return model.noise.mean_square_bound(kappa)
 
 
 def stabilising_noise_level(model: NoisyRNN) -> torch.Tensor:
     """The smallest σ₂ on a scalar Brownian motion at which the a.s. bound is ≤ 0: √(2 max(κ, 0)).
 
-    It depends on A and W only (not on the model's current noise). With one Brownian
-    motion per unit and d > 2 no noise level lowers the bound (see :func:`almost_sure_bound`).
+    It depends on the drift only (not on the model's current noise). With one Brownian
+    motion per unit and n > 2 no noise level lowers the bound (see :func:`almost_sure_bound`).
     """
-    _check_model(model)
     kappa = contraction_rate(model)
     return torch.sqrt(2.0 * torch.clamp(kappa, min=0.0))
 
 
 # --------------------------------------------------- bounds for the Euler–Maruyama map
 def _em_norms(model: NoisyRNN, shifts: torch.Tensor):
-    """‖c I + dt A‖₂ for every c in ``shifts`` (n,) -> (n,), and dt ‖W‖₂ (0-dim)."""
-    A, W = model.matrices()
-    identity = torch.eye(model.hidden_dim, dtype=A.dtype, device=A.device)
-    shifts = shifts.to(A)
-    stepped = shifts[:, None, None] * identity + model.dt * A
-    return torch.linalg.matrix_norm(stepped, ord=2), model.dt * torch.linalg.matrix_norm(W, ord=2)
+    """‖c I + dt L‖₂ for every c in ``shifts`` (k,) -> (k,), and dt ρ (0-dim)."""
+    split = _split(model)
+    L = split.linear
+    identity = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
+    shifts = shifts.to(L)
+    stepped = shifts[:, None, None] * identity + model.dt * L
+    return torch.linalg.matrix_norm(stepped, ord=2), model.dt * split.nonlinear_lipschitz
 
 
 def em_almost_sure_bound(model: NoisyRNN, *, grid_points: int = 4001) -> torch.Tensor:
     """A.s. exponent bound for the Euler–Maruyama map itself (scalar Brownian motion), 0-dim.
 
-    With common noise, e_{k+1} = (c_k I + dt A) e_k + dt (tanh(z_k) − tanh(z'_k)) with
-    c_k = 1 + σ₂ √dt ξ_k, so |e_{k+1}| ≤ (‖c_k I + dt A‖₂ + dt ‖W‖₂) |e_k| and, by the law of
-    large numbers, a.s.
+    With common noise, e_{k+1} = (c_k I + dt L) e_k + dt (N(h_k) − N(h'_k)) with
+    c_k = 1 + σ₂ √dt ξ_k, so |e_{k+1}| ≤ (‖c_k I + dt L‖₂ + dt ρ) |e_k| and, by the law of
+    large numbers, a.s. (L = A, ρ = ‖W‖₂ for the tanh Lipschitz cell)
 
-        limsup (1/(K dt)) log|e_K| ≤ E_ξ log(‖(1 + σ₂√dt ξ) I + dt A‖₂ + dt ‖W‖₂) / dt,
+        limsup (1/(K dt)) log|e_K| ≤ E_ξ log(‖(1 + σ₂√dt ξ) I + dt L‖₂ + dt ρ) / dt,
 
     computed by the trapezoidal rule on ``grid_points`` nodes over ξ ∈ [−12, 12] (accurate
     while σ₂√dt is small: the integrand dips where c ≈ 0, at ξ ≈ −1/(σ₂√dt)). It tends to
@@ -201,21 +198,17 @@ def em_almost_sure_bound(model: NoisyRNN, *, grid_points: int = 4001) -> torch.T
     A numerical bound of this module, not a generated formula.
 
     Raises:
-        ValueError: for one Brownian motion per unit with d > 1 (no useful discrete bound
+        ValueError: for one Brownian motion per unit with n > 1 (no useful discrete bound
             of this form: use :func:`almost_sure_bound`).
         NotImplementedError: for ``ReferenceNoise``.
+        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
-    noise = _paper_noise(model, "em_almost_sure_bound")
-    if noise.brownian == "diagonal" and model.hidden_dim > 1:
-        raise ValueError(
-            "em_almost_sure_bound needs the multiplicative noise on one scalar Brownian "
-            "motion (Noise(brownian='scalar')) or hidden_dim == 1; for per-unit noise use "
-            "almost_sure_bound"
-        )
-    _check_positive_int("grid_points", grid_points, minimum=3)
+    check_model(model)
+    sigma = model.noise.common_multiplicative_level(model.state_dim, "em_almost_sure_bound")
+    contract.integer("grid_points", grid_points, minimum=3)
     xi = torch.linspace(-12.0, 12.0, grid_points, dtype=torch.float64)
     density = torch.exp(-0.5 * xi**2) / math.sqrt(2 * math.pi)
-    shifts = 1.0 + noise.multiplicative * math.sqrt(model.dt) * xi
+    shifts = 1.0 + sigma * math.sqrt(model.dt) * xi
     step_norms, w_term = _em_norms(model, shifts)
     integrand = torch.log(step_norms + w_term) * density.to(step_norms)
     return torch.trapezoid(integrand, xi.to(step_norms)) / model.dt
@@ -224,13 +217,14 @@ def em_almost_sure_bound(model: NoisyRNN, *, grid_points: int = 4001) -> torch.T
 def em_mean_square_bound(model: NoisyRNN) -> torch.Tensor:
     """Root-mean-square exponent bound for the Euler–Maruyama map (either Brownian mode), 0-dim.
 
-    E|e_{k+1}|² = |(I + dt A) e_k + dt Δtanh|² + σ₂² dt |e_k|² in expectation over ξ_k, so
-    (1/2K dt) log E|e_K|² ≤ log((‖I + dt A‖₂ + dt ‖W‖₂)² + σ₂² dt) / (2 dt), which tends to
+    E|e_{k+1}|² = |(I + dt L) e_k + dt ΔN|² + σ₂² dt |e_k|² in expectation over ξ_k, so
+    (1/2K dt) log E|e_K|² ≤ log((‖I + dt L‖₂ + dt ρ)² + σ₂² dt) / (2 dt), which tends to
     κ + σ₂²/2 as dt → 0. A numerical bound of this module, not a generated formula.
     """
-    noise = _paper_noise(model, "em_mean_square_bound")
+    check_model(model)
+    sigma = model.noise.multiplicative_level("em_mean_square_bound")
     step_norm, w_term = _em_norms(model, torch.ones(1))
-    growth = (step_norm[0] + w_term) ** 2 + noise.multiplicative**2 * model.dt
+    growth = (step_norm[0] + w_term) ** 2 + sigma**2 * model.dt
     return torch.log(growth) / (2 * model.dt)
 
 
@@ -241,13 +235,8 @@ def linear_noise_matrices(hidden_dim: int, sigma: float, brownian: str = "scalar
     ``"scalar"``: one matrix σ I, shape (1, d, d); ``"diagonal"``: σ eᵢeᵢᵀ for each unit,
     shape (d, d, d).
     """
-    _check_positive_int("hidden_dim", hidden_dim)
-    identity = torch.eye(hidden_dim, dtype=torch.float64)
-    if brownian == "scalar":
-        return sigma * identity[None]
-    if brownian == "diagonal":
-        return sigma * torch.diag_embed(identity)
-    raise ValueError(f"brownian must be 'scalar' or 'diagonal', got {brownian!r}")
+    contract.integer("hidden_dim", hidden_dim)
+    return Noise(0.0, sigma, brownian).noise_matrices(hidden_dim)
 
 
 def em_mean_square_matrix(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
@@ -316,20 +305,27 @@ class LyapunovEstimate:
     spectrum_stderr: torch.Tensor
 
 
+def _as_float64(value):
+    """A detached float64 copy of a tensor; numbers pass through."""
+    return value.detach().double() if isinstance(value, torch.Tensor) else value
+
+
 class _Run:
     """Everything one exponent estimate iterates over, prepared and validated.
 
-    drives: per-step (1 or paths, d) float64 tensors U x_k + b; xi: per-step (paths, r) given
-    noise or None; A, W: float64; start: (paths, d, directions) standard normal directions.
+    drives: per-step (1 or paths, drive_dim) float64 drives; xi: per-step (paths, r) given
+    noise or None; parameters: the cell's drift parameters and noise: the noise's step
+    parameters, float64 and detached; start: (paths, n, directions) standard normal
+    directions.
     """
 
     def __init__(self, model, x, *, paths, seed, steps, burn_in, xi, directions):
-        self.model = _check_model(model)
-        self.paths = _check_positive_int("paths", paths, minimum=2)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.burn_in = _check_positive_int("burn_in", burn_in, minimum=0)
-        x = self._check_input(x)
+        self.model = check_model(model)
+        self.paths = contract.integer("paths", paths, minimum=2)
+        self.seed = contract.seed("seed", seed)
+        self.burn_in = contract.integer("burn_in", burn_in, minimum=0)
+        x = contract.sequences(x, features=model.input_dim, batch=(1, self.paths))
+        x = contract.as_model_dtype(x, model.readout.weight)
         sequence_length = x.shape[1]
         if steps is None:
             steps = sequence_length - self.burn_in
@@ -339,56 +335,33 @@ class _Run:
                     f"steps and burn_in={self.burn_in}, leaving {steps} (< 2); pass steps= "
                     "(the last input is held) or a longer sequence"
                 )
-        self.steps = _check_positive_int("steps", steps, minimum=2)
+        self.steps = contract.integer("steps", steps, minimum=2)
         total = self.burn_in + self.steps
         with torch.no_grad():
-            A, W = model.matrices()
-            self.A, self.W = A.detach().double(), W.detach().double()
+            self.parameters = tree_map(_as_float64, model.cell.drift_parameters())
+            self.noise_parameters = {k: _as_float64(v) for k, v in model.noise_parameters.items()}
             drive = model.input_drive(x[:, :total]).detach().double()
-        self.device = self.A.device
-        # Time-major (1 or paths, d) per step; steps past the sequence hold its last input.
+        self.device = drive.device
+        # Time-major (1 or paths, drive_dim) per step; steps past the sequence hold the last.
         self.drives = drive.transpose(0, 1).unbind(0)
         # Starting directions from their own stream, so the noise of a given seed is the same
         # whatever the number of directions.
-        directions_generator = torch.Generator().manual_seed(seed + _DIRECTION_SEED_OFFSET)
+        directions_generator = torch.Generator().manual_seed(self.seed + _DIRECTION_SEED_OFFSET)
         self.start = torch.randn(
             self.paths,
-            model.hidden_dim,
+            model.state_dim,
             directions,
             dtype=torch.float64,
             generator=directions_generator,
         ).to(self.device)
-        self.seed = seed
-        self.xi = self._check_noise(xi, total)
-
-    def _check_input(self, x):
-        model = self.model
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 3 or x.shape[0] not in (1, self.paths) or x.shape[2] != model.input_dim:
-            raise ValueError(
-                f"x must have shape (1, M, {model.input_dim}) or (paths, M, {model.input_dim}) "
-                f"= ({self.paths}, M, {model.input_dim}), got {tuple(x.shape)}"
-            )
-        if x.shape[1] < 1:
-            raise ValueError("x must have at least one time step")
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or inf")
-        return x.to(dtype=model.M_W.dtype, device=model.M_W.device)
-
-    def _check_noise(self, xi, total):
-        shape = (self.paths, total, self.model.noise_dim)
-        if xi is None:
-            return None
-        if not isinstance(xi, torch.Tensor) or tuple(xi.shape) != shape:
-            got = tuple(xi.shape) if isinstance(xi, torch.Tensor) else type(xi).__name__
-            raise ValueError(f"xi must have shape (paths, burn_in + steps, r) = {shape}, got {got}")
-        if not torch.isfinite(xi).all():
-            raise ValueError("xi contains NaN or inf")
-        return xi.detach().to(self.device, torch.float64).transpose(0, 1).unbind(0)
+        if xi is not None:
+            shape = (self.paths, total, model.noise_dim)
+            xi = contract.noise_increments(xi, shape, "(paths, burn_in + steps, r)")
+            xi = xi.detach().to(self.device, torch.float64).transpose(0, 1).unbind(0)
+        self.xi = xi
 
     def step_terms(self):
-        """Yield (k, drive, additive, multiplier) for every step, float64.
+        """Yield (k, drive, the noise's ``StepNoise``) for every step, float64.
 
         Noise not given as ``xi`` is drawn step by step (so long runs never hold the whole
         noise tensor) from torch's generator seeded with ``seed`` inside ``fork_rng``, which
@@ -409,8 +382,13 @@ class _Run:
                     xi = model.noise.sample(
                         (self.paths, model.noise_dim), dtype=torch.float64, device=self.device
                     )
-                additive, multiplier = model.noise_terms(xi)
-                yield k, drive, additive, multiplier
+                (terms,) = model.noise.step_terms(
+                    None if xi is None else xi[None],
+                    steps=1,
+                    dt=model.dt,
+                    parameters=self.noise_parameters,
+                )
+                yield k, drive, terms
 
     def time(self) -> float:
         return self.steps * self.model.dt
@@ -482,28 +460,17 @@ def lyapunov_exponent(
     Raises:
         ValueError: bad input, fewer than 2 steps, or a non-finite result (overflow).
     """
-    if (
-        isinstance(initial_separation, bool)
-        or not isinstance(initial_separation, (int, float))
-        or not math.isfinite(initial_separation)
-        or initial_separation <= 0
-    ):
-        raise ValueError(
-            f"initial_separation must be a finite number > 0, got {initial_separation!r}"
-        )
+    separation = contract.real("initial_separation", initial_separation, minimum=0, strict=True)
     run = _Run(model, x, paths=paths, seed=seed, steps=steps, burn_in=burn_in, xi=xi, directions=1)
-    separation = float(initial_separation)
     direction = run.start[..., 0]
     direction = direction / direction.norm(dim=-1, keepdim=True)
-    h = torch.zeros(run.paths, model.hidden_dim, dtype=torch.float64, device=run.device)
+    h = torch.zeros(run.paths, model.state_dim, dtype=torch.float64, device=run.device)
     gap = torch.full_like(h[:, :1], separation)  # |h' − h| after a reset
-    pair = torch.cat([h, h + gap * direction])  # (2 paths, d): h then h'
+    pair = torch.cat([h, h + gap * direction])  # (2 paths, n): h then h'
     log_growth = torch.zeros_like(h[:, 0])
-    with torch.no_grad(), _threads_for(2 * run.paths * model.hidden_dim):
-        for k, drive, additive, multiplier in run.step_terms():
-            pair = model.euler_step(
-                pair, _twice(drive), run.A, run.W, _twice(additive), _twice(multiplier)
-            )
+    with torch.no_grad(), _threads_for(2 * run.paths * model.state_dim):
+        for k, drive, terms in run.step_terms():
+            pair = model.euler_step(pair, _twice(drive), run.parameters, _twice(terms))
             h, difference = pair[: run.paths], pair[run.paths :] - pair[: run.paths]
             distance = difference.norm(dim=-1, keepdim=True)
             if k >= run.burn_in:
@@ -514,9 +481,14 @@ def lyapunov_exponent(
     return _estimate(log_growth[:, None], run)
 
 
-def _twice(tensor):
-    """The same per-path tensor for both trajectories of a pair: (paths, n) -> (2 paths, n)."""
-    return None if tensor is None else torch.cat([tensor, tensor])
+def _twice(value):
+    """The same per-path terms for both trajectories of a pair: (paths, n) -> (2 paths, n)
+    for a tensor, field by field for the noise's terms; numbers and None pass through."""
+    if isinstance(value, tuple):
+        return type(value)(*(_twice(field) for field in value))
+    if isinstance(value, torch.Tensor) and value.ndim:
+        return torch.cat([value, value])
+    return value
 
 
 def linearised_lyapunov_exponent(
@@ -545,46 +517,42 @@ def linearised_lyapunov_exponent(
     Returns:
         LyapunovEstimate: ``exponent`` the top one; ``spectrum`` all ``count``.
     """
-    count = _check_positive_int("count", count)
-    if count > model.hidden_dim:
-        raise ValueError(f"count must be <= hidden_dim = {model.hidden_dim}, got {count}")
+    check_model(model)
+    count = contract.integer("count", count)
+    if count > model.state_dim:
+        raise ValueError(f"count must be <= the state size n = {model.state_dim}, got {count}")
     run = _Run(
         model, x, paths=paths, seed=seed, steps=steps, burn_in=burn_in, xi=xi, directions=count
     )
-    tangents, _ = torch.linalg.qr(run.start)  # (paths, d, count), orthonormal columns
-    h = torch.zeros(run.paths, model.hidden_dim, dtype=torch.float64, device=run.device)
+    tangents, _ = torch.linalg.qr(run.start)  # (paths, n, count), orthonormal columns
+    h = torch.zeros(run.paths, model.state_dim, dtype=torch.float64, device=run.device)
     log_growth = torch.zeros_like(h[:, :count])
-    with torch.no_grad(), _threads_for(run.paths * model.hidden_dim * count):
-        for k, drive, additive, multiplier in run.step_terms():
-            tangents = _tangent_step(model, h, tangents, drive, run.A, run.W, multiplier)
-            h = model.euler_step(h, drive, run.A, run.W, additive, multiplier)
+    derivatives = model.cell.derivatives()
+    with torch.no_grad(), _threads_for(run.paths * model.state_dim * count):
+        for k, drive, terms in run.step_terms():
+            point = model.cell.linearisation(h, drive, run.parameters)
+            tangents = _tangent_step(derivatives, point, run.parameters, tangents, terms)
+            h = model.euler_step(h, drive, run.parameters, terms)
             tangents, upper = torch.linalg.qr(tangents)
             if k >= run.burn_in:
                 log_growth += torch.log(torch.diagonal(upper, dim1=-2, dim2=-1).abs())
     return _estimate(log_growth, run)
 
 
-def _tangent_step(model: NoisyRNN, h, tangents, drive, A, W, multiplier):
-    """The Jacobian of ``model.euler_step`` at h applied to tangent vectors.
-
-    Paper form: V' = V + dt (A V + s ⊙ (W V)) + m ⊙ V; released-code form:
-    V' = V + (δ ⊙ u) ⊙ (A V + s ⊙ (W V)); s = tanh'(W h + U x + b), m and u the step's
-    multiplier (A = 0 for the antisymmetric baseline).
+def _tangent_step(derivatives, point, parameters, tangents, terms):
+    """The Jacobian of ``model.euler_step`` at the point applied to tangent vectors:
+    V' = V + s ⊙ (F V) + m ⊙ V with F the drift's Jacobian (from the cell's derivatives) and
+    s, m the step's drift step and state multiplier.
 
     Args:
-        h: (paths, d); tangents: (paths, d, n); drive: (paths, d); multiplier: (paths, d),
-            (paths, 1) or None.
+        point: the cell's point at (h, drive), entries (paths, ·); tangents: (paths, n, k);
+        terms: the noise's ``StepNoise`` of this step (float64).
     Returns:
-        (paths, d, n).
+        (paths, n, k).
     """
-    slope = tanh_prime(h @ W.T + drive)
-    drift_tangent = A @ tangents + slope.unsqueeze(-1) * (W @ tangents)
-    if model.is_reference:
-        step = model.step_size.detach().double()
-        if multiplier is not None:
-            step = step * multiplier
-        return tangents + step.unsqueeze(-1) * drift_tangent
-    pushed = tangents + model.dt * drift_tangent
-    if multiplier is not None:
-        pushed = pushed + multiplier.unsqueeze(-1) * tangents
-    return pushed
+    rows = tangents.transpose(-1, -2)  # (paths, k, n)
+    step = torch.atleast_1d(torch.as_tensor(terms.drift_step, dtype=rows.dtype, device=rows.device))
+    pushed = rows + step.unsqueeze(-2) * derivatives.differential(point, parameters, rows)
+    if terms.state_multiplier is not None:
+        pushed = pushed + terms.state_multiplier.unsqueeze(-2) * rows
+    return pushed.transpose(-1, -2)

@@ -88,7 +88,9 @@ def load_split(config: RunConfig, split: str, subset: int = 0) -> torch.utils.da
 
 def build_model(config: RunConfig) -> NoisyRNN:
     """The model a config describes, for its dataset's shapes (weights drawn from the
-    current torch RNG)."""
+    current torch RNG: the cell's first, then the input map and the readout)."""
+    from . import cells
+
     dataset = data.info(config.data.name)
     noise_config = config.noise
     if noise_config.form == "reference":
@@ -96,18 +98,9 @@ def build_model(config: RunConfig) -> NoisyRNN:
     else:
         noise = Noise(noise_config.additive, noise_config.multiplicative, noise_config.brownian)
     m = config.model
+    cell = cells.build(m.cell, m.hidden_dim, **m.cell_options())
     return NoisyRNN(
-        dataset.input_dim,
-        m.hidden_dim,
-        dataset.num_classes,
-        dt=m.dt,
-        beta=m.beta,
-        gamma_a=m.gamma_a,
-        gamma_w=m.gamma_w,
-        noise=noise,
-        antisymmetric=m.antisymmetric,
-        init_std=m.init_std,
-        init_divisor=m.init_divisor,
+        dataset.input_dim, m.hidden_dim, dataset.num_classes, dt=m.dt, noise=noise, cell=cell
     )
 
 

@@ -18,9 +18,10 @@ max Re eig(A) + s²/2: it only grows with noise. The figure sweeps s and compare
     Euler–Maruyama form (``em_almost_sure_bound``), the weaker per-unit bound
     κ + σ₂²(1/2 − 1/d) and the mean-square bound κ + σ₂²/2.
 
-The simulated systems are those of the ``stability`` verification module
-(``verification/stability.py``: ``linear_model`` makes a ``NoisyRNN`` whose separation obeys
-the linear SDE exactly), swept over s here; nothing is read from the verification report.
+The simulated systems are those of the reference catalogue (``nrnn.catalogue``, shared with
+the ``stability`` verification module: ``linear_model`` makes a ``NoisyRNN`` whose
+separation obeys the linear SDE exactly), swept over s here; nothing is read from the
+verification report.
 
 Files written into the output directory:
 
@@ -39,37 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nrnn.catalogue import NON_NORMAL, ROTATION, SCALAR, LinearSystem
 from nrnn.experiments import Context, Experiment
 
 from . import style
 
 TITLE = "Stochastic stabilisation: Lyapunov exponent vs multiplicative noise, theory vs Monte Carlo"
-
-
-@dataclass(frozen=True)
-class LinearSystem:
-    """dX = A X dt + s X dβ (scalar β). ``drift`` is A as nested tuples, (d, d)."""
-
-    name: str
-    title: str
-    drift: tuple[tuple[float, ...], ...]
-
-    def matrix(self) -> np.ndarray:
-        """A as a float64 array (d, d); ValueError unless square and finite."""
-        matrix = np.array(self.drift, dtype=float)
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all():
-            raise ValueError(f"{self.name}: drift must be a finite square matrix, got {self.drift}")
-        return matrix
-
-
-SCALAR = LinearSystem("scalar", "scalar SDE: dX = 0.5 X dt + s X dB", ((0.5,),))
-ROTATION = LinearSystem(
-    "rotation", "normal A = [[0.5, −2], [2, 0.5]] (rotation)", ((0.5, -2.0), (2.0, 0.5))
-)
-NON_NORMAL = LinearSystem(
-    "non-normal", "non-normal A = [[0.3, 4], [0, −1]]", ((0.3, 4.0), (0.0, -1.0))
-)
-"""The rotation and the non-normal A are the systems of ``verification.stability``."""
 
 
 @dataclass(frozen=True)
@@ -171,11 +147,7 @@ def linear_theory(system: LinearSystem, s: float, dt: float) -> dict:
     import torch
 
     from nrnn import stability
-    from nrnn.verification.stability import (
-        continuous_rms_exponent,
-        em_linear_exponent,
-        linear_model,
-    )
+    from nrnn.catalogue import continuous_rms_exponent, em_linear_exponent, linear_model
 
     drift = system.matrix()
     model = linear_model(drift, s, "scalar", dt)
@@ -203,7 +175,7 @@ def linear_sweep(system: LinearSystem, settings: Settings, seed: int) -> dict:
     import torch
 
     from nrnn import stability
-    from nrnn.verification.stability import linear_model
+    from nrnn.catalogue import linear_model
 
     drift = system.matrix()
     x = torch.zeros(1, 1, 1, dtype=torch.float64)
@@ -243,7 +215,7 @@ def rnn_model(settings: Settings, sigma: float, brownian: str):
     import torch
 
     from nrnn import Noise
-    from nrnn.verification.stability import random_model
+    from nrnn.catalogue import random_model
 
     with torch.random.fork_rng(devices=[]):
         return random_model(
@@ -278,7 +250,8 @@ def rnn_sweep(settings: Settings, seed: int) -> dict:
     stderr, seed, paths, time and the :func:`rnn_theory` bounds) and curves.
     """
     from nrnn import stability
-    from nrnn.verification.stability import random_inputs, steps_for
+    from nrnn.catalogue import random_inputs
+    from nrnn.verification.stability import steps_for
 
     total = steps_for(settings.burn_in_time, settings.dt) + steps_for(
         settings.rnn_time, settings.dt

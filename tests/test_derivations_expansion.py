@@ -1,18 +1,14 @@
-"""The one-step rules of the small-noise expansion and the brute-force proofs for small sizes."""
+"""The one-step rules of the small-noise expansion, the engine that derives each cell's
+Jacobian and curvature, and the brute-force proofs for small sizes."""
 
 import pytest
 import sympy as sp
 
-from nrnn.derivations.brute_force import (
-    DEFAULT_CASES,
-    FULL_CASES,
-    Problem,
-    expand_loss,
-    prove,
-    recursion_value,
-)
+from nrnn.derivations import cells
+from nrnn.derivations.brute_force import FORMS, Problem, expand_loss, prove, recursion_value
+from nrnn.derivations.differentials import differentiate, linear_form, quadratic_expectation, terms
+from nrnn.derivations.drift import Activation
 from nrnn.derivations.expansion import SYMBOLS, one_step_rules
-from nrnn.derivations.nodes import ActivationDerivative
 
 
 def _zero(expr):
@@ -23,15 +19,8 @@ def _zero(expr):
 def test_rules_reach_the_design_formulas():
     rules = one_step_rules()
     s = SYMBOLS
-    tanh_prime = ActivationDerivative(1, s.z)
-    assert _zero(rules.drift_jacobian - (s.A + sp.DiagMatrix(tanh_prime) * s.W))
-    assert _zero(
-        rules.step_jacobian - (sp.Identity(s.d) + s.dt * (s.A + sp.DiagMatrix(tanh_prime) * s.W))
-    )
+    assert _zero(rules.step_jacobian - (sp.Identity(s.n) + s.dt * s.F))
     assert _zero(rules.covariance_step - (s.J * s.C * s.J.T + s.dt * s.Sigma * s.Sigma.T))
-    assert rules.contraction == sp.HadamardProduct(
-        ActivationDerivative(2, s.z), sp.DiagonalOf(s.W * s.C * s.W.T)
-    )
     assert _zero(rules.mean_step - (s.J * s.m + s.dt / 2 * s.v))
     assert _zero(rules.first_order_mean_step - s.J * s.mu)
     assert _zero(rules.q_term - 2 * s.grad.T * s.m)
@@ -39,34 +28,85 @@ def test_rules_reach_the_design_formulas():
     assert rules.loss_first_order == 0 or isinstance(rules.loss_first_order, sp.ZeroMatrix)
 
 
-@pytest.mark.parametrize("case", DEFAULT_CASES, ids=lambda c: f"d{c[0]}-M{c[1]}-{c[2]}")
-def test_brute_force_small_sizes(case):
-    result = prove(*case)
-    assert result.first_order_zero
-    assert result.third_order_zero
-    assert result.second_order_matches
+def test_lipschitz_cell_reaches_the_design_formulas():
+    """F = A + diag(φ'(z)) W and v = φ''(z) ∘ diagvec(W C Wᵀ)."""
+    spec = cells.lipschitz()
+    formulas = cells.derive_formulas(spec)
+    A, W = (entry.symbol for entry in spec.symbols[:2])
+    slope, curvature = (p[0] for p in formulas.points if p[1] in ("phi_slope", "phi_curvature"))
+    assert _zero(formulas.drift_jacobian - (A + sp.DiagMatrix(slope) * W))
+    expected = sp.HadamardProduct(curvature, sp.DiagonalOf(W * formulas.covariance * W.T))
+    assert terms(formulas.curvature) == terms(expected)
+
+
+def test_engine_on_a_product_of_activations():
+    """f = σ(a h) ∘ tanh(b h) (d = 1 symbols): F and v by hand."""
+    d = sp.Symbol("d", integer=True, positive=True)
+    h, y = sp.MatrixSymbol("h", d, 1), sp.MatrixSymbol("y", d, 1)
+    C, Wa, Wb = sp.MatrixSymbol("C", d, d), sp.MatrixSymbol("P", d, d), sp.MatrixSymbol("Q", d, d)
+    u, g = Activation("u", "sigmoid")(Wa * h), Activation("g", "tanh")(Wb * h)
+    f = sp.HadamardProduct(u, g)
+    first = terms(differentiate(f, h, y))
+    jacobian = sp.MatAdd(*[c * linear_form(m, y) for c, m in first])
+    expected = (
+        sp.DiagMatrix(sp.HadamardProduct(u.derivative(), g)) * Wa
+        + sp.DiagMatrix(sp.HadamardProduct(u, g.derivative())) * Wb
+    )
+    assert terms(jacobian - expected) == []
+    second = terms(differentiate(sp.MatAdd(*[c * m for c, m in first]), h, y))
+    v = sp.MatAdd(*[c * quadratic_expectation(m, y, C) for c, m in second])
+    cross = sp.HadamardProduct(u.derivative(), g.derivative(), sp.DiagonalOf(Wa * C * Wb.T))
+    expected_v = (
+        sp.HadamardProduct(u.derivative().derivative(), g, sp.DiagonalOf(Wa * C * Wa.T))
+        + 2 * cross
+        + sp.HadamardProduct(u, g.derivative().derivative(), sp.DiagonalOf(Wb * C * Wb.T))
+    )
+    assert terms(v - expected_v) == []
+
+
+def test_a_cubic_term_is_refused():
+    d = sp.Symbol("d", integer=True, positive=True)
+    y = sp.MatrixSymbol("y", d, 1)
+    with pytest.raises(NotImplementedError):
+        quadratic_expectation(sp.HadamardProduct(y, y, y), y, sp.MatrixSymbol("C", d, d))
+
+
+PROOFS = [
+    (spec, d, steps, form)
+    for spec in cells.BUILT_IN
+    for d, steps in spec().proof_cases
+    for form in FORMS
+]
+
+
+@pytest.mark.parametrize("spec,d,steps,form", PROOFS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_brute_force_small_sizes(spec, d, steps, form):
+    result = prove(spec(), cells.derive_formulas(spec()), d, steps, form)
+    assert result.first_order_zero and result.third_order_zero and result.second_order_matches
+
+
+LARGER = [(cells.lipschitz, 3, 3), (cells.coupled_oscillator, 2, 3), (cells.gated, 3, 2)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "case",
-    [c for c in FULL_CASES if c not in DEFAULT_CASES],
-    ids=lambda c: f"d{c[0]}-M{c[1]}-{c[2]}",
-)
-def test_brute_force_larger_sizes(case):
-    assert prove(*case).proved
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("spec,d,steps", LARGER, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_brute_force_larger_sizes(spec, d, steps, form):
+    """About 10-30 s each (the GRU-ODE at d = 2, M = 3 takes longer than 6 min)."""
+    assert prove(spec(), cells.derive_formulas(spec()), d, steps, form).proved
 
 
-@pytest.mark.parametrize("form", ["diagonal", "scalar"])
-def test_proof_detects_a_wrong_rule(form):
+@pytest.mark.parametrize("spec", cells.BUILT_IN, ids=lambda s: s.__name__)
+def test_proof_detects_a_wrong_rule(spec):
     """Negative control: dropping the mean correction (Q) breaks the eps^2 identity."""
-    d, steps = 2, 2
-    problem = Problem(d, steps, form)
-    brute = expand_loss(d, steps, form)[2]
-    value = recursion_value(d, steps, form)
-    # Recompute without the Q part: replace grad l by 0 in the recursion value.
+    spec = spec()
+    formulas = cells.derive_formulas(spec)
+    problem = Problem(spec, 1, 2, "diagonal")
+    brute = expand_loss(spec, 1, 2, "diagonal")[2]
+    value = recursion_value(spec, formulas, 1, 2, "diagonal")
     gradient_symbols = [
-        problem.loss_derivative(tuple(int(j == i) for j in range(d))) for i in range(d)
+        problem.loss_derivative(tuple(int(j == i) for j in range(problem.n)))
+        for i in range(problem.n)
     ]
     without_q = value.subs({g: 0 for g in gradient_symbols})
     assert brute - problem.poly(value) == 0
@@ -75,8 +115,9 @@ def test_proof_detects_a_wrong_rule(form):
 
 def test_zeroth_and_first_order_of_a_single_step():
     # d = 1, one step from h_0 = 0: E l(h_1) = l + eps^2 dt sigma_1^2 l'' / 2 + O(eps^4).
-    coefficients = expand_loss(1, 1, "diagonal")
-    problem = Problem(1, 1, "diagonal")
+    spec = cells.lipschitz()
+    coefficients = expand_loss(spec, 1, 1, "diagonal")
+    problem = Problem(spec, 1, 1, "diagonal")
     expected = problem.poly(
         problem.sqrt_dt**2 * SYMBOLS.sigma_add**2 * problem.loss_derivative((2,)) / 2
     )

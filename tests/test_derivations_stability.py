@@ -11,13 +11,14 @@ from nrnn.derivations.stability import (
     em_operator_check,
     exponent_bounds,
     geometric_brownian_motion,
+    oscillator_linear_rate,
     quartic_share_bounds,
     scalar_em_limit,
     symmetric_part_check,
 )
 
 SIGMA = SYMBOLS.sigma_mult
-D = SYMBOLS.d
+D = SYMBOLS.n
 
 
 def test_bounds():
@@ -73,3 +74,11 @@ def test_closed_forms():
 @pytest.mark.parametrize("d, n", [(1, 1), (2, 1), (2, 2), (3, 2), (2, 3)])
 def test_em_mean_square_operator(d, n):
     assert em_operator_check(d, n)
+
+
+def test_oscillator_linear_rate_is_the_top_eigenvalue_of_sym_l():
+    rate, agrees, (gamma, epsilon) = oscillator_linear_rate()
+    assert agrees
+    # No restoring mismatch (gamma = 1): sym L = diag(0, -epsilon) per unit, top eigenvalue 0.
+    assert sp.simplify(rate.subs({gamma: 1, epsilon: sp.Rational(3, 2)})) == 0
+    assert rate.subs({gamma: 3, epsilon: 0}) == 1  # sym L = [[0, -1], [-1, 0]]

@@ -29,9 +29,9 @@ def tiny_config(device: str):
 
 def model_and_batch(device: torch.device):
     torch.manual_seed(0)
-    model = nrnn.NoisyRNN(
-        8, 6, 10, dt=0.2, noise=nrnn.Noise(0.1, 0.1, "scalar"), init_std=0.5
-    ).to(device)
+    model = nrnn.NoisyRNN(8, 6, 10, dt=0.2, noise=nrnn.Noise(0.1, 0.1, "scalar"), init_std=0.5).to(
+        device
+    )
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(5, 8, 8, generator=generator).to(device)
     y = torch.randint(0, 10, (5,), generator=generator).to(device)

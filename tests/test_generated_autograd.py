@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from nrnn._generated import activation, cross_entropy, expansion, reference_noise, stability
+from nrnn._generated import (
+    activation,
+    cell_cornn,
+    cell_gru,
+    cell_lipschitz,
+    cross_entropy,
+    expansion,
+    reference_noise,
+    stability,
+)
 
 
 def _inputs(*shapes):
@@ -14,15 +23,47 @@ def _inputs(*shapes):
     )
 
 
+def _selections(d):
+    """P_y = [I 0] and P_z = [0 I] (d, 2d), constants."""
+    identity = torch.eye(d, dtype=torch.float64)
+    zero = torch.zeros(d, d, dtype=torch.float64)
+    return torch.cat([identity, zero], 1), torch.cat([zero, identity], 1)
+
+
 def _scalar(value, batch=(2,)):
     return torch.full(batch, value, dtype=torch.float64, requires_grad=True)
 
 
 CASES = {
     "tanh_second": lambda: (activation.tanh_second, _inputs((2, 3))),
-    "step_jacobian": lambda: (
-        expansion.step_jacobian,
+    "sigmoid_second": lambda: (activation.sigmoid_second, _inputs((2, 3))),
+    "arctan_second": lambda: (activation.arctan_second, _inputs((2, 3))),
+    "lipschitz.step_jacobian": lambda: (
+        cell_lipschitz.step_jacobian,
         _inputs((2, 3, 3), (2, 3, 3), (2, 3)) + (_scalar(0.1),),
+    ),
+    "lipschitz.curvature": lambda: (
+        cell_lipschitz.curvature,
+        _inputs((2, 3, 3), (2, 3), (2, 3, 3)),
+    ),
+    "cornn.step_jacobian": lambda: (
+        lambda w, v, g, e, slope, dt: cell_cornn.step_jacobian(
+            w, v, g, e, *_selections(2), slope, dt
+        ),
+        _inputs((2, 2, 2), (2, 2, 2))
+        + (_scalar(2.0), _scalar(1.5))
+        + _inputs((2, 2))
+        + (_scalar(0.1),),
+    ),
+    "cornn.curvature": lambda: (
+        lambda w, v, curvature, covariance: cell_cornn.curvature(
+            w, v, *_selections(2), curvature, covariance
+        ),
+        _inputs((2, 2, 2), (2, 2, 2), (2, 2), (2, 4, 4)),
+    ),
+    "gru.curvature": lambda: (
+        cell_gru.curvature,
+        _inputs((2, 2), *([(2, 2, 2)] * 3), *([(2, 2)] * 9), (2, 2, 2)),
     ),
     "diffusion_scalar": lambda: (
         expansion.diffusion_scalar,
@@ -36,7 +77,6 @@ CASES = {
         expansion.covariance_step,
         _inputs((2, 3, 3), (2, 3, 3), (2, 3, 4)) + (_scalar(0.1),),
     ),
-    "mean_contraction": lambda: (expansion.mean_contraction, _inputs((2, 3, 3), (2, 3, 3), (2, 3))),
     "mean_step": lambda: (
         expansion.mean_step,
         _inputs((2, 3), (2, 3, 3), (2, 3)) + (_scalar(0.1),),

@@ -4,6 +4,8 @@ Inputs are drawn by hypothesis: batch shapes (none, one or two axes), hidden siz
 float32 / float64, and scalars given as Python floats or per-batch tensors.
 """
 
+import importlib
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,15 @@ import nrnn._generated.numpy.cross_entropy as np_cross_entropy
 import nrnn._generated.numpy.expansion as np_expansion
 import nrnn._generated.numpy.reference_noise as np_reference
 import nrnn._generated.numpy.stability as np_stability
-from nrnn._generated import activation, cross_entropy, expansion, reference_noise, stability
+from nrnn._generated import (
+    activation,
+    cell_lipschitz,
+    cross_entropy,
+    expansion,
+    reference_noise,
+    stability,
+)
+from nrnn.catalogue import CELLS, CoRNNCell
 
 TWINS = {
     activation: np_activation,
@@ -26,6 +36,7 @@ TWINS = {
     cross_entropy: np_cross_entropy,
     reference_noise: np_reference,
 }
+ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "arctan": torch.atan}
 
 
 @dataclass
@@ -122,36 +133,94 @@ def f64(value):
 
 
 @settings(deadline=None)
-@given(cases())
-def test_tanh_derivatives_match_autograd(case):
+@given(cases(), st.sampled_from(sorted(ACTIVATIONS)))
+def test_activation_derivatives_match_autograd(case, name):
     z = case.array(case.d, scale=2.0)
-    first = both(case, activation, "tanh_prime", z)
-    second = both(case, activation, "tanh_second", z)
+    first = both(case, activation, f"{name}_prime", z)
+    second = both(case, activation, f"{name}_second", z)
     variable = f64(z).requires_grad_(True)
-    (gradient,) = torch.autograd.grad(torch.tanh(variable).sum(), variable, create_graph=True)
+    value = ACTIVATIONS[name](variable).sum()
+    (gradient,) = torch.autograd.grad(value, variable, create_graph=True)
     (curvature,) = torch.autograd.grad(gradient.sum(), variable)
     close(case, first, gradient)
     close(case, second, curvature)
 
 
-@settings(deadline=None)
-@given(cases())
-def test_drift_and_step_jacobians_match_autograd(case):
-    d = case.d
-    a, w, h, u = case.array(d, d), case.array(d, d), case.array(d), case.array(d)
-    dt = case.positive(0.01, 0.5)
-    z = np.einsum("...ij,...j->...i", w, h) + u
-    drift = both(case, expansion, "drift_jacobian", a, w, z)
-    step = both(case, expansion, "step_jacobian", a, w, z, dt)
-    flat = lambda x: f64(x).reshape(-1, *x.shape[len(case.batch) :])
-    dts = torch.broadcast_to(f64(dt), case.batch).reshape(-1)
-    expected_drift, expected_step = [], []
-    for a_i, w_i, h_i, u_i, dt_i in zip(flat(a), flat(w), flat(h), flat(u), dts):
-        f = lambda x: a_i @ x + torch.tanh(w_i @ x + u_i)
-        expected_drift.append(torch.autograd.functional.jacobian(f, h_i))
-        expected_step.append(torch.autograd.functional.jacobian(lambda x: x + dt_i * f(x), h_i))
-    close(case, drift, torch.stack(expected_drift).reshape(case.batch + (d, d)))
-    close(case, step, torch.stack(expected_step).reshape(case.batch + (d, d)))
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_lipschitz_constants_are_the_largest_slopes(name):
+    grid = torch.linspace(-20, 20, 400_001, dtype=torch.float64)
+    largest = float(getattr(activation, f"{name}_prime")(grid).abs().max())
+    assert getattr(activation, f"{name}_lipschitz")() == pytest.approx(largest, rel=1e-9)
+
+
+NUMPY_ACTIVATIONS = {
+    torch.tanh: np.tanh,
+    torch.atan: np.arctan,
+    torch.sigmoid: lambda z: 1 / (1 + np.exp(-z)),
+}
+
+
+def _numpy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().numpy()
+    return NUMPY_ACTIVATIONS.get(value, value)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cell_formulas_match_autograd_and_their_numpy_twins(name):
+    """Every generated function of a cell, at a random point: the drift equals the cell's
+    torch drift; F, v, ∇f[y], ∇²f[y, y] equal autograd of it; the numpy twin agrees."""
+    torch.manual_seed(7)
+    cell = CELLS[name](3).double()
+    formulas = cell.formulas
+    twin = importlib.import_module(f"nrnn._generated.numpy.{formulas.__name__.split('.')[-1]}")
+    parameters = cell.drift_parameters()
+    state = torch.randn(2, cell.state_dim, dtype=torch.float64)
+    drive = torch.randn(2, cell.drive_dim, dtype=torch.float64)
+    direction = torch.randn(2, cell.state_dim, dtype=torch.float64)
+    factor = torch.randn(2, cell.state_dim, cell.state_dim, dtype=torch.float64)
+    covariance = factor @ factor.transpose(-1, -2)
+    point = cell.linearisation(state, drive, parameters)
+    arguments = cell.formula_arguments(point, parameters) | {
+        "direction": direction,
+        "covariance": covariance,
+        "dt": 0.3,
+    }
+
+    def call(module, function):
+        names = inspect.signature(getattr(module, function)).parameters
+        picked = {k: arguments[k] for k in names}
+        if module is twin:
+            picked = {k: _numpy(v) for k, v in picked.items()}
+        return getattr(module, function)(**picked)
+
+    def drift(h, c):
+        return cell.drift(h, c, parameters)
+
+    jacobian = torch.func.vmap(torch.func.jacrev(drift))(state, drive)
+    hessian = torch.func.vmap(torch.func.hessian(drift))(state, drive)
+    identity = torch.eye(cell.state_dim, dtype=torch.float64)
+    expected = {
+        "drift": drift(state, drive),
+        "drift_jacobian": jacobian,
+        "step_jacobian": identity + 0.3 * jacobian,
+        "curvature": torch.einsum("bijk,bjk->bi", hessian, covariance),
+        "drift_differential": torch.einsum("bij,bj->bi", jacobian, direction),
+        "drift_second_differential": torch.einsum("bijk,bj,bk->bi", hessian, direction, direction),
+    }
+    for function, value in expected.items():
+        generated = call(formulas, function)
+        torch.testing.assert_close(generated, value, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            call(twin, function), value.detach().numpy(), rtol=1e-10, atol=1e-12
+        )
+
+
+def test_oscillator_linear_rate_is_the_top_eigenvalue_of_sym_l():
+    cell = CoRNNCell(2, gamma=2.7, epsilon=4.7).double()
+    linear = cell.stability_split(cell.drift_parameters()).linear
+    top = torch.linalg.eigvalsh(0.5 * (linear + linear.T))[-1]
+    assert stability.oscillator_linear_rate(2.7, 4.7) == pytest.approx(float(top), abs=1e-12)
 
 
 @settings(deadline=None)
@@ -184,9 +253,9 @@ def test_covariance_and_mean_steps(case, noise_dimension):
     d = case.d
     covariance = case.array(d, d)
     covariance = covariance @ np.swapaxes(covariance, -1, -2)
-    jacobian, w = case.array(d, d), case.array(d, d)
+    jacobian = case.array(d, d)
     diffusion = case.array(d, noise_dimension)
-    mean, z = case.array(d), case.array(d)
+    mean = case.array(d)
     dt = case.positive(0.01, 0.5)
     step = both(case, expansion, "covariance_step", covariance, jacobian, diffusion, dt)
     J, C, S = f64(jacobian), f64(covariance), f64(diffusion)
@@ -195,23 +264,12 @@ def test_covariance_and_mean_steps(case, noise_dimension):
         step,
         torch.einsum("...ij,...jk,...lk->...il", J, C, J) + lifted(dt, 2) * S @ S.transpose(-1, -2),
     )
-    contraction = both(case, expansion, "mean_contraction", covariance, w, z)
-    t = torch.tanh(f64(z))
-    curvature = -2 * t * (1 - t**2)
-    close(case, contraction, curvature * torch.einsum("...ij,...jk,...ik->...i", f64(w), C, f64(w)))
-    new_mean = both(
-        case,
-        expansion,
-        "mean_step",
-        mean,
-        jacobian,
-        contraction.detach().numpy().astype(np.float64),
-        dt,
-    )
+    curvature = case.array(d)
+    new_mean = both(case, expansion, "mean_step", mean, jacobian, curvature, dt)
     close(
         case,
         new_mean,
-        torch.einsum("...ij,...j->...i", J, f64(mean)) + lifted(dt, 1) / 2 * contraction.double(),
+        torch.einsum("...ij,...j->...i", J, f64(mean)) + lifted(dt, 1) / 2 * f64(curvature),
     )
 
 
@@ -375,8 +433,9 @@ def test_regularizer_equals_noise_laplacian(form, d, steps):
     mean = torch.zeros(d, dtype=torch.float64)
     for k in range(steps):
         z = w @ h + drive[k]
-        jacobian = expansion.step_jacobian(a, w, z, dt)
-        contraction = expansion.mean_contraction(covariance, w, z)
+        slope, second = activation.tanh_prime(z), activation.tanh_second(z)
+        jacobian = cell_lipschitz.step_jacobian(a, w, slope, dt)
+        contraction = cell_lipschitz.curvature(w, second, covariance)
         covariance_next = expansion.covariance_step(
             covariance, jacobian, diffusion(h, sigma_add, sigma_mult), dt
         )

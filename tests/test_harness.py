@@ -161,7 +161,7 @@ def test_the_code_digest_ignores_documentation_but_not_code(tmp_path, monkeypatc
     source = tmp_path / "pkg"
     source.mkdir()
     module = source / "m.py"
-    monkeypatch.setattr(store_module, "CODE_PATH", ("m.py",))
+    monkeypatch.setattr(store_module, "code_path", lambda: ["m.py"])
     monkeypatch.setattr(store_module, "__file__", str(source / "store.py"))
     module.write_text('"""Doc."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
     first = store_module.code_digest()

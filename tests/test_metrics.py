@@ -138,11 +138,11 @@ VARIANTS = {
 
 def _run_from(model: NoisyRNN, x, start: int, h_start: torch.Tensor) -> torch.Tensor:
     """h_M from h_start at step ``start``, noise off, via the model's own Euler step."""
-    A, W = model.matrices()
+    parameters = model.cell.drift_parameters()
     drives = model.input_drive(x)
     h = h_start
-    for k in range(start, x.shape[1]):
-        h = model.euler_step(h, drives[:, k], A, W)
+    for k, terms in zip(range(start, x.shape[1]), model.step_terms(None, x.shape[1] - start)):
+        h = model.euler_step(h, drives[:, k], parameters, terms)
     return h
 
 
@@ -151,7 +151,9 @@ def test_step_jacobians_and_products_match_autograd(variant):
     model = tiny_model(3, **VARIANTS[variant])
     if variant == "reference":
         with torch.no_grad():
-            model.step_size.mul_(torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))
+            model.noise_parameters["step_size"].mul_(
+                torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+            )
     x, _ = tiny_batch(3, batch=2, steps=5)
     model.eval()
     path = model.trajectory(x).detach()
@@ -278,7 +280,7 @@ def test_rnn_margins_flip_the_prediction_and_misclassified_get_zero():
         (lambda m, x, y: metrics.hessian_trace(m, x[0], y), ValueError, r"\(batch, M, p\)"),
         (lambda m, x, y: metrics.hessian_trace(m, x, y[:-1]), ValueError, "shape"),
         (lambda m, x, y: metrics.hessian_trace(m, x, y.double()), TypeError, "integer"),
-        (lambda m, x, y: metrics.hessian_trace(m, x, y + 3), ValueError, "labels"),
+        (lambda m, x, y: metrics.hessian_trace(m, x, y + 3), ValueError, "must lie in 0 .. 2"),
         (
             lambda m, x, y: metrics.top_hessian_eigenvalue(m, x, y, iterations=0),
             ValueError,

@@ -182,7 +182,7 @@ def test_bad_model_arguments(kwargs, message):
         (lambda: Noise(brownian="full"), "brownian must be one of"),
         (lambda: ReferenceNoise(additive=-0.1), "additive must be a finite number >= 0"),
         (lambda: ReferenceNoise(multiplicative=1.5), r"multiplicative must be in \[0, 1\]"),
-        (lambda: NoisyRNN(0, 4, 2), "input_dim must be a positive integer"),
+        (lambda: NoisyRNN(0, 4, 2), "input_dim must be an integer >= 1"),
         (lambda: NoisyRNN(3, 4, 2, noise=0.1), "noise must be nrnn.Noise"),
     ],
 )

@@ -44,6 +44,11 @@ def test_the_wheel_holds_one_top_level_package_with_its_data(wheel):
         "nrnn/benchmarks/run.py",
     ):
         assert required in names, required
+    # every package and data file of the checkout's nrnn/ folder is in the wheel
+    package = ROOT / "nrnn"
+    for path in package.rglob("*"):
+        if path.suffix in (".py", ".toml", ".typed") and "__pycache__" not in path.parts:
+            assert f"nrnn/{path.relative_to(package).as_posix()}" in names, path
     metadata = next(name for name in names if name.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Requires-Python: >=3.11" in text

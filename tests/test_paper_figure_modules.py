@@ -50,7 +50,7 @@ def test_expansion_runs_the_module_once_then_reads_the_report(tmp_path, monkeypa
     assert_figure_files(paths, out / "expansion")
     summary = json.loads((out / "expansion.json").read_text())
     (case,) = summary["remainder"]["cases"]
-    assert case["case"] == "d=2,M=2,diagonal"
+    assert case["case"] == "lipschitz,d=2,M=2,diagonal"
     assert 3.5 <= case["slope"] <= 4.5  # O(ε⁴), measured by exact quadrature
     assert case["slope"] == pytest.approx(case["slope_reported"], rel=1e-9)
     assert len(case["remainder"]) == len(summary["remainder"]["epsilons"])

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nrnn.regularizer as regularizer
-from nrnn import Noise, NoisyRNN, ReferenceNoise
-from nrnn._generated.expansion import mean_contraction, step_jacobian
+from nrnn import Noise, NoisyRNN, ReferenceNoise, quadrature
+from nrnn.catalogue import MODEL_CASES, gaussian_model
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.oracle import hutchinson_samples, noise_laplacian
 from nrnn.regularizer import (
@@ -27,7 +27,6 @@ from nrnn.regularizer import (
     exact_moments,
     explicit_regularizer,
 )
-from nrnn.verification.expansion import noise_rule, quadrature_expected_loss
 
 DTYPE = torch.float64
 FALSE_FAILURE = 1e-4  # per statistical test
@@ -68,9 +67,10 @@ def build_model(
         noise=noise,
         antisymmetric=antisymmetric,
     ).to(DTYPE)
-    if model.step_size is not None:  # a non-uniform learnable step δ
+    step_size = model.noise_parameters.get("step_size")
+    if step_size is not None:  # a non-uniform learnable step δ
         with torch.no_grad():
-            model.step_size.mul_(0.5 + torch.rand(hidden, dtype=DTYPE))
+            step_size.mul_(0.5 + torch.rand(hidden, dtype=DTYPE))
     x = torch.randn(batch, steps, inputs, dtype=DTYPE)
     y = torch.randint(0, classes, (batch,))
     return model, x, y
@@ -166,31 +166,31 @@ def test_probe_estimator_is_unbiased(form):
     assert (stderr > 0).all()  # the estimator is not trivially exact: its spread is real
 
 
-def test_probe_helpers_match_the_generated_dense_forms():
-    """The probe method applies J_k, Σ_k and the contraction without forming matrices;
-    they must agree with the generated step_jacobian, diffusion and mean_contraction."""
-    for form in NOISE_FORMS:
-        model, x, y = build_model(hidden=4, steps=3, form=form, seed=5)
-        path = deterministic_path(model, x)
-        rows = torch.randn(3, 5, 4, dtype=DTYPE)
-        z, slope = path.pre_activations[1], path.tanh_slopes[1]
-        a, w, dt = path.jacobian_arguments()
-        jacobian = step_jacobian(a, w, z, dt)
-        applied, w_rows = regularizer._jacobian_rows(path, slope, rows)
-        torch.testing.assert_close(applied, rows @ jacobian.transpose(-1, -2))
-        torch.testing.assert_close(w_rows, rows @ path.w_matrix.T)
+@pytest.mark.parametrize("case", MODEL_CASES, ids=lambda case: case.label)
+def test_probe_steps_match_the_generated_dense_forms(case):
+    """The probe method applies J_k, Σ_k and the curvature without forming matrices; for
+    every cell and noise they must agree with the dense J_k (generated step Jacobian),
+    Σ_k (generated diffusion) and v = E ∇²f[δ, δ] of the probe covariance."""
+    model, x, _ = case.build()
+    path = deterministic_path(model, x)
+    point, derivatives, parameters = path.points[1], path.derivatives, path.parameters
+    n = model.state_dim
+    rows = torch.randn(x.shape[0], 5, n, dtype=DTYPE)
+    jacobian = path.step.jacobians(derivatives, parameters)(point)
+    differential, curvature = derivatives.probe_terms(point, parameters, rows)
+    torch.testing.assert_close(
+        rows + path.step.times(differential), rows @ jacobian.transpose(-1, -2)
+    )
+    covariance = rows.transpose(1, 2) @ rows / rows.shape[1]
+    torch.testing.assert_close(curvature, derivatives.curvature(point, parameters, covariance))
 
-        xi = torch.randn(3, 5, model.noise_dim, dtype=DTYPE)
-        gains = regularizer._unit_gains(path)[1]
-        sigma = path.diffusion(path.diffusion_points[1])
-        torch.testing.assert_close(
-            regularizer._noise_rows(path, gains, xi),
-            math.sqrt(model.dt) * xi @ sigma.transpose(-1, -2),
-        )
-
-        covariance = rows.transpose(1, 2) @ rows / rows.shape[1]
-        contraction = path.tanh_curvatures[1] * w_rows.pow(2).mean(1)
-        torch.testing.assert_close(contraction, mean_contraction(covariance, path.w_matrix, z))
+    xi = torch.randn(x.shape[0], 5, model.noise_dim, dtype=DTYPE)
+    gains = model.noise.unit_gains(path.diffusion_points[1], model.dt)
+    sigma = path.diffusion(path.diffusion_points[1])
+    torch.testing.assert_close(
+        regularizer._noise_rows(path, gains, xi),
+        math.sqrt(model.dt) * xi @ sigma.transpose(-1, -2),
+    )
 
 
 # ------------------------------------------------------------------ the expansion
@@ -212,13 +212,13 @@ def test_quadrature_remainder_over_eps4_is_bounded(spec):
     successive differences shrink (≈ 16× over two halvings if the next term is ε⁶; an ε³
     term would make ρ blow up instead)."""
     model, x, y = build_model(batch=1, **spec)
-    rule = noise_rule(model, spec["steps"], nodes=3)  # exact to degree 5: the ε⁴ term
+    rule = quadrature.noise_rule(model, spec["steps"], nodes=3)  # exact to degree 5: the ε⁴ term
     with torch.no_grad():
         expansion = explicit_regularizer(model, x, y)
         loss, half = expansion.loss.item(), expansion.regularizer.item()
         epsilons = [0.2 / 2**j for j in range(4)]
         ratios = [
-            (quadrature_expected_loss(model, x, y, rule, e).item() - loss - e**2 * half) / e**4
+            (quadrature.expected_loss(model, x, y, rule, e).item() - loss - e**2 * half) / e**4
             for e in epsilons
         ]
     floor = 1e-13 * (1 + abs(loss)) / epsilons[-1] ** 4  # rounding of E ℓ_ε
@@ -233,11 +233,8 @@ def test_linear_drift_with_additive_noise_is_exactly_gaussian():
     L(h) = ½ (h − a)ᵀ Q (h − a): E L = L(h̄_M) + ½ tr(Q C_M) at every noise level, not
     only to second order. Gauss–Hermite with 2 nodes is exact for quadratics, so the two
     sides agree to machine precision; the mean correction m_M vanishes (tanh'' W C Wᵀ = 0)."""
-    model, x, _ = build_model(
-        hidden=2, steps=3, form="diagonal", gamma_w=0.0, additive=0.7, multiplicative=0.0, batch=1
-    )
-    with torch.no_grad():
-        model.M_W.zero_()
+    model = gaussian_model(hidden=2, level=0.7)
+    x = torch.randn(1, 3, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
     path = deterministic_path(model, x)
     mean, covariance = exact_moments(path)
     generator = torch.Generator().manual_seed(0)
@@ -249,7 +246,7 @@ def test_linear_drift_with_additive_noise_is_exactly_gaussian():
         centred = h - target
         return 0.5 * ((centred @ weight) * centred).sum(-1)
 
-    points, weights = noise_rule(model, 3, nodes=2)
+    points, weights = quadrature.noise_rule(model, 3, nodes=2)
     h_bar = model.final_state(x, torch.zeros_like(points[:1]))
     for epsilon in (0.5, 1.0, 3.0):
         states = model.final_state(x.expand(len(points), -1, -1), epsilon * points)
@@ -325,7 +322,8 @@ def test_no_noise_gives_zero(method):
 def test_float32_model_and_train_mode():
     model, x, y = build_model(hidden=3, steps=4, form="diagonal")
     model = model.float().train()
-    expansion = explicit_regularizer(model, x.double(), y)  # x is cast to the model's dtype
+    with pytest.warns(UserWarning, match="torch.float64 but the model computes in torch.float32"):
+        expansion = explicit_regularizer(model, x.double(), y)  # x is cast, and it says so
     assert expansion.q.dtype == torch.float32
     assert model.training
 
@@ -339,11 +337,11 @@ def test_float32_model_and_train_mode():
         (dict(x=torch.full((2, 3, 2), float("nan"))), ValueError, "NaN"),
         (dict(y=torch.tensor([0, 3])), ValueError, "0 .. 2"),
         (dict(y=torch.tensor([0, -1])), ValueError, "0 .. 2"),
-        (dict(y=torch.tensor([0.0, 1.0])), ValueError, "integer"),
+        (dict(y=torch.tensor([0.0, 1.0])), TypeError, "integer"),
         (dict(y=torch.tensor([0, 1, 2])), ValueError, r"\(batch,\)"),
         (dict(method="adjoint"), ValueError, "method"),
         (dict(probes=0), ValueError, "probes"),
-        (dict(probes=2.5), ValueError, "probes"),
+        (dict(probes=2.5), TypeError, "probes"),
         (dict(model=torch.nn.Linear(2, 2)), TypeError, "NoisyRNN"),
     ],
 )
@@ -362,10 +360,6 @@ def test_bad_laplacian_arguments():
         noise_laplacian(model, x, y, method="probe")
     with pytest.raises(ValueError, match="probes"):
         noise_laplacian(model, x, y, method="hutchinson", probes=0)
-
-
-def test_noise_laplacian_is_reexported():
-    assert regularizer.noise_laplacian is noise_laplacian
 
 
 def test_explicit_objective_trains():

@@ -7,11 +7,12 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._pytree import tree_map
 
 from nrnn import Noise, NoisyRNN, ReferenceNoise, stability
 from nrnn._generated import stability as generated
+from nrnn.catalogue import MODEL_CASES, em_scalar_exponent, linear_model
 from nrnn.montecarlo import z_threshold
-from nrnn.verification.stability import em_scalar_exponent, linear_model
 
 FALSE_FAILURE = 1e-4  # per statistical test
 
@@ -328,33 +329,35 @@ def test_linearised_spectrum_of_a_linear_map():
     assert float(estimate.spectrum.sum()) == pytest.approx(float(expected.sum()), abs=1e-9)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"noise": Noise(0.2, 0.7, "scalar")},
-        {"noise": Noise(0.2, 0.7, "diagonal")},
-        {"noise": Noise(0.2, 0.7, "diagonal"), "antisymmetric": True},
-        {"noise": ReferenceNoise(0.05, 0.6)},
-    ],
-)
-def test_tangent_step_is_the_jacobian_of_the_euler_step(kwargs):
-    model = small_model(hidden_dim=4, **kwargs).double()
-    A, W = (m.detach() for m in model.matrices())
-    h = torch.randn(3, 4, dtype=torch.float64)
-    drive = torch.randn(3, 4, dtype=torch.float64)
+def _sample(terms, index: int):
+    """The step terms of one path (row ``index``); a float drift step is shared."""
+    return type(terms)(
+        *(t[index : index + 1] if isinstance(t, torch.Tensor) and t.ndim == 2 else t for t in terms)
+    )
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=lambda case: case.label)
+def test_tangent_step_is_the_jacobian_of_the_euler_step(case):
+    """For every cell and noise: V' = V + s ⊙ (F V) + m ⊙ V is ∂(euler_step)/∂h V."""
+    model, _, _ = case.build()
+    parameters = tree_map(
+        lambda p: p.detach() if isinstance(p, torch.Tensor) else p, model.cell.drift_parameters()
+    )
+    n = model.state_dim
+    h = torch.randn(3, n, dtype=torch.float64)
+    drive = torch.randn(3, model.cell.drive_dim, dtype=torch.float64)
     xi = model.noise.sample((3, model.noise_dim), dtype=torch.float64, device="cpu")
-    additive, multiplier = model.noise_terms(xi)
-    tangents = torch.randn(3, 4, 2, dtype=torch.float64)
-    got = stability._tangent_step(model, h, tangents, drive, A, W, multiplier)
+    (terms,) = model.noise.step_terms(
+        xi[None], steps=1, dt=model.dt, parameters=model.noise_parameters
+    )
+    terms = type(terms)(*(t.detach() if isinstance(t, torch.Tensor) else t for t in terms))
+    tangents = torch.randn(3, n, 2, dtype=torch.float64)
+    point = model.cell.linearisation(h, drive, parameters)
+    got = stability._tangent_step(model.cell.derivatives(), point, parameters, tangents, terms)
     for path in range(3):
         jacobian = torch.autograd.functional.jacobian(
             lambda state: model.euler_step(
-                state[None],
-                drive[path : path + 1],
-                A,
-                W,
-                additive[path : path + 1],
-                multiplier[path : path + 1],
+                state[None], drive[path : path + 1], parameters, _sample(terms, path)
             )[0],
             h[path],
         )
@@ -406,9 +409,7 @@ def test_inputs_are_held_beyond_the_sequence():
 BAD_CALLS = [
     ({"paths": 1}, "paths"),
     ({"paths": 0}, "paths"),
-    ({"paths": 2.0}, "paths"),
     ({"steps": 1}, "steps"),
-    ({"seed": 1.5}, "seed"),
     ({"burn_in": -1}, "burn_in"),
     ({"initial_separation": 0.0}, "initial_separation"),
     ({"initial_separation": float("nan")}, "initial_separation"),
@@ -456,6 +457,11 @@ def test_linearised_count_must_fit_the_hidden_size():
         )
 
 
-def test_x_must_be_a_tensor():
-    with pytest.raises(TypeError, match="x"):
-        stability.lyapunov_exponent(small_model(), np.zeros((1, 20, 3)), paths=2, seed=0)
+@pytest.mark.parametrize(
+    "override,message",
+    [({"x": np.zeros((1, 20, 3))}, "x"), ({"paths": 2.0}, "paths"), ({"seed": 1.5}, "seed")],
+)
+def test_wrong_types_are_refused(override, message):
+    arguments = {"x": torch.zeros(1, 20, 3), "paths": 4, "seed": 0} | override
+    with pytest.raises(TypeError, match=message):
+        stability.lyapunov_exponent(small_model(), arguments.pop("x"), **arguments)

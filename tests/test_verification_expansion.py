@@ -9,6 +9,7 @@ import json
 import pytest
 
 import nrnn.verification.expansion as expansion
+from nrnn import quadrature
 from nrnn.experiments import PROFILES, REGISTRY, Experiment, load
 from nrnn.regularizer import Expansion
 from nrnn.verification import core
@@ -81,7 +82,7 @@ def test_a_wrong_regularizer_fails_the_quadrature_checks(monkeypatch):
 
 def test_quadrature_rule_integrates_moments_exactly():
     model, _, _ = expansion.quadrature_model(TINY.quadrature[1], 0.5, 0.5)  # reference noise
-    points, weights = expansion.noise_rule(model, 2, nodes=3)
+    points, weights = quadrature.noise_rule(model, 2, nodes=3)
     assert points.shape == (3 ** (2 * 2), 2, 2) and weights.sum().item() == pytest.approx(1)
     second = (weights[:, None, None] * points**2).sum(0)
     fourth = (weights[:, None, None] * points**4).sum(0)

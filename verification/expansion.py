@@ -1,4 +1,6 @@
-"""Claims 1–4 of DESIGN.md: the small-noise expansion of the expected loss.
+"""Claims 1–4 of docs/design.md: the small-noise expansion of the expected loss, for every
+built-in cell (the Lipschitz, coRNN and GRU-ODE cells of ``nrnn.catalogue``) and every noise
+form, reported per cell (``by_cell`` in each check's measured numbers).
 
 With every noise variable scaled by ε (ξ -> εξ in ``model(x, ξ)``), the expansion says
 
@@ -46,22 +48,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nrnn import data
+from nrnn import data, quadrature
 from nrnn._generated.cross_entropy import cross_entropy_grad, cross_entropy_hessian
-from nrnn._generated.expansion import (
-    covariance_rhs,
-    diffusion_diagonal,
-    diffusion_scalar,
-    drift_jacobian,
-    mean_contraction,
-    mean_rhs,
-    q_term,
-    r_term,
-)
+from nrnn._generated.expansion import covariance_rhs, mean_rhs, q_term, r_term
+from nrnn.catalogue import cell_name, random_batch, small_model
 from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.montecarlo import mean_and_stderr, z_threshold
-from nrnn.noise import Noise, ReferenceNoise
 from nrnn.regularizer import explicit_regularizer
 
 from .core import Check, timed
@@ -84,6 +77,15 @@ class QuadratureCase:
     noise: str  # "diagonal", "scalar" or "reference"
     nodes: int  # quadrature nodes per noise variable
     seed: int
+    cell: object = "lipschitz"  # a name in nrnn.catalogue.CELLS, or a cell class
+
+    @property
+    def cell_name(self) -> str:
+        return cell_name(self.cell)
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell_name},d={self.hidden},M={self.steps},{self.noise}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,15 @@ class MonteCarloCase:
     noise: str
     sequences: int
     seed: int
+    cell: object = "lipschitz"
+
+    @property
+    def cell_name(self) -> str:
+        return cell_name(self.cell)
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell_name},{self.dataset},d={self.hidden},{self.noise}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class ExpansionSizes:
     monte_carlo_paths: int = 4000  # antithetic pairs per sequence
     monte_carlo_epsilon: float = 0.25  # ε and 2ε times the model's noise level
     monte_carlo_level: float = 0.1
+    convergence_cells: tuple = ("lipschitz",)  # names in nrnn.catalogue.CELLS or cell classes
     convergence_hidden: int = 4
     convergence_base_steps: int = 4  # input values held piecewise constant over T
     convergence_total_time: float = 2.0
@@ -124,19 +136,40 @@ class ExpansionSizes:
     gradient_fd_step: float = 1e-5
 
 
+NEW_CELL_QUADRATURE = (
+    QuadratureCase(hidden=1, steps=2, noise="diagonal", nodes=5, seed=51, cell="cornn"),
+    QuadratureCase(hidden=1, steps=2, noise="scalar", nodes=5, seed=52, cell="cornn"),
+    QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=53, cell="cornn"),
+    QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=61, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=62, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=63, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=71, cell="lipschitz-arctan"),
+)
+"""The coRNN (state 2d), GRU-ODE and arctan Lipschitz cells with every noise form."""
+
 QUICK = ExpansionSizes(
     quadrature=(
         QuadratureCase(hidden=2, steps=3, noise="diagonal", nodes=5, seed=1),
         QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=2),
         QuadratureCase(hidden=3, steps=2, noise="diagonal", nodes=5, seed=3),
         QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=4),
-    ),
+    )
+    + NEW_CELL_QUADRATURE,
     monte_carlo=(
         MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=3, seed=11),
         MonteCarloCase(dataset="ecg5000", hidden=128, noise="scalar", sequences=2, seed=12),
         MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=2, seed=13),
+        MonteCarloCase("digits", 16, "diagonal", sequences=2, seed=17, cell="cornn"),
+        MonteCarloCase("ecg5000", 16, "reference", sequences=1, seed=18, cell="cornn"),
+        MonteCarloCase("digits", 32, "scalar", sequences=2, seed=19, cell="gru"),
+        MonteCarloCase("ecg5000", 16, "reference", sequences=1, seed=20, cell="gru"),
     ),
-    gradient_cases=(QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),),
+    convergence_cells=("lipschitz", "cornn", "gru"),
+    gradient_cases=(
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),
+        QuadratureCase(hidden=1, steps=2, noise="scalar", nodes=5, seed=23, cell="cornn"),
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=24, cell="gru"),
+    ),
     gradient_monte_carlo=MonteCarloCase(
         dataset="digits", hidden=16, noise="diagonal", sequences=1, seed=31
     ),
@@ -148,6 +181,8 @@ FULL = dataclasses.replace(
         QuadratureCase(hidden=3, steps=3, noise="diagonal", nodes=5, seed=5),
         QuadratureCase(hidden=3, steps=3, noise="scalar", nodes=3, seed=6),
         QuadratureCase(hidden=3, steps=2, noise="reference", nodes=3, seed=7),
+        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=4, seed=54, cell="cornn"),
+        QuadratureCase(hidden=3, steps=2, noise="scalar", nodes=4, seed=64, cell="gru"),
     ),
     monte_carlo=(
         MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=4, seed=11),
@@ -156,14 +191,16 @@ FULL = dataclasses.replace(
         MonteCarloCase(dataset="digits", hidden=128, noise="scalar", sequences=4, seed=14),
         MonteCarloCase(dataset="ecg5000", hidden=32, noise="diagonal", sequences=4, seed=15),
         MonteCarloCase(dataset="ecg5000", hidden=64, noise="reference", sequences=4, seed=16),
+        MonteCarloCase("digits", 64, "scalar", sequences=4, seed=17, cell="cornn"),
+        MonteCarloCase("ecg5000", 32, "diagonal", sequences=4, seed=18, cell="cornn"),
+        MonteCarloCase("digits", 64, "diagonal", sequences=4, seed=19, cell="gru"),
+        MonteCarloCase("ecg5000", 32, "reference", sequences=4, seed=20, cell="gru"),
     ),
     monte_carlo_paths=20000,
     convergence_halvings=10,
     convergence_fit_last=5,
-    gradient_cases=(
-        QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=21),
-        QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=22),
-    ),
+    gradient_cases=QUICK.gradient_cases
+    + (QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=22),),
     gradient_paths=10000,
 )
 # Tiny: one 2-unit quadrature case, one small Monte Carlo case, a coarse Δt sweep (tests).
@@ -190,21 +227,19 @@ def geometric(spec: tuple[float, float, int]) -> np.ndarray:
     return np.geomspace(low, high, int(count))
 
 
-def make_noise(form: str, level: float):
-    if form == "reference":
-        return ReferenceNoise(additive=level / 4, multiplicative=level)
-    return Noise(additive=level, multiplicative=level, brownian=form)
-
-
-def make_model(input_dim, hidden, classes, *, noise_form, level, dt, seed) -> NoisyRNN:
-    """A float64 model with seeded weights; a reference model gets a non-uniform δ."""
-    torch.manual_seed(seed)
-    model = NoisyRNN(input_dim, hidden, classes, dt=dt, noise=make_noise(noise_form, level))
-    model = model.to(DTYPE).eval()
-    if model.step_size is not None:
-        with torch.no_grad():
-            model.step_size.mul_(0.5 + torch.rand(hidden, dtype=DTYPE))
-    return model
+def make_model(input_dim, hidden, classes, *, cell, noise_form, level, dt, seed) -> NoisyRNN:
+    """A seeded float64 model of the catalogue (released-code noise: a non-uniform δ)."""
+    model = small_model(
+        cell,
+        noise_form,
+        hidden=hidden,
+        inputs=input_dim,
+        classes=classes,
+        dt=dt,
+        level=level,
+        seed=seed,
+    )
+    return model.eval()
 
 
 def log_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -218,64 +253,23 @@ def regularizer_value(model, x, y) -> float:
 
 
 # ----------------------------------------------------------------------- quadrature
-def one_dimensional_rule(family: str, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights with Σ w f(node) = E f(ξ): ``hermite`` for ξ ~ N(0, 1) (exact for
-    polynomials of degree ≤ 2 nodes − 1), ``uniform`` for ξ uniform on [−√3, √3]."""
-    if family == "hermite":
-        points, weights = np.polynomial.hermite_e.hermegauss(nodes)
-        return points, weights / weights.sum()
-    points, weights = np.polynomial.legendre.leggauss(nodes)
-    return math.sqrt(3.0) * points, weights / 2.0
-
-
-def noise_rule(model: NoisyRNN, steps: int, nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The tensor rule over every noise variable: points (P, M, r), weights (P,)."""
-    width = model.noise_dim
-    families = []
-    for _ in range(steps):
-        for j in range(width):
-            uniform = model.is_reference and j >= model.hidden_dim  # η of ReferenceNoise
-            families.append("uniform" if uniform else "hermite")
-    rules = {family: one_dimensional_rule(family, nodes) for family in set(families)}
-    points = [torch.tensor(rules[f][0], dtype=DTYPE) for f in families]
-    weights = [torch.tensor(rules[f][1], dtype=DTYPE) for f in families]
-    grid = torch.stack(torch.meshgrid(*points, indexing="ij"), -1).reshape(-1, steps, width)
-    weight = torch.stack(torch.meshgrid(*weights, indexing="ij"), -1).reshape(-1, len(families))
-    return grid, weight.prod(-1)
-
-
-def quadrature_expected_loss(model, x, y, rule, epsilon: float, chunk: int = 2**18):
-    """E ℓ(model(x, εξ)) by the rule, for one sequence x (1, M, p): a 0-d tensor
-    (differentiable in the parameters when grad is enabled)."""
-    points, weights = rule
-    total = 0.0
-    for start in range(0, len(weights), chunk):
-        xi = epsilon * points[start : start + chunk]
-        batch = len(xi)
-        losses = F.cross_entropy(
-            model(x.expand(batch, -1, -1), xi), y.expand(batch), reduction="none"
-        )
-        total = total + (weights[start : start + chunk] * losses).sum()
-    return total
-
-
 def quadrature_model(case: QuadratureCase, level: float, dt: float):
     """(model, x (1, M, 2), y (1,)) of a quadrature case, seeded."""
-    model = make_model(2, case.hidden, 3, noise_form=case.noise, level=level, dt=dt, seed=case.seed)
-    generator = torch.Generator().manual_seed(case.seed + 1000)
-    x = torch.randn(1, case.steps, 2, generator=generator, dtype=DTYPE)
-    y = torch.randint(0, 3, (1,), generator=generator)
+    model = make_model(
+        2, case.hidden, 3, cell=case.cell, noise_form=case.noise, level=level, dt=dt, seed=case.seed
+    )
+    x, y = random_batch(case.seed + 1000, 1, case.steps, 2, 3)
     return model, x, y
 
 
 @functools.lru_cache(maxsize=32)
 def _quadrature_series(case: QuadratureCase, level: float, dt: float, epsilons: tuple) -> dict:
     model, x, y = quadrature_model(case, level, dt)
-    rule = noise_rule(model, case.steps, case.nodes)
+    rule = quadrature.noise_rule(model, case.steps, case.nodes)
     with torch.no_grad():
         loss = float(F.cross_entropy(model(x, torch.zeros_like(rule[0][:1])), y))
         excess = np.array(
-            [float(quadrature_expected_loss(model, x, y, rule, e)) - loss for e in epsilons]
+            [float(quadrature.expected_loss(model, x, y, rule, e)) - loss for e in epsilons]
         )
         half_qr = regularizer_value(model, x, y)
     return {"loss": loss, "half_q_plus_r": half_qr, "excess": excess, "points": len(rule[1])}
@@ -288,16 +282,19 @@ def quadrature_series(case: QuadratureCase, sizes: ExpansionSizes, epsilons) -> 
     )
 
 
-def case_label(case) -> str:
-    if isinstance(case, QuadratureCase):
-        return f"d={case.hidden},M={case.steps},{case.noise}"
-    return f"{case.dataset},d={case.hidden},{case.noise}"
+def by_cell(cases, values) -> dict:
+    """[min, max] of ``values`` (one per case, in order) for every cell, by cell name."""
+    result: dict = {}
+    for case, value in zip(cases, values):
+        low, high = result.get(case.cell_name, (value, value))
+        result[case.cell_name] = [float(f"{min(low, value):.4g}"), float(f"{max(high, value):.4g}")]
+    return result
 
 
 def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
     epsilons = geometric(sizes.coefficient_epsilons)
     scale = epsilons.max()
-    cases, worst = {}, 0.0
+    cases, worst, errors = {}, 0.0, []
     for case in sizes.quadrature:
         series = quadrature_series(case, sizes, epsilons)
         # (E ℓ_ε − ℓ)/ε² = a2 + a4 ε² + a6 ε⁴ + a8 ε⁶ + ...: least squares in u = (ε/ε_max)².
@@ -306,7 +303,8 @@ def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
         a2, target = float(fit[0]), series["half_q_plus_r"]
         relative = abs(a2 - target) / abs(target)
         worst = max(worst, relative)
-        cases[case_label(case)] = {
+        errors.append(relative)
+        cases[case.label] = {
             "epsilon2_coefficient": a2,
             "half_q_plus_r": target,
             "relative_error": relative,
@@ -315,7 +313,11 @@ def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
     return Check(
         claim=1,
         name="quadrature_coefficient",
-        measured={"max_relative_error": worst, "cases": len(cases)},
+        measured={
+            "max_relative_error": worst,
+            "cases": len(cases),
+            "by_cell": by_cell(sizes.quadrature, errors),
+        },
         criterion="tensor Gauss quadrature of E l_eps over every noise variable; the eps^2 "
         "coefficient of a polynomial fit in eps^2 of (E l_eps - l)/eps^2 equals "
         "(q + r)/2 of explicit_regularizer(method='exact') to relative error <= tol",
@@ -337,7 +339,7 @@ def check_quadrature_remainder(sizes: ExpansionSizes) -> Check:
         one_sign = bool(np.all(remainder > 0) or np.all(remainder < 0))
         slopes.append(slope)
         same_sign &= one_sign
-        cases[case_label(case)] = {
+        cases[case.label] = {
             "slope": slope,
             "one_sign": one_sign,
             "remainder": remainder.tolist(),
@@ -348,7 +350,11 @@ def check_quadrature_remainder(sizes: ExpansionSizes) -> Check:
     return Check(
         claim=2,
         name="quadrature_remainder_order",
-        measured={"slope_min": min(slopes), "slope_max": max(slopes)},
+        measured={
+            "slope_min": min(slopes),
+            "slope_max": max(slopes),
+            "by_cell": by_cell(sizes.quadrature, slopes),
+        },
         criterion="remainder E l_eps - l - eps^2 (q + r)/2 (quadrature) keeps its sign and its "
         f"log-log slope over eps in [{epsilons[0]:g}, {epsilons[-1]:g}] lies in "
         f"[{low}, {high}] (order eps^4)",
@@ -367,18 +373,19 @@ def check_quadrature_remainder(sizes: ExpansionSizes) -> Check:
 def check_quadrature_odd_orders(sizes: ExpansionSizes) -> Check:
     epsilons = geometric(sizes.coefficient_epsilons)
     u = epsilons / epsilons.max()
-    cases, worst = {}, 0.0
+    cases, worst, odds = {}, 0.0, []
     for case in sizes.quadrature:
         series = quadrature_series(case, sizes, epsilons)
         # E l_eps - l = sum_{j=1..5} b_j u^j; odd b_j must vanish next to the u^2 term.
         fit = np.polynomial.polynomial.polyfit(u, series["excess"], list(range(1, 6)))
         odd = max(abs(fit[1]), abs(fit[3]), abs(fit[5])) / abs(fit[2])
         worst = max(worst, odd)
-        cases[case_label(case)] = {"coefficients_u1_to_u5": fit[1:].tolist(), "odd_relative": odd}
+        odds.append(odd)
+        cases[case.label] = {"coefficients_u1_to_u5": fit[1:].tolist(), "odd_relative": odd}
     return Check(
         claim=2,
         name="quadrature_odd_orders",
-        measured={"max_odd_over_eps2": worst},
+        measured={"max_odd_over_eps2": worst, "by_cell": by_cell(sizes.quadrature, odds)},
         criterion="fit of E l_eps - l (quadrature) with powers eps^1..eps^5 on eps in "
         f"[{epsilons[0]:g}, {epsilons[-1]:g}] (scaled to [.., 1]): every odd coefficient "
         "is at most tol times the eps^2 coefficient",
@@ -407,6 +414,7 @@ def real_model(case: MonteCarloCase, level: float):
         info.input_dim,
         case.hidden,
         info.num_classes,
+        cell=case.cell,
         noise_form=case.noise,
         level=level,
         dt=dt,
@@ -436,11 +444,10 @@ PATH_CHUNK = 2000  # paths simulated together (memory: ~ 6 × chunk × M × r do
 
 def draw_noise(model, paths: int, steps: int, seed: int) -> torch.Tensor:
     """Noise variables (paths, M, r) of the model's noise form, from ``seed``."""
-    shape = (paths, steps, model.noise_dim)
-    torch.manual_seed(seed)  # ReferenceNoise.sample draws from the global generator
-    if isinstance(model.noise, ReferenceNoise):
-        return model.noise.sample(shape, dtype=DTYPE, device="cpu")
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
+    generator = torch.Generator().manual_seed(seed)
+    return model.noise.sample(
+        (paths, steps, model.noise_dim), dtype=DTYPE, device="cpu", generator=generator
+    )
 
 
 def richardson_estimates(model, x, y, *, paths: int, seed: int, epsilon: float):
@@ -456,7 +463,7 @@ def richardson_estimates(model, x, y, *, paths: int, seed: int, epsilon: float):
 def check_monte_carlo_coefficient(sizes: ExpansionSizes) -> Check:
     comparisons = sum(case.sequences for case in sizes.monte_carlo)
     z = z_threshold(FALSE_FAILURE, comparisons)
-    cases, worst, seeds = {}, 0.0, []
+    cases, worst, seeds, scores = {}, 0.0, [], []
     for case in sizes.monte_carlo:
         model, x, y = real_model(case, sizes.monte_carlo_level)
         with torch.no_grad():
@@ -485,11 +492,16 @@ def check_monte_carlo_coefficient(sizes: ExpansionSizes) -> Check:
                         "relative_stderr": float(stderr / target[i].abs()),
                     }
                 )
-        cases[case_label(case)] = {"steps": x.shape[1], "dt": model.dt, "sequences": rows}
+        cases[case.label] = {"steps": x.shape[1], "dt": model.dt, "sequences": rows}
+        scores.append(max(row["z"] for row in rows))
     return Check(
         claim=1,
         name="monte_carlo_coefficient",
-        measured={"max_z": worst, "sequences": comparisons},
+        measured={
+            "max_z": worst,
+            "sequences": comparisons,
+            "by_cell": by_cell(sizes.monte_carlo, scores),
+        },
         criterion="real sequences, hidden 16-128: Richardson eps^2 coefficient of "
         "E l_eps (antithetic pairs, common random numbers across eps, "
         f"eps = {sizes.monte_carlo_epsilon:g} and twice that, noise level "
@@ -512,24 +524,27 @@ def refined_model(model: NoisyRNN, dt: float) -> NoisyRNN:
 def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, substeps: int):
     """(h(T), m(T), C(T)) of dh = f dt, dC = (F C + C Fᵀ + Σ Σᵀ) dt, dm = (F m + v/2) dt
     with x (batch, steps, p) held piecewise constant: RK4 with ``substeps`` per input step,
-    right-hand sides from the generated ``covariance_rhs`` and ``mean_rhs``."""
-    A, W = model.matrices()
+    right-hand sides from the generated ``covariance_rhs`` and ``mean_rhs`` with the cell's
+    F and v (its generated formulas) and the noise's diffusion."""
+    cell, noise = model.cell, model.noise
+    parameters = cell.drift_parameters()
+    derivatives = cell.derivatives()
     drives = model.input_drive(x).transpose(0, 1).unbind(0)
-    noise = model.noise
-    diffusion = diffusion_diagonal if noise.brownian == "diagonal" else diffusion_scalar
-    batch, d = x.shape[0], model.hidden_dim
-    state = (x.new_zeros(batch, d), x.new_zeros(batch, d), x.new_zeros(batch, d, d))
+    batch, n = x.shape[0], model.state_dim
+    state = (x.new_zeros(batch, n), x.new_zeros(batch, n), x.new_zeros(batch, n, n))
     h_step = total_time / (len(drives) * substeps)
 
     def rhs(state, drive):
         h, mean, covariance = state
-        z = h @ W.T + drive
-        jacobian = drift_jacobian(A, W, z)
-        sigma = diffusion(h, noise.additive, noise.multiplicative)
+        point = cell.linearisation(h, drive, parameters)
+        jacobian = derivatives.drift_jacobian(point, parameters)
+        drift = cell.drift(h, drive, parameters)
+        points = noise.diffusion_points(h, lambda: drift, model.noise_parameters)
+        curvature = derivatives.curvature(point, parameters, covariance)
         return (
-            model.drift(h, drive, A, W),
-            mean_rhs(mean, jacobian, mean_contraction(covariance, W, z)),
-            covariance_rhs(covariance, jacobian, sigma),
+            drift,
+            mean_rhs(mean, jacobian, curvature),
+            covariance_rhs(covariance, jacobian, noise.diffusion(points, model.dt)),
         )
 
     def shifted(state, slope, factor):
@@ -550,31 +565,37 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
 
 def continuous_q_r(model, x, y, total_time, substeps) -> tuple[np.ndarray, np.ndarray]:
     h, mean, covariance = continuous_moments(model, x, total_time, substeps)
-    logits = model.readout(h)
+    logits = model.logits(h)
     readout = model.readout.weight
     onehot = F.one_hot(y, model.num_classes).to(DTYPE)
-    q = q_term(cross_entropy_grad(logits, onehot), mean @ readout.T)
-    r = r_term(cross_entropy_hessian(logits), readout @ covariance @ readout.T)
+    q = q_term(cross_entropy_grad(logits, onehot), model.cell.output(mean) @ readout.T)
+    logit_covariance = readout @ model.cell.output_covariance(covariance) @ readout.T
+    r = r_term(cross_entropy_hessian(logits), logit_covariance)
     return q.numpy(), r.numpy()
 
 
 def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
     base, total = sizes.convergence_base_steps, sizes.convergence_total_time
-    cases, orders, seeds, reference_ok = {}, [], [], True
-    for form, seed in (("diagonal", 41), ("scalar", 42)):
+    cases, orders, seeds, reference_ok, per_cell = {}, [], [], True, {}
+    runs = [
+        (cell, form, 41 + index + 100 * cell_index)
+        for cell_index, cell in enumerate(sizes.convergence_cells)
+        for index, form in enumerate(("diagonal", "scalar"))
+    ]
+    for cell, form, seed in runs:
         seeds.append(seed)
         model = make_model(
             2,
             sizes.convergence_hidden,
             3,
+            cell=cell,
             noise_form=form,
             level=sizes.convergence_level,
             dt=total / base,
             seed=seed,
         )
-        generator = torch.Generator().manual_seed(seed + 1000)
-        x = torch.randn(3, base, 2, generator=generator, dtype=DTYPE)
-        y = torch.randint(0, 3, (3,), generator=generator)
+        x, y = random_batch(seed + 1000, 3, base, 2, 3)
+        case_orders = []
         repeats = [2**j for j in range(sizes.convergence_halvings + 1)]
         dts = np.array([total / (base * repeat) for repeat in repeats])
         with torch.no_grad():
@@ -596,23 +617,31 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
             reference_ok &= reference_error <= 0.01 * float(errors[-1].min())
             fitted = [log_slope(dts[-last:], errors[-last:, i]) for i in range(errors.shape[1])]
             orders += fitted
+            case_orders += fitted
             result[name] = {
                 "continuous": fine[index].tolist(),
                 "errors": errors.tolist(),
                 "orders": fitted,
                 "reference_error_estimate": reference_error,
             }
-        cases[form] = result
+        name = cell_name(cell)
+        cases[f"{name},{form}"] = result
+        low_high = per_cell.get(name, [math.inf, -math.inf])
+        per_cell[name] = [
+            float(f"{min(low_high[0], *case_orders):.4g}"),
+            float(f"{max(low_high[1], *case_orders):.4g}"),
+        ]
     low, high = ORDER_RANGE
     passed = reference_ok and all(low <= order <= high for order in orders)
     return Check(
         claim=3,
         name="time_step_convergence",
-        measured={"order_min": min(orders), "order_max": max(orders)},
+        measured={"order_min": min(orders), "order_max": max(orders), "by_cell": per_cell},
         criterion=f"T = M dt = {total:g} fixed, input held piecewise constant, dt halved "
         f"{sizes.convergence_halvings} times: |q(dt) - q_cont| and |r(dt) - r_cont| have "
         f"log-log slope in [{low}, {high}] over the {sizes.convergence_fit_last} "
-        "finest dt (3 sequences x 2 Brownian modes); q_cont, r_cont from the generated "
+        "finest dt (3 sequences x 2 Brownian modes x every cell); q_cont, r_cont from the "
+        "generated "
         "ODEs by RK4, "
         "whose own error (from halving its step) is below 1% of the finest error",
         tolerance={"order_range": list(ORDER_RANGE)},
@@ -644,19 +673,19 @@ def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
     cases, slopes = {}, []
     for case in sizes.gradient_cases:
         model, x, y = quadrature_model(case, sizes.quadrature_level, sizes.quadrature_dt)
-        rule = noise_rule(model, case.steps, case.nodes)
+        rule = quadrature.noise_rule(model, case.steps, case.nodes)
         expansion = explicit_regularizer(model, x, y)
         loss_gradient = flat_gradient(expansion.loss.sum(), model)
         regularizer_gradient = flat_gradient(expansion.regularizer.sum(), model)
         differences = []
         for epsilon in epsilons:
-            expected = flat_gradient(quadrature_expected_loss(model, x, y, rule, epsilon), model)
+            expected = flat_gradient(quadrature.expected_loss(model, x, y, rule, epsilon), model)
             predicted = loss_gradient + epsilon**2 * regularizer_gradient
             differences.append(float((expected - predicted).norm()))
         differences = np.array(differences)
         slope = log_slope(epsilons, differences)
         slopes.append(slope)
-        cases[case_label(case)] = {
+        cases[case.label] = {
             "slope": slope,
             "difference_norms": differences.tolist(),
             "regularizer_gradient_norm": float(regularizer_gradient.norm()),
@@ -665,7 +694,11 @@ def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
     return Check(
         claim=4,
         name="gradient_quadrature_order",
-        measured={"slope_min": min(slopes), "slope_max": max(slopes)},
+        measured={
+            "slope_min": min(slopes),
+            "slope_max": max(slopes),
+            "by_cell": by_cell(sizes.gradient_cases, slopes),
+        },
         criterion="|grad E l_eps (quadrature) - grad[l + eps^2 (q + r)/2]| over all parameters "
         f"has log-log slope in [{low}, {high}] for eps in "
         f"[{epsilons[0]:g}, {epsilons[-1]:g}]",
@@ -740,7 +773,7 @@ def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
             "along_gradient": rows[0]["estimate"]
             / rows[0]["directional_derivative_of_half_q_plus_r"],
         },
-        criterion=f"{case_label(case)}, one real sequence: along the unit direction of "
+        criterion=f"{case.label}, one real sequence: along the unit direction of "
         "grad (q + r)/2 and random unit directions in parameter space, the Richardson "
         "eps^2 coefficient of the directional derivative of E l_eps (per path: central "
         f"differences in theta, CRN + antithetic, eps = {sizes.gradient_epsilon:g} and "
@@ -757,6 +790,34 @@ def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
             "directions": rows,
         },
     )
+
+
+# ------------------------------------------------------------------ your own cell
+def cell_sizes(cell, *, hidden: int = 2, steps: int = 2, seed: int = 0) -> ExpansionSizes:
+    """Tiny sizes that verify one cell without data: exact quadrature with each noise form
+    (claims 1 and 2), Δt -> 0 with both Brownian modes (claim 3) and the gradient's
+    remainder order (claim 4). ``cell``: a name in ``nrnn.catalogue.CELLS`` or a cell class
+    (hidden size -> cell)."""
+    forms = ("diagonal", "scalar", "reference")
+    return ExpansionSizes(
+        quadrature=tuple(
+            QuadratureCase(hidden, steps, form, nodes=4, seed=seed + index, cell=cell)
+            for index, form in enumerate(forms)
+        ),
+        convergence_cells=(cell,),
+        convergence_hidden=hidden,
+        convergence_halvings=7,
+        convergence_rk4_steps=64,
+        gradient_cases=(
+            QuadratureCase(hidden, steps, "diagonal", nodes=4, seed=seed + 9, cell=cell),
+        ),
+    )
+
+
+def verify_cell(cell, **options) -> list[Check]:
+    """The expansion checks (claims 1-4) of one cell at the tiny sizes of
+    :func:`cell_sizes`: every check must pass for the cell's formulas to be trusted."""
+    return run(cell_sizes(cell, **options))
 
 
 # --------------------------------------------------------------------------- module

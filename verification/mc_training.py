@@ -74,6 +74,7 @@ expected per-run slopes lie within the band of their orders (the deterministic s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,10 +89,10 @@ from nrnn import data
 from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
+from nrnn.quadrature import noise_rule
 from nrnn.regularizer import explicit_regularizer
 
 from .core import Check, timed
-from .expansion import noise_rule
 
 CLAIM = 4
 DTYPE = torch.float64
@@ -512,7 +513,10 @@ def quadrature_setup(case: QuadratureTrainingCase):
 def scaled_model(model: NoisyRNN, epsilon: float) -> NoisyRNN:
     """A copy of ``model`` whose noise levels are multiplied by ε."""
     scaled = copy.deepcopy(model)
-    scaled.noise = model.noise.scaled(epsilon)
+    noise = model.noise
+    scaled.noise = dataclasses.replace(
+        noise, additive=epsilon * noise.additive, multiplicative=epsilon * noise.multiplicative
+    )
     return scaled
 
 

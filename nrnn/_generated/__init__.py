@@ -4,9 +4,12 @@
 
 Every function accepts any leading batch dimensions. Modules:
 
-- ``activation``: Derivatives of tanh, entrywise, in terms of tanh.
-- ``expansion``: The explicit regularizer: Jacobians, diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.
+- ``activation``: Derivatives and Lipschitz constants of the activations, entrywise.
+- ``expansion``: The explicit regularizer for any cell: diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.
 - ``stability``: Exponent bounds and the Euler--Maruyama mean-square stability operator.
 - ``cross_entropy``: Gradient and Hessian of the cross-entropy loss, with respect to the logits and through the readout.
 - ``reference_noise``: The released code's noise and its SDE-equivalent levels.
+- ``cell_lipschitz``: Lipschitz RNN: the drift, its Jacobians, curvature and differentials.
+- ``cell_cornn``: Coupled oscillatory RNN (coRNN): the drift, its Jacobians, curvature and differentials.
+- ``cell_gru``: GRU-ODE (gated): the drift, its Jacobians, curvature and differentials.
 """

@@ -36,3 +36,8 @@ def softmax(logits):
     """Softmax over the last axis, shifted by the maximum for numerical stability."""
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(z):
+    """The logistic function 1 / (1 + exp(-z)), entrywise."""
+    return 1.0 / (1.0 + np.exp(-z))

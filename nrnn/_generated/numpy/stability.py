@@ -4,22 +4,37 @@
 
 from ._helpers import kron, lift
 
-__all__ = ['contraction_rate', 'almost_sure_bound_scalar', 'almost_sure_bound_diagonal', 'mean_square_bound', 'em_mean_square_matrix']
+__all__ = ['contraction_rate', 'oscillator_linear_rate', 'almost_sure_bound_scalar', 'almost_sure_bound_diagonal', 'mean_square_bound', 'em_mean_square_matrix']
 
 
-def contraction_rate(sym_a_max_eig, w_spectral_norm):
-    r"""kappa = lambda_max(sym A) + ||W||_2: one-sided Lipschitz constant of the drift.
+def contraction_rate(sym_l_max_eig, nonlinear_lipschitz):
+    r"""kappa = lambda_max(sym L) + rho: one-sided Lipschitz constant of a drift L h + N(h), N rho-Lipschitz.
 
-    Formula: ``\lambda_{\max}(\operatorname{sym} A) + \|W\|_{2}``.
+    Formula: ``\lambda_{\max}(\operatorname{sym} L) + \rho``.
 
     Args:
-        sym_a_max_eig: float or (...), largest eigenvalue of (A + A^T)/2.
-        w_spectral_norm: float or (...), spectral norm of W.
+        sym_l_max_eig: float or (...), largest eigenvalue of (L + L^T)/2.
+        nonlinear_lipschitz: float or (...), Lipschitz constant rho of N.
 
     Returns:
         float or (...).
     """
-    return sym_a_max_eig + w_spectral_norm
+    return sym_l_max_eig + nonlinear_lipschitz
+
+
+def oscillator_linear_rate(gamma, epsilon):
+    r"""lambda_max(sym L) of the coupled oscillator's L = [[0, I], [-gamma I, -epsilon I]].
+
+    Formula: ``- \frac{\epsilon}{2} + \frac{\sqrt{\epsilon^{2} + \left(1 - \gamma\right)^{2}}}{2}``.
+
+    Args:
+        gamma: float or (...), the restoring constant gamma.
+        epsilon: float or (...), the damping constant epsilon.
+
+    Returns:
+        float or (...).
+    """
+    return -epsilon/2 + (epsilon**2 + (1 - gamma)**2)**0.5/2
 
 
 def almost_sure_bound_scalar(kappa, sigma_mult):
@@ -28,7 +43,7 @@ def almost_sure_bound_scalar(kappa, sigma_mult):
     Formula: ``\kappa - \frac{\sigma_{2}^{2}}{2}``.
 
     Args:
-        kappa: float or (...), contraction rate lambda_max(sym A) + ||W||_2.
+        kappa: float or (...), contraction rate lambda_max(sym L) + rho.
         sigma_mult: float or (...), multiplicative noise level sigma_2.
 
     Returns:
@@ -37,20 +52,20 @@ def almost_sure_bound_scalar(kappa, sigma_mult):
     return kappa - sigma_mult**2/2
 
 
-def almost_sure_bound_diagonal(kappa, sigma_mult, hidden_dim):
-    r"""A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/d) (one Brownian motion per unit; weaker).
+def almost_sure_bound_diagonal(kappa, sigma_mult, state_dim):
+    r"""A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/n) (one Brownian motion per unit; weaker).
 
-    Formula: ``\kappa + \sigma_{2}^{2} \left(\frac{1}{2} - \frac{1}{d}\right)``.
+    Formula: ``\kappa + \sigma_{2}^{2} \left(\frac{1}{2} - \frac{1}{n}\right)``.
 
     Args:
-        kappa: float or (...), contraction rate lambda_max(sym A) + ||W||_2.
+        kappa: float or (...), contraction rate lambda_max(sym L) + rho.
         sigma_mult: float or (...), multiplicative noise level sigma_2.
-        hidden_dim: int or (...), hidden size d.
+        state_dim: int or (...), state size n.
 
     Returns:
         float or (...).
     """
-    return kappa + sigma_mult**2*(1/2 - 1/hidden_dim)
+    return kappa + sigma_mult**2*(1/2 - 1/state_dim)
 
 
 def mean_square_bound(kappa, sigma_mult):
@@ -59,7 +74,7 @@ def mean_square_bound(kappa, sigma_mult):
     Formula: ``\kappa + \frac{\sigma_{2}^{2}}{2}``.
 
     Args:
-        kappa: float or (...), contraction rate lambda_max(sym A) + ||W||_2.
+        kappa: float or (...), contraction rate lambda_max(sym L) + rho.
         sigma_mult: float or (...), multiplicative noise level sigma_2.
 
     Returns:

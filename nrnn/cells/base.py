@@ -1,0 +1,171 @@
+"""What a recurrent cell is: the drift f(h, x) of dh = f(h, x) dt + σ(h) dB, and its
+derivatives along a path.
+
+A cell owns its parameters, its state size n (``state_dim``) and its drift as a pure
+function ``drift(state, drive, parameters)`` of the state (..., n), the drive c
+(..., drive_dim) and the per-sequence ``drift_parameters()`` (a tuple of tensors, e.g. the
+matrices (A, W) built from the raw weights). The input enters through the drive: the
+model maps every step's input to c_k = U x_k + b (one ``nn.Linear(p, drive_dim)``, the
+model's ``input``), so a cell is a function of (h, c) alone. The model's Euler step, the
+explicit regularizer, the stability tools and the metrics only call these methods.
+
+Derivatives along a path are taken at a *point*: a dict of named per-step tensors that
+``linearisation(states, drives, parameters)`` computes for a whole path at once
+(batch, M, ·). It always holds ``"state"`` and ``"drive"``; a cell with generated formulas
+adds what they take (activation slopes and curvatures of its pre-activations). The
+derivatives (the :class:`Derivatives` interface) are
+
+- ``drift_jacobian``: F = ∂f/∂h (batch, n, n);
+- ``step_jacobian``: I + Δt F; ``per_unit_step_jacobians(parameters, s)``: a function of
+  the point giving I + diag(s) F (what does not depend on the point computed once);
+- ``curvature``: v = E ∇²f[δ, δ] for δ ~ (0, C): vᵢ = Σⱼₖ Cⱼₖ ∂²fᵢ/∂hⱼ∂hₖ (batch, n);
+- ``differential``: ∇f[y] = F y for rows y (batch, n) or (batch, K, n);
+- ``probe_terms``: (F y, the mean over the K rows of ∇²f[y, y]).
+
+A cell whose ``formulas`` module is set (generated from its SymPy drift by ``nrnn derive``)
+computes them from the generated code; any other cell gets them from ``torch.func``
+through :class:`nrnn.cells.autodiff.AutodiffDerivatives` (``derivatives("autodiff")``
+forces that route for any cell).
+
+The readout sees the first ``output_dim`` entries of the state (all of them unless the
+cell says otherwise; the coupled oscillator reads its position y).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import ModuleType
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .. import contract
+from ..steps import per_unit_step
+from .autodiff import AutodiffDerivatives
+
+__all__ = ["DERIVATIVE_ROUTES", "Cell", "StabilitySplit"]
+
+DERIVATIVE_ROUTES = ("formulas", "autodiff")
+"""``formulas``: the cell's generated code (torch.func when it has none); ``autodiff``:
+torch.func always."""
+
+
+@dataclass(frozen=True)
+class StabilitySplit:
+    """A drift written as f(h) = L h + N(h) with N ρ-Lipschitz in h (for every input).
+
+    Then eᵀ(f(h) − f(h')) ≤ (λ_max(sym L) + ρ)|e|² for e = h − h': the one-sided Lipschitz
+    constant κ behind the stability bounds. ``linear``: L (n, n); ``nonlinear_lipschitz``:
+    ρ (0-dim tensor).
+    """
+
+    linear: torch.Tensor
+    nonlinear_lipschitz: torch.Tensor
+
+
+@functools.cache
+def _argument_names(function) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)
+
+
+def call_formula(function, arguments: dict):
+    """Call a generated function with the entries of ``arguments`` it takes (by name)."""
+    return function(**{name: arguments[name] for name in _argument_names(function)})
+
+
+class Cell(nn.Module, ABC):
+    """A recurrent cell (see the module docstring).
+
+    Args:
+        hidden_dim: d, the cell's size (the state has ``state_dim`` = n entries).
+        state_dim: n; output_dim: entries the readout sees; drive_dim: width of the drive.
+    """
+
+    name: ClassVar[str] = "cell"
+    formulas: ClassVar[ModuleType | None] = None
+
+    def __init__(self, hidden_dim: int, *, state_dim: int, output_dim: int, drive_dim: int) -> None:
+        super().__init__()
+        self.hidden_dim = contract.integer("hidden_dim", hidden_dim)
+        self.state_dim = state_dim
+        self.output_dim = output_dim
+        self.drive_dim = drive_dim
+
+    # ------------------------------------------------------------------ dynamics
+    @abstractmethod
+    def drift_parameters(self) -> tuple[torch.Tensor, ...]:
+        """The tensors the drift uses, built once per sequence from the parameters."""
+
+    @abstractmethod
+    def drift(self, state, drive, parameters) -> torch.Tensor:
+        """f(h, x): state (..., n), drive (..., drive_dim) -> (..., n). Pure."""
+
+    def linearisation(self, states, drives, parameters) -> dict[str, torch.Tensor]:
+        """The point of every step: states (batch, M, n), drives (batch, M, drive_dim) ->
+        named (batch, M, ·) tensors, ``"state"`` and ``"drive"`` included."""
+        return {"state": states, "drive": drives}
+
+    def output(self, state: torch.Tensor) -> torch.Tensor:
+        """What the readout sees: the first ``output_dim`` entries, (..., output_dim)."""
+        return state if self.output_dim == self.state_dim else state[..., : self.output_dim]
+
+    def output_covariance(self, covariance: torch.Tensor) -> torch.Tensor:
+        """The block of a state covariance (..., n, n) the readout sees."""
+        k = self.output_dim
+        return covariance if k == self.state_dim else covariance[..., :k, :k]
+
+    def stability_split(self, parameters) -> StabilitySplit | None:
+        """f = L h + N(h) with N ρ-Lipschitz, when the cell has one (None otherwise)."""
+        return None
+
+    # --------------------------------------------------------------- derivatives
+    def derivatives(self, route: str = "formulas"):
+        """The derivatives of the drift along a path (the interface in the module
+        docstring): this cell's generated formulas, or torch.func (``"autodiff"``, and
+        for a cell without formulas)."""
+        contract.choice("derivatives", route, DERIVATIVE_ROUTES)
+        if route == "autodiff" or self.formulas is None:
+            return AutodiffDerivatives(self)
+        return self
+
+    def formula_arguments(self, point: dict, parameters) -> dict:
+        """The generated functions' arguments by name, from a point and the parameters."""
+        raise NotImplementedError(f"the {self.name} cell has no generated formulas")
+
+    def _formula(self, name: str, point, parameters, **extra):
+        arguments = self.formula_arguments(point, parameters) | extra
+        return call_formula(getattr(self.formulas, name), arguments)
+
+    def drift_jacobian(self, point, parameters) -> torch.Tensor:
+        return self._formula("drift_jacobian", point, parameters)
+
+    def step_jacobian(self, point, parameters, dt: float) -> torch.Tensor:
+        return self._formula("step_jacobian", point, parameters, dt=dt)
+
+    def per_unit_step_jacobians(self, parameters, steps: torch.Tensor):
+        return lambda point: per_unit_step(self.drift_jacobian(point, parameters), steps)
+
+    def curvature(self, point, parameters, covariance) -> torch.Tensor:
+        return self._formula("curvature", point, parameters, covariance=covariance)
+
+    def differential(self, point, parameters, rows) -> torch.Tensor:
+        return self._formula(
+            "drift_differential", _rows_point(point, rows), parameters, direction=rows
+        )
+
+    def probe_terms(self, point, parameters, rows):
+        point = _rows_point(point, rows)
+        first = self._formula("drift_differential", point, parameters, direction=rows)
+        second = self._formula("drift_second_differential", point, parameters, direction=rows)
+        return first, second.mean(-2)
+
+
+def _rows_point(point: dict, rows: torch.Tensor) -> dict:
+    """A per-sample point (batch, ·) broadcast against rows (batch, K, n)."""
+    if rows.ndim == point["state"].ndim:
+        return point
+    return {name: value.unsqueeze(-2) for name, value in point.items()}
