@@ -516,7 +516,7 @@ def _read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not (isinstance(parts, tuple) and len(parts) == len(SPLITS)):
         raise ValueError(f"{path}: expected a tuple of 3 (images, labels) pairs")
     decoded = {}
-    for split, (images, labels) in zip(SPLITS, parts):
+    for split, (images, labels) in zip(SPLITS, parts, strict=True):
         images = np.asarray(images, dtype=np.float32)
         labels = np.asarray(labels, dtype=np.int64)
         well_formed = images.ndim == 2 and images.shape[1] == _MNIST_SIDE**2

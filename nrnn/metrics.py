@@ -215,7 +215,8 @@ class _HessianOperator:
         gradients = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         # an unused parameter has zero gradient and zero Hessian rows
         self.gradients = [
-            torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gradients)
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(self.params, gradients, strict=True)
         ]
         self.dim = sum(p.numel() for p in self.params)
         self.dtype = self.params[0].dtype
@@ -230,7 +231,11 @@ class _HessianOperator:
 
     def __call__(self, vector: torch.Tensor) -> torch.Tensor:
         vector = vector.to(dtype=self.dtype, device=self.device)
-        pairs = [(g, v) for g, v in zip(self.gradients, self._split(vector)) if g.requires_grad]
+        pairs = [
+            (g, v)
+            for g, v in zip(self.gradients, self._split(vector), strict=True)
+            if g.requires_grad
+        ]
         if not pairs:
             return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         products = torch.autograd.grad(
@@ -243,7 +248,7 @@ class _HessianOperator:
         return torch.cat(
             [
                 (torch.zeros_like(p) if hv is None else hv).reshape(-1)
-                for p, hv in zip(self.params, products)
+                for p, hv in zip(self.params, products, strict=True)
             ]
         ).detach()
 
@@ -251,7 +256,7 @@ class _HessianOperator:
         """(H_11, …, H_PP): each gradient entry differentiated once more w.r.t. its own
         parameter (P backward passes)."""
         entries = []
-        for param, gradient in zip(self.params, self.gradients):
+        for param, gradient in zip(self.params, self.gradients, strict=True):
             flat = gradient.reshape(-1)
             if not flat.requires_grad:  # the gradient does not depend on any parameter
                 entries.extend([0.0] * flat.numel())

@@ -184,7 +184,7 @@ class Noise(NoiseForm):
         multiplier = xi[..., n:] if self._scalar else xi
         additive = (root_dt * self.additive * xi[..., :n]).unbind(0)
         multiplier = (root_dt * self.multiplicative * multiplier).unbind(0)
-        return [StepNoise(dt, a, m) for a, m in zip(additive, multiplier)]
+        return [StepNoise(dt, a, m) for a, m in zip(additive, multiplier, strict=True)]
 
     def mean_step(self, dt, parameters) -> UniformStep:
         return UniformStep(dt)
@@ -291,7 +291,9 @@ class ReferenceNoise(NoiseForm):
         s_m = self.multiplicative
         multiplier = ((1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., n:]).unbind(0)
         additive = (self.additive * xi[..., :n]).unbind(0)
-        return [StepNoise(step_size * u, a, None) for a, u in zip(additive, multiplier)]
+        return [
+            StepNoise(step_size * u, a, None) for a, u in zip(additive, multiplier, strict=True)
+        ]
 
     def mean_step(self, dt, parameters) -> PerUnitStep:
         """δ (1 − s_m/2): the mean path shrinks the drift by E u."""

@@ -463,7 +463,7 @@ def _write_csv(summary: dict, path: Path) -> Path:
                 ]
             )
             for name, p in v["perturbations"].items():
-                for level, accuracy in zip(p["levels"], p["per_seed"][i]):
+                for level, accuracy in zip(p["levels"], p["per_seed"][i], strict=True):
                     rows.append(
                         [summary["dataset"], v["name"], v["label"], seed, name, level, accuracy]
                     )
@@ -517,7 +517,7 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
     ]
     for v in summary["variants"]:
         cells = []
-        for (_, name, i), top in zip(columns, best):
+        for (_, name, i), top in zip(columns, best, strict=True):
             mean, std = mean_std(v, name, i)
             text = _percent(mean, std, len(v["seeds"]))
             cells.append(f"**{text}**" if top is not None and mean == top else text)
@@ -555,7 +555,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
     rows = math.ceil((len(names) + 1) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows), squeeze=False)
     flat = axes.ravel()
-    for ax, name in zip(flat, names):
+    # one panel per perturbation; the grid's spare axes (one holds the legend) stay empty
+    for ax, name in zip(flat, names, strict=False):
         label, symbol = _perturbation_label(name, settings["pgd_steps"])
         for index, v in enumerate(summary["variants"]):
             p = v["perturbations"][name]
@@ -564,8 +565,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
             std = [100 * v["clean"]["std"]] + [100 * s for s in p["std"]]
             look = style.variant_style(v["name"], index)
             ax.plot(x, mean, label=variant_label(v, settings["seeds"]), **look)
-            low = [m - s for m, s in zip(mean, std)]
-            high = [m + s for m, s in zip(mean, std)]
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(x, low, high, color=look["color"], alpha=0.15, linewidth=0)
         ax.set_title(label)
         ax.set_xlabel(f"level {symbol}")

@@ -132,6 +132,11 @@ def f64(value):
     return torch.as_tensor(value, dtype=torch.float64)
 
 
+def column_major(matrix: torch.Tensor) -> torch.Tensor:
+    """vec(M): the columns of a (d, d) matrix stacked into (d²,)."""
+    return matrix.T.reshape(-1)
+
+
 @settings(deadline=None)
 @given(cases(), st.sampled_from(sorted(ACTIVATIONS)))
 def test_activation_derivatives_match_autograd(case, name):
@@ -317,12 +322,18 @@ def test_cross_entropy_and_readout_match_autograd(case, hidden):
     for index in np.ndindex(*case.batch):
         x = f64(logits[index]).requires_grad_(True)
         label = torch.as_tensor([int(labels[index])])
-        loss = lambda v: torch.nn.functional.cross_entropy(v[None], label)
+
+        def loss(logits, label=label):
+            return torch.nn.functional.cross_entropy(logits[None], label)
+
         (expected_grad,) = torch.autograd.grad(loss(x), x)
         close(case, grad[index], expected_grad)
         close(case, hessian[index], torch.autograd.functional.hessian(loss, x.detach()))
         V = f64(readout[index])
-        hidden_loss = lambda state: loss(V @ state)
+
+        def hidden_loss(state, loss=loss, V=V):
+            return loss(V @ state)
+
         state = f64(h[index])
         close(case, pulled_grad[index], torch.autograd.functional.jacobian(hidden_loss, state))
         close(case, pulled_hessian[index], torch.autograd.functional.hessian(hidden_loss, state))
@@ -345,8 +356,7 @@ def test_em_mean_square_matrix(case, noises):
         # Action on vec(P), column-major: the second-moment recursion of Euler--Maruyama.
         P = f64(case.array(d, d)[index] if case.batch else case.array(d, d))
         new = S[index] @ P @ S[index].T + dt_i * sum(b @ P @ b.T for b in B[index])
-        vec = lambda M: M.T.reshape(-1)
-        close(case, operator[index].double() @ vec(P), vec(new))
+        close(case, operator[index].double() @ column_major(P), column_major(new))
 
 
 @settings(deadline=None)

@@ -1,6 +1,7 @@
 """nrnn.metrics against autograd oracles and closed forms."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -36,7 +37,7 @@ def autograd_hessian(model: NoisyRNN, x, y) -> torch.Tensor:
 
     def loss(vector):
         pieces, start = {}, 0
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             size = math.prod(shape)
             pieces[name] = vector[start : start + size].view(shape)
             start += size
@@ -141,7 +142,9 @@ def _run_from(model: NoisyRNN, x, start: int, h_start: torch.Tensor) -> torch.Te
     parameters = model.cell.drift_parameters()
     drives = model.input_drive(x)
     h = h_start
-    for k, terms in zip(range(start, x.shape[1]), model.step_terms(None, x.shape[1] - start)):
+    for k, terms in zip(
+        range(start, x.shape[1]), model.step_terms(None, x.shape[1] - start), strict=True
+    ):
         h = model.euler_step(h, drives[:, k], parameters, terms)
     return h
 
@@ -166,7 +169,7 @@ def test_step_jacobians_and_products_match_autograd(variant):
         for k in range(5):
             step = (
                 torch.autograd.functional.jacobian(
-                    lambda h: _run_from(model, xs[:, : k + 1], k, h), path[sample : sample + 1, k]
+                    partial(_run_from, model, xs[:, : k + 1], k), path[sample : sample + 1, k]
                 )
                 .squeeze(2)
                 .squeeze(0)
@@ -174,7 +177,7 @@ def test_step_jacobians_and_products_match_autograd(variant):
             torch.testing.assert_close(jacobians[sample, k], step, rtol=1e-10, atol=1e-12)
             phi = (
                 torch.autograd.functional.jacobian(
-                    lambda h: _run_from(model, xs, k, h), path[sample : sample + 1, k]
+                    partial(_run_from, model, xs, k), path[sample : sample + 1, k]
                 )
                 .squeeze(2)
                 .squeeze(0)

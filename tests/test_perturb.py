@@ -52,10 +52,11 @@ def inputs(seed=0, batch=BATCH):
     return x, y
 
 
-def rnn(seed=0, noise=Noise(), input_scale=1.0):
-    """A small noisy RNN; ``input_scale`` > 1 saturates tanh (a clearly nonlinear model)."""
+def rnn(seed=0, noise=None, input_scale=1.0):
+    """A small noisy RNN (noise off by default); ``input_scale`` > 1 saturates tanh (a
+    clearly nonlinear model)."""
     torch.manual_seed(seed)
-    model = NoisyRNN(FEATURES, 8, CLASSES, dt=0.3, noise=noise)
+    model = NoisyRNN(FEATURES, 8, CLASSES, dt=0.3, noise=Noise() if noise is None else noise)
     with torch.no_grad():
         model.input.weight.mul_(input_scale)
     return model

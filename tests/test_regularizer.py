@@ -307,7 +307,7 @@ def test_checkpointed_segments_give_the_same_values_and_gradients(monkeypatch):
     monkeypatch.setattr(regularizer, "CHECKPOINT_BYTES", 0)
     values, grads = run()
     torch.testing.assert_close(values, plain_values)
-    for grad, plain in zip(grads, plain_grads):
+    for grad, plain in zip(grads, plain_grads, strict=True):
         torch.testing.assert_close(grad, plain)
 
 

@@ -23,9 +23,9 @@ def direct_kappa(model: NoisyRNN) -> float:
     return float(np.linalg.eigvalsh((A + A.T) / 2).max() + np.linalg.svd(W, compute_uv=False).max())
 
 
-def small_model(noise=Noise(), seed=0, hidden_dim=4, **kwargs) -> NoisyRNN:
+def small_model(noise=None, seed=0, hidden_dim=4, **kwargs) -> NoisyRNN:
     torch.manual_seed(seed)
-    return NoisyRNN(3, hidden_dim, 2, noise=noise, **kwargs)
+    return NoisyRNN(3, hidden_dim, 2, noise=Noise() if noise is None else noise, **kwargs)
 
 
 # ----------------------------------------------------------------------- contraction rate
@@ -355,12 +355,14 @@ def test_tangent_step_is_the_jacobian_of_the_euler_step(case):
     point = model.cell.linearisation(h, drive, parameters)
     got = stability._tangent_step(model.cell.derivatives(), point, parameters, tangents, terms)
     for path in range(3):
-        jacobian = torch.autograd.functional.jacobian(
-            lambda state: model.euler_step(
-                state[None], drive[path : path + 1], parameters, _sample(terms, path)
-            )[0],
-            h[path],
-        )
+
+        def one_step(state, path=path):
+            terms_of_path = _sample(terms, path)
+            return model.euler_step(state[None], drive[path : path + 1], parameters, terms_of_path)[
+                0
+            ]
+
+        jacobian = torch.autograd.functional.jacobian(one_step, h[path])
         torch.testing.assert_close(got[path], jacobian.detach() @ tangents[path])
 
 

@@ -285,7 +285,7 @@ def quadrature_series(case: QuadratureCase, sizes: ExpansionSizes, epsilons) -> 
 def by_cell(cases, values) -> dict:
     """[min, max] of ``values`` (one per case, in order) for every cell, by cell name."""
     result: dict = {}
-    for case, value in zip(cases, values):
+    for case, value in zip(cases, values, strict=True):
         low, high = result.get(case.cell_name, (value, value))
         result[case.cell_name] = [float(f"{min(low, value):.4g}"), float(f"{max(high, value):.4g}")]
     return result
@@ -548,7 +548,7 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
         )
 
     def shifted(state, slope, factor):
-        return tuple(s + factor * k for s, k in zip(state, slope))
+        return tuple(s + factor * k for s, k in zip(state, slope, strict=True))
 
     for drive in drives:
         for _ in range(substeps):
@@ -558,7 +558,7 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
             k4 = rhs(shifted(state, k3, h_step), drive)
             state = tuple(
                 s + h_step / 6 * (a + 2 * b + 2 * c + e)
-                for s, a, b, c, e in zip(state, k1, k2, k3, k4)
+                for s, a, b, c, e in zip(state, k1, k2, k3, k4, strict=True)
             )
     return state
 
@@ -603,7 +603,7 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
                 explicit_regularizer(
                     refined_model(model, dt), x.repeat_interleave(repeat, dim=1), y
                 )
-                for dt, repeat in zip(dts, repeats)
+                for dt, repeat in zip(dts, repeats, strict=True)
             ]
             fine = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps)
             coarse = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps // 2)
@@ -663,7 +663,7 @@ def flat_gradient(value: torch.Tensor, model: NoisyRNN) -> torch.Tensor:
     return torch.cat(
         [
             (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, parameters)
+            for g, p in zip(grads, parameters, strict=True)
         ]
     )
 
