@@ -291,16 +291,19 @@ def by_cell(cases, values) -> dict:
     return result
 
 
+def quadrature_epsilon2_coefficient(series: dict, epsilons: np.ndarray) -> float:
+    """The ε² coefficient a2 of E ℓ_ε − ℓ from the quadrature series on ``epsilons``:
+    (E ℓ_ε − ℓ)/ε² = a2 + a4 ε² + a6 ε⁴ + a8 ε⁶ + ..., least squares in u = (ε/ε_max)²."""
+    u = (epsilons / epsilons.max()) ** 2
+    return float(np.polynomial.polynomial.polyfit(u, series["excess"] / epsilons**2, 3)[0])
+
+
 def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
     epsilons = geometric(sizes.coefficient_epsilons)
-    scale = epsilons.max()
     cases, worst, errors = {}, 0.0, []
     for case in sizes.quadrature:
         series = quadrature_series(case, sizes, epsilons)
-        # (E ℓ_ε − ℓ)/ε² = a2 + a4 ε² + a6 ε⁴ + a8 ε⁶ + ...: least squares in u = (ε/ε_max)².
-        u = (epsilons / scale) ** 2
-        fit = np.polynomial.polynomial.polyfit(u, series["excess"] / epsilons**2, 3)
-        a2, target = float(fit[0]), series["half_q_plus_r"]
+        a2, target = quadrature_epsilon2_coefficient(series, epsilons), series["half_q_plus_r"]
         relative = abs(a2 - target) / abs(target)
         worst = max(worst, relative)
         errors.append(relative)
@@ -326,6 +329,60 @@ def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
         false_failure=0.0,
         seeds=[c.seed for c in sizes.quadrature],
         details={"epsilons": epsilons.tolist(), "cases": cases},
+    )
+
+
+PROBE_DRAWS = 400  # independent probe estimates per quadrature case
+PROBES = 4  # K linear-response paths per estimate, as a cheap training step would use
+
+
+def check_probe_coefficient(sizes: ExpansionSizes) -> Check:
+    """The probe estimator that training uses (``method="probe"``) against the same exact
+    ε² coefficient: the mean of independent probe estimates of (q + r)/2 is within z
+    standard errors (from the draws) of the quadrature's a2, plus the quadrature's own
+    relative tolerance."""
+    epsilons = geometric(sizes.coefficient_epsilons)
+    z = z_threshold(FALSE_FAILURE, len(sizes.quadrature))
+    cases, scores = {}, []
+    for index, case in enumerate(sizes.quadrature):
+        a2 = quadrature_epsilon2_coefficient(quadrature_series(case, sizes, epsilons), epsilons)
+        model, x, y = quadrature_model(case, sizes.quadrature_level, sizes.quadrature_dt)
+        with torch.no_grad():
+            estimate = explicit_regularizer(
+                model,
+                x.repeat(PROBE_DRAWS, 1, 1),
+                y.repeat(PROBE_DRAWS),
+                method="probe",
+                probes=PROBES,
+                generator=torch.Generator().manual_seed(case.seed + 7000 + index),
+            )
+        mean, stderr = (float(v) for v in mean_and_stderr(estimate.regularizer))
+        allowed = z * stderr + COEFFICIENT_RTOL * abs(a2)
+        scores.append(abs(mean - a2) / allowed)
+        cases[case.label] = {
+            "epsilon2_coefficient": a2,
+            "probe_mean": mean,
+            "probe_stderr": stderr,
+            "z": (mean - a2) / stderr if stderr > 0 else 0.0,
+        }
+    worst = max(scores)
+    return Check(
+        claim=1,
+        name="probe_coefficient",
+        measured={
+            "max_error_over_tolerance": worst,
+            "max_abs_z": max(abs(c["z"]) for c in cases.values()),
+            "cases": len(cases),
+            "by_cell": by_cell(sizes.quadrature, scores),
+        },
+        criterion=f"mean of {PROBE_DRAWS} explicit_regularizer(method='probe', "
+        f"probes={PROBES}) estimates of (q + r)/2 within z * SE (+ relative tol) of the "
+        "quadrature eps^2 coefficient, z Bonferroni over the cases",
+        tolerance={"z": z, "relative": COEFFICIENT_RTOL},
+        passed=worst <= 1.0,
+        false_failure=FALSE_FAILURE,
+        seeds=[c.seed for c in sizes.quadrature],
+        details={"draws": PROBE_DRAWS, "probes": PROBES, "cases": cases},
     )
 
 
@@ -822,7 +879,12 @@ def verify_cell(cell, **options) -> list[Check]:
 
 # --------------------------------------------------------------------------- module
 def run(sizes: ExpansionSizes) -> list[Check]:
-    checks = [check_quadrature_coefficient, check_quadrature_remainder, check_quadrature_odd_orders]
+    checks = [
+        check_quadrature_coefficient,
+        check_probe_coefficient,
+        check_quadrature_remainder,
+        check_quadrature_odd_orders,
+    ]
     if sizes.monte_carlo:
         checks.append(check_monte_carlo_coefficient)
     checks.append(check_time_step_convergence)
