@@ -188,13 +188,6 @@ class LinearSystem:
             raise ValueError(f"{self.name}: drift must be a finite square matrix, got {self.drift}")
         return matrix
 
-    def max_real_eigenvalue(self) -> float:
-        return float(np.linalg.eigvals(self.matrix()).real.max())
-
-    def almost_sure_exponent(self, sigma: float) -> float:
-        """The continuous a.s. exponent max Re eig(A) − s²/2."""
-        return self.max_real_eigenvalue() - sigma**2 / 2
-
 
 SCALAR_CASES = ((0.5, 1.5), (-0.2, 0.8), (1.0, 2.0))
 """(a, s) of dX = aX dt + sX dB: a.s. exponent a − s²/2, E X² exponent 2a + s²."""

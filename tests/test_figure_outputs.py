@@ -81,9 +81,7 @@ def perturbed_accuracy_from_csv(path: Path) -> dict[str, float]:
             if row["perturbation"] == "clean":
                 continue
             key = (row["perturbation"], float(row["level"]))
-            cells.setdefault(row["variant"], {}).setdefault(key, []).append(
-                float(row["accuracy"])
-            )
+            cells.setdefault(row["variant"], {}).setdefault(key, []).append(float(row["accuracy"]))
     return {
         variant: statistics.fmean(statistics.fmean(seeds) for seeds in per_level.values())
         for variant, per_level in cells.items()
