@@ -22,7 +22,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+# mypy on the installed package layout (tools/typecheck.py); configuration in pyproject.toml
+typecheck: $(STAMP)
+	$(PY) tools/typecheck.py
+
+test: $(STAMP) lint typecheck
 	$(PY) -m nrnn derive --check
 	$(PY) -m pytest -q -p no:cacheprovider
 

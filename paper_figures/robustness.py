@@ -27,10 +27,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nrnn.experiments import Context, Experiment
 from nrnn.files import write_text_atomic
-from nrnn.harness import RunOutcome
+from nrnn.harness import RunOutcome, RunSpec
 
 from . import runs, style
 
@@ -262,7 +263,10 @@ class RobustnessTask:
         from nrnn.train import evaluate
 
         test, data_range = evaluation_data(config, self.eval_samples, self.eval_seed)
-        result = {"clean": evaluate(model, test, self.batch_size)["accuracy"], "perturbations": {}}
+        perturbations: dict[str, dict] = {}
+        result: dict[str, Any] = {"clean": evaluate(model, test, self.batch_size)["accuracy"]}
+
+        result["perturbations"] = perturbations
         for name, levels in self.levels:
             entry = perturb.get(name)
             if name.startswith("pgd-"):
@@ -276,7 +280,7 @@ class RobustnessTask:
                 batch_size=self.batch_size,
                 data_range=data_range,
             )
-            result["perturbations"][name] = {
+            perturbations[name] = {
                 "levels": list(levels),
                 "accuracy": list(accuracy.values()),
             }
@@ -328,7 +332,7 @@ def available_datasets(settings: Settings, log) -> list[str]:
     return available
 
 
-def plan(settings: Settings, context: Context) -> list[tuple[list, object]]:
+def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], RobustnessTask]]:
     """The trained runs (and their evaluation task) of every dataset."""
     return [
         (runs.grid([dataset], settings.variants, settings.size), task_for(settings, dataset))
@@ -353,6 +357,7 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
     for variant in settings.variants:
         mine = [o for o in outcomes if o.spec.name == variant]
         done = [o for o in mine if o.result is not None]
+        results = [o.result for o in done if o.result is not None]
         failed += [
             {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
             for o in mine
@@ -360,25 +365,26 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         ]
         if not done:
             continue
-        entry = {
+        perturbations: dict[str, dict[str, Any]] = {}
+        entry: dict[str, Any] = {
             "name": variant,
             "label": runs.VARIANTS[variant].label,
             "seeds": [o.spec.seed for o in done],
             "run_dirs": [str(o.run_dir) for o in done],
-            "clean": _stats([o.result["clean"] for o in done]),
-            "perturbations": {},
+            "clean": _stats([result["clean"] for result in results]),
+            "perturbations": perturbations,
         }
-        perturbed = []
+        perturbed: list[float] = []
         for name, values in levels.items():
-            per_seed = [o.result["perturbations"][name]["accuracy"] for o in done]
+            per_seed = [result["perturbations"][name]["accuracy"] for result in results]
             columns = [_stats([row[i] for row in per_seed]) for i in range(len(values))]
-            entry["perturbations"][name] = {
+            perturbations[name] = {
                 "levels": list(values),
                 "mean": [c["mean"] for c in columns],
                 "std": [c["std"] for c in columns],
                 "per_seed": per_seed,
             }
-            perturbed += entry["perturbations"][name]["mean"]
+            perturbed += perturbations[name]["mean"]
         entry["mean_perturbed_accuracy"] = sum(perturbed) / len(perturbed) if perturbed else None
         variants.append(entry)
     ranking = sorted(
@@ -494,7 +500,7 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
     """Rows: models; columns: clean accuracy and each level of ``perturbations`` (default
     all), mean ± std over seeds in %. The best mean of each column is in bold."""
     settings = summary["settings"]
-    columns = [("Clean", None, None)]
+    columns: list[tuple[str, str | None, int | None]] = [("Clean", None, None)]
     for name, values in settings["levels"].items():
         if perturbations is not None and name not in perturbations:
             continue

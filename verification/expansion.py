@@ -633,7 +633,8 @@ def continuous_q_r(model, x, y, total_time, substeps) -> tuple[np.ndarray, np.nd
 
 def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
     base, total = sizes.convergence_base_steps, sizes.convergence_total_time
-    cases, orders, seeds, reference_ok, per_cell = {}, [], [], True, {}
+    cases, orders, seeds, reference_ok = {}, [], [], True
+    per_cell: dict[str, list[float]] = {}
     runs = [
         (cell, form, 41 + index + 100 * cell_index)
         for cell_index, cell in enumerate(sizes.convergence_cells)
@@ -734,12 +735,12 @@ def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
         expansion = explicit_regularizer(model, x, y)
         loss_gradient = flat_gradient(expansion.loss.sum(), model)
         regularizer_gradient = flat_gradient(expansion.regularizer.sum(), model)
-        differences = []
+        norms = []
         for epsilon in epsilons:
             expected = flat_gradient(quadrature.expected_loss(model, x, y, rule, epsilon), model)
             predicted = loss_gradient + epsilon**2 * regularizer_gradient
-            differences.append(float((expected - predicted).norm()))
-        differences = np.array(differences)
+            norms.append(float((expected - predicted).norm()))
+        differences = np.array(norms)
         slope = log_slope(epsilons, differences)
         slopes.append(slope)
         cases[case.label] = {
@@ -783,6 +784,7 @@ def _directional_derivative(model, direction, step, function):
 
 def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
     case = sizes.gradient_monte_carlo
+    assert case is not None, "run() adds this check only with a gradient_monte_carlo case"
     model, x, y = real_model(case, sizes.monte_carlo_level)
     x, y = x[:1], y[:1]
     target = flat_gradient(explicit_regularizer(model, x, y).regularizer.sum(), model)
