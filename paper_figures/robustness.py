@@ -30,7 +30,7 @@ from pathlib import Path
 
 from nrnn.experiments import Context, Experiment
 from nrnn.files import write_text_atomic
-from nrnn.harness import RunOutcome
+from nrnn.harness import RunOutcome, RunSpec
 
 from . import runs, style
 
@@ -329,11 +329,20 @@ def available_datasets(settings: Settings, log) -> list[str]:
 
 
 def plan(settings: Settings, context: Context) -> list[tuple[list, object]]:
-    """The trained runs (and their evaluation task) of every dataset."""
-    return [
-        (runs.grid([dataset], settings.variants, settings.size), task_for(settings, dataset))
-        for dataset in available_datasets(settings, context.log)
-    ]
+    """The trained runs (and their evaluation task) of every dataset, with the command
+    line's ``--set`` overrides; a variant they make invalid (the Antisymmetric RNN with
+    another cell) is left out with a message."""
+    chosen = []
+    for dataset in available_datasets(settings, context.log):
+        specs = []
+        for spec in runs.grid([dataset], settings.variants, settings.size):
+            try:
+                specs.append(RunSpec(spec.name, context.configure(spec.config)))
+            except ValueError as error:
+                context.log(f"robustness: leaving out {spec.label}: {error}")
+        if specs:
+            chosen.append((specs, task_for(settings, dataset)))
+    return chosen
 
 
 def compute(settings: Settings, context: Context) -> dict[str, dict]:
@@ -342,11 +351,13 @@ def compute(settings: Settings, context: Context) -> dict[str, dict]:
     for specs, task in plan(settings, context):
         dataset = specs[0].dataset
         outcomes = context.ensure(specs, task, description=f"robustness runs ({dataset})")
-        summaries[dataset] = summarise(dataset, settings, outcomes)
+        summaries[dataset] = summarise(dataset, settings, outcomes, context.overrides)
     return summaries
 
 
-def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> dict:
+def summarise(
+    dataset: str, settings: Settings, outcomes: list[RunOutcome], overrides: tuple[str, ...] = ()
+) -> dict:
     """Aggregate the per-run results over seeds (the JSON written for a dataset)."""
     levels = settings.levels_for(dataset)
     variants, failed = [], []
@@ -391,6 +402,7 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         "dataset": dataset,
         "settings": {
             "profile": settings.profile,
+            "overrides": list(overrides),
             "recipe": size.recipe if dataset in runs.AUTHORS_TUNING else "default",
             "hidden_dim": size.hidden_dim,
             "epochs": size.epochs,
@@ -533,7 +545,12 @@ def markdown_report(summary: dict) -> str:
         f"**{summary['dataset']}**: test accuracy (%) clean and under input perturbations, "
         f"mean ± std over seeds {settings['seeds']}; hidden {settings['hidden_dim']}, "
         f"{epochs} epoch{'s' if epochs != 1 else ''}, {settings['eval_sequences']} test "
-        "sequences (best mean in bold).",
+        "sequences (best mean in bold)."
+        + (
+            " Every run with " + ", ".join(f"`{o}`" for o in settings["overrides"]) + "."
+            if settings.get("overrides")
+            else ""
+        ),
     ]
     for title, names in TABLE_GROUPS:
         if any(name in settings["levels"] for name in names):
