@@ -607,7 +607,7 @@ def plot(summary: dict, stem: Path) -> list[Path]:
 
 def index_name(profile: str) -> str:
     """``robustness.md`` for the quick profile, ``robustness_<profile>.md`` otherwise (the
-    quick and medium profiles share the output directory, on different datasets)."""
+    medium profile's outputs are committed beside the quick ones, on another dataset)."""
     return "robustness.md" if profile == "quick" else f"robustness_{profile}.md"
 
 

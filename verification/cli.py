@@ -24,7 +24,13 @@ from nrnn.experiments import (
     print_plan,
 )
 
-from .core import DEFAULT_REPORT_DIR, format_table, run_module, write_report
+from .core import (
+    DEFAULT_REPORT_DIR,
+    default_report_dir,
+    format_table,
+    run_module,
+    write_report,
+)
 
 CHECKS_FAILED = 3
 """Exit code when the verification ran to the end and some check failed."""
@@ -46,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help=f"directory of report.json and report.md (default: {DEFAULT_REPORT_DIR})",
+        help=f"directory of report.json and report.md (default: {DEFAULT_REPORT_DIR} for "
+        f"the quick profile, {DEFAULT_REPORT_DIR}/<profile> for the others)",
     )
     parser.add_argument(
         "--threads",
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = args.out or DEFAULT_REPORT_DIR
+    out = args.out or default_report_dir(args.profile or "quick")
     context = context_from_arguments(args, parser, out_dir=out, report_dir=out)
     if args.plan:
         return print_plan("verify", names, context)

@@ -212,7 +212,13 @@ def write_report(out_dir: Path, modules: list[dict]) -> tuple[Path, Path]:
 
 
 DEFAULT_REPORT_DIR = Path("verification")
-"""Where ``nrnn verify`` writes ``report.json`` and ``report.md`` by default."""
+"""Where ``nrnn verify`` writes ``report.json`` and ``report.md`` by default (quick profile)."""
+
+
+def default_report_dir(profile: str) -> Path:
+    """The report directory of a profile: :data:`DEFAULT_REPORT_DIR` for quick (the committed
+    report), ``verification/<profile>`` for the others, so they never overwrite it."""
+    return DEFAULT_REPORT_DIR if profile == "quick" else DEFAULT_REPORT_DIR / profile
 
 
 def find_check(module_report: dict, name: str) -> dict:
