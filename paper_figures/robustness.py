@@ -391,6 +391,10 @@ def summarise(
             }
             perturbed += entry["perturbations"][name]["mean"]
         entry["mean_perturbed_accuracy"] = sum(perturbed) / len(perturbed) if perturbed else None
+        entry["per_seed_mean_perturbed"] = [
+            _mean([a for name in levels for a in o.result["perturbations"][name]["accuracy"]])
+            for o in done
+        ]
         variants.append(entry)
     ranking = sorted(
         (v for v in variants if v["mean_perturbed_accuracy"] is not None),
@@ -416,8 +420,52 @@ def summarise(
         },
         "variants": variants,
         "ranking": [v["name"] for v in ranking],
+        "comparisons": paired_comparisons(variants),
         "failed": failed,
     }
+
+
+BASELINE = "lipschitz"
+"""The variant every other is compared with, paired by seed: the deterministic Lipschitz RNN."""
+
+
+def paired_comparisons(variants: list[dict]) -> dict[str, dict]:
+    """Every variant minus the Lipschitz RNN, paired by seed (the same seed draws the same
+    initial weights and batch order): the mean difference in clean accuracy and in mean
+    perturbed accuracy (over every perturbation level), each with its two-sided 95 % t
+    confidence interval over the seeds both have (None with fewer than two)."""
+    from scipy import stats
+
+    by_name = {v["name"]: v for v in variants}
+    baseline = by_name.get(BASELINE)
+    if baseline is None:
+        return {}
+    result = {}
+    for variant in variants:
+        if variant["name"] == BASELINE:
+            continue
+        shared = [s for s in variant["seeds"] if s in baseline["seeds"]]
+        entry = {"seeds": shared}
+        for key, values in (
+            ("clean", lambda v: v["clean"]["per_seed"]),
+            ("perturbed", lambda v: v["per_seed_mean_perturbed"]),
+        ):
+            mine = dict(zip(variant["seeds"], values(variant), strict=True))
+            theirs = dict(zip(baseline["seeds"], values(baseline), strict=True))
+            differences = [mine[s] - theirs[s] for s in shared]
+            mean = _mean(differences) if differences else None
+            interval = None
+            if len(differences) >= 2:
+                se = stats.sem(differences)
+                half = float(stats.t.ppf(0.975, len(differences) - 1) * se)
+                interval = [mean - half, mean + half]
+            entry[key] = {"mean_difference": mean, "ci95": interval, "per_seed": differences}
+        result[variant["name"]] = entry
+    return result
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _eval_sequences(dataset: str, settings: Settings) -> int:
@@ -555,6 +603,26 @@ def markdown_report(summary: dict) -> str:
     for title, names in TABLE_GROUPS:
         if any(name in settings["levels"] for name in names):
             parts += ["", f"*{title.capitalize()}*", "", markdown_table(summary, names)]
+    comparisons = summary.get("comparisons", {})
+    if comparisons:
+        lines = []
+        labels = {v["name"]: v["label"] for v in summary["variants"]}
+        for name, entry in comparisons.items():
+            cells = []
+            for key, what in (("perturbed", "mean perturbed accuracy"), ("clean", "clean")):
+                mean, interval = entry[key]["mean_difference"], entry[key]["ci95"]
+                text = f"{what} {100 * mean:+.1f}"
+                if interval is not None:
+                    text += f" [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+                cells.append(text)
+            lines.append(f"- {labels[name]}: " + "; ".join(cells))
+        parts += [
+            "",
+            "*Against the Lipschitz RNN* (percentage points, paired by seed, mean difference "
+            "and 95 % confidence interval over the seeds):",
+            "",
+            *lines,
+        ]
     notes = [f"{f['variant']} (seed {f['seed']}) failed: {f['error']}" for f in summary["failed"]]
     if notes:
         parts += ["", "Not in the table: " + "; ".join(sorted(set(notes)))]

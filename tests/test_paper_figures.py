@@ -279,3 +279,31 @@ def test_set_overrides_every_run_and_leaves_out_invalid_variants(tmp_path, monke
     assert summary["settings"]["overrides"] == ["model.cell=cornn"]
     (run_dir,) = summary["variants"][0]["run_dirs"]
     assert json.loads((Path(run_dir) / "config.json").read_text())["model"]["cell"] == "cornn"
+
+
+def test_paired_comparisons_against_the_lipschitz_rnn():
+    """Differences paired by seed, with the 95 % t interval computed independently."""
+    from scipy import stats
+
+    def variant(name, seeds, clean, perturbed):
+        return {
+            "name": name,
+            "seeds": seeds,
+            "clean": {"per_seed": clean},
+            "per_seed_mean_perturbed": perturbed,
+        }
+
+    variants = [
+        variant("lipschitz", [0, 1, 2], [0.90, 0.92, 0.91], [0.50, 0.55, 0.52]),
+        variant("noisy-high", [0, 1, 2], [0.89, 0.90, 0.92], [0.60, 0.61, 0.58]),
+        variant("explicit", [1], [0.80], [0.40]),
+    ]
+    comparisons = robustness.paired_comparisons(variants)
+    high = comparisons["noisy-high"]["perturbed"]
+    differences = [0.10, 0.06, 0.06]
+    assert high["per_seed"] == pytest.approx(differences)
+    low, upper = stats.t.interval(0.95, 2, loc=sum(differences) / 3, scale=stats.sem(differences))
+    assert high["ci95"] == pytest.approx([low, upper])
+    single = comparisons["explicit"]
+    assert single["seeds"] == [1] and single["clean"]["ci95"] is None
+    assert single["clean"]["mean_difference"] == pytest.approx(0.80 - 0.92)
