@@ -43,10 +43,13 @@ derive: $(STAMP)
 
 # A claim that does not hold (nrnn verify exits 3) is a finding written to
 # verification/report.md, not a reason to skip the figures; any other error stops here.
+# `make reproduce PROFILE=medium` (or full) runs the bigger profiles; add BACKEND=ray for Ray.
+PROFILE ?= quick
+BACKEND ?= local
 reproduce: $(STAMP)
 	$(PY) -m nrnn derive --check
-	$(PY) -m nrnn verify --quick || [ $$? -eq 3 ]
-	$(PY) -m nrnn figures
+	$(PY) -m nrnn verify --profile $(PROFILE) --backend $(BACKEND) || [ $$? -eq 3 ]
+	$(PY) -m nrnn figures --profile $(PROFILE) --backend $(BACKEND)
 
 bench: $(STAMP)
 	$(PY) -m nrnn bench

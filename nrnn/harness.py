@@ -387,18 +387,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def config_replace(config: RunConfig, **sections: dict[str, Any]) -> RunConfig:
-    """A copy of ``config`` with ``section={key: value}`` entries replaced."""
-    copy = _copy_config(config)
-    for section, values in sections.items():
-        target = getattr(copy, section)
-        for key, value in values.items():
-            if not hasattr(target, key):
-                raise ValueError(f"unknown config key {section}.{key}")
-            setattr(target, key, value)
-    return copy
-
-
 __all__ = [
     "EvaluationTask",
     "Job",
@@ -406,7 +394,6 @@ __all__ = [
     "RunOutcome",
     "RunSpec",
     "RunTask",
-    "config_replace",
     "ensure_runs",
     "execute",
     "format_duration",

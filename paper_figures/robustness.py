@@ -333,11 +333,20 @@ def available_datasets(settings: Settings, log) -> list[str]:
 
 
 def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], RobustnessTask]]:
-    """The trained runs (and their evaluation task) of every dataset."""
-    return [
-        (runs.grid([dataset], settings.variants, settings.size), task_for(settings, dataset))
-        for dataset in available_datasets(settings, context.log)
-    ]
+    """The trained runs (and their evaluation task) of every dataset, with the command
+    line's ``--set`` overrides; a variant they make invalid (the Antisymmetric RNN with
+    another cell) is left out with a message."""
+    chosen: list[tuple[list[RunSpec], RobustnessTask]] = []
+    for dataset in available_datasets(settings, context.log):
+        specs: list[RunSpec] = []
+        for spec in runs.grid([dataset], settings.variants, settings.size):
+            try:
+                specs.append(RunSpec(spec.name, context.configure(spec.config)))
+            except ValueError as error:
+                context.log(f"robustness: leaving out {spec.label}: {error}")
+        if specs:
+            chosen.append((specs, task_for(settings, dataset)))
+    return chosen
 
 
 def compute(settings: Settings, context: Context) -> dict[str, dict]:
@@ -346,11 +355,13 @@ def compute(settings: Settings, context: Context) -> dict[str, dict]:
     for specs, task in plan(settings, context):
         dataset = specs[0].dataset
         outcomes = context.ensure(specs, task, description=f"robustness runs ({dataset})")
-        summaries[dataset] = summarise(dataset, settings, outcomes)
+        summaries[dataset] = summarise(dataset, settings, outcomes, context.overrides)
     return summaries
 
 
-def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> dict:
+def summarise(
+    dataset: str, settings: Settings, outcomes: list[RunOutcome], overrides: tuple[str, ...] = ()
+) -> dict:
     """Aggregate the per-run results over seeds (the JSON written for a dataset)."""
     levels = settings.levels_for(dataset)
     variants, failed = [], []
@@ -386,6 +397,10 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
             }
             perturbed += perturbations[name]["mean"]
         entry["mean_perturbed_accuracy"] = sum(perturbed) / len(perturbed) if perturbed else None
+        entry["per_seed_mean_perturbed"] = [
+            _mean([a for name in levels for a in result["perturbations"][name]["accuracy"]])
+            for result in results
+        ]
         variants.append(entry)
     ranking = sorted(
         (v for v in variants if v["mean_perturbed_accuracy"] is not None),
@@ -397,6 +412,7 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         "dataset": dataset,
         "settings": {
             "profile": settings.profile,
+            "overrides": list(overrides),
             "recipe": size.recipe if dataset in runs.AUTHORS_TUNING else "default",
             "hidden_dim": size.hidden_dim,
             "epochs": size.epochs,
@@ -410,8 +426,52 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         },
         "variants": variants,
         "ranking": [v["name"] for v in ranking],
+        "comparisons": paired_comparisons(variants),
         "failed": failed,
     }
+
+
+BASELINE = "lipschitz"
+"""The variant every other is compared with, paired by seed: the deterministic Lipschitz RNN."""
+
+
+def paired_comparisons(variants: list[dict]) -> dict[str, dict]:
+    """Every variant minus the Lipschitz RNN, paired by seed (the same seed draws the same
+    initial weights and batch order): the mean difference in clean accuracy and in mean
+    perturbed accuracy (over every perturbation level), each with its two-sided 95 % t
+    confidence interval over the seeds both have (None with fewer than two)."""
+    from scipy import stats
+
+    by_name = {v["name"]: v for v in variants}
+    baseline = by_name.get(BASELINE)
+    if baseline is None:
+        return {}
+    result: dict[str, dict] = {}
+    for variant in variants:
+        if variant["name"] == BASELINE:
+            continue
+        shared = [s for s in variant["seeds"] if s in baseline["seeds"]]
+        entry: dict[str, Any] = {"seeds": shared}
+        for key, values in (
+            ("clean", lambda v: v["clean"]["per_seed"]),
+            ("perturbed", lambda v: v["per_seed_mean_perturbed"]),
+        ):
+            mine = dict(zip(variant["seeds"], values(variant), strict=True))
+            theirs = dict(zip(baseline["seeds"], values(baseline), strict=True))
+            differences = [mine[s] - theirs[s] for s in shared]
+            mean = _mean(differences) if differences else None
+            interval = None
+            if mean is not None and len(differences) >= 2:
+                se = stats.sem(differences)
+                half = float(stats.t.ppf(0.975, len(differences) - 1) * se)
+                interval = [mean - half, mean + half]
+            entry[key] = {"mean_difference": mean, "ci95": interval, "per_seed": differences}
+        result[variant["name"]] = entry
+    return result
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _eval_sequences(dataset: str, settings: Settings) -> int:
@@ -539,11 +599,36 @@ def markdown_report(summary: dict) -> str:
         f"**{summary['dataset']}**: test accuracy (%) clean and under input perturbations, "
         f"mean ± std over seeds {settings['seeds']}; hidden {settings['hidden_dim']}, "
         f"{epochs} epoch{'s' if epochs != 1 else ''}, {settings['eval_sequences']} test "
-        "sequences (best mean in bold).",
+        "sequences (best mean in bold)."
+        + (
+            " Every run with " + ", ".join(f"`{o}`" for o in settings["overrides"]) + "."
+            if settings.get("overrides")
+            else ""
+        ),
     ]
     for title, names in TABLE_GROUPS:
         if any(name in settings["levels"] for name in names):
             parts += ["", f"*{title.capitalize()}*", "", markdown_table(summary, names)]
+    comparisons = summary.get("comparisons", {})
+    if comparisons:
+        lines = []
+        labels = {v["name"]: v["label"] for v in summary["variants"]}
+        for name, entry in comparisons.items():
+            cells = []
+            for key, what in (("perturbed", "mean perturbed accuracy"), ("clean", "clean")):
+                mean, interval = entry[key]["mean_difference"], entry[key]["ci95"]
+                text = f"{what} {100 * mean:+.1f}"
+                if interval is not None:
+                    text += f" [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+                cells.append(text)
+            lines.append(f"- {labels[name]}: " + "; ".join(cells))
+        parts += [
+            "",
+            "*Against the Lipschitz RNN* (percentage points, paired by seed, mean difference "
+            "and 95 % confidence interval over the seeds):",
+            "",
+            *lines,
+        ]
     notes = [f"{f['variant']} (seed {f['seed']}) failed: {f['error']}" for f in summary["failed"]]
     if notes:
         parts += ["", "Not in the table: " + "; ".join(sorted(set(notes)))]
@@ -597,7 +682,7 @@ def plot(summary: dict, stem: Path) -> list[Path]:
 
 def index_name(profile: str) -> str:
     """``robustness.md`` for the quick profile, ``robustness_<profile>.md`` otherwise (the
-    quick and medium profiles share the output directory, on different datasets)."""
+    medium profile's outputs are committed beside the quick ones, on another dataset)."""
     return "robustness.md" if profile == "quick" else f"robustness_{profile}.md"
 
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nrnn.experiments import PROFILES, Context, Experiment, load
-from nrnn.verification.core import module_report_at
+from nrnn.verification.core import report_figure
 
 from . import style
 
@@ -422,24 +421,10 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- registry
-def make(profile: str, context: Context) -> list[Path]:
-    """Read (or run) the verification module ``trained`` at ``profile``, write every file."""
-    module_report = module_report_at("trained", context, usable=usable_report)
-    return write(summarise(module_report), context.out_dir)
-
-
-def _plan(profile: str, context: Context):
-    """The trained runs of the verification module this figure reads."""
-    experiment = load("verify", "trained")
-    if experiment.plan is None:
-        return []
-    return experiment.plan(experiment.sizes(profile), context)
-
-
-EXPERIMENT = Experiment(
-    name="trained_metrics",
-    title=TITLE,
-    profiles={profile: profile for profile in PROFILES},
-    run=make,
-    plan=_plan,
+EXPERIMENT = report_figure(
+    "trained_metrics",
+    "trained",
+    TITLE,
+    lambda module_report, out_dir: write(summarise(module_report), out_dir),
+    usable_report,
 )

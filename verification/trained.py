@@ -460,10 +460,14 @@ def plan(sizes: Sizes, context: Context | None = None) -> list[tuple[list[RunSpe
                 f"{dataset.name}: the objectives must include 'clean', the baseline of every test"
             )
     task = MeasureTask.for_sizes(sizes)
+    configure = context.configure if context is not None else (lambda config: config)
     return [
         (
             [
-                RunSpec(objective, run_config(dataset, seed, objective, sizes.noise_level))
+                RunSpec(
+                    objective,
+                    configure(run_config(dataset, seed, objective, sizes.noise_level)),
+                )
                 for objective in (dataset.objectives or sizes.objectives)
                 for seed in sizes.seeds
             ],
