@@ -28,10 +28,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, from_dict, parse_override
 from .harness import PlanRow, RunOutcome, RunSpec, TaskChoice, ensure_runs, format_plan, plan
+
+if TYPE_CHECKING:
+    from .backends import Backend
 from .store import RunStore
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "medium", "full")
@@ -80,7 +83,7 @@ class Experiment:
     title: str
     profiles: Mapping[str, Any]
     run: Callable[[Any, Context], Any]
-    plan: Callable[[Any, Context], list[tuple[list[RunSpec], TaskChoice]]] | None = None
+    plan: Callable[[Any, Context], Sequence[tuple[Sequence[RunSpec], TaskChoice]]] | None = None
     claims: tuple[int, ...] = ()
     parts: tuple[str, ...] = ()
 
@@ -149,7 +152,7 @@ class Context:
         self.report_dir = Path(self.report_dir)
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         if self._backend is None:
             from .backends import make_backend
 

@@ -63,7 +63,8 @@ class RunTask(Protocol):
     sequences through a forward and backward pass).
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def key(self) -> str: ...
 
@@ -294,7 +295,7 @@ def _interruption_summary(jobs: list[Job], outcomes: dict[int, RunOutcome], stor
     )
 
 
-def _progress_bar(total: int, description: str, enabled: bool):
+def _progress_bar(total: int, description: str, enabled: bool) -> Any:
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm

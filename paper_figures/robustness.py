@@ -27,6 +27,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nrnn.experiments import Context, Experiment
 from nrnn.files import write_text_atomic
@@ -262,7 +263,10 @@ class RobustnessTask:
         from nrnn.train import evaluate
 
         test, data_range = evaluation_data(config, self.eval_samples, self.eval_seed)
-        result = {"clean": evaluate(model, test, self.batch_size)["accuracy"], "perturbations": {}}
+        perturbations: dict[str, dict] = {}
+        result: dict[str, Any] = {"clean": evaluate(model, test, self.batch_size)["accuracy"]}
+
+        result["perturbations"] = perturbations
         for name, levels in self.levels:
             entry = perturb.get(name)
             if name.startswith("pgd-"):
@@ -276,7 +280,7 @@ class RobustnessTask:
                 batch_size=self.batch_size,
                 data_range=data_range,
             )
-            result["perturbations"][name] = {
+            perturbations[name] = {
                 "levels": list(levels),
                 "accuracy": list(accuracy.values()),
             }
@@ -328,13 +332,13 @@ def available_datasets(settings: Settings, log) -> list[str]:
     return available
 
 
-def plan(settings: Settings, context: Context) -> list[tuple[list, object]]:
+def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], RobustnessTask]]:
     """The trained runs (and their evaluation task) of every dataset, with the command
     line's ``--set`` overrides; a variant they make invalid (the Antisymmetric RNN with
     another cell) is left out with a message."""
-    chosen = []
+    chosen: list[tuple[list[RunSpec], RobustnessTask]] = []
     for dataset in available_datasets(settings, context.log):
-        specs = []
+        specs: list[RunSpec] = []
         for spec in runs.grid([dataset], settings.variants, settings.size):
             try:
                 specs.append(RunSpec(spec.name, context.configure(spec.config)))
@@ -364,6 +368,7 @@ def summarise(
     for variant in settings.variants:
         mine = [o for o in outcomes if o.spec.name == variant]
         done = [o for o in mine if o.result is not None]
+        results = [o.result for o in done if o.result is not None]
         failed += [
             {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
             for o in mine
@@ -371,29 +376,30 @@ def summarise(
         ]
         if not done:
             continue
-        entry = {
+        perturbations: dict[str, dict[str, Any]] = {}
+        entry: dict[str, Any] = {
             "name": variant,
             "label": runs.VARIANTS[variant].label,
             "seeds": [o.spec.seed for o in done],
             "run_dirs": [str(o.run_dir) for o in done],
-            "clean": _stats([o.result["clean"] for o in done]),
-            "perturbations": {},
+            "clean": _stats([result["clean"] for result in results]),
+            "perturbations": perturbations,
         }
-        perturbed = []
+        perturbed: list[float] = []
         for name, values in levels.items():
-            per_seed = [o.result["perturbations"][name]["accuracy"] for o in done]
+            per_seed = [result["perturbations"][name]["accuracy"] for result in results]
             columns = [_stats([row[i] for row in per_seed]) for i in range(len(values))]
-            entry["perturbations"][name] = {
+            perturbations[name] = {
                 "levels": list(values),
                 "mean": [c["mean"] for c in columns],
                 "std": [c["std"] for c in columns],
                 "per_seed": per_seed,
             }
-            perturbed += entry["perturbations"][name]["mean"]
+            perturbed += perturbations[name]["mean"]
         entry["mean_perturbed_accuracy"] = sum(perturbed) / len(perturbed) if perturbed else None
         entry["per_seed_mean_perturbed"] = [
-            _mean([a for name in levels for a in o.result["perturbations"][name]["accuracy"]])
-            for o in done
+            _mean([a for name in levels for a in result["perturbations"][name]["accuracy"]])
+            for result in results
         ]
         variants.append(entry)
     ranking = sorted(
@@ -440,12 +446,12 @@ def paired_comparisons(variants: list[dict]) -> dict[str, dict]:
     baseline = by_name.get(BASELINE)
     if baseline is None:
         return {}
-    result = {}
+    result: dict[str, dict] = {}
     for variant in variants:
         if variant["name"] == BASELINE:
             continue
         shared = [s for s in variant["seeds"] if s in baseline["seeds"]]
-        entry = {"seeds": shared}
+        entry: dict[str, Any] = {"seeds": shared}
         for key, values in (
             ("clean", lambda v: v["clean"]["per_seed"]),
             ("perturbed", lambda v: v["per_seed_mean_perturbed"]),
@@ -455,7 +461,7 @@ def paired_comparisons(variants: list[dict]) -> dict[str, dict]:
             differences = [mine[s] - theirs[s] for s in shared]
             mean = _mean(differences) if differences else None
             interval = None
-            if len(differences) >= 2:
+            if mean is not None and len(differences) >= 2:
                 se = stats.sem(differences)
                 half = float(stats.t.ppf(0.975, len(differences) - 1) * se)
                 interval = [mean - half, mean + half]
@@ -523,7 +529,7 @@ def _write_csv(summary: dict, path: Path) -> Path:
                 ]
             )
             for name, p in v["perturbations"].items():
-                for level, accuracy in zip(p["levels"], p["per_seed"][i]):
+                for level, accuracy in zip(p["levels"], p["per_seed"][i], strict=True):
                     rows.append(
                         [summary["dataset"], v["name"], v["label"], seed, name, level, accuracy]
                     )
@@ -554,7 +560,7 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
     """Rows: models; columns: clean accuracy and each level of ``perturbations`` (default
     all), mean ± std over seeds in %. The best mean of each column is in bold."""
     settings = summary["settings"]
-    columns = [("Clean", None, None)]
+    columns: list[tuple[str, str | None, int | None]] = [("Clean", None, None)]
     for name, values in settings["levels"].items():
         if perturbations is not None and name not in perturbations:
             continue
@@ -577,7 +583,7 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
     ]
     for v in summary["variants"]:
         cells = []
-        for (_, name, i), top in zip(columns, best):
+        for (_, name, i), top in zip(columns, best, strict=True):
             mean, std = mean_std(v, name, i)
             text = _percent(mean, std, len(v["seeds"]))
             cells.append(f"**{text}**" if top is not None and mean == top else text)
@@ -640,7 +646,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
     rows = math.ceil((len(names) + 1) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows), squeeze=False)
     flat = axes.ravel()
-    for ax, name in zip(flat, names):
+    # one panel per perturbation; the grid's spare axes (one holds the legend) stay empty
+    for ax, name in zip(flat, names, strict=False):
         label, symbol = _perturbation_label(name, settings["pgd_steps"])
         for index, v in enumerate(summary["variants"]):
             p = v["perturbations"][name]
@@ -649,8 +656,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
             std = [100 * v["clean"]["std"]] + [100 * s for s in p["std"]]
             look = style.variant_style(v["name"], index)
             ax.plot(x, mean, label=variant_label(v, settings["seeds"]), **look)
-            low = [m - s for m, s in zip(mean, std)]
-            high = [m + s for m, s in zip(mean, std)]
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(x, low, high, color=look["color"], alpha=0.15, linewidth=0)
         ax.set_title(label)
         ax.set_xlabel(f"level {symbol}")

@@ -305,7 +305,7 @@ def plot(summary: dict, dataset: dict, stem: Path) -> list[Path]:
 
     metrics = dataset["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.9), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         _plot_metric(ax, metric, dataset["objectives"], dataset["seeds"])
     noise = summary["noise_level"]
     level = f"σ₁ = σ₂ = {noise:g}" if noise is not None else "the configured noise"

@@ -13,7 +13,6 @@ from scipy import stats
 from nrnn.experiments import REGISTRY, Context, Experiment
 from nrnn.figures import expansion, stabilisation, trained_metrics
 from nrnn.verification import core
-from nrnn.verification import expansion as expansion_checks
 from nrnn.verification import trained as trained_checks
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF-"
@@ -36,8 +35,6 @@ def test_the_new_figures_are_registered_cheap_ones_first():
 
 
 # ---------------------------------------------------------------------------- expansion
-TINY_EXPANSION = expansion_checks.SMOKE
-"""One real 2-unit quadrature case, one tiny Monte Carlo case, a coarse Δt sweep."""
 
 
 def test_expansion_runs_the_module_once_then_reads_the_report(tmp_path, monkeypatch):

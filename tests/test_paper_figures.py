@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import nrnn.train as training
+from nrnn import perturb
 from nrnn.experiments import REGISTRY, Context, load
 from nrnn.figures import cli, robustness, runs
 from nrnn.store import RunStore
@@ -203,7 +204,14 @@ def test_profiles():
     assert full.eval_samples is None and full.variants == tuple(runs.VARIANTS)
     for settings in (quick, medium, full):
         for dataset in settings.datasets:
-            assert list(settings.levels_for(dataset)) == list(robustness.PERTURBATION_ORDER)
+            levels = settings.levels_for(dataset)
+            # every perturbation the package offers is evaluated, at increasing positive
+            # levels (a fraction for salt and pepper)
+            assert set(levels) == set(perturb.PERTURBATIONS), dataset
+            for name, values in levels.items():
+                assert values and values[0] > 0, (dataset, name)
+                assert all(a < b for a, b in zip(values, values[1:], strict=False)), name
+            assert levels["salt-and-pepper"][-1] <= 1
     # levels follow the data's scale: the authors' permuted MNIST is in 0..255
     ordered = full.levels_for("mnist-pixels")
     permuted = full.levels_for("pmnist-pixels")

@@ -79,7 +79,7 @@ def run_module(experiment: Experiment, profile: str, context: Context | None = N
         "description": experiment.title,
         "claims": list(experiment.claims),
         "profile": profile,
-        "sizes": _jsonable(dataclasses.asdict(sizes) if dataclasses.is_dataclass(sizes) else sizes),
+        "sizes": _jsonable(_fields(sizes)),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - started,
         "passed": all(check.passed for check in checks),
@@ -127,7 +127,8 @@ def format_table(reports: list[dict]) -> str:
     rows = [header] + [row for report in reports for row in table_rows(report)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
@@ -169,6 +170,13 @@ def format_markdown(report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- files
+def _fields(sizes: Any) -> Any:
+    """A dataclass instance's fields as a dict; anything else unchanged."""
+    if dataclasses.is_dataclass(sizes) and not isinstance(sizes, type):
+        return dataclasses.asdict(sizes)
+    return sizes
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON types: tuples to lists, numpy / torch scalars to Python numbers."""
     if isinstance(value, dict):
