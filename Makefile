@@ -50,6 +50,7 @@ reproduce: $(STAMP)
 	$(PY) -m nrnn derive --check
 	$(PY) -m nrnn verify --profile $(PROFILE) --backend $(BACKEND) || [ $$? -eq 3 ]
 	$(PY) -m nrnn figures --profile $(PROFILE) --backend $(BACKEND)
+	$(PY) tools/readme_sync.py
 
 bench: $(STAMP)
 	$(PY) -m nrnn bench

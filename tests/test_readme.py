@@ -253,3 +253,45 @@ def test_robustness_tables_in_the_readme_are_the_generated_ones(table):
     assert rows
     stale = [row for row in rows if row not in README]
     assert not stale, f"README differs from {table.name}; first differing row: {stale[0]}"
+
+
+def _readme_sync():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_sync", ROOT / "tools" / "readme_sync.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["readme_sync"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generated_tables_in_the_readme_are_the_committed_outputs():
+    readme_sync = _readme_sync()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_sync.regions(text.split("\n")), "the README has no generated regions"
+    assert readme_sync.stale(text) == [], "run python tools/readme_sync.py"
+
+
+def test_readme_sync_shifts_headings_rewrites_links_and_notices_a_change(tmp_path):
+    readme_sync = _readme_sync()
+    (tmp_path / "out").mkdir()
+    table = tmp_path / "out" / "table.md"
+    table.write_text(
+        "# Title\n\n![plot](plot.png) [site](https://x.org/a)\n\n| a |\n|---|\n| 1 |\n"
+    )
+    text = (
+        "intro\n<!-- generated from out/table.md, headings +2 -->\nold\n<!-- end generated -->\nend"
+    )
+    assert readme_sync.stale(text, tmp_path) == ["out/table.md"]
+    updated = readme_sync.synchronised(text, tmp_path)
+    assert updated.split("\n")[2:5] == [
+        "### Title",
+        "",
+        "![plot](out/plot.png) [site](https://x.org/a)",
+    ]
+    assert updated.endswith("| 1 |\n<!-- end generated -->\nend")
+    assert readme_sync.stale(updated, tmp_path) == []
+    table.write_text("# Title\n\n| a |\n|---|\n| 2 |\n")
+    assert readme_sync.stale(updated, tmp_path) == ["out/table.md"]
+    with pytest.raises(ValueError, match="has no"):
+        readme_sync.regions(["<!-- generated from out/table.md -->", "text"])
