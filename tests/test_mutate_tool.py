@@ -51,3 +51,10 @@ def test_a_planted_bug_is_killed_by_a_failing_test_and_the_file_is_restored(tmp_
         mutate.ROOT = original_root
     assert module.read_text() == "def double(x):\n    return 2 * x\n"
     assert module.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_the_readme_states_the_number_of_planted_bugs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    count = len(mutate.MUTATIONS)
+    assert f"plants {count} realistic bugs" in readme
+    assert f" of {count}\nplanted bugs" in readme  # the last run's kill count, "killed K of N"
