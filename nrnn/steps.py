@@ -38,9 +38,13 @@ class DriftStep:
         """s ⊙ tensor for a tensor (..., n)."""
         return self.value * tensor
 
+    def advance(self, rows: torch.Tensor, differential: torch.Tensor) -> torch.Tensor:
+        """rows + s ⊙ differential (J y from F y) in one fused multiply-add, (..., n)."""
+        raise NotImplementedError
+
     def probe_mean_step(self, mean, differential, curvature) -> torch.Tensor:
-        """m' = m + s ⊙ F m + ½ s ⊙ v from F m (batch, n), without forming J."""
-        return mean + self.value * differential + 0.5 * self.value * curvature
+        """m' = m + s ⊙ (F m + ½ v) from F m (batch, n), without forming J."""
+        return self.advance(mean, torch.add(differential, curvature, alpha=0.5))
 
     def jacobians(self, derivatives, parameters) -> Callable[[dict], torch.Tensor]:
         """point -> J = I + diag(s) F at that point, (batch, n, n); what does not depend on
@@ -59,6 +63,9 @@ class UniformStep(DriftStep):
         """I + Δt F from the cell's generated step Jacobian."""
         return lambda point: derivatives.step_jacobian(point, parameters, self.value)
 
+    def advance(self, rows, differential):
+        return torch.add(rows, differential, alpha=self.value)
+
     def mean_step(self, mean, jacobian, curvature):
         return mean_step(mean, jacobian, curvature, self.value)
 
@@ -68,6 +75,9 @@ class PerUnitStep(DriftStep):
 
     def jacobians(self, derivatives, parameters):
         return derivatives.per_unit_step_jacobians(parameters, self.value)
+
+    def advance(self, rows, differential):
+        return torch.addcmul(rows, self.value, differential)
 
     def mean_step(self, mean, jacobian, curvature):
         """The generated mean step with the per-unit step folded into v and Δt = 1."""
