@@ -358,8 +358,8 @@ def compare_final_states(
     max_z_std = float(z_std.abs().max())
     return {
         "statistic": "final state h_M, per hidden unit",
-        "mean": dict(zip(names, (mean_a.tolist(), mean_b.tolist()))),
-        "std": dict(zip(names, (std_a.tolist(), std_b.tolist()))),
+        "mean": dict(zip(names, (mean_a.tolist(), mean_b.tolist()), strict=True)),
+        "std": dict(zip(names, (std_a.tolist(), std_b.tolist()), strict=True)),
         "max_abs_z_mean": max_z_mean,
         "max_abs_z_std": max_z_std,
         "z_threshold": z_threshold,

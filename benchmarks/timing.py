@@ -71,7 +71,7 @@ def matmul_loop(plan: MatmulPlan, steps: int, dtype=torch.float32) -> Callable[[
 
     def run() -> None:
         for _ in range(steps):
-            for (count, a, b), out in zip(operands, outputs):
+            for (count, a, b), out in zip(operands, outputs, strict=True):
                 for _ in range(count):
                     torch.matmul(a, b, out=out)
 

@@ -211,7 +211,7 @@ def _run(model, state, drives, stream, factors, observer) -> torch.Tensor:
     parameters = tree_map(_detached(dtype), cell.drift_parameters())
     noise_parameters = {k: _detached(dtype)(v) for k, v in model.noise_parameters.items()}
     scratch = torch.empty_like(state)
-    for step, (drive, noise_variables) in enumerate(zip(drives, stream)):
+    for step, (drive, noise_variables) in enumerate(zip(drives, stream, strict=True)):
         scaled = _scaled(noise_variables, factors)
         (terms,) = noise.step_terms(
             None if scaled is None else scaled[None],

@@ -24,6 +24,7 @@ the drift step J y = y + s ⊙ F y and the noise in fused multiply-adds, the mea
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -129,11 +130,11 @@ def probe_moments(
     if noise_variables is None:
         noise_variables = probe_noise(model, x, probes, distribution, generator)
     for index, (drive, terms, xi) in enumerate(
-        zip(drives, noise_free_terms(model, x), noise_variables)
+        zip(drives, noise_free_terms(model, x), noise_variables, strict=True)
     ):
         point = cell.linearisation(state, drive, parameters)
         diffusion_point = noise.diffusion_points(
-            state, lambda: cell.drift(state, drive, parameters), model.noise_parameters
+            state, functools.partial(cell.drift, state, drive, parameters), model.noise_parameters
         )
         gain = root_dt * noise.unit_gains(diffusion_point, model.dt)[:, None]  # (batch, 1, n, j)
         if index > 0:  # y_0 = 0 and m_1 = 0: nothing to propagate before the first noise

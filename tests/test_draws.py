@@ -74,7 +74,10 @@ def test_step_draws_come_out_time_major_whatever_the_chunk(chunk_elements):
 
     def stream(chunk):
         generator = torch.Generator().manual_seed(5)
-        sample = lambda shape: torch.randn(shape, generator=generator)
+
+        def sample(shape):
+            return torch.randn(shape, generator=generator)
+
         return torch.stack(list(draws.step_draws(sample, (4, 8), 6, chunk_elements=chunk)))
 
     drawn = stream(chunk_elements)

@@ -41,7 +41,7 @@ def test_copies_run_the_same_noise_scaled(case):
     finals = simulate(model, x, xi=xi, scales=(0.5, -1.0, 2.0))
     assert finals.shape == (3, x.shape[0], model.state_dim)
     with torch.no_grad():
-        for copy, scale in zip(finals, (0.5, -1.0, 2.0)):
+        for copy, scale in zip(finals, (0.5, -1.0, 2.0), strict=True):
             torch.testing.assert_close(copy, model.final_state(x, scale * xi), rtol=0, atol=1e-14)
 
 

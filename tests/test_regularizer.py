@@ -22,7 +22,6 @@ import nrnn.probes as probes
 import nrnn.regularizer as regularizer
 from nrnn import Noise, NoisyRNN, ReferenceNoise, quadrature
 from nrnn.catalogue import MODEL_CASES, gaussian_model
-from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.oracle import hutchinson_samples, noise_laplacian
 from nrnn.regularizer import (
     Expansion,
@@ -30,6 +29,8 @@ from nrnn.regularizer import (
     exact_moments,
     explicit_regularizer,
 )
+
+from independent import mean_and_standard_error, normal_quantile
 
 DTYPE = torch.float64
 FALSE_FAILURE = 1e-4  # per statistical test
@@ -131,8 +132,8 @@ def test_hutchinson_laplacian_is_unbiased(form):
     model, x, y = build_model(hidden=3, steps=4, form=form)
     generator = torch.Generator().manual_seed(1)
     samples = hutchinson_samples(model, x, y, probes=4000, generator=generator, chunk=1000)
-    mean, stderr = mean_and_stderr(samples)
-    z = z_threshold(FALSE_FAILURE, len(y))
+    mean, stderr = mean_and_standard_error(samples)
+    z = normal_quantile(FALSE_FAILURE, len(y))
     exact = noise_laplacian(model, x, y)
     assert ((mean - exact).abs() <= z * stderr + 1e-12).all()
     averaged = noise_laplacian(
@@ -165,9 +166,9 @@ def test_probe_estimator_is_unbiased(form, distribution):
             probe_distribution=distribution,
         )
     samples = torch.stack([estimate.q, estimate.r], -1).reshape(draws, batch, 2)
-    mean, stderr = mean_and_stderr(samples)
+    mean, stderr = mean_and_standard_error(samples)
     target = torch.stack([exact.q, exact.r], -1).detach()
-    z = z_threshold(FALSE_FAILURE, target.numel())
+    z = normal_quantile(FALSE_FAILURE, target.numel())
     assert ((mean - target).abs() <= z * stderr).all(), (mean, target, stderr)
     assert (stderr > 0).all()  # the estimator is not trivially exact: its spread is real
 
@@ -207,7 +208,7 @@ def test_probe_gradient_is_unbiased(form, one_thread):
             generator=generator,
         )
         estimates.append(_flat_gradient((probe.q + probe.r).sum() / copies, model))
-    mean, stderr = mean_and_stderr(torch.stack(estimates))
+    mean, stderr = mean_and_standard_error(torch.stack(estimates))
     t = stats.t.ppf(1 - FALSE_FAILURE / (2 * target.numel()), groups - 1)
     assert ((mean - target).abs() <= t * stderr + 1e-12).all(), (mean - target) / stderr
     assert (stderr > 0).sum() > target.numel() // 2
@@ -284,7 +285,7 @@ def one_probe_at_a_time(model, x, y, noise_variables):
         rows = x.new_zeros(batch, n)
         mean = x.new_zeros(batch, n)
         for point, diffusion_point, xi in zip(
-            path.points, path.diffusion_points, noise_variables[:, :, k]
+            path.points, path.diffusion_points, noise_variables[:, :, k], strict=True
         ):
             jacobian = jacobian_at(point)
             covariance = rows[:, :, None] * rows[:, None, :]
@@ -471,7 +472,7 @@ def test_checkpointed_segments_give_the_same_values_and_gradients(monkeypatch):
     monkeypatch.setattr(regularizer, "CHECKPOINT_BYTES", 0)
     values, grads = run()
     torch.testing.assert_close(values, plain_values)
-    for grad, plain in zip(grads, plain_grads):
+    for grad, plain in zip(grads, plain_grads, strict=True):
         torch.testing.assert_close(grad, plain)
 
 
