@@ -175,7 +175,7 @@ def _timed(sizes: MonteCarloSpeedSizes, case: PathCase, model, x, count: int) ->
     ratios (without torchsde's when it is not installed)."""
     generator = torch.Generator().manual_seed(sizes.seed + 5)
     entropies = iter(range(sizes.seed + 10, 2**31 - 1))
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "simulator": lambda: simulate_paths(model, x, case.paths, generator),
         "draws": draw_loop(case, generator),
         "matmuls": matmul_loop(matmul_plan(case), case.steps),
@@ -190,17 +190,19 @@ def _timed(sizes: MonteCarloSpeedSizes, case: PathCase, model, x, count: int) ->
     check_finite_timings(seconds)
     medians = {name: median(values) for name, values in seconds.items()}
     limit = medians["draws"] + medians["matmuls"]
-    timed = {
+    fraction = {
+        name: limit / medians[name] for name in ("simulator", "torchsde") if name in medians
+    }
+    timed: dict[str, object] = {
         "threads": count,
         "seconds": seconds,
         "median_seconds": medians,
         "arithmetic_limit_seconds": limit,
-        "fraction_of_arithmetic_limit": {"simulator": limit / medians["simulator"]},
+        "fraction_of_arithmetic_limit": fraction,
     }
     if with_torchsde:
         timed["speedup_over_torchsde"] = medians["torchsde"] / medians["simulator"]
         timed["speedup_over_torchsde_at_the_limit"] = medians["torchsde"] / limit
-        timed["fraction_of_arithmetic_limit"]["torchsde"] = limit / medians["torchsde"]
     return timed
 
 

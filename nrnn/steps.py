@@ -64,6 +64,8 @@ class DriftStep:
 class UniformStep(DriftStep):
     """s = Δt for every unit (a Python float)."""
 
+    value: float
+
     def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         """I + Δt F from the cell's generated step Jacobian."""
         return lambda point: derivatives.step_jacobian(point, parameters, self.value)
@@ -79,6 +81,8 @@ class UniformStep(DriftStep):
 
 class PerUnitStep(DriftStep):
     """s a tensor (n,) of per-unit steps."""
+
+    value: torch.Tensor
 
     def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         return derivatives.per_unit_step_jacobians(parameters, self.value)
