@@ -293,18 +293,20 @@ def build_sde(model: NoisyRNN, x: torch.Tensor) -> NoisyRNNSDE:
 
 
 def simulate_with_torchsde(
-    model: NoisyRNN, x: torch.Tensor, entropy: int
+    model: NoisyRNN, x: torch.Tensor, entropy: int, paths: int | None = None
 ) -> tuple[torch.Tensor, int]:
     """Final states (paths, d) from ``torchsde.sdeint(method="euler", dt=model.dt)``.
 
-    The Brownian motion is the one ``sdeint`` would build by default (a
-    ``BrownianInterval`` without Lévy area), given a seed so the run is reproducible.
-    Returns the final states and the number of solver steps taken (drift evaluations
-    minus the one ``sdeint`` makes to check shapes).
+    x is (paths, steps, p), or (1, steps, p) shared by ``paths`` paths. The Brownian
+    motion is the one ``sdeint`` would build by default (a ``BrownianInterval`` without
+    Lévy area), given a seed so the run is reproducible. Returns the final states and the
+    number of solver steps taken (drift evaluations minus the one ``sdeint`` makes to
+    check shapes).
     """
     import torchsde
 
-    paths, steps, _ = x.shape
+    steps = x.shape[1]
+    paths = x.shape[0] if paths is None else paths
     sde = build_sde(model, x)
     h0 = x.new_zeros(paths, model.hidden_dim)
     ts = torch.tensor([0.0, steps * model.dt], dtype=h0.dtype)
@@ -331,12 +333,18 @@ def _std_error_of_std(samples: torch.Tensor) -> torch.Tensor:
     return (variance_of_variance / (4 * variance)).sqrt()
 
 
-def compare_final_states(a: torch.Tensor, b: torch.Tensor, z_threshold: float) -> dict:
+def compare_final_states(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    z_threshold: float,
+    names: tuple[str, str] = ("noisy_rnn", "torchsde"),
+) -> dict:
     """Per-unit means and standard deviations of two independent samples (paths, d).
 
     Each difference is divided by its standard error; the samples agree when every |z| is
     at most ``z_threshold``. Under equal distributions the chance of a false failure is at
-    most 2 d P(|Z| > z) (Bonferroni, normal approximation), recorded alongside.
+    most 2 d P(|Z| > z) (Bonferroni, normal approximation), recorded alongside. ``names``
+    label a and b in the result.
     """
     a, b = a.double(), b.double()
     n_a, n_b = a.shape[0], b.shape[0]
@@ -350,8 +358,8 @@ def compare_final_states(a: torch.Tensor, b: torch.Tensor, z_threshold: float) -
     max_z_std = float(z_std.abs().max())
     return {
         "statistic": "final state h_M, per hidden unit",
-        "mean": {"noisy_rnn": mean_a.tolist(), "torchsde": mean_b.tolist()},
-        "std": {"noisy_rnn": std_a.tolist(), "torchsde": std_b.tolist()},
+        "mean": dict(zip(names, (mean_a.tolist(), mean_b.tolist()), strict=True)),
+        "std": dict(zip(names, (std_a.tolist(), std_b.tolist()), strict=True)),
         "max_abs_z_mean": max_z_mean,
         "max_abs_z_std": max_z_std,
         "z_threshold": z_threshold,

@@ -51,6 +51,7 @@ from ._generated import stability as _formulas
 from .model import NoisyRNN, check_model
 from .montecarlo import mean_and_stderr
 from .noise import Noise
+from .paths import simulate
 
 __all__ = [
     "LyapunovEstimate",
@@ -313,10 +314,11 @@ def _as_float64(value):
 class _Run:
     """Everything one exponent estimate iterates over, prepared and validated.
 
-    drives: per-step (1 or paths, drive_dim) float64 drives; xi: per-step (paths, r) given
-    noise or None; parameters: the cell's drift parameters and noise: the noise's step
-    parameters, float64 and detached; start: (paths, n, directions) standard normal
-    directions.
+    x: the inputs of the run's steps (1 or paths, ≤ burn_in + steps, p) in the model's
+    dtype; drives: per-step (1 or paths, drive_dim) float64 drives; given_xi: the given
+    noise (paths, burn_in + steps, r) float64 or None, and xi the same per step;
+    parameters: the cell's drift parameters and noise: the noise's step parameters, float64
+    and detached; start: (paths, n, directions) standard normal directions.
     """
 
     def __init__(self, model, x, *, paths, seed, steps, burn_in, xi, directions):
@@ -336,7 +338,8 @@ class _Run:
                     "(the last input is held) or a longer sequence"
                 )
         self.steps = contract.integer("steps", steps, minimum=2)
-        total = self.burn_in + self.steps
+        total = self.total = self.burn_in + self.steps
+        self.x = x[:, :total]
         with torch.no_grad():
             self.parameters = tree_map(_as_float64, model.cell.drift_parameters())
             self.noise_parameters = {k: _as_float64(v) for k, v in model.noise_parameters.items()}
@@ -357,8 +360,18 @@ class _Run:
         if xi is not None:
             shape = (self.paths, total, model.noise_dim)
             xi = contract.noise_increments(xi, shape, "(paths, burn_in + steps, r)")
-            xi = xi.detach().to(self.device, torch.float64).transpose(0, 1).unbind(0)
-        self.xi = xi
+            xi = xi.detach().to(self.device, torch.float64)
+        self.given_xi = xi
+        self.xi = None if xi is None else xi.transpose(0, 1).unbind(0)
+
+    @contextlib.contextmanager
+    def noise_generator(self):
+        """Torch's global generator seeded with ``seed`` inside ``fork_rng``: the noise of
+        the run, leaving the caller's random state untouched."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            yield
 
     def step_terms(self):
         """Yield (k, drive, the noise's ``StepNoise``) for every step, float64.
@@ -368,9 +381,7 @@ class _Run:
         leaves the caller's random state untouched.
         """
         model = self.model
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed)
+        with self.noise_generator():
             last = len(self.drives) - 1
             for k in range(self.burn_in + self.steps):
                 drive = self.drives[min(k, last)].expand(self.paths, -1)
@@ -465,30 +476,43 @@ def lyapunov_exponent(
     direction = run.start[..., 0]
     direction = direction / direction.norm(dim=-1, keepdim=True)
     h = torch.zeros(run.paths, model.state_dim, dtype=torch.float64, device=run.device)
-    gap = torch.full_like(h[:, :1], separation)  # |h' − h| after a reset
-    pair = torch.cat([h, h + gap * direction])  # (2 paths, n): h then h'
-    log_growth = torch.zeros_like(h[:, 0])
-    with torch.no_grad(), _threads_for(2 * run.paths * model.state_dim):
-        for k, drive, terms in run.step_terms():
-            pair = model.euler_step(pair, _twice(drive), run.parameters, _twice(terms))
-            h, difference = pair[: run.paths], pair[run.paths :] - pair[: run.paths]
-            distance = difference.norm(dim=-1, keepdim=True)
-            if k >= run.burn_in:
-                log_growth += torch.log(distance[:, 0] / gap[:, 0])
-            # Keep the gap resolvable in float64 when the state grows: separation · max(1, |h|).
-            gap = separation * h.norm(dim=-1, keepdim=True).clamp(min=1.0)
-            pair = torch.cat([h, h + difference * (gap / distance)])
-    return _estimate(log_growth[:, None], run)
+    renormalise = _Renormalisation(separation, run.burn_in, h)
+    start = torch.stack([h, h + renormalise.gap * direction])  # (2, paths, n): h then h'
+    with _threads_for(2 * run.paths * model.state_dim), run.noise_generator():
+        simulate(
+            model,
+            run.x,
+            paths=run.paths,
+            steps=run.total,
+            xi=run.given_xi,
+            scales=(1.0, 1.0),  # both trajectories see the same noise
+            start=start,
+            observer=renormalise,
+            dtype=torch.float64,
+            chunk_elements=0,  # one step per draw: tiny tensors, the seeds' numbers kept
+        )
+    return _estimate(renormalise.log_growth[:, None], run)
 
 
-def _twice(value):
-    """The same per-path terms for both trajectories of a pair: (paths, n) -> (2 paths, n)
-    for a tensor, field by field for the noise's terms; numbers and None pass through."""
-    if isinstance(value, tuple):
-        return type(value)(*(_twice(field) for field in value))
-    if isinstance(value, torch.Tensor) and value.ndim:
-        return torch.cat([value, value])
-    return value
+class _Renormalisation:
+    """The observer of :func:`lyapunov_exponent`: after every step it measures the
+    separation of the pair (2, paths, n), accumulates its log growth past the burn-in and
+    resets h' to h plus a separation of ``separation`` · max(1, |h|) in the new direction."""
+
+    def __init__(self, separation: float, burn_in: int, h: torch.Tensor) -> None:
+        self.separation = separation
+        self.burn_in = burn_in
+        self.gap = torch.full_like(h[:, :1], separation)  # |h' − h| after a reset
+        self.log_growth = torch.zeros_like(h[:, 0])
+
+    def __call__(self, step: int, pair: torch.Tensor) -> None:
+        h, difference = pair[0], pair[1] - pair[0]
+        distance = difference.norm(dim=-1, keepdim=True)
+        if step >= self.burn_in:
+            self.log_growth += torch.log(distance[:, 0] / self.gap[:, 0])
+        # Keep the gap resolvable in float64 when the state grows: separation · max(1, |h|).
+        self.gap = self.separation * h.norm(dim=-1, keepdim=True).clamp(min=1.0)
+        pair[1] = h + difference * (self.gap / distance)
 
 
 def linearised_lyapunov_exponent(
