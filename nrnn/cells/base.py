@@ -87,6 +87,9 @@ class Cell(nn.Module, ABC):
 
     name: ClassVar[str] = "cell"
     formulas: ClassVar[ModuleType | None] = None
+    drive_parts: ClassVar[tuple[str, ...]] = ("drive",)
+    """The names the generated formulas give the parts of the drive, in the order they are
+    concatenated along its last axis."""
 
     def __init__(self, hidden_dim: int, *, state_dim: int, output_dim: int, drive_dim: int) -> None:
         super().__init__()

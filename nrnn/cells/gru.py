@@ -46,6 +46,7 @@ class GRUODECell(Cell):
 
     name = "gru"
     formulas = _formulas
+    drive_parts = ("update_drive", "reset_drive", "candidate_drive")
 
     def __init__(self, hidden_dim: int, *, init_std: float = 1.0) -> None:
         hidden_dim = contract.integer("hidden_dim", hidden_dim)
