@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install lint test test-slow derive reproduce bench clean
+.PHONY: install lint typecheck test test-slow mutate derive reproduce bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,18 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+# mypy on the installed package layout (tools/typecheck.py); configuration in pyproject.toml
+typecheck: $(STAMP)
+	$(PY) tools/typecheck.py
+
+test: $(STAMP) lint typecheck
 	$(PY) -m nrnn derive --check
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Planted bugs, one at a time, against the tests that should catch them (~10 min); not part
+# of `make test`.
+mutate: $(STAMP)
+	$(PY) tools/mutate.py
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
@@ -34,10 +43,13 @@ derive: $(STAMP)
 
 # A claim that does not hold (nrnn verify exits 3) is a finding written to
 # verification/report.md, not a reason to skip the figures; any other error stops here.
+# `make reproduce PROFILE=medium` (or full) runs the bigger profiles; add BACKEND=ray for Ray.
+PROFILE ?= quick
+BACKEND ?= local
 reproduce: $(STAMP)
 	$(PY) -m nrnn derive --check
-	$(PY) -m nrnn verify --quick || [ $$? -eq 3 ]
-	$(PY) -m nrnn figures
+	$(PY) -m nrnn verify --profile $(PROFILE) --backend $(BACKEND) || [ $$? -eq 3 ]
+	$(PY) -m nrnn figures --profile $(PROFILE) --backend $(BACKEND)
 
 bench: $(STAMP)
 	$(PY) -m nrnn bench

@@ -311,11 +311,11 @@ def bench_training_step(sizes: ModelSpeedSizes) -> dict:
     finally:
         torch.set_num_threads(before)
     medians = {
-        threads: {
+        thread_count: {
             length: {name: median(timed[name]) for name in variants}
-            for length, timed in per_length.items()
+            for length, timed in timed_by_length.items()
         }
-        for threads, per_length in seconds.items()
+        for thread_count, timed_by_length in seconds.items()
     }
     ratio_pairs = {
         "fused_to_torch_rnn": ("fused", "torch_rnn"),
@@ -325,31 +325,31 @@ def bench_training_step(sizes: ModelSpeedSizes) -> dict:
         "torch_rnn_to_matmul_only": ("torch_rnn", "matmul_only"),
     }
     ratios = {
-        threads: {
+        thread_count: {
             length: {key: times[a] / times[b] for key, (a, b) in ratio_pairs.items()}
-            for length, times in per_length.items()
+            for length, times in medians_by_length.items()
         }
-        for threads, per_length in medians.items()
+        for thread_count, medians_by_length in medians.items()
     }
     short, long = (str(m) for m in _lengths(sizes))
     aims = []
-    for threads, per_length in ratios.items():
-        for label, length in (("short", short), ("long", long)):
+    for thread_count, ratios_by_length in ratios.items():
+        for label, length_key in (("short", short), ("long", long)):
             bound = TORCH_RNN_AIMS[label]
-            value = per_length[length]["fused_to_torch_rnn"]
+            value = ratios_by_length[length_key]["fused_to_torch_rnn"]
             aims.append(
                 aim(
-                    f"fused / nn.RNN at M={length}, {threads} thread(s) <= {bound:g}",
+                    f"fused / nn.RNN at M={length_key}, {thread_count} thread(s) <= {bound:g}",
                     value,
                     bound,
                     "<=",
                 )
             )
-        for length in (short, long):
-            value = per_length[length]["fused_to_matmul_only"]
+        for length_key in (short, long):
+            value = ratios_by_length[length_key]["fused_to_matmul_only"]
             aims.append(
                 aim(
-                    f"fused / matrix products alone at M={length}, {threads} thread(s)"
+                    f"fused / matrix products alone at M={length_key}, {thread_count} thread(s)"
                     f" <= {MATMUL_LIMIT_AIM:g}",
                     value,
                     MATMUL_LIMIT_AIM,
@@ -636,7 +636,7 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
 
 EXPERIMENT = Experiment(
     name=NAME,
-    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, fused training step, MC paths vs torchsde",
+    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, training step, MC vs torchsde",
     profiles=PROFILES,
     run=lambda sizes, context: run(sizes, context.parts),
     parts=PARTS,

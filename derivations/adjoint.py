@@ -88,8 +88,8 @@ def reverse(
 ) -> Cotangents:
     """λᵀ ∂expr/∂x for the column leaves ``columns`` and the matrix leaves ``matrices``
     (every other symbol is a constant); ``cotangent`` is λ, shaped like ``expr``."""
-    found = {leaf: [] for leaf in columns}
-    pairs = {leaf: [] for leaf in matrices}
+    found: dict[sp.MatrixSymbol, list] = {leaf: [] for leaf in columns}
+    pairs: dict[sp.MatrixSymbol, list] = {leaf: [] for leaf in matrices}
     leaves = (*found, *pairs)
 
     def depends(node) -> bool:
@@ -201,7 +201,7 @@ def _slices(expr, selections):
     if isinstance(expr, sp.MatMul):
         coefficient, factors = expr.as_coeff_matrices()
         factors = [_slices(f, selections) for f in factors]
-        rewritten = []
+        rewritten: list = []
         for factor in reversed(factors):
             if factor in selections and rewritten:
                 index, count = selections[factor]

@@ -289,10 +289,10 @@ def derive_cell(spec: CellSpec) -> Derivation:
             derivation.checks.append(result.statement())
     derivation.formulas.append(_step_formula(spec))
     for form in STEP_FORMS:
-        result = prove_step(spec, spec.step_proof_size, form)
-        if not result.proved:
-            raise AssertionError(result.statement())
-        derivation.checks.append(result.statement())
+        step_result = prove_step(spec, spec.step_proof_size, form)
+        if not step_result.proved:
+            raise AssertionError(step_result.statement())
+        derivation.checks.append(step_result.statement())
     derivation.functions += generated_functions(formulas)
     return derivation
 

@@ -21,6 +21,7 @@ import concurrent.futures
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .harness import Job, RunOutcome, execute
 from .interrupt import DeferredSignals, detach_worker
@@ -30,7 +31,7 @@ BACKENDS = ("local", "ray")
 Finished = Callable[[int, RunOutcome], None]
 
 
-def make_backend(name: str, *, jobs: int, address: str | None = None):
+def make_backend(name: str, *, jobs: int, address: str | None = None) -> Backend:
     """The backend called ``name`` ("local" or "ray")."""
     if name == "local":
         if address is not None:
@@ -137,7 +138,9 @@ class RayBackend:
                 if started_here:
                     ray.shutdown()
 
-    def _run(self, ray, jobs: Sequence[Job], finished: Finished, signals: DeferredSignals) -> None:
+    def _run(
+        self, ray: Any, jobs: Sequence[Job], finished: Finished, signals: DeferredSignals
+    ) -> None:
         pending: dict = {}
         try:
             signals.check()
@@ -172,7 +175,11 @@ def _ray_execute(job: Job) -> RunOutcome:
     return execute(job)
 
 
-def _ray_result(ray, reference, job: Job) -> RunOutcome:
+Backend = LocalBackend | RayBackend
+"""What :func:`make_backend` returns: ``run(jobs, finished)`` executes jobs."""
+
+
+def _ray_result(ray: Any, reference: Any, job: Job) -> RunOutcome:
     """The outcome of a finished task; a task that failed for good becomes a failed run."""
     try:
         return ray.get(reference)
@@ -188,7 +195,7 @@ def _wants_gpu(job: Job, cluster_has_gpus: bool) -> bool:
     return device.startswith("cuda") or (device == "auto" and cluster_has_gpus)
 
 
-def import_ray():
+def import_ray() -> Any:
     """The ``ray`` module, or an ImportError saying how to install it."""
     try:
         import ray

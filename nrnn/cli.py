@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "derive",
             _derive,
-            "regenerate nrnn/_generated and docs/formulas.md [--check] [--cell FILE.py:NAME --out DIR]",
+            "regenerate nrnn/_generated and docs/formulas.md [--check] "
+            "[--cell FILE.py:NAME --out DIR]",
         ),
         ("verify", _verify, "test the paper's claims numerically; writes verification/report.*"),
         ("figures", _figures, "train, evaluate and draw the paper's figures and tables"),

@@ -22,8 +22,10 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -45,6 +47,8 @@ __all__ = [
     "sequences",
 ]
 
+T = TypeVar("T")
+
 NORMS = ("l2", "linf")
 """Perturbation norms over a whole sequence: Euclidean (``"l2"``) and largest entry
 (``"linf"``)."""
@@ -52,12 +56,12 @@ NORMS = ("l2", "linf")
 _NORM_SPELLINGS = {"l2": "l2", "linf": "linf", 2: "l2", math.inf: "linf"}  # 2.0 == 2
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------------- numbers
-def integer(name: str, value, *, minimum: int = 1) -> int:
+def integer(name: str, value: Any, *, minimum: int = 1) -> int:
     """An ``int`` (not a bool) at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -68,7 +72,7 @@ def integer(name: str, value, *, minimum: int = 1) -> int:
 
 def real(
     name: str,
-    value,
+    value: Any,
     *,
     minimum: float | None = None,
     maximum: float | None = None,
@@ -97,14 +101,14 @@ def real(
     raise ValueError(f"{name} must be {expected}, got {value}")
 
 
-def choice(name: str, value, choices: Sequence):
+def choice(name: str, value: T, choices: Sequence[T]) -> T:
     """One of ``choices``."""
     if value not in tuple(choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
 
-def norm(value) -> str:
+def norm(value: str | float) -> str:
     """``"l2"`` or ``"linf"`` (also spelled 2 and ``math.inf``)."""
     key = value if isinstance(value, str) or _is_number(value) else None
     if key not in _NORM_SPELLINGS:
@@ -112,12 +116,12 @@ def norm(value) -> str:
     return _NORM_SPELLINGS[key]
 
 
-def seed(name: str, value) -> int:
+def seed(name: str, value: int) -> int:
     """A non-negative integer seed."""
     return integer(name, value, minimum=0)
 
 
-def generator(value) -> torch.Generator:
+def generator(value: int | torch.Generator) -> torch.Generator:
     """A CPU generator: an int seed (>= 0) or a CPU ``torch.Generator`` passed through."""
     if isinstance(value, torch.Generator):
         if value.device.type != "cpu":
@@ -127,27 +131,29 @@ def generator(value) -> torch.Generator:
 
 
 # ------------------------------------------------------------------------- models
-def instance(name: str, value, kind: type, description: str):
+def instance(name: str, value: T, kind: type, description: str) -> T:
     """An instance of ``kind`` (``description`` names it in the message)."""
     if not isinstance(value, kind):
         raise TypeError(f"{name} must be {description}, got {type(value).__name__}")
     return value
 
 
-def function(name: str, value):
+def function(name: str, value: object) -> Callable[..., Any]:
     """Something callable: a model (``nn.Module``) or a plain function."""
     if not callable(value):
         raise TypeError(f"{name} must be callable (an nn.Module or a function), got {value!r}")
     return value
 
 
-def module(model) -> nn.Module:
+def module(model: object) -> nn.Module:
     """A ``torch.nn.Module`` (measurements that need its parameters or its mode)."""
-    return instance("model", model, nn.Module, "a torch.nn.Module")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
 
 
 # ------------------------------------------------------------------------- tensors
-def _tensor(name: str, value, shape: str) -> torch.Tensor:
+def _tensor(name: str, value: object, shape: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape {shape}, got {type(value).__name__}"
@@ -161,7 +167,9 @@ def _finite(name: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def sequences(x, *, features: int | None = None, batch: Sequence[int] = (), name: str = "x"):
+def sequences(
+    x: torch.Tensor, *, features: int | None = None, batch: Sequence[int] = (), name: str = "x"
+) -> torch.Tensor:
     """Input sequences: a finite floating-point tensor (batch, M, p), batch, M >= 1.
 
     ``features`` fixes p; ``batch`` lists the allowed batch sizes (any when empty).
@@ -180,7 +188,9 @@ def sequences(x, *, features: int | None = None, batch: Sequence[int] = (), name
     return _finite(name, x)
 
 
-def noise_increments(xi, shape: tuple[int, ...], meaning: str = "(batch, M, r)"):
+def noise_increments(
+    xi: torch.Tensor, shape: tuple[int, ...], meaning: str = "(batch, M, r)"
+) -> torch.Tensor:
     """Noise variables of exactly ``shape`` (described as ``meaning``), finite, floating."""
     xi = _tensor("xi", xi, meaning)
     if tuple(xi.shape) != tuple(shape):
@@ -190,7 +200,7 @@ def noise_increments(xi, shape: tuple[int, ...], meaning: str = "(batch, M, r)")
     return _finite("xi", xi)
 
 
-def labels(y, batch: int, classes: int | None = None) -> torch.Tensor:
+def labels(y: torch.Tensor, batch: int, classes: int | None = None) -> torch.Tensor:
     """Class indices (batch,) of an integer dtype, in 0 .. classes − 1; returned as int64."""
     y = _tensor("y", y, "(batch,) of class indices")
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
@@ -227,7 +237,8 @@ _INTERNAL = (str(Path(__file__).resolve().parent), str(Path(torch.__file__).reso
 def _caller_level() -> int:
     """The ``stacklevel`` of the first frame outside nrnn and torch (the user's call site),
     counted from the function that calls ``warnings.warn``."""
-    frame, level = sys._getframe(2), 2
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame, level = frame.f_back, level + 1
     return level

@@ -43,7 +43,9 @@ import functools
 import gzip
 import importlib.util
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -72,6 +74,8 @@ __all__ = [
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 """Every split name any dataset may have, in canonical order."""
+
+T = TypeVar("T")
 
 DIGITS_SPLIT_SEED = 20210503
 """Seed of ``numpy.random.default_rng`` for the stratified digits split."""
@@ -290,13 +294,13 @@ def load(name: str, split: str, *, recipe: str = "default") -> TensorDataset:
         inputs, labels = _build_mnist_authors(split, dataset.name)
     else:
         inputs, labels = _BUILDERS[dataset.name](split)
-    inputs = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
-    labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
-    check_finite(inputs, f"dataset {dataset.name!r}, split {split!r}")
-    return TensorDataset(inputs, labels)
+    input_tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+    label_tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    check_finite(input_tensor, f"dataset {dataset.name!r}, split {split!r}")
+    return TensorDataset(input_tensor, label_tensor)
 
 
-def check_finite(values, what: str):
+def check_finite(values: T, what: str) -> T:
     """Raise ``ValueError`` if ``values`` (a tensor or array) holds NaN or inf.
 
     ``what`` names the data in the message, e.g. ``"dataset 'digits', split 'train'"`` or
@@ -395,6 +399,8 @@ def _find_package_dir(import_name: str) -> Path | None:
 def _package_file(dataset: DatasetInfo, relative_path: str) -> Path:
     """Path of a data file inside the package ``dataset.package``; checks it exists."""
     package = dataset.package
+    if package is None:
+        raise ValueError(f"dataset {dataset.name!r} is not read from a data package")
     import_name = _IMPORT_NAME[package]
     directory = _find_package_dir(import_name)
     if directory is None:
@@ -485,7 +491,7 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
         ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the MNIST pickle")
         if name == "_reconstruct":
@@ -495,13 +501,13 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
         return getattr(np, name)
 
 
-def _numpy_reconstruct():
+def _numpy_reconstruct() -> Callable[..., Any]:
     """numpy's array-rebuilding function (moved to ``numpy._core`` in numpy 2)."""
     try:
-        from numpy._core.multiarray import _reconstruct
+        from numpy._core import multiarray
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return multiarray._reconstruct
 
 
 @functools.lru_cache(maxsize=1)
@@ -516,7 +522,7 @@ def _read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not (isinstance(parts, tuple) and len(parts) == len(SPLITS)):
         raise ValueError(f"{path}: expected a tuple of 3 (images, labels) pairs")
     decoded = {}
-    for split, (images, labels) in zip(SPLITS, parts):
+    for split, (images, labels) in zip(SPLITS, parts, strict=True):
         images = np.asarray(images, dtype=np.float32)
         labels = np.asarray(labels, dtype=np.int64)
         well_formed = images.ndim == 2 and images.shape[1] == _MNIST_SIDE**2
@@ -599,7 +605,7 @@ def _build_ecg5000(split: str) -> tuple[np.ndarray, np.ndarray]:
     return series.reshape(len(series), -1, 1).copy(), labels
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[str], tuple[np.ndarray, np.ndarray]]] = {
     "digits": functools.partial(_build_digits, by_rows=False),
     "digits-rows": functools.partial(_build_digits, by_rows=True),
     "mnist-rows": functools.partial(_build_mnist, layout="rows", dataset_name="mnist-rows"),

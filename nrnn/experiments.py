@@ -28,9 +28,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .config import RunConfig, from_dict, parse_override
 from .harness import PlanRow, RunOutcome, RunSpec, TaskChoice, ensure_runs, format_plan, plan
+
+if TYPE_CHECKING:
+    from .backends import Backend
 from .store import RunStore
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "medium", "full")
@@ -79,7 +83,7 @@ class Experiment:
     title: str
     profiles: Mapping[str, Any]
     run: Callable[[Any, Context], Any]
-    plan: Callable[[Any, Context], list[tuple[list[RunSpec], TaskChoice]]] | None = None
+    plan: Callable[[Any, Context], Sequence[tuple[Sequence[RunSpec], TaskChoice]]] | None = None
     claims: tuple[int, ...] = ()
     parts: tuple[str, ...] = ()
 
@@ -120,6 +124,8 @@ class Context:
         datasets: datasets chosen on the command line (None: each experiment's default).
         threads_per_run: torch threads of every training run (enters the store key).
         parts: the parts of the experiment to run (None: all; benchmarks).
+        overrides: ``section.key=value`` settings applied to every trained run's config
+            (after the experiment's own), e.g. ``model.cell=cornn``.
     """
 
     profile: str = DEFAULT_PROFILE
@@ -133,6 +139,7 @@ class Context:
     datasets: tuple[str, ...] | None = None
     threads_per_run: int = 1
     parts: tuple[str, ...] | None = None
+    overrides: tuple[str, ...] = ()
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
     _backend: Any = field(default=None, repr=False)
 
@@ -145,7 +152,7 @@ class Context:
         self.report_dir = Path(self.report_dir)
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         if self._backend is None:
             from .backends import make_backend
 
@@ -166,6 +173,12 @@ class Context:
             description=description,
             log=self.log,
         )
+
+    def configure(self, config: RunConfig) -> RunConfig:
+        """``config`` with the command line's ``--set`` overrides applied, validated."""
+        for text in self.overrides:
+            config = from_dict(parse_override(text), config)
+        return config.validate()
 
     def plan_rows(self, specs: Sequence[RunSpec], task: TaskChoice = None) -> list[PlanRow]:
         return plan(specs, self.store, task=task, threads_per_run=self.threads_per_run)
@@ -218,6 +231,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="parallel training runs (default: all cores)",
     )
     parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value of every trained run (repeatable), e.g. "
+        "model.cell=cornn; needs --out, so that the default outputs are not overwritten",
+    )
+    parser.add_argument(
         "--plan",
         action="store_true",
         help="list every run, whether it is stored, and its estimated cost; run nothing",
@@ -235,6 +257,13 @@ def context_from_arguments(
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.address is not None and args.backend != "ray":
         parser.error("--address needs --backend ray")
+    if args.overrides and getattr(args, "out", None) is None:
+        parser.error("--set needs --out: the default outputs are those of the shipped settings")
+    for text in args.overrides:
+        try:
+            parse_override(text)
+        except ValueError as error:
+            parser.error(str(error))
     return Context(
         profile=args.profile or DEFAULT_PROFILE,
         store=RunStore(args.store),
@@ -242,6 +271,7 @@ def context_from_arguments(
         address=args.address,
         jobs=args.jobs,
         progress=args.progress,
+        overrides=tuple(args.overrides),
         **extra,
     )
 

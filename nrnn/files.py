@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary_path)``, then move the temporary file onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

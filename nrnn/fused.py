@@ -31,9 +31,12 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .cells.base import Cell
+from .noise import NoiseForm
 from .recurrence import reference
 
 __all__ = ["FusedRecurrence", "applies", "run", "supports"]
@@ -73,10 +76,10 @@ class Setup:
     """What does not change during one call: the cell, the noise, the step, how the
     cell's ``drift_parameters()`` and the noise's parameters are passed as tensors."""
 
-    cell: object
-    noise: object
+    cell: Cell
+    noise: NoiseForm
     dt: float
-    parameter_type: type
+    parameter_type: Any  # the NamedTuple type of the cell's drift_parameters()
     fields: tuple  # per field of the drift parameters: ("tensor", index) or ("constant", value)
     noise_names: tuple[str, ...]
     keep_path: bool
@@ -84,7 +87,8 @@ class Setup:
     @classmethod
     def of(cls, cell, noise, dt, parameters, noise_parameters, keep_path):
         """The setup and the tensors to pass: (setup, drift tensors + noise tensors)."""
-        fields, tensors = [], []
+        fields: list[tuple[str, Any]] = []
+        tensors: list[torch.Tensor] = []
         for value in parameters:
             if isinstance(value, torch.Tensor):
                 fields.append(("tensor", len(tensors)))
@@ -100,13 +104,17 @@ class Setup:
     def matrix_names(self) -> tuple[str, ...]:
         """The names of the drift parameters passed as tensors, in their order."""
         names = self.parameter_type._fields
-        return tuple(name for name, (kind, _) in zip(names, self.fields) if kind == "tensor")
+        return tuple(
+            name for name, (kind, _) in zip(names, self.fields, strict=True) if kind == "tensor"
+        )
 
     def split(self, tensors):
         """(drift parameters, noise parameters by name) from the passed tensors."""
         count = len(tensors) - len(self.noise_names)
         values = [tensors[v] if kind == "tensor" else v for kind, v in self.fields]
-        return self.parameter_type(*values), dict(zip(self.noise_names, tensors[count:]))
+        return self.parameter_type(*values), dict(
+            zip(self.noise_names, tensors[count:], strict=True)
+        )
 
 
 class FusedRecurrence(torch.autograd.Function):
@@ -121,7 +129,7 @@ class FusedRecurrence(torch.autograd.Function):
         terms = noise.step_terms(xi, steps=steps, dt=setup.dt, parameters=noise_parameters)
         state = drives.new_zeros(drives.shape[1], cell.state_dim)
         states, pre_activations, drifts = [], [], []
-        for drive, step_terms in zip(drives.unbind(0), terms):
+        for drive, step_terms in zip(drives.unbind(0), terms, strict=True):
             states.append(state)
             drift, saved = cell.drift_terms(state, drive, parameters)
             pre_activations.append(saved)
@@ -148,19 +156,23 @@ def _fused_backward(ctx, grad_output):
     parameters, noise_parameters = setup.split(tensors)
     needs = ctx.needs_input_grad[1:]
     matrix_count = len(tensors) - len(setup.noise_names)
-    matrices = [n for n, need in zip(setup.matrix_names, needs[2:]) if need]
+    # needs[2:] also holds the noise parameters, after the matrices: zip stops at the matrices
+    matrices = [n for n, need in zip(setup.matrix_names, needs[2:], strict=False) if need]
     wanted = {"xi"} if needs[1] else set()
-    wanted |= {n for n, need in zip(setup.noise_names, needs[2 + matrix_count :]) if need}
+    wanted |= {
+        n for n, need in zip(setup.noise_names, needs[2 + matrix_count :], strict=True) if need
+    }
 
     static = cell.formula_arguments({}, parameters)
     formulas = cell.formulas
     steps = len(ctx.states)
     drive_list = drives.unbind(0)
     xi_list = xi.unbind(0) if xi is not None else [None] * steps
-    path_grads = grad_output.unbind(1) if setup.keep_path else None
+    path_grads: tuple[torch.Tensor, ...] = grad_output.unbind(1) if setup.keep_path else ()
     cotangent = path_grads[-1] if setup.keep_path else grad_output
 
-    drive_grads, xi_grads = [None] * steps, [None] * steps
+    drive_grads: list[torch.Tensor | None] = [None] * steps
+    xi_grads: list[torch.Tensor | None] = [None] * steps
     gradients: dict[str, torch.Tensor] = {}
     for k in reversed(range(steps)):
         terms, state = ctx.terms[k], ctx.states[k]
@@ -196,14 +208,19 @@ def _fused_backward(ctx, grad_output):
         if setup.keep_path:
             cotangent = cotangent + path_grads[k]
 
-    drive_grad = torch.stack(drive_grads) if needs[0] else None
-    xi_grad = None
+    drive_grad = torch.stack([g for g in drive_grads if g is not None]) if needs[0] else None
+    xi_grad: torch.Tensor | None = None
     if "xi" in wanted:
         xi_grad = torch.stack(
-            [g if g is not None else torch.zeros_like(x) for g, x in zip(xi_grads, xi_list)]
+            [
+                g if g is not None else torch.zeros_like(x)
+                for g, x in zip(xi_grads, xi_list, strict=True)
+            ]
         )
     names = (*setup.matrix_names, *setup.noise_names)
-    tensor_grads = [gradients.get(name) if need else None for name, need in zip(names, needs[2:])]
+    tensor_grads = [
+        gradients.get(name) if need else None for name, need in zip(names, needs[2:], strict=True)
+    ]
     return (drive_grad, xi_grad, *tensor_grads)
 
 
@@ -241,8 +258,8 @@ def _reference_backward(ctx, grad_output):
         create_graph=True,
         allow_unused=True,
     )
-    result = [None] * len(inputs)
-    for i, grad in zip(chosen, grads):
+    result: list[torch.Tensor | None] = [None] * len(inputs)
+    for i, grad in zip(chosen, grads, strict=True):
         result[i] = grad
     return (None, *result)
 

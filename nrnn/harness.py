@@ -63,7 +63,8 @@ class RunTask(Protocol):
     sequences through a forward and backward pass).
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def key(self) -> str: ...
 
@@ -294,7 +295,7 @@ def _interruption_summary(jobs: list[Job], outcomes: dict[int, RunOutcome], stor
     )
 
 
-def _progress_bar(total: int, description: str, enabled: bool):
+def _progress_bar(total: int, description: str, enabled: bool) -> Any:
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm
@@ -386,18 +387,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def config_replace(config: RunConfig, **sections: dict[str, Any]) -> RunConfig:
-    """A copy of ``config`` with ``section={key: value}`` entries replaced."""
-    copy = _copy_config(config)
-    for section, values in sections.items():
-        target = getattr(copy, section)
-        for key, value in values.items():
-            if not hasattr(target, key):
-                raise ValueError(f"unknown config key {section}.{key}")
-            setattr(target, key, value)
-    return copy
-
-
 __all__ = [
     "EvaluationTask",
     "Job",
@@ -405,7 +394,6 @@ __all__ = [
     "RunOutcome",
     "RunSpec",
     "RunTask",
-    "config_replace",
     "ensure_runs",
     "execute",
     "format_duration",

@@ -77,7 +77,7 @@ class DeferredSignals:
 
     def __init__(self) -> None:
         self.received: list[int] = []
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, signal._HANDLER] = {}
 
     def _record(self, signal_number: int, frame: object) -> None:
         self.received.append(signal_number)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import contract
-from .model import check_model
+from .model import NoisyRNN, check_model
 from .montecarlo import mean_and_stderr
 
 __all__ = [
@@ -154,7 +154,7 @@ class MarginBound:
 
 
 # ------------------------------------------------------------------------- validation
-def _inputs(model, x: torch.Tensor) -> torch.Tensor:
+def _inputs(model: Model, x: torch.Tensor) -> torch.Tensor:
     """Checked sequences x (batch, M, p) in the dtype and device of the model's parameters."""
     x = contract.sequences(x)
     reference = next(model.parameters(), None) if isinstance(model, nn.Module) else None
@@ -174,7 +174,7 @@ def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
 
 # ------------------------------------------------------------------------------ helpers
 @contextlib.contextmanager
-def deterministic(model) -> Iterator[None]:
+def deterministic(model: Model) -> Iterator[None]:
     """Evaluate ``model`` with noise off: ``eval()`` inside, previous mode restored after."""
     if not isinstance(model, nn.Module):
         yield
@@ -187,7 +187,8 @@ def deterministic(model) -> Iterator[None]:
         model.train(was_training)
 
 
-def _parameters(model: nn.Module) -> list[torch.Tensor]:
+def _parameters(model: nn.Module) -> list[nn.Parameter]:
+
     params = [p for p in contract.module(model).parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameters that require a gradient")
@@ -215,7 +216,8 @@ class _HessianOperator:
         gradients = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         # an unused parameter has zero gradient and zero Hessian rows
         self.gradients = [
-            torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gradients)
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(self.params, gradients, strict=True)
         ]
         self.dim = sum(p.numel() for p in self.params)
         self.dtype = self.params[0].dtype
@@ -230,7 +232,11 @@ class _HessianOperator:
 
     def __call__(self, vector: torch.Tensor) -> torch.Tensor:
         vector = vector.to(dtype=self.dtype, device=self.device)
-        pairs = [(g, v) for g, v in zip(self.gradients, self._split(vector)) if g.requires_grad]
+        pairs = [
+            (g, v)
+            for g, v in zip(self.gradients, self._split(vector), strict=True)
+            if g.requires_grad
+        ]
         if not pairs:
             return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         products = torch.autograd.grad(
@@ -243,7 +249,7 @@ class _HessianOperator:
         return torch.cat(
             [
                 (torch.zeros_like(p) if hv is None else hv).reshape(-1)
-                for p, hv in zip(self.params, products)
+                for p, hv in zip(self.params, products, strict=True)
             ]
         ).detach()
 
@@ -251,7 +257,7 @@ class _HessianOperator:
         """(H_11, …, H_PP): each gradient entry differentiated once more w.r.t. its own
         parameter (P backward passes)."""
         entries = []
-        for param, gradient in zip(self.params, self.gradients):
+        for param, gradient in zip(self.params, self.gradients, strict=True):
             flat = gradient.reshape(-1)
             if not flat.requires_grad:  # the gradient does not depend on any parameter
                 entries.extend([0.0] * flat.numel())
@@ -344,14 +350,17 @@ def top_hessian_eigenvalue(
     return EigenEstimate(float(theta), float(residual), len(alphas), ritz.to(operator.dtype))
 
 
-def _lanczos(operator: _HessianOperator, first: torch.Tensor, steps: int):
+def _lanczos(
+    operator: _HessianOperator, first: torch.Tensor, steps: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lanczos on ``operator`` from the unit vector ``first`` (float64 bookkeeping).
 
     Returns (basis (k, P), alphas (k,), betas (k−1,)); stops early when the Krylov space
     becomes invariant (β below 1e-10 of the largest |α|, β seen so far).
     """
     basis = [first]
-    alphas, betas = [], []
+    alphas: list[float] = []
+    betas: list[float] = []
     for step in range(steps):
         w = operator(basis[-1]).to(torch.float64)
         alpha = float(basis[-1] @ w)
@@ -373,7 +382,7 @@ def _lanczos(operator: _HessianOperator, first: torch.Tensor, steps: int):
 
 
 # ------------------------------------------------------------------------------- dynamics
-def step_jacobians(model, x: torch.Tensor) -> torch.Tensor:
+def step_jacobians(model: NoisyRNN, x: torch.Tensor) -> torch.Tensor:
     """J_k = ∂h_{k+1}/∂h_k along the deterministic path, shape (batch, M, n, n).
 
     The noise-free step is h_{k+1} = h_k + s ⊙ f(h_k, x_k) with s = dt (paper form) or the
@@ -386,7 +395,7 @@ def step_jacobians(model, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _iter_step_jacobians(model, x: torch.Tensor):
+def _iter_step_jacobians(model: NoisyRNN, x: torch.Tensor) -> Iterator[torch.Tensor]:
     """Yield J_0, …, J_{M−1}, each (batch, n, n)."""
     check_model(model)
     x = _inputs(model, x)
@@ -403,7 +412,9 @@ def _iter_step_jacobians(model, x: torch.Tensor):
 
 
 @torch.no_grad()
-def jacobian_products(model, x: torch.Tensor, *, per_step: bool = True) -> JacobianProducts:
+def jacobian_products(
+    model: NoisyRNN, x: torch.Tensor, *, per_step: bool = True
+) -> JacobianProducts:
     """Spectral norms of Φ_{k→M} = ∂h_M/∂h_k = J_{M−1} ⋯ J_k along the deterministic path.
 
     Args:
@@ -428,7 +439,7 @@ def jacobian_products(model, x: torch.Tensor, *, per_step: bool = True) -> Jacob
 
 
 # --------------------------------------------------------------------------------- inputs
-def _logits(model, x: torch.Tensor) -> torch.Tensor:
+def _logits(model: Model, x: torch.Tensor) -> torch.Tensor:
     with deterministic(model):
         return model(x)
 
@@ -449,7 +460,9 @@ def input_output_jacobian_norm(model: Model, x: torch.Tensor) -> torch.Tensor:
     return squared.sqrt().detach()
 
 
-def logit_gap_gradients(model: Model, x: torch.Tensor, y: torch.Tensor):
+def logit_gap_gradients(
+    model: Model, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logit gaps and their input gradients.
 
     Returns (gaps (batch, c), gradients (batch, c, M, p), logits (batch, c)) with
@@ -487,7 +500,9 @@ def _perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
 
 
-def _linearised_step(gaps, gradients, y, norm: str):
+def _linearised_step(
+    gaps: torch.Tensor, gradients: torch.Tensor, y: torch.Tensor, norm: str
+) -> torch.Tensor:
     """The DeepFool step to the nearest linearised boundary, (batch, M, p)."""
     ratio = gaps.abs() / (_dual_norm(gradients, norm) + 1e-12)
     ratio[torch.arange(len(y)), y] = math.inf
@@ -501,12 +516,14 @@ def _linearised_step(gaps, gradients, y, norm: str):
     return (ratio[rows, nearest] + 1e-6).view(-1, 1, 1) * unit
 
 
-def _predicts(model, x: torch.Tensor) -> torch.Tensor:
+def _predicts(model: Model, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return _logits(model, x).argmax(dim=1)
 
 
-def _deepfool(model, x, y, *, norm, iterations, overshoot):
+def _deepfool(
+    model: Model, x: torch.Tensor, y: torch.Tensor, *, norm: str, iterations: int, overshoot: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepFool iterations from x (batch, M, p) for correctly classified samples.
 
     Returns (perturbation (batch, M, p), flipped (batch,) bool)."""
@@ -530,7 +547,15 @@ def _deepfool(model, x, y, *, norm, iterations, overshoot):
     return (1 + overshoot) * total, flipped
 
 
-def _grow_until_flipped(model, x, y, delta, flipped, *, growth_steps: int):
+def _grow_until_flipped(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    delta: torch.Tensor,
+    flipped: torch.Tensor,
+    *,
+    growth_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For samples not yet flipped, try 2δ, 4δ, … along the attack direction."""
     delta = delta.clone()
     for _ in range(growth_steps):
@@ -542,7 +567,15 @@ def _grow_until_flipped(model, x, y, delta, flipped, *, growth_steps: int):
     return delta, flipped
 
 
-def _bisect_radius(model, x, y, direction, high, *, steps: int):
+def _bisect_radius(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    direction: torch.Tensor,
+    high: torch.Tensor,
+    *,
+    steps: int,
+) -> torch.Tensor:
     """Smallest radius t ∈ (0, high] along unit ``direction`` (batch, M, p) with a changed
     prediction, by bisection (the prediction at radius ``high`` must differ from y).
     Returns the upper end (a radius that flips the prediction), (batch,)."""

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import torch
+from torch import nn
 
 from . import contract
 from ._generated import stability as _bounds
@@ -44,6 +45,9 @@ from .steps import PerUnitStep, UniformStep
 __all__ = ["BROWNIAN_MODES", "Noise", "NoiseForm", "ReferenceNoise", "StepNoise"]
 
 BROWNIAN_MODES = ("diagonal", "scalar")
+
+Parameters = Mapping[str, torch.Tensor] | nn.ParameterDict
+"""The learnable parameters of a noise form's step, by name (the model's ``noise_parameters``)."""
 
 
 class StepNoise(NamedTuple):
@@ -86,7 +90,14 @@ class NoiseForm(ABC):
         ``"uniform"`` (uniform on [−√3, √3])."""
 
     @abstractmethod
-    def sample(self, shape, *, dtype, device, generator=None) -> torch.Tensor:
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Noise variables of ``shape`` (..., r) from ``generator`` (default: torch's)."""
 
     def parameters(self, state_dim: int, dt: float) -> dict[str, torch.Tensor]:
@@ -95,21 +106,31 @@ class NoiseForm(ABC):
 
     @abstractmethod
     def step_terms(
-        self, xi, *, steps: int, dt: float, parameters: Mapping[str, torch.Tensor]
+        self,
+        xi: torch.Tensor | None,
+        *,
+        steps: int,
+        dt: float,
+        parameters: Parameters,
     ) -> list[StepNoise]:
         """The terms of ``steps`` Euler steps from time-major noise ``xi`` (M, batch, r), or
         for noise-free steps (``xi`` None)."""
 
     @abstractmethod
-    def mean_step(self, dt: float, parameters) -> UniformStep | PerUnitStep:
+    def mean_step(self, dt: float, parameters: Parameters) -> UniformStep | PerUnitStep:
         """The drift step on the path with every noise variable at 0."""
 
     @abstractmethod
-    def evaluation_step(self, dt: float, parameters) -> UniformStep | PerUnitStep:
+    def evaluation_step(self, dt: float, parameters: Parameters) -> UniformStep | PerUnitStep:
         """The drift step with the noise off (evaluation mode)."""
 
     @abstractmethod
-    def diffusion_points(self, states, drifts: Callable[[], torch.Tensor], parameters):
+    def diffusion_points(
+        self,
+        states: torch.Tensor,
+        drifts: Callable[[], torch.Tensor],
+        parameters: Parameters,
+    ) -> torch.Tensor:
         """Where the diffusion is evaluated along the path: (batch, M, n) from the states
         h̄_k (batch, M, n) and (on demand) the drifts f(h̄_k, x_k)."""
 
@@ -136,7 +157,17 @@ class NoiseForm(ABC):
         """The form implements :meth:`step_cotangents` (the fused recurrence needs it)."""
         return type(self).step_cotangents is not NoiseForm.step_cotangents
 
-    def step_cotangents(self, cotangent, state, drift, xi, *, dt, parameters, wanted):
+    def step_cotangents(
+        self,
+        cotangent: torch.Tensor,
+        state: torch.Tensor,
+        drift: torch.Tensor | None,
+        xi: torch.Tensor | None,
+        *,
+        dt: float,
+        parameters: Parameters,
+        wanted: set[str],
+    ) -> dict[str, torch.Tensor]:
         """What one step h' = h + s ⊙ f + a + h ⊙ m contributes to the gradients of its noise
         variables and of the noise's parameters, from the cotangent λ (batch, n) of h'.
 
@@ -151,7 +182,7 @@ class NoiseForm(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no derived step cotangents")
 
     # ------------------------------------------------------------------- stability
-    def _paper_only(self, what: str):
+    def _paper_only(self, what: str) -> NoReturn:
         raise NotImplementedError(
             f"{what} is stated for the paper's noise (nrnn.Noise): with {type(self).__name__} "
             "the step does not act on h − h' as σ₂ (h − h') dβ and the bound does not apply. "
@@ -207,28 +238,52 @@ class Noise(NoiseForm):
     def families(self, state_dim: int) -> tuple[str, ...]:
         return ("normal",) * self.noise_dim(state_dim)
 
-    def sample(self, shape, *, dtype, device, generator=None) -> torch.Tensor:
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Standard normal increments ξ of the given shape (..., r)."""
         return torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
-    def step_terms(self, xi, *, steps, dt, parameters) -> list[StepNoise]:
+    def step_terms(
+        self,
+        xi: torch.Tensor | None,
+        *,
+        steps: int,
+        dt: float,
+        parameters: Parameters,
+    ) -> list[StepNoise]:
         """Additive √Δt σ₁ ξ[:n]; multiplier √Δt σ₂ ξ (diagonal) or √Δt σ₂ ξ[n] (scalar)."""
         if xi is None:
             return [StepNoise(dt, None, None)] * steps
         n = xi.shape[-1] - 1 if self._scalar else xi.shape[-1]
         root_dt = math.sqrt(dt)
-        multiplier = xi[..., n:] if self._scalar else xi
+        multiplied = xi[..., n:] if self._scalar else xi
         additive = (root_dt * self.additive * xi[..., :n]).unbind(0)
-        multiplier = (root_dt * self.multiplicative * multiplier).unbind(0)
-        return [StepNoise(dt, a, m) for a, m in zip(additive, multiplier)]
+        multiplier = (root_dt * self.multiplicative * multiplied).unbind(0)
+        return [StepNoise(dt, a, m) for a, m in zip(additive, multiplier, strict=True)]
 
-    def mean_step(self, dt, parameters) -> UniformStep:
+    def mean_step(self, dt: float, parameters: Parameters) -> UniformStep:
         return UniformStep(dt)
 
-    def evaluation_step(self, dt, parameters) -> UniformStep:
+    def evaluation_step(self, dt: float, parameters: Parameters) -> UniformStep:
         return UniformStep(dt)
 
-    def step_cotangents(self, cotangent, state, drift, xi, *, dt, parameters, wanted):
+    def step_cotangents(
+        self,
+        cotangent: torch.Tensor,
+        state: torch.Tensor,
+        drift: torch.Tensor | None,
+        xi: torch.Tensor | None,
+        *,
+        dt: float,
+        parameters: Parameters,
+        wanted: set[str],
+    ) -> dict[str, torch.Tensor]:
         """ξ's cotangent √Δt (σ₁ λ + σ₂ h ⊙ λ) (the scalar form sums the second part over
         the units); the generated ``noise_adjoint`` formulas."""
         if "xi" not in wanted or xi is None:
@@ -236,14 +291,19 @@ class Noise(NoiseForm):
         generated = noise_cotangent_scalar if self._scalar else noise_cotangent_diagonal
         return {"xi": generated(cotangent, state, self.additive, self.multiplicative, dt)}
 
-    def diffusion_points(self, states, drifts, parameters):
+    def diffusion_points(
+        self,
+        states: torch.Tensor,
+        drifts: Callable[[], torch.Tensor],
+        parameters: Parameters,
+    ) -> torch.Tensor:
         return states
 
-    def diffusion(self, points, dt):
+    def diffusion(self, points: torch.Tensor, dt: float) -> torch.Tensor:
         generated = diffusion_scalar if self._scalar else diffusion_diagonal
         return generated(points, self.additive, self.multiplicative)
 
-    def unit_noise(self, xi, state_dim):
+    def unit_noise(self, xi: torch.Tensor, state_dim: int) -> torch.Tensor:
         if not self._scalar:
             return xi[..., None]
         additive = xi[..., :state_dim]
@@ -257,21 +317,21 @@ class Noise(NoiseForm):
             return self.multiplicative * identity[None]
         return self.multiplicative * torch.diag_embed(identity)
 
-    def almost_sure_bound(self, kappa, state_dim):
+    def almost_sure_bound(self, kappa: torch.Tensor, state_dim: int) -> torch.Tensor:
         """κ − σ₂²/2 (scalar Brownian motion); κ + σ₂²(1/2 − 1/n) (one per unit, weaker)."""
         sigma = torch.as_tensor(self.multiplicative, dtype=kappa.dtype, device=kappa.device)
         if self._scalar:
             return _bounds.almost_sure_bound_scalar(kappa, sigma)
         return _bounds.almost_sure_bound_diagonal(kappa, sigma, state_dim)
 
-    def mean_square_bound(self, kappa):
+    def mean_square_bound(self, kappa: torch.Tensor) -> torch.Tensor:
         sigma = torch.as_tensor(self.multiplicative, dtype=kappa.dtype, device=kappa.device)
         return _bounds.mean_square_bound(kappa, sigma)
 
-    def multiplicative_level(self, what):
+    def multiplicative_level(self, what: str) -> float:
         return self.multiplicative
 
-    def common_multiplicative_level(self, state_dim, what):
+    def common_multiplicative_level(self, state_dim: int, what: str) -> float:
         if not self._scalar and state_dim > 1:
             raise ValueError(
                 f"{what} needs the multiplicative noise on one scalar Brownian motion "
@@ -314,7 +374,14 @@ class ReferenceNoise(NoiseForm):
     def families(self, state_dim: int) -> tuple[str, ...]:
         return ("normal",) * state_dim + ("uniform",) * state_dim
 
-    def sample(self, shape, *, dtype, device, generator=None) -> torch.Tensor:
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """ξ = [ζ, η]: standard normal ζ and uniform η on [−√3, √3], shape (..., 2n)."""
         state_dim = shape[-1] // 2
         size = (*shape[:-1], state_dim)
@@ -322,11 +389,18 @@ class ReferenceNoise(NoiseForm):
         uniform = torch.rand(size, generator=generator, dtype=dtype, device=device)
         return torch.cat([gaussian, (2.0 * uniform - 1.0) * math.sqrt(3.0)], dim=-1)
 
-    def parameters(self, state_dim, dt):
+    def parameters(self, state_dim: int, dt: float) -> dict[str, torch.Tensor]:
         """``step_size``: the learnable per-unit step δ (n,), initialised to dt."""
         return {"step_size": torch.full((state_dim,), dt)}
 
-    def step_terms(self, xi, *, steps, dt, parameters) -> list[StepNoise]:
+    def step_terms(
+        self,
+        xi: torch.Tensor | None,
+        *,
+        steps: int,
+        dt: float,
+        parameters: Parameters,
+    ) -> list[StepNoise]:
         """Drift step δ ⊙ u_k with u_k = 1 − s_m/2 + (s_m/√12) η_k; additive s_a ζ_k."""
         step_size = parameters["step_size"]
         if xi is None:
@@ -334,7 +408,9 @@ class ReferenceNoise(NoiseForm):
         n = xi.shape[-1] // 2
         multiplier = self.step_multiplier(xi).unbind(0)
         additive = (self.additive * xi[..., :n]).unbind(0)
-        return [StepNoise(step_size * u, a, None) for a, u in zip(additive, multiplier)]
+        return [
+            StepNoise(step_size * u, a, None) for a, u in zip(additive, multiplier, strict=True)
+        ]
 
     def step_multiplier(self, xi: torch.Tensor) -> torch.Tensor:
         """u = 1 − s_m/2 + (s_m/√12) η of the noise variables ξ = [ζ, η] (..., 2n): (..., n)."""
@@ -343,13 +419,23 @@ class ReferenceNoise(NoiseForm):
 
     needs_drift = True
 
-    def step_cotangents(self, cotangent, state, drift, xi, *, dt, parameters, wanted):
+    def step_cotangents(
+        self,
+        cotangent: torch.Tensor,
+        state: torch.Tensor,
+        drift: torch.Tensor | None,
+        xi: torch.Tensor | None,
+        *,
+        dt: float,
+        parameters: Parameters,
+        wanted: set[str],
+    ) -> dict[str, torch.Tensor]:
         """δ's gradient Σ u ⊙ f ⊙ λ (u = 1 without noise) and ξ's cotangent
         [s_a λ, (s_m/√12) δ ⊙ f ⊙ λ]; the generated ``noise_adjoint`` formulas."""
         step_size = parameters["step_size"]
-        found = {}
+        found: dict[str, torch.Tensor] = {}
         if "step_size" in wanted:
-            multiplier = 1.0 if xi is None else self.step_multiplier(xi)
+            multiplier: float | torch.Tensor = 1.0 if xi is None else self.step_multiplier(xi)
             found["step_size"] = step_size_cotangent(cotangent, drift, multiplier)
         if "xi" in wanted and xi is not None:
             found["xi"] = noise_cotangent_reference(
@@ -357,19 +443,24 @@ class ReferenceNoise(NoiseForm):
             )
         return found
 
-    def mean_step(self, dt, parameters) -> PerUnitStep:
+    def mean_step(self, dt: float, parameters: Parameters) -> PerUnitStep:
         """δ (1 − s_m/2): the mean path shrinks the drift by E u."""
         return PerUnitStep(parameters["step_size"] * reference_drift_scale(self.multiplicative))
 
-    def evaluation_step(self, dt, parameters) -> PerUnitStep:
+    def evaluation_step(self, dt: float, parameters: Parameters) -> PerUnitStep:
         return PerUnitStep(parameters["step_size"])
 
-    def diffusion_points(self, states, drifts, parameters):
+    def diffusion_points(
+        self,
+        states: torch.Tensor,
+        drifts: Callable[[], torch.Tensor],
+        parameters: Parameters,
+    ) -> torch.Tensor:
         """δ ⊙ f(h̄_k, x_k): the drift-proportional part scales with the step's drift."""
         return parameters["step_size"] * drifts()
 
-    def diffusion(self, points, dt):
+    def diffusion(self, points: torch.Tensor, dt: float) -> torch.Tensor:
         return reference_diffusion(points, self.additive, self.multiplicative, dt)
 
-    def unit_noise(self, xi, state_dim):
+    def unit_noise(self, xi: torch.Tensor, state_dim: int) -> torch.Tensor:
         return xi.unflatten(-1, (2, state_dim)).transpose(-1, -2)

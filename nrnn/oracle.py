@@ -27,12 +27,16 @@ from .model import NoisyRNN, check_batch
 LAPLACIAN_METHODS = ("exact", "hutchinson")
 
 
-def loss_of_noise(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, xi: torch.Tensor):
+def loss_of_noise(
+    model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, xi: torch.Tensor
+) -> torch.Tensor:
     """Per-sample cross-entropy (batch,) of ``model(x, xi)``; ``xi`` (batch, M, r)."""
     return F.cross_entropy(model(x, xi), y, reduction="none")
 
 
-def _noise_gradient(model, x, y):
+def _noise_gradient(
+    model: NoisyRNN, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ξ at 0 requiring grad, ∂ℓ/∂ξ with its graph kept) for Hessian-vector products."""
     batch, steps, _ = x.shape
     reference = model.readout.weight
@@ -49,7 +53,9 @@ def _noise_gradient(model, x, y):
     return xi, gradient
 
 
-def _hessian_vector_products(xi, gradient, directions: torch.Tensor) -> torch.Tensor:
+def _hessian_vector_products(
+    xi: torch.Tensor, gradient: torch.Tensor, directions: torch.Tensor
+) -> torch.Tensor:
     """∇²ℓ v for a stack of directions v (n, batch, M, r) -> (n, batch, M, r).
 
     Samples do not interact, so one product of the summed loss gives every sample's own.
@@ -62,7 +68,7 @@ def _hessian_vector_products(xi, gradient, directions: torch.Tensor) -> torch.Te
     return products
 
 
-def _exact_laplacian(model, x, y, chunk: int) -> torch.Tensor:
+def _exact_laplacian(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
     xi, gradient = _noise_gradient(model, x, y)
     batch, steps, width = xi.shape
     count = steps * width
@@ -78,7 +84,15 @@ def _exact_laplacian(model, x, y, chunk: int) -> torch.Tensor:
     return total.detach()
 
 
-def hutchinson_samples(model, x, y, *, probes: int, generator=None, chunk: int = 64):
+def hutchinson_samples(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    probes: int,
+    generator: torch.Generator | None = None,
+    chunk: int = 64,
+) -> torch.Tensor:
     """ξᵀ ∇²ℓ ξ for ``probes`` Rademacher probes ξ: (probes, batch); each has mean Δ_ξ ℓ."""
     xi, gradient = _noise_gradient(model, x, y)
     samples = []

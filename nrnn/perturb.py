@@ -42,15 +42,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from . import contract
 from .metrics import deterministic
 
 NORMS = contract.NORMS
 
+Seed = int | torch.Generator
+"""A seed of the random draws: an int, or a CPU ``torch.Generator`` used as it is."""
+
 
 # ---------------------------------------------------------------------------- checks
-def _check_labels(y, x: torch.Tensor) -> torch.Tensor:
+def _check_labels(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return contract.labels(y, x.shape[0]).to(x.device)
 
 
@@ -60,7 +64,12 @@ def _standard_normal(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 # ----------------------------------------------------------------- random perturbations
-def _gaussian_perturbation(x, level, seed, combine) -> torch.Tensor:
+def _gaussian_perturbation(
+    x: torch.Tensor,
+    level: float,
+    seed: Seed,
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """``combine(x, level · ξ)`` with ξ ~ N(0, 1) per entry from ``seed``; a copy at level 0."""
     x = contract.sequences(x)
     level = contract.real("level", level, minimum=0)
@@ -70,18 +79,22 @@ def _gaussian_perturbation(x, level, seed, combine) -> torch.Tensor:
     return combine(x, level * _standard_normal(x, generator))
 
 
-def white_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
+def white_noise(x: torch.Tensor, level: float, seed: Seed = 0) -> torch.Tensor:
     """Additive Gaussian noise: x + level · ξ, ξ ~ N(0, 1) per entry; x (batch, M, p)."""
     return _gaussian_perturbation(x, level, seed, lambda x, noise: x + noise)
 
 
-def multiplicative_noise(x: torch.Tensor, level: float, seed=0) -> torch.Tensor:
+def multiplicative_noise(x: torch.Tensor, level: float, seed: Seed = 0) -> torch.Tensor:
     """Multiplicative Gaussian noise: x ⊙ (1 + level · ξ), ξ ~ N(0, 1); x (batch, M, p)."""
     return _gaussian_perturbation(x, level, seed, lambda x, noise: x * (1 + noise))
 
 
 def salt_and_pepper(
-    x: torch.Tensor, level: float, seed=0, low: float | None = None, high: float | None = None
+    x: torch.Tensor,
+    level: float,
+    seed: Seed = 0,
+    low: float | None = None,
+    high: float | None = None,
 ) -> torch.Tensor:
     """Set a fraction ``level`` of each sample's entries to ``low`` or ``high``.
 
@@ -118,7 +131,9 @@ def salt_and_pepper(
 
 
 # ------------------------------------------------------------- adversarial perturbations
-def _loss_and_gradient(model, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss_and_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample cross-entropy (batch,) and its gradient with respect to x (batch, M, p)."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
@@ -128,7 +143,7 @@ def _loss_and_gradient(model, x, y) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def _losses(model, x, y) -> torch.Tensor:
+def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(x), y, reduction="none")
 
 
@@ -153,7 +168,9 @@ def _project(delta: torch.Tensor, level: float, norm: str) -> torch.Tensor:
     return delta * torch.clamp(level / length.clamp_min(1e-30), max=1.0)
 
 
-def _random_start(x: torch.Tensor, level: float, norm: str, generator) -> torch.Tensor:
+def _random_start(
+    x: torch.Tensor, level: float, norm: str, generator: torch.Generator
+) -> torch.Tensor:
     """A uniform random point of the budget ball, per sample: (batch, M, p)."""
     if norm == "linf":
         uniform = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -165,7 +182,9 @@ def _random_start(x: torch.Tensor, level: float, norm: str, generator) -> torch.
     return direction * level * radius ** (1.0 / dimension)
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, level: float, norm: str = "linf"):
+def fgsm(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, level: float, norm: str = "linf"
+) -> torch.Tensor:
     """Fast gradient (sign) method: x + level · sign(g) (L∞) or x + level · g/‖g‖₂ (L2).
 
     Args:
@@ -197,7 +216,7 @@ def pgd(
     norm: str = "linf",
     steps: int = 10,
     step_size: float | None = None,
-    seed=0,
+    seed: Seed = 0,
     random_start: bool = True,
 ) -> torch.Tensor:
     """Projected gradient ascent on the cross-entropy inside the budget ball.
@@ -240,7 +259,13 @@ def pgd(
     return best
 
 
-def _keep_better(best, best_loss, candidate, candidate_loss):
+def _keep_better(
+    best: torch.Tensor,
+    best_loss: torch.Tensor,
+    candidate: torch.Tensor,
+    candidate_loss: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the candidate where its loss is higher, else the best so far."""
     better = candidate_loss > best_loss
     mask = better.view(-1, *([1] * (best.ndim - 1)))
     return torch.where(mask, candidate, best), torch.where(better, candidate_loss, best_loss)
@@ -262,28 +287,63 @@ class Perturbation:
     apply: Callable[..., torch.Tensor]
 
 
-def _white(model, x, y, level, generator, data_range):
+def _white(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    level: float,
+    generator: torch.Generator,
+    data_range: tuple[float, float],
+) -> torch.Tensor:
     return white_noise(x, level, generator)
 
 
-def _multiplicative(model, x, y, level, generator, data_range):
+def _multiplicative(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    level: float,
+    generator: torch.Generator,
+    data_range: tuple[float, float],
+) -> torch.Tensor:
     return multiplicative_noise(x, level, generator)
 
 
-def _salt_and_pepper(model, x, y, level, generator, data_range):
+def _salt_and_pepper(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    level: float,
+    generator: torch.Generator,
+    data_range: tuple[float, float],
+) -> torch.Tensor:
     low, high = data_range
     return salt_and_pepper(x, level, generator, low=low, high=high)
 
 
-def _fgsm(norm):
-    def apply(model, x, y, level, generator, data_range):
+def _fgsm(norm: str) -> Callable[..., torch.Tensor]:
+    def apply(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        level: float,
+        generator: torch.Generator,
+        data_range: tuple[float, float],
+    ) -> torch.Tensor:
         return fgsm(model, x, y, level, norm=norm)
 
     return apply
 
 
-def _pgd(norm, steps=10):
-    def apply(model, x, y, level, generator, data_range):
+def _pgd(norm: str, steps: int = 10) -> Callable[..., torch.Tensor]:
+    def apply(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        level: float,
+        generator: torch.Generator,
+        data_range: tuple[float, float],
+    ) -> torch.Tensor:
         return pgd(model, x, y, level, norm=norm, steps=steps, seed=generator)
 
     return apply
@@ -326,7 +386,7 @@ def get(perturbation: str | Perturbation) -> Perturbation:
 
 def evaluate_under(
     model: nn.Module,
-    dataset,
+    dataset: TensorDataset,
     perturbation: str | Perturbation,
     levels: Iterable[float],
     seed: int = 0,

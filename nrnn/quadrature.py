@@ -11,12 +11,16 @@ regularizer without sharing any of its code.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import contract
+
+if TYPE_CHECKING:
+    from .model import NoisyRNN
 
 __all__ = ["expected_loss", "noise_rule", "one_dimensional_rule"]
 
@@ -35,7 +39,9 @@ def one_dimensional_rule(family: str, nodes: int) -> tuple[np.ndarray, np.ndarra
     return math.sqrt(3.0) * points, weights / 2.0
 
 
-def noise_rule(model, steps: int, nodes: int, dtype=torch.float64):
+def noise_rule(
+    model: NoisyRNN, steps: int, nodes: int, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The tensor rule over every noise variable of ``steps`` steps: points (P, M, r) and
     weights (P,), P = nodes^(M r); each variable follows its law (``noise.families``)."""
     families = model.noise.families(model.state_dim) * contract.integer("steps", steps)
@@ -47,11 +53,18 @@ def noise_rule(model, steps: int, nodes: int, dtype=torch.float64):
     return grid.reshape(-1, steps, model.noise_dim), weight.reshape(-1, len(families)).prod(-1)
 
 
-def expected_loss(model, x, y, rule, epsilon: float, chunk: int = 2**18) -> torch.Tensor:
+def expected_loss(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rule: tuple[torch.Tensor, torch.Tensor],
+    epsilon: float,
+    chunk: int = 2**18,
+) -> torch.Tensor:
     """E ℓ(model(x, εξ)) by ``rule`` for one sequence x (1, M, p), y (1,): a 0-d tensor,
     differentiable in the parameters when grad is enabled."""
     points, weights = rule
-    total = 0.0
+    total = torch.zeros((), dtype=weights.dtype, device=weights.device)
     for start in range(0, len(weights), chunk):
         xi = epsilon * points[start : start + chunk]
         batch = len(xi)

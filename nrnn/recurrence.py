@@ -43,7 +43,7 @@ def reference(
     drives = drives.unbind(0)
     terms = noise.step_terms(xi, steps=len(drives), dt=dt, parameters=noise_parameters)
     path = [state]
-    for drive, step_terms in zip(drives, terms):
+    for drive, step_terms in zip(drives, terms, strict=True):
         state = step_terms.advance(state, cell.drift(state, drive, parameters))
         if keep_path:
             path.append(state)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -38,16 +39,20 @@ class DriftStep:
         """s ⊙ tensor for a tensor (..., n)."""
         return self.value * tensor
 
-    def probe_mean_step(self, mean, differential, curvature) -> torch.Tensor:
+    def probe_mean_step(
+        self, mean: torch.Tensor, differential: torch.Tensor, curvature: torch.Tensor
+    ) -> torch.Tensor:
         """m' = m + s ⊙ F m + ½ s ⊙ v from F m (batch, n), without forming J."""
         return mean + self.value * differential + 0.5 * self.value * curvature
 
-    def jacobians(self, derivatives, parameters) -> Callable[[dict], torch.Tensor]:
+    def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         """point -> J = I + diag(s) F at that point, (batch, n, n); what does not depend on
         the point is computed once, here."""
         raise NotImplementedError
 
-    def mean_step(self, mean, jacobian, curvature) -> torch.Tensor:
+    def mean_step(
+        self, mean: torch.Tensor, jacobian: torch.Tensor, curvature: torch.Tensor
+    ) -> torch.Tensor:
         """m' = J m + ½ s ⊙ v: mean (batch, n), jacobian (batch, n, n), curvature (batch, n)."""
         raise NotImplementedError
 
@@ -55,20 +60,24 @@ class DriftStep:
 class UniformStep(DriftStep):
     """s = Δt for every unit (a Python float)."""
 
-    def jacobians(self, derivatives, parameters):
+    def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         """I + Δt F from the cell's generated step Jacobian."""
         return lambda point: derivatives.step_jacobian(point, parameters, self.value)
 
-    def mean_step(self, mean, jacobian, curvature):
+    def mean_step(
+        self, mean: torch.Tensor, jacobian: torch.Tensor, curvature: torch.Tensor
+    ) -> torch.Tensor:
         return mean_step(mean, jacobian, curvature, self.value)
 
 
 class PerUnitStep(DriftStep):
     """s a tensor (n,) of per-unit steps."""
 
-    def jacobians(self, derivatives, parameters):
+    def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         return derivatives.per_unit_step_jacobians(parameters, self.value)
 
-    def mean_step(self, mean, jacobian, curvature):
+    def mean_step(
+        self, mean: torch.Tensor, jacobian: torch.Tensor, curvature: torch.Tensor
+    ) -> torch.Tensor:
         """The generated mean step with the per-unit step folded into v and Δt = 1."""
         return mean_step(mean, jacobian, self.value * curvature, 1.0)

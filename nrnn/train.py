@@ -20,9 +20,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,9 @@ from . import data
 from .config import RunConfig
 from .files import write_atomic, write_text_atomic
 from .model import NoisyRNN
-from .noise import Noise, ReferenceNoise
+from .noise import Noise, NoiseForm, ReferenceNoise
+
+T = TypeVar("T")
 
 CHECKPOINT_FORMAT = 1
 SUBSET_SEED = 20211206
@@ -93,6 +96,7 @@ def build_model(config: RunConfig) -> NoisyRNN:
 
     dataset = data.info(config.data.name)
     noise_config = config.noise
+    noise: NoiseForm
     if noise_config.form == "reference":
         noise = ReferenceNoise(noise_config.additive, noise_config.multiplicative)
     else:
@@ -127,7 +131,7 @@ def objective_loss(
     *,
     regularizer_method: str = "exact",
     probes: int = 8,
-):
+) -> torch.Tensor:
     """Mean training loss of a batch under ``objective``:
 
     - ``noise``: cross-entropy with the model's noise on (the noisy RNN);
@@ -150,7 +154,9 @@ def objective_loss(
 
 
 @torch.no_grad()
-def evaluate(model: NoisyRNN, dataset, batch_size: int) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, dataset: torch.utils.data.TensorDataset, batch_size: int
+) -> dict[str, float]:
     """Deterministic (noise off) mean loss and accuracy over a TensorDataset."""
     was_training = model.training
     model.eval()
@@ -382,7 +388,9 @@ def train(
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
 
 
-def _check_growth(record: dict, metrics: list[dict], config: RunConfig, checkpoint_path: Path):
+def _check_growth(
+    record: dict, metrics: list[dict], config: RunConfig, checkpoint_path: Path
+) -> None:
     """Stop a run whose epoch objective grew past ``divergence_factor`` × the best so far
     (before this epoch's checkpoint is written, so the last good one stays)."""
     factor = config.train.divergence_factor
@@ -416,7 +424,7 @@ def read_events(run_dir: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _progress(iterable, description: str, enabled: bool):
+def _progress(iterable: Iterable[T], description: str, enabled: bool) -> Any:
     if not enabled:
         return iterable
     from tqdm.auto import tqdm

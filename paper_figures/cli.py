@@ -7,9 +7,10 @@
 ``quick`` (the default) runs on 2 CPU cores in minutes; ``medium`` is the paper's
 pixel-MNIST robustness experiment at a size 2 cores finish in about two hours; ``full`` the
 paper's sizes, for a cluster or a GPU. Trained runs come from the shared store (``--store``),
-so a second call only redraws and an interrupted one resumes. The quick and medium
-profiles write into ``paper_figures/output`` (they use different datasets); smoke and full
-write into ``paper_figures/output/<profile>``.
+so a second call only redraws and an interrupted one resumes. The quick profile writes into
+``paper_figures/output`` (the committed figures) and reads ``verification/report.json``;
+the other profiles write into ``paper_figures/output/<profile>`` and read
+``verification/<profile>/report.json``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from nrnn.experiments import (
     print_list,
     print_plan,
 )
-from nrnn.verification.core import DEFAULT_REPORT_DIR
+from nrnn.verification.core import DEFAULT_REPORT_DIR, default_report_dir
 
 OUTPUT = Path("paper_figures") / "output"
 
 
 def default_out(profile: str) -> Path:
-    return OUTPUT if profile in ("quick", "medium") else OUTPUT / profile
+    return OUTPUT if profile == "quick" else OUTPUT / profile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,15 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help=f"output directory (default {OUTPUT} for quick and medium, "
-        f"{OUTPUT}/<profile> otherwise)",
+        help=f"output directory (default {OUTPUT} for the quick profile, "
+        f"{OUTPUT}/<profile> for the others)",
     )
     parser.add_argument(
         "--report",
         type=Path,
-        default=DEFAULT_REPORT_DIR,
+        default=None,
         help="directory of the verification report that some figures read "
-        f"(default {DEFAULT_REPORT_DIR})",
+        f"(default {DEFAULT_REPORT_DIR}, or {DEFAULT_REPORT_DIR}/<profile> beyond quick)",
     )
     parser.add_argument(
         "--datasets",
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         args,
         parser,
         out_dir=args.out or default_out(profile),
-        report_dir=args.report,
+        report_dir=args.report or default_report_dir(profile),
         datasets=args.datasets,
     )
     names = args.only or list(REGISTRY["figures"])

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nrnn.experiments import PROFILES, Context, Experiment, load
-from nrnn.verification.core import find_check, module_report_at
+from nrnn.verification.core import find_check, report_figure
 
 from . import style
 
@@ -390,24 +389,10 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- registry
-def make(profile: str, context: Context) -> list[Path]:
-    """Read (or run) the verification module ``expansion`` at ``profile``, write every file."""
-    module_report = module_report_at("expansion", context, usable=usable_report)
-    return write(summarise(module_report), context.out_dir)
-
-
-def _plan(profile: str, context: Context):
-    """The trained runs of the verification module this figure reads."""
-    experiment = load("verify", "expansion")
-    if experiment.plan is None:
-        return []
-    return experiment.plan(experiment.sizes(profile), context)
-
-
-EXPERIMENT = Experiment(
-    name="expansion",
-    title=TITLE,
-    profiles={profile: profile for profile in PROFILES},
-    run=make,
-    plan=_plan,
+EXPERIMENT = report_figure(
+    "expansion",
+    "expansion",
+    TITLE,
+    lambda module_report, out_dir: write(summarise(module_report), out_dir),
+    usable_report,
 )

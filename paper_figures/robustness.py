@@ -27,10 +27,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nrnn.experiments import Context, Experiment
 from nrnn.files import write_text_atomic
-from nrnn.harness import RunOutcome
+from nrnn.harness import RunOutcome, RunSpec
 
 from . import runs, style
 
@@ -262,7 +263,10 @@ class RobustnessTask:
         from nrnn.train import evaluate
 
         test, data_range = evaluation_data(config, self.eval_samples, self.eval_seed)
-        result = {"clean": evaluate(model, test, self.batch_size)["accuracy"], "perturbations": {}}
+        perturbations: dict[str, dict] = {}
+        result: dict[str, Any] = {"clean": evaluate(model, test, self.batch_size)["accuracy"]}
+
+        result["perturbations"] = perturbations
         for name, levels in self.levels:
             entry = perturb.get(name)
             if name.startswith("pgd-"):
@@ -276,7 +280,7 @@ class RobustnessTask:
                 batch_size=self.batch_size,
                 data_range=data_range,
             )
-            result["perturbations"][name] = {
+            perturbations[name] = {
                 "levels": list(levels),
                 "accuracy": list(accuracy.values()),
             }
@@ -328,12 +332,21 @@ def available_datasets(settings: Settings, log) -> list[str]:
     return available
 
 
-def plan(settings: Settings, context: Context) -> list[tuple[list, object]]:
-    """The trained runs (and their evaluation task) of every dataset."""
-    return [
-        (runs.grid([dataset], settings.variants, settings.size), task_for(settings, dataset))
-        for dataset in available_datasets(settings, context.log)
-    ]
+def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], RobustnessTask]]:
+    """The trained runs (and their evaluation task) of every dataset, with the command
+    line's ``--set`` overrides; a variant they make invalid (the Antisymmetric RNN with
+    another cell) is left out with a message."""
+    chosen: list[tuple[list[RunSpec], RobustnessTask]] = []
+    for dataset in available_datasets(settings, context.log):
+        specs: list[RunSpec] = []
+        for spec in runs.grid([dataset], settings.variants, settings.size):
+            try:
+                specs.append(RunSpec(spec.name, context.configure(spec.config)))
+            except ValueError as error:
+                context.log(f"robustness: leaving out {spec.label}: {error}")
+        if specs:
+            chosen.append((specs, task_for(settings, dataset)))
+    return chosen
 
 
 def compute(settings: Settings, context: Context) -> dict[str, dict]:
@@ -342,17 +355,20 @@ def compute(settings: Settings, context: Context) -> dict[str, dict]:
     for specs, task in plan(settings, context):
         dataset = specs[0].dataset
         outcomes = context.ensure(specs, task, description=f"robustness runs ({dataset})")
-        summaries[dataset] = summarise(dataset, settings, outcomes)
+        summaries[dataset] = summarise(dataset, settings, outcomes, context.overrides)
     return summaries
 
 
-def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> dict:
+def summarise(
+    dataset: str, settings: Settings, outcomes: list[RunOutcome], overrides: tuple[str, ...] = ()
+) -> dict:
     """Aggregate the per-run results over seeds (the JSON written for a dataset)."""
     levels = settings.levels_for(dataset)
     variants, failed = [], []
     for variant in settings.variants:
         mine = [o for o in outcomes if o.spec.name == variant]
         done = [o for o in mine if o.result is not None]
+        results = [o.result for o in done if o.result is not None]
         failed += [
             {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
             for o in mine
@@ -360,26 +376,31 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         ]
         if not done:
             continue
-        entry = {
+        perturbations: dict[str, dict[str, Any]] = {}
+        entry: dict[str, Any] = {
             "name": variant,
             "label": runs.VARIANTS[variant].label,
             "seeds": [o.spec.seed for o in done],
             "run_dirs": [str(o.run_dir) for o in done],
-            "clean": _stats([o.result["clean"] for o in done]),
-            "perturbations": {},
+            "clean": _stats([result["clean"] for result in results]),
+            "perturbations": perturbations,
         }
-        perturbed = []
+        perturbed: list[float] = []
         for name, values in levels.items():
-            per_seed = [o.result["perturbations"][name]["accuracy"] for o in done]
+            per_seed = [result["perturbations"][name]["accuracy"] for result in results]
             columns = [_stats([row[i] for row in per_seed]) for i in range(len(values))]
-            entry["perturbations"][name] = {
+            perturbations[name] = {
                 "levels": list(values),
                 "mean": [c["mean"] for c in columns],
                 "std": [c["std"] for c in columns],
                 "per_seed": per_seed,
             }
-            perturbed += entry["perturbations"][name]["mean"]
+            perturbed += perturbations[name]["mean"]
         entry["mean_perturbed_accuracy"] = sum(perturbed) / len(perturbed) if perturbed else None
+        entry["per_seed_mean_perturbed"] = [
+            _mean([a for name in levels for a in result["perturbations"][name]["accuracy"]])
+            for result in results
+        ]
         variants.append(entry)
     ranking = sorted(
         (v for v in variants if v["mean_perturbed_accuracy"] is not None),
@@ -391,6 +412,7 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         "dataset": dataset,
         "settings": {
             "profile": settings.profile,
+            "overrides": list(overrides),
             "recipe": size.recipe if dataset in runs.AUTHORS_TUNING else "default",
             "hidden_dim": size.hidden_dim,
             "epochs": size.epochs,
@@ -404,8 +426,52 @@ def summarise(dataset: str, settings: Settings, outcomes: list[RunOutcome]) -> d
         },
         "variants": variants,
         "ranking": [v["name"] for v in ranking],
+        "comparisons": paired_comparisons(variants),
         "failed": failed,
     }
+
+
+BASELINE = "lipschitz"
+"""The variant every other is compared with, paired by seed: the deterministic Lipschitz RNN."""
+
+
+def paired_comparisons(variants: list[dict]) -> dict[str, dict]:
+    """Every variant minus the Lipschitz RNN, paired by seed (the same seed draws the same
+    initial weights and batch order): the mean difference in clean accuracy and in mean
+    perturbed accuracy (over every perturbation level), each with its two-sided 95 % t
+    confidence interval over the seeds both have (None with fewer than two)."""
+    from scipy import stats
+
+    by_name = {v["name"]: v for v in variants}
+    baseline = by_name.get(BASELINE)
+    if baseline is None:
+        return {}
+    result: dict[str, dict] = {}
+    for variant in variants:
+        if variant["name"] == BASELINE:
+            continue
+        shared = [s for s in variant["seeds"] if s in baseline["seeds"]]
+        entry: dict[str, Any] = {"seeds": shared}
+        for key, values in (
+            ("clean", lambda v: v["clean"]["per_seed"]),
+            ("perturbed", lambda v: v["per_seed_mean_perturbed"]),
+        ):
+            mine = dict(zip(variant["seeds"], values(variant), strict=True))
+            theirs = dict(zip(baseline["seeds"], values(baseline), strict=True))
+            differences = [mine[s] - theirs[s] for s in shared]
+            mean = _mean(differences) if differences else None
+            interval = None
+            if mean is not None and len(differences) >= 2:
+                se = stats.sem(differences)
+                half = float(stats.t.ppf(0.975, len(differences) - 1) * se)
+                interval = [mean - half, mean + half]
+            entry[key] = {"mean_difference": mean, "ci95": interval, "per_seed": differences}
+        result[variant["name"]] = entry
+    return result
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _eval_sequences(dataset: str, settings: Settings) -> int:
@@ -463,7 +529,7 @@ def _write_csv(summary: dict, path: Path) -> Path:
                 ]
             )
             for name, p in v["perturbations"].items():
-                for level, accuracy in zip(p["levels"], p["per_seed"][i]):
+                for level, accuracy in zip(p["levels"], p["per_seed"][i], strict=True):
                     rows.append(
                         [summary["dataset"], v["name"], v["label"], seed, name, level, accuracy]
                     )
@@ -494,7 +560,7 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
     """Rows: models; columns: clean accuracy and each level of ``perturbations`` (default
     all), mean ± std over seeds in %. The best mean of each column is in bold."""
     settings = summary["settings"]
-    columns = [("Clean", None, None)]
+    columns: list[tuple[str, str | None, int | None]] = [("Clean", None, None)]
     for name, values in settings["levels"].items():
         if perturbations is not None and name not in perturbations:
             continue
@@ -517,7 +583,7 @@ def markdown_table(summary: dict, perturbations: tuple[str, ...] | None = None) 
     ]
     for v in summary["variants"]:
         cells = []
-        for (_, name, i), top in zip(columns, best):
+        for (_, name, i), top in zip(columns, best, strict=True):
             mean, std = mean_std(v, name, i)
             text = _percent(mean, std, len(v["seeds"]))
             cells.append(f"**{text}**" if top is not None and mean == top else text)
@@ -533,11 +599,36 @@ def markdown_report(summary: dict) -> str:
         f"**{summary['dataset']}**: test accuracy (%) clean and under input perturbations, "
         f"mean ± std over seeds {settings['seeds']}; hidden {settings['hidden_dim']}, "
         f"{epochs} epoch{'s' if epochs != 1 else ''}, {settings['eval_sequences']} test "
-        "sequences (best mean in bold).",
+        "sequences (best mean in bold)."
+        + (
+            " Every run with " + ", ".join(f"`{o}`" for o in settings["overrides"]) + "."
+            if settings.get("overrides")
+            else ""
+        ),
     ]
     for title, names in TABLE_GROUPS:
         if any(name in settings["levels"] for name in names):
             parts += ["", f"*{title.capitalize()}*", "", markdown_table(summary, names)]
+    comparisons = summary.get("comparisons", {})
+    if comparisons:
+        lines = []
+        labels = {v["name"]: v["label"] for v in summary["variants"]}
+        for name, entry in comparisons.items():
+            cells = []
+            for key, what in (("perturbed", "mean perturbed accuracy"), ("clean", "clean")):
+                mean, interval = entry[key]["mean_difference"], entry[key]["ci95"]
+                text = f"{what} {100 * mean:+.1f}"
+                if interval is not None:
+                    text += f" [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+                cells.append(text)
+            lines.append(f"- {labels[name]}: " + "; ".join(cells))
+        parts += [
+            "",
+            "*Against the Lipschitz RNN* (percentage points, paired by seed, mean difference "
+            "and 95 % confidence interval over the seeds):",
+            "",
+            *lines,
+        ]
     notes = [f"{f['variant']} (seed {f['seed']}) failed: {f['error']}" for f in summary["failed"]]
     if notes:
         parts += ["", "Not in the table: " + "; ".join(sorted(set(notes)))]
@@ -555,7 +646,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
     rows = math.ceil((len(names) + 1) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows), squeeze=False)
     flat = axes.ravel()
-    for ax, name in zip(flat, names):
+    # one panel per perturbation; the grid's spare axes (one holds the legend) stay empty
+    for ax, name in zip(flat, names, strict=False):
         label, symbol = _perturbation_label(name, settings["pgd_steps"])
         for index, v in enumerate(summary["variants"]):
             p = v["perturbations"][name]
@@ -564,8 +656,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
             std = [100 * v["clean"]["std"]] + [100 * s for s in p["std"]]
             look = style.variant_style(v["name"], index)
             ax.plot(x, mean, label=variant_label(v, settings["seeds"]), **look)
-            low = [m - s for m, s in zip(mean, std)]
-            high = [m + s for m, s in zip(mean, std)]
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(x, low, high, color=look["color"], alpha=0.15, linewidth=0)
         ax.set_title(label)
         ax.set_xlabel(f"level {symbol}")
@@ -590,7 +682,7 @@ def plot(summary: dict, stem: Path) -> list[Path]:
 
 def index_name(profile: str) -> str:
     """``robustness.md`` for the quick profile, ``robustness_<profile>.md`` otherwise (the
-    quick and medium profiles share the output directory, on different datasets)."""
+    medium profile's outputs are committed beside the quick ones, on another dataset)."""
     return "robustness.md" if profile == "quick" else f"robustness_{profile}.md"
 
 

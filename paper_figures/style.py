@@ -8,10 +8,12 @@ greyscale thanks to the markers.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -41,7 +43,7 @@ _VARIANT_STYLES = {
     "explicit": {"color": "#D55E00", "marker": "P", "linestyle": ":"},
 }
 
-RC = {
+RC: dict[str, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": 150,
     "savefig.bbox": "tight",
@@ -66,7 +68,7 @@ RC = {
 
 def apply() -> None:
     """Install the style in matplotlib's global rcParams."""
-    plt.rcParams.update(RC)
+    plt.style.use(RC)
 
 
 def variant_style(name: str, index: int = 0) -> dict:
@@ -118,9 +120,7 @@ def save(fig, stem: str | Path) -> list[Path]:
     paths = [
         write_atomic(
             stem.with_suffix(f".{kind}"),
-            lambda temporary, kind=kind: fig.savefig(
-                temporary, format=kind, metadata=metadata[kind]
-            ),
+            functools.partial(fig.savefig, format=kind, metadata=metadata[kind]),
         )
         for kind in ("png", "pdf")
     ]

@@ -33,8 +33,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nrnn.experiments import PROFILES, Context, Experiment, load
-from nrnn.verification.core import module_report_at
+from nrnn.verification.core import report_figure
 
 from . import style
 
@@ -306,7 +305,7 @@ def plot(summary: dict, dataset: dict, stem: Path) -> list[Path]:
 
     metrics = dataset["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.9), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         _plot_metric(ax, metric, dataset["objectives"], dataset["seeds"])
     noise = summary["noise_level"]
     level = f"σ₁ = σ₂ = {noise:g}" if noise is not None else "the configured noise"
@@ -422,24 +421,10 @@ def write(summary: dict, out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- registry
-def make(profile: str, context: Context) -> list[Path]:
-    """Read (or run) the verification module ``trained`` at ``profile``, write every file."""
-    module_report = module_report_at("trained", context, usable=usable_report)
-    return write(summarise(module_report), context.out_dir)
-
-
-def _plan(profile: str, context: Context):
-    """The trained runs of the verification module this figure reads."""
-    experiment = load("verify", "trained")
-    if experiment.plan is None:
-        return []
-    return experiment.plan(experiment.sizes(profile), context)
-
-
-EXPERIMENT = Experiment(
-    name="trained_metrics",
-    title=TITLE,
-    profiles={profile: profile for profile in PROFILES},
-    run=make,
-    plan=_plan,
+EXPERIMENT = report_figure(
+    "trained_metrics",
+    "trained",
+    TITLE,
+    lambda module_report, out_dir: write(summarise(module_report), out_dir),
+    usable_report,
 )

@@ -7,7 +7,8 @@ methods, values and gradients), the noise Laplacian, the stability bounds and me
 exponents, the Hessian trace and whole training runs. (The step Jacobians of
 ``nrnn.metrics`` and the linearised exponent now take the Jacobian from the cell's
 generated formula along the batched path: equal to the old hand-typed one up to rounding,
-1.5e-8 in float32 and 2e-16 in float64, so they are not pinned bitwise.) :func:`compute` evaluates all of them through the public API and returns
+1.5e-8 in float32 and 2e-16 in float64, so they are not pinned bitwise.) :func:`compute`
+evaluates all of them through the public API and returns
 ``{name: sha256 of the result's bytes}``; ``tests/data/lipschitz_pins.json`` holds the
 values recorded before the restructure (``python tests/lipschitz_pins.py --record``
 rewrites it: only do that for a change that is *meant* to alter results).
@@ -127,7 +128,7 @@ def _batch(dtype, seed=4, batch=3, steps=5):
 def _gradients(value, model):
     parameters = list(model.parameters())
     grads = torch.autograd.grad(value, parameters, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads, strict=True)]
 
 
 def model_pins(name: str, noise, dtype) -> dict[str, str]:

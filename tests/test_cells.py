@@ -100,7 +100,7 @@ def test_torch_func_route_equals_the_generated_formulas(case):
             results.append((torch.stack(list(expansion)), gradients))
         (values, gradients), (values_auto, gradients_auto) = results
         torch.testing.assert_close(values_auto, values, rtol=1e-10, atol=1e-12)
-        for auto, formula in zip(gradients_auto, gradients):
+        for auto, formula in zip(gradients_auto, gradients, strict=True):
             torch.testing.assert_close(auto, formula, rtol=1e-9, atol=1e-12)
 
 
@@ -126,7 +126,7 @@ def test_regularizer_is_the_eps2_coefficient_of_the_exact_expectation(case):
             quadrature.expected_loss(model, x, y, rule, eps).item() - loss - eps**2 * half
             for eps in epsilons
         ]
-    ratios = [r / eps**4 for r, eps in zip(remainders, epsilons)]
+    ratios = [r / eps**4 for r, eps in zip(remainders, epsilons, strict=True)]
     assert abs(ratios[1] - ratios[0]) <= 0.15 * abs(ratios[0]), ratios
     assert abs(ratios[2] - ratios[1]) <= 0.15 * abs(ratios[1]), ratios
     assert abs(remainders[-1]) <= 2 * abs(ratios[0]) * epsilons[-1] ** 4 + 1e-14

@@ -46,7 +46,7 @@ def test_build_model_draws_the_same_default_model_as_before():
     built = build_model(config)
     torch.manual_seed(3)
     direct = NoisyRNN(1, 64, 10, dt=0.2, init_std=0.5, noise=Noise(0.05, 0.05, "diagonal"))
-    for (name, a), (_, b) in zip(built.named_parameters(), direct.named_parameters()):
+    for (name, a), (_, b) in zip(built.named_parameters(), direct.named_parameters(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from nrnn import data
 
 MNIST_NAMES = ("mnist-rows", "mnist-pixels", "pmnist-pixels")
-DIGITS_NAMES = ("digits", "digits-rows")
 
 needs_mnist = pytest.mark.skipif(
     data._find_package_dir("mnist") is None,

@@ -26,9 +26,9 @@ def test_cross_entropy_forms(classes):
 
 
 def test_indexed_entries():
-    gradient, hessian, (j, l, y, p) = indexed_derivatives()
+    gradient, hessian, (j, k, y, p) = indexed_derivatives()
     assert sp.expand(gradient - (p[j] - sp.KroneckerDelta(j, y))) == 0
-    assert sp.expand(hessian - (sp.KroneckerDelta(j, l) * p[j] - p[j] * p[l])) == 0
+    assert sp.expand(hessian - (sp.KroneckerDelta(j, k) * p[j] - p[j] * p[k])) == 0
 
 
 def test_readout_pullback():

@@ -118,7 +118,7 @@ def test_fused_gradients_equal_the_reference_path(
         results[name] = value, torch.autograd.grad(loss, wrt, allow_unused=True)
     (value, gradients), (expected_value, expected) = results["fused"], results["reference"]
     assert torch.equal(value, expected_value)
-    for gradient, reference in zip(gradients, expected):
+    for gradient, reference in zip(gradients, expected, strict=True):
         if reference is None:
             assert gradient is None or not gradient.any()
         else:
@@ -177,7 +177,7 @@ def test_gradcheck(cell, noise, monkeypatch):
         xi.requires_grad_()
 
     def logits(x, xi, *parameters):
-        values = dict(zip(names, parameters))
+        values = dict(zip(names, parameters, strict=True))
         return torch.func.functional_call(model, values, (x, xi))
 
     inputs = (x, xi, *(p.detach().clone().requires_grad_() for p in model.parameters()))

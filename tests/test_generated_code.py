@@ -132,6 +132,11 @@ def f64(value):
     return torch.as_tensor(value, dtype=torch.float64)
 
 
+def column_major(matrix: torch.Tensor) -> torch.Tensor:
+    """vec(M): the columns of a (d, d) matrix stacked into (d²,)."""
+    return matrix.T.reshape(-1)
+
+
 @settings(deadline=None)
 @given(cases(), st.sampled_from(sorted(ACTIVATIONS)))
 def test_activation_derivatives_match_autograd(case, name):
@@ -317,12 +322,18 @@ def test_cross_entropy_and_readout_match_autograd(case, hidden):
     for index in np.ndindex(*case.batch):
         x = f64(logits[index]).requires_grad_(True)
         label = torch.as_tensor([int(labels[index])])
-        loss = lambda v: torch.nn.functional.cross_entropy(v[None], label)
+
+        def loss(logits, label=label):
+            return torch.nn.functional.cross_entropy(logits[None], label)
+
         (expected_grad,) = torch.autograd.grad(loss(x), x)
         close(case, grad[index], expected_grad)
         close(case, hessian[index], torch.autograd.functional.hessian(loss, x.detach()))
         V = f64(readout[index])
-        hidden_loss = lambda state: loss(V @ state)
+
+        def hidden_loss(state, loss=loss, V=V):
+            return loss(V @ state)
+
         state = f64(h[index])
         close(case, pulled_grad[index], torch.autograd.functional.jacobian(hidden_loss, state))
         close(case, pulled_hessian[index], torch.autograd.functional.hessian(hidden_loss, state))
@@ -345,8 +356,7 @@ def test_em_mean_square_matrix(case, noises):
         # Action on vec(P), column-major: the second-moment recursion of Euler--Maruyama.
         P = f64(case.array(d, d)[index] if case.batch else case.array(d, d))
         new = S[index] @ P @ S[index].T + dt_i * sum(b @ P @ b.T for b in B[index])
-        vec = lambda M: M.T.reshape(-1)
-        close(case, operator[index].double() @ vec(P), vec(new))
+        close(case, operator[index].double() @ column_major(P), column_major(new))
 
 
 @settings(deadline=None)
@@ -360,9 +370,58 @@ def test_stability_scalars(case):
     scalar = both(case, stability, "almost_sure_bound_scalar", kappa_value, sigma)
     diagonal = both(case, stability, "almost_sure_bound_diagonal", kappa_value, sigma, case.d)
     square = both(case, stability, "mean_square_bound", kappa_value, sigma)
-    close(case, scalar, f64(kappa_value) - f64(sigma) ** 2 / 2)
-    close(case, diagonal, f64(kappa_value) + f64(sigma) ** 2 * (0.5 - 1.0 / case.d))
-    close(case, square, f64(kappa_value) + f64(sigma) ** 2 / 2)
+    # Independent oracle: the Itô generator by autograd for dh = κ h dt + noise, with the
+    # multiplicative noise on one Brownian motion (σ h dB) or on one per unit (σ diag(h) dW).
+    d, rng = case.d, np.random.default_rng(0)
+    for index in np.ndindex(*case.batch):
+        k = float(np.broadcast_to(kappa_value, case.batch)[index])
+        s = float(np.broadcast_to(sigma, case.batch)[index])
+        h = f64(rng.standard_normal(d))
+        ones = torch.ones(d, dtype=torch.float64)
+
+        def drift(state, k=k):
+            return k * state
+
+        def scalar_noise(state, s=s):
+            return s * state[:, None]
+
+        def diagonal_noise(state, s=s):
+            return s * torch.diag(state)
+
+        log_rate = ito_generator(half_log_square_norm, drift, scalar_noise, h)
+        close(case, at(scalar, case.batch, index), log_rate)
+        # the diagonal bound is the sup over directions, attained where all |h_i| are equal
+        worst = ito_generator(half_log_square_norm, drift, diagonal_noise, ones)
+        close(case, at(diagonal, case.batch, index), worst)
+        below = ito_generator(half_log_square_norm, drift, diagonal_noise, h)
+        assert float(below) <= float(worst) + 1e-12
+        for noise in (scalar_noise, diagonal_noise):
+            square_rate = ito_generator(square_norm, drift, noise, h) / (2 * square_norm(h))
+            close(case, at(square, case.batch, index), square_rate)
+
+
+def at(result, batch: tuple, index: tuple) -> torch.Tensor:
+    """Entry ``index`` of a result that is a float or a tensor broadcasting to ``batch``,
+    in float64."""
+    return torch.as_tensor(result, dtype=torch.float64).expand(batch)[index]
+
+
+def half_log_square_norm(state: torch.Tensor) -> torch.Tensor:
+    """½ log|h|²: its Itô drift is the almost-sure growth rate of |h|."""
+    return 0.5 * torch.log(state @ state)
+
+
+def square_norm(state: torch.Tensor) -> torch.Tensor:
+    return state @ state
+
+
+def ito_generator(function, drift, diffusion, state: torch.Tensor) -> torch.Tensor:
+    """(L g)(h) = ∇g(h)·f(h) + ½ tr(B(h)ᵀ ∇²g(h) B(h)) for dh = f(h) dt + B(h) dW, by
+    autograd; state (d,), B(h) (d, r)."""
+    gradient = torch.func.grad(function)(state)
+    hessian = torch.func.hessian(function)(state)
+    noise = diffusion(state)
+    return gradient @ drift(state) + 0.5 * torch.trace(noise.T @ hessian @ noise)
 
 
 @settings(deadline=None)

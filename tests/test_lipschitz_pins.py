@@ -4,11 +4,12 @@ checkpoint written by that code loads and resumes exactly."""
 
 import json
 
-import lipschitz_pins as pins_module
 import pytest
 import torch
 
 from nrnn import NoisyRNN
+
+import lipschitz_pins as pins_module
 
 RECORDED = json.loads(pins_module.PINS.read_text())
 

@@ -252,7 +252,10 @@ def test_setup_is_seeded_and_leaves_the_global_generator_alone():
     assert torch.equal(torch.get_rng_state(), state)
     second, again = mc.monte_carlo_setup(case)
     assert torch.equal(mc.flat_parameters(first), mc.flat_parameters(second))
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(batches, again, strict=True)
+    )
     assert len(batches) == case.updates and batches[0][0].shape[0] == case.batch
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from nrnn import Noise, NoisyRNN, ReferenceNoise
-from nrnn.montecarlo import mean_and_stderr, z_threshold
+
+from independent import mean_and_standard_error, normal_quantile
 
 FALSE_FAILURE = 1e-5  # per statistical test
 
@@ -73,12 +74,12 @@ def test_one_step_mean_and_covariance(noise, moments):
         path = model.trajectory(x, xi)
         h1, h2 = path[:1, 1], path[:, 2]
         expected_mean, expected_cov = moments(model, h1, reference_drift(model, h1, x[:1, 1]))
-    z = z_threshold(FALSE_FAILURE, comparisons=d + d * d)
-    mean, mean_se = mean_and_stderr(h2)
+    z = normal_quantile(FALSE_FAILURE, comparisons=d + d * d)
+    mean, mean_se = mean_and_standard_error(h2)
     assert torch.all((mean - expected_mean[0]).abs() <= z * mean_se), (mean, expected_mean)
     centred = h2 - expected_mean
     products = centred.unsqueeze(-1) * centred.unsqueeze(-2)
-    cov, cov_se = mean_and_stderr(products)
+    cov, cov_se = mean_and_standard_error(products)
     assert torch.all((cov - expected_cov[0]).abs() <= z * cov_se + 1e-15), (cov, expected_cov)
 
 

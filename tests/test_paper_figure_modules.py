@@ -13,7 +13,6 @@ from scipy import stats
 from nrnn.experiments import REGISTRY, Context, Experiment
 from nrnn.figures import expansion, stabilisation, trained_metrics
 from nrnn.verification import core
-from nrnn.verification import expansion as expansion_checks
 from nrnn.verification import trained as trained_checks
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF-"
@@ -36,14 +35,12 @@ def test_the_new_figures_are_registered_cheap_ones_first():
 
 
 # ---------------------------------------------------------------------------- expansion
-TINY_EXPANSION = expansion_checks.SMOKE
-"""One real 2-unit quadrature case, one tiny Monte Carlo case, a coarse Δt sweep."""
 
 
 def test_expansion_runs_the_module_once_then_reads_the_report(tmp_path, monkeypatch):
     report_dir, out = tmp_path / "report", tmp_path / "out"
     context = Context(profile="smoke", out_dir=out, report_dir=report_dir, progress=False)
-    paths = expansion.make("smoke", context)
+    paths = expansion.EXPERIMENT.run("smoke", context)
 
     stored = core.read_report(report_dir / "report.json")
     assert stored["modules"]["expansion"]["profile"] == "smoke"
@@ -216,7 +213,7 @@ def test_trained_metrics_from_a_synthetic_verification_run(tmp_path, monkeypatch
     monkeypatch.setattr(core, "load", lambda group, name: module)
     report_dir, out = tmp_path / "report", tmp_path / "out"
     context = Context(out_dir=out, report_dir=report_dir, progress=False)
-    paths = trained_metrics.make("quick", context)
+    paths = trained_metrics.EXPERIMENT.run("quick", context)
     assert core.read_report(report_dir / "report.json")["modules"]["trained"]["profile"] == "quick"
     assert_figure_files(paths, out / "trained_metrics_digits-rows")
 

@@ -5,10 +5,12 @@ import csv
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 import nrnn.train as training
+from nrnn import perturb
 from nrnn.experiments import REGISTRY, Context, load
 from nrnn.figures import cli, robustness, runs
 from nrnn.store import RunStore
@@ -202,7 +204,14 @@ def test_profiles():
     assert full.eval_samples is None and full.variants == tuple(runs.VARIANTS)
     for settings in (quick, medium, full):
         for dataset in settings.datasets:
-            assert list(settings.levels_for(dataset)) == list(robustness.PERTURBATION_ORDER)
+            levels = settings.levels_for(dataset)
+            # every perturbation the package offers is evaluated, at increasing positive
+            # levels (a fraction for salt and pepper)
+            assert set(levels) == set(perturb.PERTURBATIONS), dataset
+            for name, values in levels.items():
+                assert values and values[0] > 0, (dataset, name)
+                assert all(a < b for a, b in zip(values, values[1:], strict=False)), name
+            assert levels["salt-and-pepper"][-1] <= 1
     # levels follow the data's scale: the authors' permuted MNIST is in 0..255
     ordered = full.levels_for("mnist-pixels")
     permuted = full.levels_for("pmnist-pixels")
@@ -257,3 +266,52 @@ def test_cli_makes_the_robustness_figure_and_plans_it(tmp_path, monkeypatch, cap
     assert f"--datasets {DATASET}" in (out / "robustness.md").read_text()
     assert cli.main([*argv, "--plan"]) == 0
     assert "2 runs, 2 stored" in capsys.readouterr().out
+
+
+def test_set_overrides_every_run_and_leaves_out_invalid_variants(tmp_path, monkeypatch, capsys):
+    """`nrnn figures --set model.cell=cornn`: every run uses the coRNN cell; the Antisymmetric
+    RNN (a Lipschitz-cell option) is left out with a message; --out is required."""
+    monkeypatch.setitem(
+        robustness.PROFILES,
+        "quick",
+        tiny_settings(variants=("antisymmetric", "noisy-high"), seeds=(0,)),
+    )
+    base = ["--only", "robustness", "--jobs", "1", "--store", str(tmp_path / "store")]
+    base += ["--datasets", DATASET, "--no-progress", "--set", "model.cell=cornn"]
+    with pytest.raises(SystemExit):
+        cli.main(base)  # no --out
+    assert cli.main([*base, "--out", str(tmp_path / "out")]) == 0
+    assert "leaving out digits-rows/antisymmetric/s0" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "out" / f"robustness_{DATASET}.json").read_text())
+    assert [v["name"] for v in summary["variants"]] == ["noisy-high"]
+    assert summary["settings"]["overrides"] == ["model.cell=cornn"]
+    (run_dir,) = summary["variants"][0]["run_dirs"]
+    assert json.loads((Path(run_dir) / "config.json").read_text())["model"]["cell"] == "cornn"
+
+
+def test_paired_comparisons_against_the_lipschitz_rnn():
+    """Differences paired by seed, with the 95 % t interval computed independently."""
+    from scipy import stats
+
+    def variant(name, seeds, clean, perturbed):
+        return {
+            "name": name,
+            "seeds": seeds,
+            "clean": {"per_seed": clean},
+            "per_seed_mean_perturbed": perturbed,
+        }
+
+    variants = [
+        variant("lipschitz", [0, 1, 2], [0.90, 0.92, 0.91], [0.50, 0.55, 0.52]),
+        variant("noisy-high", [0, 1, 2], [0.89, 0.90, 0.92], [0.60, 0.61, 0.58]),
+        variant("explicit", [1], [0.80], [0.40]),
+    ]
+    comparisons = robustness.paired_comparisons(variants)
+    high = comparisons["noisy-high"]["perturbed"]
+    differences = [0.10, 0.06, 0.06]
+    assert high["per_seed"] == pytest.approx(differences)
+    low, upper = stats.t.interval(0.95, 2, loc=sum(differences) / 3, scale=stats.sem(differences))
+    assert high["ci95"] == pytest.approx([low, upper])
+    single = comparisons["explicit"]
+    assert single["seeds"] == [1] and single["clean"]["ci95"] is None
+    assert single["clean"]["mean_difference"] == pytest.approx(0.80 - 0.92)

@@ -22,6 +22,8 @@ from nrnn.perturb import (
 )
 from nrnn.train import evaluate
 
+from independent import normal_quantile
+
 BATCH, STEPS, FEATURES, CLASSES = 6, 5, 3, 4
 
 
@@ -52,10 +54,11 @@ def inputs(seed=0, batch=BATCH):
     return x, y
 
 
-def rnn(seed=0, noise=Noise(), input_scale=1.0):
-    """A small noisy RNN; ``input_scale`` > 1 saturates tanh (a clearly nonlinear model)."""
+def rnn(seed=0, noise=None, input_scale=1.0):
+    """A small noisy RNN (noise off by default); ``input_scale`` > 1 saturates tanh (a
+    clearly nonlinear model)."""
     torch.manual_seed(seed)
-    model = NoisyRNN(FEATURES, 8, CLASSES, dt=0.3, noise=noise)
+    model = NoisyRNN(FEATURES, 8, CLASSES, dt=0.3, noise=Noise() if noise is None else noise)
     with torch.no_grad():
         model.input.weight.mul_(input_scale)
     return model
@@ -132,6 +135,71 @@ def test_pgd_stays_in_the_ball_with_a_large_step_on_the_rnn():
     ):
         delta = pgd(model, x, y, 0.2, norm=norm, steps=4, step_size=5.0) - x
         assert (measure(delta) <= 0.2 * (1 + 1e-5)).all()
+
+
+def test_pgd_l2_step_inside_the_ball_keeps_its_length():
+    """From δ₀ = 0, one L2 step of length level/2 along the gradient stays inside the ball,
+    so the projection must leave it alone: |δ₁| = level/2 exactly (a projection onto the
+    sphere would give level). On a linear model the loss is convex in x, so the step raises
+    it and PGD returns x + δ₁."""
+    model, (x, y) = LinearClassifier(), inputs()
+    level = 0.4
+    delta = pgd(model, x, y, level, norm="l2", steps=1, step_size=level / 2, random_start=False)
+    delta = delta - x
+    gradient = linear_gradient(model, x, y)
+    direction = gradient / gradient.flatten(1).norm(dim=1).view(-1, 1, 1)
+    torch.testing.assert_close(delta, level / 2 * direction, rtol=1e-5, atol=1e-7)
+
+
+def test_pgd_l2_step_leaving_the_ball_is_projected_back_to_its_radius():
+    """A step of length 3 · level from the origin lands outside the ball; the projection
+    shrinks it radially to length level, the FGSM point."""
+    model, (x, y) = LinearClassifier(), inputs()
+    level = 0.4
+    delta = pgd(model, x, y, level, norm="l2", steps=1, step_size=3 * level, random_start=False)
+    torch.testing.assert_close(delta, fgsm(model, x, y, level, norm="l2"), rtol=1e-5, atol=1e-6)
+
+
+def uniform_ball_moments(dimension: int) -> dict[int, float]:
+    """E|δ|^k / level^k for δ uniform in the n-ball: the radius has density n r^(n−1) on
+    [0, 1], so E R^k = n / (n + k)."""
+    return {k: dimension / (dimension + k) for k in (1, 2, 4)}
+
+
+@pytest.mark.parametrize("steps, features", [(1, 1), (2, 3), (5, 4)])
+def test_l2_random_start_is_uniform_in_the_ball(steps, features):
+    """The L2 random start against the moments of the uniform law on the n-ball, n = M·p:
+    E|δ| = n/(n+1) level, E|δ|² = n/(n+2) level², and by symmetry each coordinate has mean
+    0 and E δ_i² = level²/(n+2). Standard errors from the exact law (Var R = E R² − (E R)²,
+    Var R² = E R⁴ − (E R²)², Var δ_i = level²/(n+2)), not from the sample; 200 000 draws;
+    z from a Bonferroni bound over the 2 + n comparisons: false failure ≤ 1e-5."""
+    samples, level = 200_000, 0.7
+    n = steps * features
+    x = torch.zeros(samples, steps, features, dtype=torch.float64)
+    delta = perturb._random_start(x, level, "l2", torch.Generator().manual_seed(11)) / level
+    radius = delta.flatten(1).norm(dim=1)
+    moment = uniform_ball_moments(n)
+    z = normal_quantile(1e-5, comparisons=2 + n)
+    assert radius.max() <= 1 + 1e-12
+    se_radius = math.sqrt((moment[2] - moment[1] ** 2) / samples)
+    se_square = math.sqrt((moment[4] - moment[2] ** 2) / samples)
+    assert abs(float(radius.mean()) - moment[1]) <= z * se_radius
+    assert abs(float((radius**2).mean()) - moment[2]) <= z * se_square
+    se_coordinate = math.sqrt(1 / (n + 2) / samples)
+    assert (delta.flatten(1).mean(0).abs() <= z * se_coordinate).all()
+
+
+def test_linf_random_start_is_uniform_in_the_cube():
+    """Each coordinate uniform on [−level, level]: mean 0 (SE level/√(3N)) and E δ² =
+    level²/3 (SE level² √(4/45 / N)); Bonferroni over 2·n comparisons, false failure ≤ 1e-5."""
+    samples, level, n = 100_000, 0.3, 6
+    x = torch.zeros(samples, 2, 3, dtype=torch.float64)
+    delta = perturb._random_start(x, level, "linf", torch.Generator().manual_seed(5)) / level
+    flat = delta.flatten(1)
+    z = normal_quantile(1e-5, comparisons=2 * n)
+    assert flat.abs().max() <= 1
+    assert (flat.mean(0).abs() <= z * math.sqrt(1 / 3 / samples)).all()
+    assert ((flat**2).mean(0) - 1 / 3).abs().max() <= z * math.sqrt(4 / 45 / samples)
 
 
 # ---------------------------------------------------------------- random perturbations

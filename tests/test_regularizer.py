@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 import nrnn.regularizer as regularizer
 from nrnn import Noise, NoisyRNN, ReferenceNoise, quadrature
 from nrnn.catalogue import MODEL_CASES, gaussian_model
-from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.oracle import hutchinson_samples, noise_laplacian
 from nrnn.regularizer import (
     Expansion,
@@ -27,6 +26,8 @@ from nrnn.regularizer import (
     exact_moments,
     explicit_regularizer,
 )
+
+from independent import mean_and_standard_error, normal_quantile
 
 DTYPE = torch.float64
 FALSE_FAILURE = 1e-4  # per statistical test
@@ -128,8 +129,8 @@ def test_hutchinson_laplacian_is_unbiased(form):
     model, x, y = build_model(hidden=3, steps=4, form=form)
     generator = torch.Generator().manual_seed(1)
     samples = hutchinson_samples(model, x, y, probes=4000, generator=generator, chunk=1000)
-    mean, stderr = mean_and_stderr(samples)
-    z = z_threshold(FALSE_FAILURE, len(y))
+    mean, stderr = mean_and_standard_error(samples)
+    z = normal_quantile(FALSE_FAILURE, len(y))
     exact = noise_laplacian(model, x, y)
     assert ((mean - exact).abs() <= z * stderr + 1e-12).all()
     averaged = noise_laplacian(
@@ -159,9 +160,9 @@ def test_probe_estimator_is_unbiased(form):
             generator=torch.Generator().manual_seed(123),
         )
     samples = torch.stack([estimate.q, estimate.r], -1).reshape(draws, batch, 2)
-    mean, stderr = mean_and_stderr(samples)
+    mean, stderr = mean_and_standard_error(samples)
     target = torch.stack([exact.q, exact.r], -1).detach()
-    z = z_threshold(FALSE_FAILURE, target.numel())
+    z = normal_quantile(FALSE_FAILURE, target.numel())
     assert ((mean - target).abs() <= z * stderr).all(), (mean, target, stderr)
     assert (stderr > 0).all()  # the estimator is not trivially exact: its spread is real
 
@@ -307,7 +308,7 @@ def test_checkpointed_segments_give_the_same_values_and_gradients(monkeypatch):
     monkeypatch.setattr(regularizer, "CHECKPOINT_BYTES", 0)
     values, grads = run()
     torch.testing.assert_close(values, plain_values)
-    for grad, plain in zip(grads, plain_grads):
+    for grad, plain in zip(grads, plain_grads, strict=True):
         torch.testing.assert_close(grad, plain)
 
 

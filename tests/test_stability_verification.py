@@ -43,18 +43,7 @@ def test_finite_time_allowance_is_zero_for_normal_matrices():
 
 
 def test_tiny_run_produces_every_check():
-    sizes = claim5.Sizes(
-        burn_in_time=0.2,
-        linear_paths=4,
-        linear_time=1.0,
-        moment_paths=500,
-        moment_time=0.05,
-        rnn_paths=4,
-        rnn_time=0.5,
-        rnn_models=1,
-        hidden_dim=3,
-    )
-    checks = claim5.run(sizes)
+    checks = claim5.run(claim5.SMOKE)
     assert [check.name for check in checks] == [
         "scalar_closed_form",
         "matrix_scalar_noise",

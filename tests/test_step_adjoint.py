@@ -117,7 +117,7 @@ def test_generated_step_vjp_is_autograd_of_one_step(name, step_kind, multiplier_
         drive_parts = [as_tensor[part] for part in cell.drive_parts]
         actual = [as_tensor["state"], torch.cat(drive_parts, -1)]
         actual += [as_tensor[field] for field in trained]
-        for value, reference in zip(actual, expected):
+        for value, reference in zip(actual, expected, strict=True):
             torch.testing.assert_close(value, reference, **TOLERANCE)
 
 
@@ -158,7 +158,11 @@ def test_generated_noise_cotangents_are_autograd_of_the_step(form):
     elif form == "reference":
         following = _reference_step(state, drift, xi, step_size, 0.1, 0.6)
         expected = dict(
-            zip(("xi", "step_size"), torch.autograd.grad(following, (xi, step_size), cotangent))
+            zip(
+                ("xi", "step_size"),
+                torch.autograd.grad(following, (xi, step_size), cotangent),
+                strict=True,
+            )
         )
         uniform = 1 - 0.6 / 2 + 0.6 / math.sqrt(12) * xi.detach()[..., n:]
         arguments["step_multiplier"] = uniform

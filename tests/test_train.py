@@ -63,6 +63,17 @@ def test_resume_continues_exactly(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
 
 
+def test_learning_rate_follows_the_step_schedule(tmp_path):
+    """lr = lr₀ γ^⌊(epoch − 1)/every⌋: with every = 2 and γ = 0.5 the five epochs train at
+    lr₀ × (1, 1, 1/2, 1/2, 1/4)."""
+    config = small_config(epochs=5)
+    config.data.train_subset, config.data.eval_subset = 128, 32
+    config.optim.lr_decay_every, config.optim.lr_decay = 2, 0.5
+    result = train(config, tmp_path / "run", progress=False)
+    rates = [record["lr"] / config.optim.lr for record in result.metrics]
+    assert rates == pytest.approx([1, 1, 0.5, 0.5, 0.25], rel=1e-12)
+
+
 def test_finished_run_extends_with_more_epochs(tmp_path):
     straight = train(small_config(epochs=3), tmp_path / "straight", progress=False)
     train(small_config(epochs=2), tmp_path / "extended", progress=False)

@@ -49,6 +49,7 @@ def test_every_tiny_check_passes(tiny_checks):
     names = [check.name for check in tiny_checks]
     assert names == [
         "quadrature_coefficient",
+        "probe_coefficient",
         "quadrature_remainder_order",
         "quadrature_odd_orders",
         "monte_carlo_coefficient",
@@ -78,6 +79,22 @@ def test_a_wrong_regularizer_fails_the_quadrature_checks(monkeypatch):
         assert not expansion.check_quadrature_remainder(TINY).passed
     finally:
         expansion._quadrature_series.cache_clear()
+
+
+def test_a_biased_probe_estimator_fails_the_probe_check(monkeypatch):
+    """The probe method's q + r scaled by 1.3 (the exact method untouched) must fail the
+    probe check: the quadrature coefficient, not the estimator, sets the target."""
+    original = expansion.explicit_regularizer
+
+    def biased(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if kwargs.get("method") != "probe":
+            return result
+        return Expansion(result.loss, 1.3 * result.q, 1.3 * result.r)
+
+    monkeypatch.setattr(expansion, "explicit_regularizer", biased)
+    check = expansion.check_probe_coefficient(TINY)
+    assert not check.passed and check.measured["max_error_over_tolerance"] > 1
 
 
 def test_quadrature_rule_integrates_moments_exactly():

@@ -37,7 +37,7 @@ def test_paired_test_matches_scipy():
     reference = stats.ttest_rel(noise, clean, alternative="less")
     assert result["t"] == pytest.approx(reference.statistic)
     assert result["p_t_one_sided"] == pytest.approx(reference.pvalue)
-    differences = [b - a for a, b in zip(clean, noise)]
+    differences = [b - a for a, b in zip(clean, noise, strict=True)]
     mean = sum(differences) / 5
     sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 4)
     assert result["mean_difference"] == pytest.approx(mean)

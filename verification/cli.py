@@ -24,7 +24,13 @@ from nrnn.experiments import (
     print_plan,
 )
 
-from .core import DEFAULT_REPORT_DIR, format_table, run_module, write_report
+from .core import (
+    DEFAULT_REPORT_DIR,
+    default_report_dir,
+    format_table,
+    run_module,
+    write_report,
+)
 
 CHECKS_FAILED = 3
 """Exit code when the verification ran to the end and some check failed."""
@@ -45,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_REPORT_DIR,
-        help=f"directory of report.json and report.md (default: {DEFAULT_REPORT_DIR})",
+        default=None,
+        help=f"directory of report.json and report.md (default: {DEFAULT_REPORT_DIR} for "
+        f"the quick profile, {DEFAULT_REPORT_DIR}/<profile> for the others)",
     )
     parser.add_argument(
         "--threads",
@@ -77,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    context = context_from_arguments(args, parser, out_dir=args.out, report_dir=args.out)
+    out = args.out or default_report_dir(args.profile or "quick")
+    context = context_from_arguments(args, parser, out_dir=out, report_dir=out)
     if args.plan:
         return print_plan("verify", names, context)
 
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"running {name} ({context.profile}) ...", flush=True)
         reports.append(run_module(load("verify", name), context.profile, context))
-    json_path, md_path = write_report(args.out, reports)
+    json_path, md_path = write_report(out, reports)
     print(format_table(reports))
     failed = sum(not check["passed"] for report in reports for check in report["checks"])
     total = sum(len(report["checks"]) for report in reports)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrnn.experiments import REGISTRY, Context, Experiment, load
+from nrnn.experiments import PROFILES, REGISTRY, Context, Experiment, load
 from nrnn.files import write_json_atomic, write_text_atomic
 
 
@@ -79,7 +79,7 @@ def run_module(experiment: Experiment, profile: str, context: Context | None = N
         "description": experiment.title,
         "claims": list(experiment.claims),
         "profile": profile,
-        "sizes": _jsonable(dataclasses.asdict(sizes) if dataclasses.is_dataclass(sizes) else sizes),
+        "sizes": _jsonable(_fields(sizes)),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - started,
         "passed": all(check.passed for check in checks),
@@ -127,7 +127,8 @@ def format_table(reports: list[dict]) -> str:
     rows = [header] + [row for report in reports for row in table_rows(report)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
@@ -169,6 +170,13 @@ def format_markdown(report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- files
+def _fields(sizes: Any) -> Any:
+    """A dataclass instance's fields as a dict; anything else unchanged."""
+    if dataclasses.is_dataclass(sizes) and not isinstance(sizes, type):
+        return dataclasses.asdict(sizes)
+    return sizes
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON types: tuples to lists, numpy / torch scalars to Python numbers."""
     if isinstance(value, dict):
@@ -212,7 +220,13 @@ def write_report(out_dir: Path, modules: list[dict]) -> tuple[Path, Path]:
 
 
 DEFAULT_REPORT_DIR = Path("verification")
-"""Where ``nrnn verify`` writes ``report.json`` and ``report.md`` by default."""
+"""Where ``nrnn verify`` writes ``report.json`` and ``report.md`` by default (quick profile)."""
+
+
+def default_report_dir(profile: str) -> Path:
+    """The report directory of a profile: :data:`DEFAULT_REPORT_DIR` for quick (the committed
+    report), ``verification/<profile>`` for the others, so they never overwrite it."""
+    return DEFAULT_REPORT_DIR if profile == "quick" else DEFAULT_REPORT_DIR / profile
 
 
 def find_check(module_report: dict, name: str) -> dict:
@@ -261,3 +275,35 @@ def module_report_at(
     fresh = run_module(load("verify", name), profile, context)
     write_report(report_dir, [fresh])
     return json.loads(json.dumps(fresh))  # the same plain-JSON form as a stored entry
+
+
+def report_figure(
+    name: str,
+    module: str,
+    title: str,
+    draw: Callable[[dict, Path], list[Path]],
+    usable: Callable[[dict], bool] | None = None,
+) -> Experiment:
+    """A figure experiment drawn from verification module ``module``'s report.
+
+    At every profile it reads (or runs) the module at that profile (:func:`module_report_at`,
+    with ``usable``) and calls ``draw(module_report, out_dir)``; its plan is the module's,
+    so ``--plan`` lists the trained runs behind the figure.
+    """
+
+    def make(profile: str, context: Context) -> list[Path]:
+        return draw(module_report_at(module, context, usable=usable), context.out_dir)
+
+    def plan(profile: str, context: Context):
+        experiment = load("verify", module)
+        if experiment.plan is None:
+            return []
+        return experiment.plan(experiment.sizes(profile), context)
+
+    return Experiment(
+        name=name,
+        title=title,
+        profiles={profile: profile for profile in PROFILES},
+        run=make,
+        plan=plan,
+    )

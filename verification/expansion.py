@@ -285,22 +285,25 @@ def quadrature_series(case: QuadratureCase, sizes: ExpansionSizes, epsilons) -> 
 def by_cell(cases, values) -> dict:
     """[min, max] of ``values`` (one per case, in order) for every cell, by cell name."""
     result: dict = {}
-    for case, value in zip(cases, values):
+    for case, value in zip(cases, values, strict=True):
         low, high = result.get(case.cell_name, (value, value))
         result[case.cell_name] = [float(f"{min(low, value):.4g}"), float(f"{max(high, value):.4g}")]
     return result
 
 
+def quadrature_epsilon2_coefficient(series: dict, epsilons: np.ndarray) -> float:
+    """The ε² coefficient a2 of E ℓ_ε − ℓ from the quadrature series on ``epsilons``:
+    (E ℓ_ε − ℓ)/ε² = a2 + a4 ε² + a6 ε⁴ + a8 ε⁶ + ..., least squares in u = (ε/ε_max)²."""
+    u = (epsilons / epsilons.max()) ** 2
+    return float(np.polynomial.polynomial.polyfit(u, series["excess"] / epsilons**2, 3)[0])
+
+
 def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
     epsilons = geometric(sizes.coefficient_epsilons)
-    scale = epsilons.max()
     cases, worst, errors = {}, 0.0, []
     for case in sizes.quadrature:
         series = quadrature_series(case, sizes, epsilons)
-        # (E ℓ_ε − ℓ)/ε² = a2 + a4 ε² + a6 ε⁴ + a8 ε⁶ + ...: least squares in u = (ε/ε_max)².
-        u = (epsilons / scale) ** 2
-        fit = np.polynomial.polynomial.polyfit(u, series["excess"] / epsilons**2, 3)
-        a2, target = float(fit[0]), series["half_q_plus_r"]
+        a2, target = quadrature_epsilon2_coefficient(series, epsilons), series["half_q_plus_r"]
         relative = abs(a2 - target) / abs(target)
         worst = max(worst, relative)
         errors.append(relative)
@@ -326,6 +329,60 @@ def check_quadrature_coefficient(sizes: ExpansionSizes) -> Check:
         false_failure=0.0,
         seeds=[c.seed for c in sizes.quadrature],
         details={"epsilons": epsilons.tolist(), "cases": cases},
+    )
+
+
+PROBE_DRAWS = 400  # independent probe estimates per quadrature case
+PROBES = 4  # K linear-response paths per estimate, as a cheap training step would use
+
+
+def check_probe_coefficient(sizes: ExpansionSizes) -> Check:
+    """The probe estimator that training uses (``method="probe"``) against the same exact
+    ε² coefficient: the mean of independent probe estimates of (q + r)/2 is within z
+    standard errors (from the draws) of the quadrature's a2, plus the quadrature's own
+    relative tolerance."""
+    epsilons = geometric(sizes.coefficient_epsilons)
+    z = z_threshold(FALSE_FAILURE, len(sizes.quadrature))
+    cases, scores = {}, []
+    for index, case in enumerate(sizes.quadrature):
+        a2 = quadrature_epsilon2_coefficient(quadrature_series(case, sizes, epsilons), epsilons)
+        model, x, y = quadrature_model(case, sizes.quadrature_level, sizes.quadrature_dt)
+        with torch.no_grad():
+            estimate = explicit_regularizer(
+                model,
+                x.repeat(PROBE_DRAWS, 1, 1),
+                y.repeat(PROBE_DRAWS),
+                method="probe",
+                probes=PROBES,
+                generator=torch.Generator().manual_seed(case.seed + 7000 + index),
+            )
+        mean, stderr = (float(v) for v in mean_and_stderr(estimate.regularizer))
+        allowed = z * stderr + COEFFICIENT_RTOL * abs(a2)
+        scores.append(abs(mean - a2) / allowed)
+        cases[case.label] = {
+            "epsilon2_coefficient": a2,
+            "probe_mean": mean,
+            "probe_stderr": stderr,
+            "z": (mean - a2) / stderr if stderr > 0 else 0.0,
+        }
+    worst = max(scores)
+    return Check(
+        claim=1,
+        name="probe_coefficient",
+        measured={
+            "max_error_over_tolerance": worst,
+            "max_abs_z": max(abs(c["z"]) for c in cases.values()),
+            "cases": len(cases),
+            "by_cell": by_cell(sizes.quadrature, scores),
+        },
+        criterion=f"mean of {PROBE_DRAWS} explicit_regularizer(method='probe', "
+        f"probes={PROBES}) estimates of (q + r)/2 within z * SE (+ relative tol) of the "
+        "quadrature eps^2 coefficient, z Bonferroni over the cases",
+        tolerance={"z": z, "relative": COEFFICIENT_RTOL},
+        passed=worst <= 1.0,
+        false_failure=FALSE_FAILURE,
+        seeds=[c.seed for c in sizes.quadrature],
+        details={"draws": PROBE_DRAWS, "probes": PROBES, "cases": cases},
     )
 
 
@@ -548,7 +605,7 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
         )
 
     def shifted(state, slope, factor):
-        return tuple(s + factor * k for s, k in zip(state, slope))
+        return tuple(s + factor * k for s, k in zip(state, slope, strict=True))
 
     for drive in drives:
         for _ in range(substeps):
@@ -558,7 +615,7 @@ def continuous_moments(model: NoisyRNN, x: torch.Tensor, total_time: float, subs
             k4 = rhs(shifted(state, k3, h_step), drive)
             state = tuple(
                 s + h_step / 6 * (a + 2 * b + 2 * c + e)
-                for s, a, b, c, e in zip(state, k1, k2, k3, k4)
+                for s, a, b, c, e in zip(state, k1, k2, k3, k4, strict=True)
             )
     return state
 
@@ -576,7 +633,8 @@ def continuous_q_r(model, x, y, total_time, substeps) -> tuple[np.ndarray, np.nd
 
 def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
     base, total = sizes.convergence_base_steps, sizes.convergence_total_time
-    cases, orders, seeds, reference_ok, per_cell = {}, [], [], True, {}
+    cases, orders, seeds, reference_ok = {}, [], [], True
+    per_cell: dict[str, list[float]] = {}
     runs = [
         (cell, form, 41 + index + 100 * cell_index)
         for cell_index, cell in enumerate(sizes.convergence_cells)
@@ -603,7 +661,7 @@ def check_time_step_convergence(sizes: ExpansionSizes) -> Check:
                 explicit_regularizer(
                     refined_model(model, dt), x.repeat_interleave(repeat, dim=1), y
                 )
-                for dt, repeat in zip(dts, repeats)
+                for dt, repeat in zip(dts, repeats, strict=True)
             ]
             fine = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps)
             coarse = continuous_q_r(model, x, y, total, sizes.convergence_rk4_steps // 2)
@@ -663,7 +721,7 @@ def flat_gradient(value: torch.Tensor, model: NoisyRNN) -> torch.Tensor:
     return torch.cat(
         [
             (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, parameters)
+            for g, p in zip(grads, parameters, strict=True)
         ]
     )
 
@@ -677,12 +735,12 @@ def check_gradient_quadrature(sizes: ExpansionSizes) -> Check:
         expansion = explicit_regularizer(model, x, y)
         loss_gradient = flat_gradient(expansion.loss.sum(), model)
         regularizer_gradient = flat_gradient(expansion.regularizer.sum(), model)
-        differences = []
+        norms = []
         for epsilon in epsilons:
             expected = flat_gradient(quadrature.expected_loss(model, x, y, rule, epsilon), model)
             predicted = loss_gradient + epsilon**2 * regularizer_gradient
-            differences.append(float((expected - predicted).norm()))
-        differences = np.array(differences)
+            norms.append(float((expected - predicted).norm()))
+        differences = np.array(norms)
         slope = log_slope(epsilons, differences)
         slopes.append(slope)
         cases[case.label] = {
@@ -726,6 +784,7 @@ def _directional_derivative(model, direction, step, function):
 
 def check_gradient_monte_carlo(sizes: ExpansionSizes) -> Check:
     case = sizes.gradient_monte_carlo
+    assert case is not None, "run() adds this check only with a gradient_monte_carlo case"
     model, x, y = real_model(case, sizes.monte_carlo_level)
     x, y = x[:1], y[:1]
     target = flat_gradient(explicit_regularizer(model, x, y).regularizer.sum(), model)
@@ -822,7 +881,12 @@ def verify_cell(cell, **options) -> list[Check]:
 
 # --------------------------------------------------------------------------- module
 def run(sizes: ExpansionSizes) -> list[Check]:
-    checks = [check_quadrature_coefficient, check_quadrature_remainder, check_quadrature_odd_orders]
+    checks = [
+        check_quadrature_coefficient,
+        check_probe_coefficient,
+        check_quadrature_remainder,
+        check_quadrature_odd_orders,
+    ]
     if sizes.monte_carlo:
         checks.append(check_monte_carlo_coefficient)
     checks.append(check_time_step_convergence)

@@ -263,7 +263,7 @@ def data_lyapunov_exponent(model, x: torch.Tensor, seed: int) -> float:
 
 
 # ---------------------------------------------------------------------------- tests
-def paired_test(baseline: list[float], treated: list[float], claimed: str) -> dict[str, float]:
+def paired_test(baseline: list[float], treated: list[float], claimed: str) -> dict[str, Any]:
     """Paired comparison over seeds of ``treated`` − ``baseline``.
 
     ``claimed`` is "less" (the claim: treated < baseline) or "greater". Returns n, the
@@ -460,10 +460,14 @@ def plan(sizes: Sizes, context: Context | None = None) -> list[tuple[list[RunSpe
                 f"{dataset.name}: the objectives must include 'clean', the baseline of every test"
             )
     task = MeasureTask.for_sizes(sizes)
+    configure = context.configure if context is not None else (lambda config: config)
     return [
         (
             [
-                RunSpec(objective, run_config(dataset, seed, objective, sizes.noise_level))
+                RunSpec(
+                    objective,
+                    configure(run_config(dataset, seed, objective, sizes.noise_level)),
+                )
                 for objective in (dataset.objectives or sizes.objectives)
                 for seed in sizes.seeds
             ],
@@ -477,7 +481,11 @@ def _dataset_checks(
     dataset: str, sizes: Sizes, outcomes: list[RunOutcome], log: Callable[[str], None]
 ) -> list[Check]:
     """Compare the measured models of one dataset."""
-    results, runs, errors, cost, configs = {}, {}, {}, {}, {}
+    results: dict[tuple[str, int], Any] = {}  # by (objective, seed)
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    cost: dict[tuple[str, int], float] = {}
+    errors: dict[str, list[str]] = {}  # by objective
+    configs: dict[str, dict] = {}
     objectives = list(dict.fromkeys(outcome.spec.name for outcome in outcomes))
     for outcome in outcomes:
         objective, seed, config = outcome.spec.name, outcome.spec.seed, outcome.spec.config

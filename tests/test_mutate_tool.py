@@ -1,0 +1,53 @@
+"""The mutation-testing tool (tools/mutate.py, ``make mutate``): a planted bug whose text
+moved is an error, never a silent skip, and a planted bug leaves no trace in the file."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("mutate", ROOT / "tools" / "mutate.py")
+mutate = importlib.util.module_from_spec(spec)
+sys.modules["mutate"] = mutate  # dataclasses look their module up there
+spec.loader.exec_module(mutate)
+
+
+def test_a_mutation_whose_text_moved_is_an_error(monkeypatch, tmp_path):
+    (tmp_path / "module.py").write_text("x = 1\nx = 1\n")
+    monkeypatch.setattr(mutate, "ROOT", tmp_path)
+    missing = mutate.Mutation("gone", "harness", "module.py", "y = 2", "y = 3", ("-q",))
+    twice = mutate.Mutation("twice", "harness", "module.py", "x = 1", "x = 2", ("-q",))
+    absent = mutate.Mutation("absent", "harness", "nothing.py", "x", "y", ("-q",))
+    for mutation, message in (
+        (missing, "found 0 times"),
+        (twice, "found 2 times"),
+        (absent, "does not exist"),
+    ):
+        outcome = mutate.run_one(mutation, timeout=60)
+        assert outcome.status == "error" and message in outcome.detail
+
+
+def test_a_planted_bug_is_killed_by_a_failing_test_and_the_file_is_restored(tmp_path):
+    """A throwaway module and its test in a scratch directory: the bug makes the test fail
+    (killed), and the file has its original bytes and times afterwards."""
+    module = tmp_path / "arithmetic.py"
+    module.write_text("def double(x):\n    return 2 * x\n")
+    (tmp_path / "test_arithmetic.py").write_text(
+        "from arithmetic import double\n\n\ndef test_double():\n    assert double(3) == 6\n"
+    )
+    before = module.stat()
+    killed = mutate.Mutation(
+        "triple", "mathematics", "arithmetic.py", "2 * x", "3 * x", ("test_arithmetic.py",)
+    )
+    harmless = mutate.Mutation(
+        "same", "mathematics", "arithmetic.py", "2 * x", "x * 2", ("test_arithmetic.py",)
+    )
+    original_root = mutate.ROOT
+    mutate.ROOT = tmp_path
+    try:
+        assert mutate.run_one(killed, timeout=120).status == "killed"
+        assert mutate.run_one(harmless, timeout=120).status == "survived"
+    finally:
+        mutate.ROOT = original_root
+    assert module.read_text() == "def double(x):\n    return 2 * x\n"
+    assert module.stat().st_mtime_ns == before.st_mtime_ns
