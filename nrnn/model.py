@@ -17,11 +17,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import contract
+from . import contract, fused, recurrence
 from .cells import INIT_DIVISORS, Cell, LipschitzCell
 from .noise import Noise, NoiseForm
+from .recurrence import RECURRENCES
 
-__all__ = ["INIT_DIVISORS", "NoisyRNN", "check_batch", "check_model"]
+__all__ = ["INIT_DIVISORS", "RECURRENCES", "NoisyRNN", "check_batch", "check_model"]
 
 _LIPSCHITZ_DEFAULTS = {
     "beta": 0.75,
@@ -47,6 +48,12 @@ class NoisyRNN(nn.Module):
         beta, gamma_a, gamma_w, antisymmetric, init_std, init_divisor: options of the
             default Lipschitz cell (see ``LipschitzCell``); with another ``cell`` they must
             keep their defaults.
+        recurrence: ``"fused"`` (default): when a gradient is wanted, the recurrence runs
+            without an autograd graph per step and its backward pass is the generated
+            vector–Jacobian product of one step (``nrnn.fused``), for every cell with
+            generated formulas and the built-in noises; ``"reference"``: op by op with
+            autograd (``nrnn.recurrence``), the path any other cell takes too. Both give
+            the same states bit for bit and the same gradients up to rounding.
 
     Parameters, in this order: the cell's (``cell.*``; the Lipschitz cell's ``M_W`` and
     ``M_A``), the noise's (``noise_parameters.*``: ``step_size`` = δ (n,) for
@@ -71,8 +78,10 @@ class NoisyRNN(nn.Module):
         init_std: float = 1.0,
         init_divisor: str = "sqrt-hidden",
         cell: Cell | None = None,
+        recurrence: str = "fused",
     ) -> None:
         super().__init__()
+        self.recurrence = contract.choice("recurrence", recurrence, RECURRENCES)
         self.input_dim = contract.integer("input_dim", input_dim)
         self.hidden_dim = contract.integer("hidden_dim", hidden_dim)
         self.num_classes = contract.integer("num_classes", num_classes)
@@ -174,26 +183,24 @@ class NoisyRNN(nn.Module):
     def euler_step(self, state, drive, parameters, terms) -> torch.Tensor:
         """One step h_k -> h_{k+1} = h + s ⊙ f + a + h ⊙ m with ``terms`` = (s, a, m)
         (``nrnn.noise.StepNoise``); state, drive (batch, ·), parameters the cell's."""
-        drift = self.cell.drift(state, drive, parameters)
-        following = state + terms.drift_step * drift
-        if terms.state_multiplier is not None:
-            following = following + state * terms.state_multiplier
-        return following if terms.additive is None else following + terms.additive
+        return terms.advance(state, self.cell.drift(state, drive, parameters))
+
+    def uses_fused_recurrence(self, tensors) -> bool:
+        """Whether a call with these input tensors runs fused (see ``recurrence``)."""
+        return self.recurrence == "fused" and fused.applies(self.cell, self.noise, tensors)
 
     def _run(self, x, xi, keep_path: bool):
         x, xi = self._prepare(x, xi)
         parameters = self.cell.drift_parameters()
-        # Precompute every per-step tensor time-major and iterate over unbind(0): slicing a
-        # whole-sequence tensor inside the loop makes the backward pass quadratic in M.
-        drives = self.input(x).transpose(0, 1).unbind(0)
-        terms = self.step_terms(None if xi is None else xi.transpose(0, 1), len(drives))
-        state = x.new_zeros(x.shape[0], self.cell.state_dim)
-        path = [state]
-        for drive, step_terms in zip(drives, terms):
-            state = self.euler_step(state, drive, parameters, step_terms)
-            if keep_path:
-                path.append(state)
-        return torch.stack(path, dim=1) if keep_path else state
+        drives = self.input(x).transpose(0, 1)  # time-major (M, batch, drive_dim)
+        xi = None if xi is None else xi.transpose(0, 1)
+        arguments = (self.cell, self.noise, self.dt, drives, xi, parameters)
+        noise_parameters = dict(self.noise_parameters)
+        tensors = [drives, xi, *parameters, *noise_parameters.values()]
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        if self.uses_fused_recurrence(tensors):
+            return fused.run(*arguments, noise_parameters, keep_path)
+        return recurrence.reference(*arguments, noise_parameters, keep_path)
 
     def final_state(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
         """h_M (batch, n) without keeping the path (cheaper for Monte Carlo)."""
@@ -218,7 +225,8 @@ class NoisyRNN(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"input_dim={self.input_dim}, hidden_dim={self.hidden_dim}, "
-            f"num_classes={self.num_classes}, dt={self.dt}, noise={self.noise}"
+            f"num_classes={self.num_classes}, dt={self.dt}, noise={self.noise}, "
+            f"recurrence={self.recurrence!r}"
         )
 
 

@@ -87,6 +87,9 @@ class Cell(nn.Module, ABC):
 
     name: ClassVar[str] = "cell"
     formulas: ClassVar[ModuleType | None] = None
+    drive_parts: ClassVar[tuple[str, ...]] = ("drive",)
+    """The names the generated formulas give the parts of the drive, in the order they are
+    concatenated along its last axis."""
 
     def __init__(self, hidden_dim: int, *, state_dim: int, output_dim: int, drive_dim: int) -> None:
         super().__init__()
@@ -103,6 +106,37 @@ class Cell(nn.Module, ABC):
     @abstractmethod
     def drift(self, state, drive, parameters) -> torch.Tensor:
         """f(h, x): state (..., n), drive (..., drive_dim) -> (..., n). Pure."""
+
+    def drift_terms(self, state, drive, parameters) -> tuple[torch.Tensor, dict | None]:
+        """(f(h, x), the pre-activation of every activation use by label), computed by the
+        same operations as :meth:`drift`; the fused recurrence keeps the second to rebuild
+        the point of each step without a matrix product. None when the cell does not say
+        (the point is then recomputed by :meth:`linearisation`)."""
+        return self.drift(state, drive, parameters), None
+
+    def activation_uses(self) -> dict:
+        """label -> the :class:`nrnn.activations.Activation` of each activation use."""
+        return {}
+
+    def step_point(self, state, drive, pre_activations, parameters, names) -> dict:
+        """The entries ``names`` of the point of one step (batch, ·), from the
+        ``pre_activations`` :meth:`drift_terms` returned (or by :meth:`linearisation`)."""
+        if pre_activations is None:
+            point = self.linearisation(state, drive, parameters)
+            return {name: point[name] for name in names}
+        uses, point = self.activation_uses(), {"state": state, "drive": drive}
+        for name in names:
+            if name not in point:
+                label, _, kind = name.rpartition("_")
+                function = uses[label].value if kind == "value" else uses[label].prime
+                point[name] = function(pre_activations[label])
+        return {name: point[name] for name in names}
+
+    @property
+    def has_step_vjp(self) -> bool:
+        """The generated formulas include the vector–Jacobian product of one step (the
+        fused recurrence needs it)."""
+        return self.formulas is not None and hasattr(self.formulas, "step_vjp_multiplicative")
 
     def linearisation(self, states, drives, parameters) -> dict[str, torch.Tensor]:
         """The point of every step: states (batch, M, n), drives (batch, M, drive_dim) ->

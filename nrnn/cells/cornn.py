@@ -77,11 +77,19 @@ class CoRNNCell(Cell):
 
     def drift(self, state, drive, parameters):
         """(z, φ(W y + 𝒲 z + c) − γ y − ε z): state (..., 2d), drive (..., d) -> (..., 2d)."""
+        return self.drift_terms(state, drive, parameters)[0]
+
+    def drift_terms(self, state, drive, parameters):
+        """(f, {"phi": a}) with a = W y + 𝒲 z + c."""
         d = self.hidden_dim
         position, velocity = state[..., :d], state[..., d:]
-        force = self.activation.value(self._pre_activation(state, drive, parameters))
+        pre_activation = self._pre_activation(state, drive, parameters)
+        force = self.activation.value(pre_activation)
         acceleration = force - parameters.gamma * position - parameters.epsilon * velocity
-        return torch.cat([velocity, acceleration], dim=-1)
+        return torch.cat([velocity, acceleration], dim=-1), {"phi": pre_activation}
+
+    def activation_uses(self):
+        return {"phi": self.activation}
 
     def linearisation(self, states, drives, parameters):
         """Adds a = W y + 𝒲 z + c with φ'(a) and φ''(a)."""

@@ -46,6 +46,7 @@ class GRUODECell(Cell):
 
     name = "gru"
     formulas = _formulas
+    drive_parts = ("update_drive", "reset_drive", "candidate_drive")
 
     def __init__(self, hidden_dim: int, *, init_std: float = 1.0) -> None:
         hidden_dim = contract.integer("hidden_dim", hidden_dim)
@@ -70,8 +71,16 @@ class GRUODECell(Cell):
 
     def drift(self, state, drive, parameters):
         """(1 − u) ⊙ (g − h): state (..., d), drive (..., 3d) -> (..., d)."""
-        a_u, _, a_g = self._gates(state, drive, parameters)
-        return (1 - _SIGMOID.value(a_u)) * (_TANH.value(a_g) - state)
+        return self.drift_terms(state, drive, parameters)[0]
+
+    def drift_terms(self, state, drive, parameters):
+        """(f, the pre-activations {"u": a_u, "r": a_r, "g": a_g})."""
+        a_u, a_r, a_g = self._gates(state, drive, parameters)
+        drift = (1 - _SIGMOID.value(a_u)) * (_TANH.value(a_g) - state)
+        return drift, {"u": a_u, "r": a_r, "g": a_g}
+
+    def activation_uses(self):
+        return {"u": _SIGMOID, "r": _SIGMOID, "g": _TANH}
 
     def linearisation(self, states, drives, parameters):
         """Adds the values, slopes and curvatures of u, r and g."""
@@ -85,19 +94,14 @@ class GRUODECell(Cell):
         return point
 
     def formula_arguments(self, point, parameters):
-        update_drive, reset_drive, candidate_drive = point["drive"].chunk(3, dim=-1)
-        return (
+        arguments = (
             point
             | parameters._asdict()
-            | {
-                "update_drive": update_drive,
-                "reset_drive": reset_drive,
-                "candidate_drive": candidate_drive,
-                "u": _SIGMOID.value,
-                "r": _SIGMOID.value,
-                "g": _TANH.value,
-            }
+            | {"u": _SIGMOID.value, "r": _SIGMOID.value, "g": _TANH.value}
         )
+        if "drive" in point:
+            arguments |= dict(zip(self.drive_parts, point["drive"].chunk(3, dim=-1)))
+        return arguments
 
     def extra_repr(self) -> str:
         return f"hidden_dim={self.hidden_dim}"

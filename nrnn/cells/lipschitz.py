@@ -105,11 +105,18 @@ class LipschitzCell(Cell):
 
     def drift(self, state, drive, parameters):
         """A h + φ(W h + c): state, drive c = U x + b (..., d) -> (..., d)."""
+        return self.drift_terms(state, drive, parameters)[0]
+
+    def drift_terms(self, state, drive, parameters):
+        """(A h + φ(z), {"phi": z}) with z = W h + c."""
         A, W = parameters
         pre_activation = state @ W.T + drive
         if self.antisymmetric:
-            return self.activation.value(pre_activation)
-        return state @ A.T + self.activation.value(pre_activation)
+            return self.activation.value(pre_activation), {"phi": pre_activation}
+        return state @ A.T + self.activation.value(pre_activation), {"phi": pre_activation}
+
+    def activation_uses(self):
+        return {"phi": self.activation}
 
     def linearisation(self, states, drives, parameters):
         """Adds the pre-activation z = W h + c with φ'(z) and φ''(z)."""
