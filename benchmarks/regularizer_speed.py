@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -101,14 +102,23 @@ def build_model(sizes: RegularizerSpeedSizes, hidden: int, dtype=torch.float32) 
     return model.to(dtype).train()
 
 
-def random_batch(sizes: RegularizerSpeedSizes, batch: int, length: int, dtype=torch.float32):
+def random_batch(
+    sizes: RegularizerSpeedSizes, batch: int, length: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(sizes.seed + length)
     x = torch.randn(batch, length, sizes.input_dim, generator=generator, dtype=dtype)
     y = torch.randint(0, sizes.classes, (batch,), generator=generator)
     return x, y
 
 
-def make_regularizer_step(model, x, y, method: str, probes: int, distribution="rademacher"):
+def make_regularizer_step(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str,
+    probes: int,
+    distribution: str = "rademacher",
+) -> Callable[[], None]:
     """``explicit_regularizer`` and the backward pass of mean(loss + (q + r)/2)."""
     generator = torch.Generator().manual_seed(0)
 
@@ -179,7 +189,7 @@ def bench_vs_training_step(sizes: RegularizerSpeedSizes) -> dict:
                 "<=",
             )
         )
-    medians = {
+    median_seconds = {
         length: {name: median(values) for name, values in timed.items()}
         for length, timed in seconds.items()
     }
@@ -192,7 +202,7 @@ def bench_vs_training_step(sizes: RegularizerSpeedSizes) -> dict:
         "probes": sizes.probes,
         "lengths": list(sizes.lengths),
         "seconds": seconds,
-        "median_seconds": medians,
+        "median_seconds": median_seconds,
         "ratio_to_training_step": ratios,
         "aims": aims,
     }

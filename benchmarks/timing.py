@@ -10,14 +10,14 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 
 import torch
 
 
 def time_interleaved(
-    calls: dict[str, Callable[[], object]], *, repeats: int, warmup: int
+    calls: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     """Wall-clock seconds of each call, ``repeats`` times, after ``warmup`` untimed rounds.
 

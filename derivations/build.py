@@ -61,13 +61,25 @@ SHEET = "docs/formulas.md"
 
 MODULE_SUMMARIES = {
     "activation": "Derivatives and Lipschitz constants of the activations, entrywise.",
-    "expansion": "The explicit regularizer for any cell: diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.",
+    "expansion": (
+        "The explicit regularizer for any cell: diffusion, covariance and mean-correction "
+        "recursions (discrete and continuous time), Q and R."
+    ),
     "stability": "Exponent bounds and the Euler--Maruyama mean-square stability operator.",
-    "cross_entropy": "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through the readout.",
+    "cross_entropy": (
+        "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through "
+        "the readout."
+    ),
     "reference_noise": "The released code's noise and its SDE-equivalent levels.",
-    "noise_adjoint": "The fused recurrence: cotangents of one step's noise variables and of the released code's per-unit step.",
+    "noise_adjoint": (
+        "The fused recurrence: cotangents of one step's noise variables and of the released "
+        "code's per-unit step."
+    ),
 } | {
-    f"cell_{spec().name}": f"{spec().title}: the drift, its Jacobians, curvature, differentials and the vector-Jacobian product of one step."
+    f"cell_{spec().name}": (
+        f"{spec().title}: the drift, its Jacobians, curvature, differentials and the "
+        "vector-Jacobian product of one step."
+    )
     for spec in cells.BUILT_IN
 }
 
@@ -160,6 +172,8 @@ def load_spec(target: str) -> CellSpec:
         if not path.is_file():
             raise FileNotFoundError(f"--cell: {path} does not exist")
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"--cell: cannot load {path} as a Python module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:

@@ -244,8 +244,8 @@ def derive_cell(spec: CellSpec) -> Derivation:
                 equation(r"\nabla f[y]", formulas.drift_differential),
                 equation(r"\nabla^{2} f[y, y]", formulas.drift_second_differential),
             ),
-            "Differentiated symbolically (sum, product and chain rules); primes are the activations' "
-            "derivatives at the path.",
+            "Differentiated symbolically (sum, product and chain rules); primes are the "
+            "activations' derivatives at the path.",
         ),
         Formula(
             "Drift Jacobian",
@@ -341,13 +341,15 @@ def lipschitz() -> CellSpec:
     return CellSpec(
         name="lipschitz",
         title="Lipschitz RNN",
-        summary="f(h, c) = A h + phi(W h + c) with A, W from the (1 - beta, beta) symmetric and skew parts "
-        "and the shifts gamma_A, gamma_W; A = 0 gives the Antisymmetric RNN.",
+        summary="f(h, c) = A h + phi(W h + c) with A, W from the (1 - beta, beta) symmetric and "
+        "skew parts and the shifts gamma_A, gamma_W; A = 0 gives the Antisymmetric RNN.",
         state=h,
         drift=A.symbol * h + activation,
         symbols=(A, W, c),
         sizes=lambda d: {D: d},
-        assumptions="phi smooth (tanh, arctan or the sigmoid); c = U x_k + b is the drive of step k.",
+        assumptions=(
+            "phi smooth (tanh, arctan or the sigmoid); c = U x_k + b is the drive of step k."
+        ),
         split=(A.symbol, activation),
         split_note="rho = sup|phi'| ||W||_2 (phi(W h + c) is that Lipschitz in h).",
         proof_cases=((1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)),
@@ -374,8 +376,9 @@ def coupled_oscillator() -> CellSpec:
     return CellSpec(
         name="cornn",
         title="Coupled oscillatory RNN (coRNN)",
-        summary="y'' = phi(W y + calW y' + c) - gamma y - epsilon y', written as the first-order system "
-        "h = (y, z): y' = z, z' = phi(W y + calW z + c) - gamma y - epsilon z; noise on the whole state.",
+        summary="y'' = phi(W y + calW y' + c) - gamma y - epsilon y', written as the first-order "
+        "system h = (y, z): y' = z, z' = phi(W y + calW z + c) - gamma y - epsilon z; noise on the "
+        "whole state.",
         state=h,
         drift=drift,
         symbols=(
@@ -416,8 +419,8 @@ def gated() -> CellSpec:
         name="gru",
         title="GRU-ODE (gated)",
         summary="f(h, c) = (1 - u) o (g - h), u = sigmoid(U_u h + c_u), r = sigmoid(U_r h + c_r), "
-        "g = tanh(U_g (r o h) + c_g): the drift multiplies activations, so its curvature has products "
-        "of activation derivatives.",
+        "g = tanh(U_g (r o h) + c_g): the drift multiplies activations, so its curvature has "
+        "products of activation derivatives.",
         state=h,
         drift=drift,
         symbols=(U_u, U_r, U_g, c_u, c_r, c_g),

@@ -155,6 +155,7 @@ def sample_sum(rows):
     return rows.reshape(-1, rows.shape[-1]).sum(0)
 '''
 
+# (A backslash at the end of a line continues the line: the emitted code has it as one line.)
 HELPERS_NUMPY = '''
 def lift(value, trailing):
     """Append ``trailing`` unit axes to an array so that a per-batch scalar broadcasts
@@ -167,7 +168,8 @@ def lift(value, trailing):
 def hstack(blocks):
     """Concatenate (..., d, k_i) blocks along the last axis, broadcasting the batch axes."""
     batch = np.broadcast_shapes(*(np.shape(block)[:-2] for block in blocks))
-    return np.concatenate([np.broadcast_to(block, batch + np.shape(block)[-2:]) for block in blocks], axis=-1)
+    return np.concatenate([np.broadcast_to(block, batch + np.shape(block)[-2:]) \
+for block in blocks], axis=-1)
 
 
 def kron(left, right):
@@ -442,7 +444,8 @@ class ArrayPrinter:
         return _Code(self._diag_embed(self.array(expr.args[0]).text), "matrix")
 
     def _split_last(self, product):
-        """(all factors but the last as one expression, last factor) of a coefficient-free product."""
+        """(all factors but the last as one expression, last factor) of a coefficient-free
+        product."""
         coefficient, factors = product.as_coeff_matrices()
         if coefficient != 1 or len(factors) < 2:
             return None

@@ -77,8 +77,8 @@ def evaluate(expr, bindings: Mapping):
         parts = [evaluate(arg, bindings) for arg in expr.args]
         return sp.kronecker_product(*parts)
     if isinstance(expr, sp.BlockMatrix):
-        rows = [[evaluate(block, bindings) for block in row] for row in expr.blocks.tolist()]
-        return sp.Matrix.vstack(*[sp.Matrix.hstack(*row) for row in rows])
+        blocks = [[evaluate(block, bindings) for block in row] for row in expr.blocks.tolist()]
+        return sp.Matrix.vstack(*[sp.Matrix.hstack(*row) for row in blocks])
     if isinstance(expr, Softmax):
         logits = evaluate(expr.argument, bindings)
         exponentials = logits.applyfunc(sp.exp)
@@ -86,9 +86,9 @@ def evaluate(expr, bindings: Mapping):
     if isinstance(expr, StackSum):
         stacks = [bindings[symbol] for symbol in expr.stacked]
         total = None
-        for members in zip(*stacks):
+        for members in zip(*stacks, strict=True):
             inner = dict(bindings)
-            inner.update(dict(zip(expr.stacked, members)))
+            inner.update(dict(zip(expr.stacked, members, strict=True)))
             value = evaluate(expr.summand, inner)
             total = value if total is None else total + value
         return total

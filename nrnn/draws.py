@@ -18,9 +18,12 @@ an exact substitute with lower variance for quadratic forms.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+
+Device = torch.device | str
+"""Where a tensor lives: a ``torch.device`` or its name."""
 
 __all__ = [
     "CHUNK_ELEMENTS",
@@ -50,21 +53,27 @@ def _signs(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return _SIGNS[key]
 
 
-def _draw_device(generator: torch.Generator | None, device) -> torch.device:
+def _draw_device(generator: torch.Generator | None, device: Device) -> torch.device:
     return torch.device(device) if generator is None else generator.device
 
 
 def on_generator_device(
     draw: Callable[[torch.device], torch.Tensor],
     generator: torch.Generator | None,
-    device,
+    device: Device,
 ) -> torch.Tensor:
     """``draw(device)`` on the generator's device (the target ``device`` when ``generator``
     is None: torch's default generator of that device), moved to ``device``."""
     return draw(_draw_device(generator, device)).to(device)
 
 
-def rademacher(shape, *, generator=None, dtype=torch.float32, device="cpu") -> torch.Tensor:
+def rademacher(
+    shape: Sequence[int],
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: Device = "cpu",
+) -> torch.Tensor:
     """Independent ±1 entries of ``shape`` (each sign with probability 1/2).
 
     64 random bits per int64 word from ``generator`` (default: torch's), each byte mapped to
@@ -72,7 +81,7 @@ def rademacher(shape, *, generator=None, dtype=torch.float32, device="cpu") -> t
     """
     count = math.prod(shape)
 
-    def draw(where):
+    def draw(where: torch.device) -> torch.Tensor:
         words = torch.empty(max(1, math.ceil(count / 64)), dtype=torch.int64, device=where)
         words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform
         table = _signs(dtype, words.device)
@@ -83,7 +92,12 @@ def rademacher(shape, *, generator=None, dtype=torch.float32, device="cpu") -> t
 
 
 def standard(
-    distribution: str, shape, *, generator=None, dtype=torch.float32, device="cpu"
+    distribution: str,
+    shape: Sequence[int],
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: Device = "cpu",
 ) -> torch.Tensor:
     """Independent entries of mean 0 and variance 1: ``"rademacher"`` or ``"gaussian"``."""
     if distribution == "rademacher":

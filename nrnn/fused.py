@@ -30,19 +30,20 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .cells.base import Cell
-from .noise import NoiseForm
+from .noise import NoiseForm, Parameters
 from .recurrence import reference
 
 __all__ = ["FusedRecurrence", "applies", "run", "supports"]
 
 
-def supports(cell, noise) -> bool:
+def supports(cell: Cell[Any], noise: NoiseForm) -> bool:
     """The cell has a generated step VJP and the noise derived step cotangents."""
     return cell.has_step_vjp and noise.has_step_cotangents
 
@@ -55,7 +56,7 @@ def _transforms_active() -> bool:
     return torch.autograd.forward_ad._current_level >= 0
 
 
-def applies(cell, noise, tensors) -> bool:
+def applies(cell: Cell[Any], noise: NoiseForm, tensors: Iterable[torch.Tensor | None]) -> bool:
     """Run fused: the cell and noise support it, a gradient is wanted (grad mode on and a
     tensor of ``tensors`` requires one) and no transform needs the op-by-op graph."""
     return (
@@ -67,7 +68,7 @@ def applies(cell, noise, tensors) -> bool:
 
 
 @functools.cache
-def _argument_names(function) -> tuple[str, ...]:
+def _argument_names(function: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
 
@@ -76,7 +77,7 @@ class Setup:
     """What does not change during one call: the cell, the noise, the step, how the
     cell's ``drift_parameters()`` and the noise's parameters are passed as tensors."""
 
-    cell: Cell
+    cell: Cell[Any]
     noise: NoiseForm
     dt: float
     parameter_type: Any  # the NamedTuple type of the cell's drift_parameters()
@@ -85,7 +86,15 @@ class Setup:
     keep_path: bool
 
     @classmethod
-    def of(cls, cell, noise, dt, parameters, noise_parameters, keep_path):
+    def of(
+        cls,
+        cell: Cell[Any],
+        noise: NoiseForm,
+        dt: float,
+        parameters: tuple[Any, ...],
+        noise_parameters: Parameters,
+        keep_path: bool,
+    ) -> tuple[Setup, list[torch.Tensor]]:
         """The setup and the tensors to pass: (setup, drift tensors + noise tensors)."""
         fields: list[tuple[str, Any]] = []
         tensors: list[torch.Tensor] = []
@@ -108,7 +117,9 @@ class Setup:
             name for name, (kind, _) in zip(names, self.fields, strict=True) if kind == "tensor"
         )
 
-    def split(self, tensors):
+    def split(
+        self, tensors: Sequence[torch.Tensor]
+    ) -> tuple[tuple[Any, ...], dict[str, torch.Tensor]]:
         """(drift parameters, noise parameters by name) from the passed tensors."""
         count = len(tensors) - len(self.noise_names)
         values = [tensors[v] if kind == "tensor" else v for kind, v in self.fields]
@@ -121,8 +132,15 @@ class FusedRecurrence(torch.autograd.Function):
     """``apply(setup, drives (M, batch, drive_dim), xi (M, batch, r) or None, *tensors)``
     -> h_M (batch, n), or the path (batch, M+1, n) with ``setup.keep_path``."""
 
+    # ctx (Any, as in torch.autograd.Function) carries this call's saved state as attributes.
     @staticmethod
-    def forward(ctx, setup: Setup, drives, xi, *tensors):
+    def forward(
+        ctx: Any,
+        setup: Setup,
+        drives: torch.Tensor,
+        xi: torch.Tensor | None,
+        *tensors: torch.Tensor,
+    ) -> torch.Tensor:
         parameters, noise_parameters = setup.split(tensors)
         cell, noise = setup.cell, setup.noise
         steps = drives.shape[0]
@@ -142,13 +160,13 @@ class FusedRecurrence(torch.autograd.Function):
         return torch.stack([*states, state], dim=1) if setup.keep_path else state
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference path
             return _reference_backward(ctx, grad_output)
         return (None, *_fused_backward(ctx, grad_output))
 
 
-def _fused_backward(ctx, grad_output):
+def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     """Gradients of (drives, xi, *tensors) by backpropagation through time."""
     setup = ctx.setup
     cell, noise = setup.cell, setup.noise
@@ -224,7 +242,7 @@ def _fused_backward(ctx, grad_output):
     return (drive_grad, xi_grad, *tensor_grads)
 
 
-def _accumulate(gradients: dict, contributions: dict) -> None:
+def _accumulate(gradients: dict[str, torch.Tensor], contributions: dict[str, torch.Tensor]) -> None:
     for name, value in contributions.items():
         if name in gradients:
             gradients[name].add_(value)
@@ -232,7 +250,7 @@ def _accumulate(gradients: dict, contributions: dict) -> None:
             gradients[name] = value
 
 
-def _reference_backward(ctx, grad_output):
+def _reference_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     """The gradients as a differentiable graph: the reference path recomputed from the saved
     inputs and differentiated with ``create_graph`` (for second derivatives)."""
     setup = ctx.setup
@@ -264,7 +282,16 @@ def _reference_backward(ctx, grad_output):
     return (None, *result)
 
 
-def run(cell, noise, dt, drives, xi, parameters, noise_parameters, keep_path: bool):
+def run(
+    cell: Cell[Any],
+    noise: NoiseForm,
+    dt: float,
+    drives: torch.Tensor,
+    xi: torch.Tensor | None,
+    parameters: tuple[Any, ...],
+    noise_parameters: Parameters,
+    keep_path: bool,
+) -> torch.Tensor:
     """The fused recurrence (arguments as :func:`nrnn.recurrence.reference`)."""
     setup, tensors = Setup.of(cell, noise, dt, parameters, noise_parameters, keep_path)
     return FusedRecurrence.apply(setup, drives, xi, *tensors)

@@ -30,14 +30,16 @@ per call (the order of a loop calling ``noise.sample((paths, r))`` every step).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils._pytree import tree_map
 
 from . import contract
-from .draws import CHUNK_ELEMENTS, on_generator_device, step_draws
-from .model import check_model
+from .cells import Cell
+from .draws import CHUNK_ELEMENTS, Device, on_generator_device, step_draws
+from .model import NoisyRNN, check_model
 from .noise import StepNoise
 
 __all__ = ["Observer", "simulate"]
@@ -47,14 +49,16 @@ Observer = Callable[[int, torch.Tensor], None]
 (copies, paths, n); it may update them in place."""
 
 
-def _detached(dtype):
-    def convert(value):
+def _detached(dtype: torch.dtype) -> Callable[[object], object]:
+    """A leaf converter: tensors detached in ``dtype``, anything else unchanged."""
+
+    def convert(value: object) -> object:
         return value.detach().to(dtype) if isinstance(value, torch.Tensor) else value
 
     return convert
 
 
-def _drives(model, x, steps: int, dtype) -> list[torch.Tensor]:
+def _drives(model: NoisyRNN, x: torch.Tensor, steps: int, dtype: torch.dtype) -> list[torch.Tensor]:
     """The drives U x_k + b of ``steps`` steps, each (batch of x, drive_dim); steps past
     the sequence hold its last drive."""
     drives = model.input_drive(x).detach().to(dtype).transpose(0, 1).unbind(0)
@@ -62,14 +66,24 @@ def _drives(model, x, steps: int, dtype) -> list[torch.Tensor]:
     return [drives[min(k, last)] for k in range(steps)]
 
 
-def _noise_stream(model, *, paths, steps, xi, generator, dtype, device, chunk_elements):
+def _noise_stream(
+    model: NoisyRNN,
+    *,
+    paths: int,
+    steps: int,
+    xi: torch.Tensor | None,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: Device,
+    chunk_elements: int,
+) -> Iterator[torch.Tensor | None]:
     """Per-step noise variables (paths, r) (or None for a noise-free model)."""
     if xi is not None:
         return iter(xi.detach().to(device=device, dtype=dtype).transpose(0, 1).unbind(0))
     if model.noise.is_zero:
         return iter([None] * steps)
 
-    def sample(shape):
+    def sample(shape: tuple[int, ...]) -> torch.Tensor:
         return on_generator_device(
             lambda where: model.noise.sample(shape, dtype=dtype, device=where, generator=generator),
             generator,
@@ -87,7 +101,14 @@ def _scaled(xi: torch.Tensor | None, scales: torch.Tensor | None) -> torch.Tenso
     return xi[None] if scales is None else scales[:, None, None] * xi
 
 
-def euler_step_(cell, state, drive, parameters, terms: StepNoise, scratch) -> torch.Tensor:
+def euler_step_(
+    cell: Cell[Any],
+    state: torch.Tensor,
+    drive: torch.Tensor,
+    parameters: tuple[Any, ...],
+    terms: StepNoise,
+    scratch: torch.Tensor | None,
+) -> torch.Tensor:
     """One Euler step h + s ⊙ f(h, c) + h ⊙ m + a, bitwise ``NoisyRNN.euler_step``: the
     same operations in the same order, accumulated in place on the drift's own tensor.
 
@@ -115,7 +136,7 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def simulate(
-    model,
+    model: NoisyRNN,
     x: torch.Tensor,
     *,
     paths: int | None = None,
@@ -178,7 +199,9 @@ def simulate(
     return state if scales is not None else state[0]
 
 
-def _factors(scales, dtype, device) -> torch.Tensor | None:
+def _factors(
+    scales: Sequence[float] | None, dtype: torch.dtype, device: Device
+) -> torch.Tensor | None:
     """The copies' noise factors (copies,), or None when no copy scales its noise."""
     if scales is None:
         return None
@@ -188,7 +211,9 @@ def _factors(scales, dtype, device) -> torch.Tensor | None:
     return None if bool((factors == 1).all()) else factors.to(device)
 
 
-def _start(start, shape, dtype, device) -> torch.Tensor:
+def _start(
+    start: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: Device
+) -> torch.Tensor:
     """h₀ of every copy and path, (copies, paths, n): zeros, or ``start`` broadcast."""
     state = torch.zeros(shape, dtype=dtype, device=device)
     if start is None:
@@ -203,13 +228,20 @@ def _start(start, shape, dtype, device) -> torch.Tensor:
     return state + start.detach().to(device=device, dtype=dtype)
 
 
-def _run(model, state, drives, stream, factors, observer) -> torch.Tensor:
+def _run(
+    model: NoisyRNN,
+    state: torch.Tensor,
+    drives: Iterable[torch.Tensor],
+    stream: Iterable[torch.Tensor | None],
+    factors: torch.Tensor | None,
+    observer: Observer | None,
+) -> torch.Tensor:
     """The Euler loop: every step's noise terms from its (scaled) noise variables, the step
     in place, then the observer."""
     cell, noise = model.cell, model.noise
     dtype = state.dtype
     parameters = tree_map(_detached(dtype), cell.drift_parameters())
-    noise_parameters = {k: _detached(dtype)(v) for k, v in model.noise_parameters.items()}
+    noise_parameters = {k: v.detach().to(dtype) for k, v in model.noise_parameters.items()}
     scratch = torch.empty_like(state)
     for step, (drive, noise_variables) in enumerate(zip(drives, stream, strict=True)):
         scaled = _scaled(noise_variables, factors)

@@ -26,11 +26,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from . import draws
+from .noise import StepNoise
+from .steps import PerUnitStep, UniformStep
+
+if TYPE_CHECKING:
+    from .model import NoisyRNN
 
 __all__ = [
     "ProbeMoments",
@@ -51,7 +57,7 @@ class ProbeMoments(NamedTuple):
     paths: torch.Tensor
 
 
-def _same_step(first, second) -> bool:
+def _same_step(first: UniformStep | PerUnitStep, second: UniformStep | PerUnitStep) -> bool:
     """Two drift steps that are the same numbers (the same float, or the same tensor)."""
     if type(first) is not type(second):
         return False
@@ -60,7 +66,7 @@ def _same_step(first, second) -> bool:
     return first.value == second.value
 
 
-def zero_noise_is_evaluation(model) -> bool:
+def zero_noise_is_evaluation(model: NoisyRNN) -> bool:
     """Whether the step with every noise variable at 0 is the noise's evaluation step (the
     paper's noise: h + Δt f; not the released code's mean step δ(1 − s_m/2) ⊙ f), so the
     path ξ = 0 can run without the arithmetic on ξ = 0."""
@@ -70,7 +76,7 @@ def zero_noise_is_evaluation(model) -> bool:
     )
 
 
-def noise_free_terms(model, x: torch.Tensor) -> list:
+def noise_free_terms(model: NoisyRNN, x: torch.Tensor) -> list[StepNoise]:
     """The noise's step terms of the path with ξ = 0, one per step of x (batch, M, p)."""
     steps = x.shape[1]
     if zero_noise_is_evaluation(model):
@@ -78,7 +84,9 @@ def noise_free_terms(model, x: torch.Tensor) -> list:
     return model.step_terms(x.new_zeros(steps, x.shape[0], model.noise_dim), steps)
 
 
-def add_noise_rows(rows, scaled_gains, unit_noise):
+def add_noise_rows(
+    rows: torch.Tensor, scaled_gains: torch.Tensor, unit_noise: torch.Tensor
+) -> torch.Tensor:
     """rows + √Δt Σ_k ξ for the probes, without forming Σ_k: Σ acts unit by unit, so with
     the gains g = √Δt ``unit_gains`` (batch, 1, n, j) and the noise arranged per unit
     (batch, K, n, j) (``unit_noise``) it is rows + Σ_c g[..., c] ⊙ ξ[..., c]; one fused
@@ -88,12 +96,18 @@ def add_noise_rows(rows, scaled_gains, unit_noise):
     return rows
 
 
-def probe_noise(model, x, probes: int, distribution: str, generator):
+def probe_noise(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    probes: int,
+    distribution: str,
+    generator: torch.Generator | None,
+) -> Iterator[torch.Tensor]:
     """The probes' noise variables, one (batch, K, r) tensor per step, drawn for many steps
     at a time on the generator's device (``nrnn.draws``)."""
     batch, steps, _ = x.shape
 
-    def sample(shape):
+    def sample(shape: tuple[int, ...]) -> torch.Tensor:
         return draws.standard(
             distribution, shape, generator=generator, dtype=x.dtype, device=x.device
         )
@@ -102,14 +116,14 @@ def probe_noise(model, x, probes: int, distribution: str, generator):
 
 
 def probe_moments(
-    model,
+    model: NoisyRNN,
     x: torch.Tensor,
     probes: int,
     *,
-    generator=None,
+    generator: torch.Generator | None = None,
     distribution: str = "rademacher",
     derivatives: str = "formulas",
-    noise_variables=None,
+    noise_variables: Iterable[torch.Tensor] | None = None,
 ) -> ProbeMoments:
     """The path ξ = 0, m̂_M and the K probe paths of x (batch, M, p) in one loop over the
     steps (see the module docstring); differentiable in every parameter.

@@ -12,7 +12,12 @@ tested against and recomputes for a second derivative.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from .cells import Cell
+from .noise import NoiseForm, Parameters
 
 __all__ = ["RECURRENCES", "reference"]
 
@@ -23,7 +28,14 @@ one) or ``"reference"`` (op by op)."""
 
 
 def reference(
-    cell, noise, dt: float, drives, xi, parameters, noise_parameters, keep_path: bool
+    cell: Cell[Any],
+    noise: NoiseForm,
+    dt: float,
+    drives: torch.Tensor,
+    xi: torch.Tensor | None,
+    parameters: tuple[Any, ...],
+    noise_parameters: Parameters,
+    keep_path: bool,
 ) -> torch.Tensor:
     """Run the recurrence op by op.
 
@@ -40,10 +52,10 @@ def reference(
     # Per-step tensors are precomputed time-major and iterated over with unbind(0):
     # indexing a whole-sequence tensor inside the loop makes the backward pass quadratic in M.
     state = drives.new_zeros(drives.shape[1], cell.state_dim)
-    drives = drives.unbind(0)
-    terms = noise.step_terms(xi, steps=len(drives), dt=dt, parameters=noise_parameters)
+    step_drives = drives.unbind(0)
+    terms = noise.step_terms(xi, steps=len(step_drives), dt=dt, parameters=noise_parameters)
     path = [state]
-    for drive, step_terms in zip(drives, terms, strict=True):
+    for drive, step_terms in zip(step_drives, terms, strict=True):
         state = step_terms.advance(state, cell.drift(state, drive, parameters))
         if keep_path:
             path.append(state)

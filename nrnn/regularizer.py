@@ -43,8 +43,9 @@ the Laplacian of the loss in ξ at ξ = 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,11 @@ from . import contract, draws
 from ._generated.cross_entropy import cross_entropy_grad, cross_entropy_hessian
 from ._generated.expansion import covariance_step, q_term, r_term
 from .cells import DERIVATIVE_ROUTES
-from .model import check_batch
+from .cells.base import Derivatives, Point
+from .model import NoisyRNN, check_batch
+from .noise import NoiseForm
 from .probes import ProbeMoments, probe_moments, zero_noise_is_evaluation
+from .steps import PerUnitStep, UniformStep
 
 __all__ = [
     "METHODS",
@@ -117,12 +121,12 @@ class DeterministicPath:
     """
 
     logits: torch.Tensor
-    points: tuple[dict, ...]
+    points: tuple[Point, ...]
     diffusion_points: tuple[torch.Tensor, ...]
-    parameters: tuple
-    derivatives: object
-    step: object
-    noise: object
+    parameters: tuple[Any, ...]
+    derivatives: Derivatives
+    step: UniformStep | PerUnitStep
+    noise: NoiseForm
     dt: float
 
     def diffusion(self, point: torch.Tensor) -> torch.Tensor:
@@ -134,7 +138,7 @@ def _time_major(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tensor.transpose(0, 1).unbind(0)
 
 
-def noise_free_states(model, x: torch.Tensor) -> torch.Tensor:
+def noise_free_states(model: NoisyRNN, x: torch.Tensor) -> torch.Tensor:
     """The states (batch, M+1, n) of the path with every noise variable at zero, through
     the model's own step.
 
@@ -152,7 +156,9 @@ def noise_free_states(model, x: torch.Tensor) -> torch.Tensor:
         model.train(training)
 
 
-def deterministic_path(model, x: torch.Tensor, derivatives: str = "formulas") -> DeterministicPath:
+def deterministic_path(
+    model: NoisyRNN, x: torch.Tensor, derivatives: str = "formulas"
+) -> DeterministicPath:
     """The path with every noise variable at zero, through the model's own step."""
     states = noise_free_states(model, x)  # (batch, M+1, n)
     cell = model.cell
@@ -170,7 +176,10 @@ def deterministic_path(model, x: torch.Tensor, derivatives: str = "formulas") ->
     per_step = {name: _time_major(value) for name, value in linearisation.items()}
     return DeterministicPath(
         logits=logits,
-        points=tuple(dict(zip(per_step, values)) for values in zip(*per_step.values())),
+        points=tuple(
+            dict(zip(per_step, values, strict=True))
+            for values in zip(*per_step.values(), strict=True)
+        ),
         diffusion_points=_time_major(diffusion_points),
         parameters=parameters,
         derivatives=cell.derivatives(derivatives),
@@ -181,11 +190,17 @@ def deterministic_path(model, x: torch.Tensor, derivatives: str = "formulas") ->
 
 
 # ------------------------------------------------------------------------- exact
-def _exact_segment(path: DeterministicPath, covariance, mean, points, diffusion_points):
+def _exact_segment(
+    path: DeterministicPath,
+    covariance: torch.Tensor,
+    mean: torch.Tensor,
+    points: Sequence[Point],
+    diffusion_points: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Advance (C, m) over the steps of one segment."""
     derivatives, parameters = path.derivatives, path.parameters
     jacobian_at = path.step.jacobians(derivatives, parameters)
-    for point, diffusion_point in zip(points, diffusion_points):
+    for point, diffusion_point in zip(points, diffusion_points, strict=True):
         jacobian = jacobian_at(point)
         curvature = derivatives.curvature(point, parameters, covariance)
         mean = path.step.mean_step(mean, jacobian, curvature)
@@ -222,7 +237,7 @@ def exact_moments(path: DeterministicPath) -> tuple[torch.Tensor, torch.Tensor]:
 
 # --------------------------------------------------------------------------- public
 def explicit_regularizer(
-    model,
+    model: NoisyRNN,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -284,7 +299,7 @@ def explicit_regularizer(
     return _expansion(model, y, path.logits, loss, mean, logit_covariance)
 
 
-def probe_expansion(model, y: torch.Tensor, moments: ProbeMoments) -> Expansion:
+def probe_expansion(model: NoisyRNN, y: torch.Tensor, moments: ProbeMoments) -> Expansion:
     """``Expansion(loss, q̂, r̂)`` from the probe recursion's output (``nrnn.probes``):
     r̂ with the logit covariance (1/K) Σ (V y)(V y)ᵀ of the K paths; y (batch,)."""
     logits, mean, paths = moments
@@ -294,7 +309,14 @@ def probe_expansion(model, y: torch.Tensor, moments: ProbeMoments) -> Expansion:
     return _expansion(model, y, logits, loss, mean, logit_covariance)
 
 
-def _expansion(model, y, logits, loss, mean, logit_covariance) -> Expansion:
+def _expansion(
+    model: NoisyRNN,
+    y: torch.Tensor,
+    logits: torch.Tensor,
+    loss: torch.Tensor,
+    mean: torch.Tensor,
+    logit_covariance: torch.Tensor,
+) -> Expansion:
     """Q = 2 ∇ℓᵀ m and R = tr(∇²ℓ C) in the logits, from m (batch, n) and V C Vᵀ."""
     onehot = F.one_hot(y, model.num_classes).to(logits.dtype)
     readout = model.readout.weight

@@ -41,17 +41,24 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._pytree import tree_map
 
 from . import contract
 from ._generated import stability as _formulas
+from .cells import StabilitySplit
+from .cells.base import Derivatives, Point
 from .model import NoisyRNN, check_model
 from .montecarlo import mean_and_stderr
-from .noise import Noise
+from .noise import Noise, StepNoise
 from .paths import simulate
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "LyapunovEstimate",
@@ -80,7 +87,7 @@ class NoClosedFormBound(NotImplementedError):
     """The model's cell has no derived one-sided Lipschitz constant (no closed-form bound)."""
 
 
-def _split(model: NoisyRNN):
+def _split(model: NoisyRNN) -> StabilitySplit:
     """The cell's f = L h + N(h) split, or a clear error for a cell without one."""
     check_model(model)
     split = model.cell.stability_split(model.cell.drift_parameters())
@@ -94,7 +101,7 @@ def _split(model: NoisyRNN):
 
 
 @contextlib.contextmanager
-def _threads_for(elements: int):
+def _threads_for(elements: int) -> Iterator[None]:
     """One intra-op thread while stepping small tensors, restored afterwards.
 
     The per-step tensors of an exponent estimate are tiny; on a busy machine torch's
@@ -174,7 +181,7 @@ def stabilising_noise_level(model: NoisyRNN) -> torch.Tensor:
 
 
 # --------------------------------------------------- bounds for the Euler–Maruyama map
-def _em_norms(model: NoisyRNN, shifts: torch.Tensor):
+def _em_norms(model: NoisyRNN, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """‖c I + dt L‖₂ for every c in ``shifts`` (k,) -> (k,), and dt ρ (0-dim)."""
     split = _split(model)
     L = split.linear
@@ -240,7 +247,9 @@ def linear_noise_matrices(hidden_dim: int, sigma: float, brownian: str = "scalar
     return Noise(0.0, sigma, brownian).noise_matrices(hidden_dim)
 
 
-def em_mean_square_matrix(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
+def em_mean_square_matrix(
+    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
+) -> torch.Tensor:
     """The matrix 𝓜 with vec E[X_{k+1}X_{k+1}ᵀ] = 𝓜 vec E[X_k X_kᵀ] for the Euler–Maruyama map
     X_{k+1} = (I + dt A) X_k + √dt Σᵢ ξᵢ Bᵢ X_k of dX = A X dt + Σᵢ Bᵢ X dβᵢ.
 
@@ -263,7 +272,9 @@ def em_mean_square_matrix(drift_matrix, noise_matrices, dt: float) -> torch.Tens
     return _formulas.em_mean_square_matrix(identity + dt * A, B, dt)
 
 
-def em_mean_square_exponent(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
+def em_mean_square_exponent(
+    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
+) -> torch.Tensor:
     """Exact root-mean-square exponent log ρ(𝓜) / (2 dt) of the Euler–Maruyama map, (...).
 
     ρ is the spectral radius of :func:`em_mean_square_matrix`; E|X_K|² grows like ρ^K for a
@@ -274,7 +285,9 @@ def em_mean_square_exponent(drift_matrix, noise_matrices, dt: float) -> torch.Te
     return torch.log(radius.amax(-1)) / (2 * dt)
 
 
-def em_mean_square_stable(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
+def em_mean_square_stable(
+    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
+) -> torch.Tensor:
     """Whether the Euler–Maruyama map is mean-square stable: ρ(𝓜) < 1, bool (...)."""
     return em_mean_square_exponent(drift_matrix, noise_matrices, dt) < 0
 
@@ -306,7 +319,7 @@ class LyapunovEstimate:
     spectrum_stderr: torch.Tensor
 
 
-def _as_float64(value):
+def _as_float64(value: object) -> object:
     """A detached float64 copy of a tensor; numbers pass through."""
     return value.detach().double() if isinstance(value, torch.Tensor) else value
 
@@ -321,7 +334,18 @@ class _Run:
     and detached; start: (paths, n, directions) standard normal directions.
     """
 
-    def __init__(self, model, x, *, paths, seed, steps, burn_in, xi, directions):
+    def __init__(
+        self,
+        model: NoisyRNN,
+        x: torch.Tensor,
+        *,
+        paths: int,
+        seed: int,
+        steps: int | None,
+        burn_in: int,
+        xi: torch.Tensor | None,
+        directions: int,
+    ) -> None:
         self.model = check_model(model)
         self.paths = contract.integer("paths", paths, minimum=2)
         self.seed = contract.seed("seed", seed)
@@ -342,7 +366,9 @@ class _Run:
         self.x = x[:, :total]
         with torch.no_grad():
             self.parameters = tree_map(_as_float64, model.cell.drift_parameters())
-            self.noise_parameters = {k: _as_float64(v) for k, v in model.noise_parameters.items()}
+            self.noise_parameters = {
+                k: v.detach().double() for k, v in model.noise_parameters.items()
+            }
             drive = model.input_drive(x[:, :total]).detach().double()
         self.device = drive.device
         # Time-major (1 or paths, drive_dim) per step; steps past the sequence hold the last.
@@ -365,7 +391,7 @@ class _Run:
         self.xi = None if xi is None else xi.transpose(0, 1).unbind(0)
 
     @contextlib.contextmanager
-    def noise_generator(self):
+    def noise_generator(self) -> Iterator[None]:
         """Torch's global generator seeded with ``seed`` inside ``fork_rng``: the noise of
         the run, leaving the caller's random state untouched."""
         devices = [self.device] if self.device.type == "cuda" else []
@@ -373,7 +399,7 @@ class _Run:
             torch.manual_seed(self.seed)
             yield
 
-    def step_terms(self):
+    def step_terms(self) -> Iterator[tuple[int, torch.Tensor, StepNoise]]:
         """Yield (k, drive, the noise's ``StepNoise``) for every step, float64.
 
         Noise not given as ``xi`` is drawn step by step (so long runs never hold the whole
@@ -563,7 +589,13 @@ def linearised_lyapunov_exponent(
     return _estimate(log_growth, run)
 
 
-def _tangent_step(derivatives, point, parameters, tangents, terms):
+def _tangent_step(
+    derivatives: Derivatives,
+    point: Point,
+    parameters: tuple[Any, ...],
+    tangents: torch.Tensor,
+    terms: StepNoise,
+) -> torch.Tensor:
     """The Jacobian of ``model.euler_step`` at the point applied to tangent vectors:
     V' = V + s ⊙ (F V) + m ⊙ V with F the drift's Jacobian (from the cell's derivatives) and
     s, m the step's drift step and state multiplier.

@@ -62,7 +62,7 @@ def code_path() -> list[str]:
     )
 
 
-CODE_DIGEST = "53b87cdb42372a3d"
+CODE_DIGEST = "e16353fc40688880"
 """:func:`code_digest` of the code path when :data:`CODE_VERSION` was last reviewed. A
 test fails when the code changes: whoever changed it decides whether results can change
 (then bumps CODE_VERSION) and records the new digest here."""
@@ -86,7 +86,7 @@ def code_digest() -> str:
                 and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)
             ):
-                node.body = body[1:] or [ast.Pass()]
+                body[:] = body[1:] or [ast.Pass()]  # in place: the node's own list
         digest.update(relative.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
     return digest.hexdigest()[:16]
 
