@@ -96,6 +96,7 @@ class Setup:
         keep_path: bool,
     ) -> tuple[Setup, list[torch.Tensor]]:
         """The setup and the tensors to pass: (setup, drift tensors + noise tensors)."""
+        _check_parameter_names(cell, parameters)
         fields: list[tuple[str, Any]] = []
         tensors: list[torch.Tensor] = []
         for value in parameters:
@@ -125,6 +126,31 @@ class Setup:
         values = [tensors[v] if kind == "tensor" else v for kind, v in self.fields]
         return self.parameter_type(*values), dict(
             zip(self.noise_names, tensors[count:], strict=True)
+        )
+
+
+def _check_parameter_names(cell: Cell[Any], parameters: tuple[Any, ...]) -> None:
+    """The fused backward returns each drift parameter's gradient under its field name, as
+    the generated step VJP names it: ``drift_parameters()`` must be a named tuple whose
+    tensor fields are arguments of ``step_vjp``."""
+    fields = getattr(type(parameters), "_fields", None)
+    owner = f"{type(cell).__name__}.drift_parameters()"
+    if fields is None:
+        raise TypeError(
+            f"{owner} must return a NamedTuple whose fields are the formula names of the "
+            f"parameters (for the fused recurrence), got {type(parameters).__name__}; "
+            "or build the model with recurrence='reference'"
+        )
+    formula_names = set(_argument_names(cell.formulas.step_vjp))
+    unknown = [
+        name
+        for name, value in zip(fields, parameters, strict=True)
+        if isinstance(value, torch.Tensor) and name not in formula_names
+    ]
+    if unknown:
+        raise TypeError(
+            f"{owner} fields {unknown} are not arguments of the generated step_vjp "
+            f"({sorted(formula_names)}): name each field as the cell's formulas do"
         )
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 
 import pytest
@@ -251,6 +252,22 @@ def test_a_torch_only_cell_and_the_reference_choice_run_op_by_op(monkeypatch):
     assert spy.calls == 0 and chosen.recurrence == "reference"
     with pytest.raises(ValueError, match="recurrence must be one of"):
         NoisyRNN(2, 3, 2, recurrence="fast")
+
+
+def test_drift_parameters_without_formula_names_are_refused_with_a_message():
+    model = NoisyRNN(2, 3, 2, noise=Noise(0.1, 0.1))
+    named = model.cell.drift_parameters()
+    x = torch.randn(2, 4, 2)
+    plain = tuple(named)
+    model.cell.drift_parameters = lambda: plain  # type: ignore[method-assign]
+    with pytest.raises(TypeError, match=r"drift_parameters\(\) must return a NamedTuple"):
+        model(x).sum().backward()
+    renamed = collections.namedtuple("Renamed", ["first", "second"])(*named)
+    model.cell.drift_parameters = lambda: renamed  # type: ignore[method-assign]
+    with pytest.raises(TypeError, match="not arguments of the generated step_vjp"):
+        model(x).sum().backward()
+    model.recurrence = "reference"
+    model(x).sum().backward()  # the op-by-op path takes any tuple
 
 
 # ------------------------------------------------------------------------------ training
