@@ -141,7 +141,9 @@ def _check_parameter_names(cell: Cell[Any], parameters: tuple[Any, ...]) -> None
             f"parameters (for the fused recurrence), got {type(parameters).__name__}; "
             "or build the model with recurrence='reference'"
         )
-    formula_names = set(_argument_names(cell.formulas.step_vjp))
+    formulas = cell.formulas
+    assert formulas is not None  # supports(cell, noise) holds when the fused path runs
+    formula_names = set(_argument_names(formulas.step_vjp))
     unknown = [
         name
         for name, value in zip(fields, parameters, strict=True)
