@@ -6,7 +6,13 @@ measured in the same run.
    linearly: aim time(long) / time(short) ≤ 1.3 × long / short (15.9 for 784 / 64).
 2. ``vs_torch_rnn``: the noisy RNN's forward + backward against ``torch.nn.RNN`` (tanh,
    batch first, same sizes) followed by a linear readout, at both lengths. Reported only.
-3. ``monte_carlo_paths``: many paths of the noisy RNN SDE, simulated by the model
+3. ``training_step`` (issue 13): one noisy training step (forward + backward, train mode,
+   noise drawn) of the fused recurrence (the default), of the op-by-op reference
+   recurrence, of ``torch.nn.RNN`` and of a loop of the matrix products alone that the
+   Lipschitz cell's step needs (the arithmetic limit), at both lengths and at each thread
+   count of ``threads``. Aims: fused ≤ 1.5× nn.RNN at the short length and ≤ 1.0× at the
+   long one; fused within 3× of its matrix products.
+4. ``monte_carlo_paths``: many paths of the noisy RNN SDE, simulated by the model
    (``model.train(); model.final_state(x)`` under ``torch.no_grad()``) against
    ``torchsde.sdeint(method="euler")`` on an SDE with the same drift and diagonal
    diffusion. The final states' mean and standard deviation must agree within Monte Carlo
@@ -33,10 +39,12 @@ from nrnn.noise import Noise
 from .timing import aim, check_finite_timings, median, time_interleaved
 
 NAME = "model_speed"
-PARTS = ("sequence_scaling", "vs_torch_rnn", "monte_carlo_paths")
+PARTS = ("sequence_scaling", "vs_torch_rnn", "training_step", "monte_carlo_paths")
 
 LINEAR_SLACK = 1.3  # allowed excess over exactly linear growth in sequence length
 MONTE_CARLO_SPEEDUP_AIM = 3.0
+TORCH_RNN_AIMS = {"short": 1.5, "long": 1.0}  # fused step / nn.RNN step, at most
+MATMUL_LIMIT_AIM = 3.0  # fused step / its matrix products alone, at most
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class ModelSpeedSizes:
     train_additive: float = 0.1
     train_multiplicative: float = 0.1
     step_repeats: int = 5
+    threads: tuple[int, ...] = (1, 2)  # intra-op thread counts of the training_step part
     mc_paths: int = 10_000
     mc_hidden: int = 16
     mc_steps: int = 50
@@ -68,7 +77,10 @@ class ModelSpeedSizes:
     fairness_z: float = 4.5
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
 
 
 FULL = ModelSpeedSizes()
@@ -85,6 +97,7 @@ SMOKE = ModelSpeedSizes(
     mc_steps=10,
     mc_repeats=1,
     warmup=1,
+    threads=(1,),
 )
 # Benchmarks train nothing: medium (the pixel-MNIST profile) times the full sizes.
 PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": FULL, "full": FULL}
@@ -110,6 +123,13 @@ class TorchRNNClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, last_hidden = self.rnn(x)
         return self.readout(last_hidden[-1])
+
+
+def build_reference_rnn(sizes: ModelSpeedSizes) -> NoisyRNN:
+    """The same noisy RNN (same seed, same weights) on the op-by-op reference recurrence."""
+    model = build_noisy_rnn(sizes)
+    model.recurrence = "reference"
+    return model
 
 
 def build_torch_rnn(sizes: ModelSpeedSizes) -> TorchRNNClassifier:
@@ -227,7 +247,137 @@ def bench_vs_torch_rnn(sizes: ModelSpeedSizes) -> dict:
     }
 
 
-# ----------------------------------------------------- part 3: Monte Carlo paths
+# ------------------------------------------------- part 3: training step (issue 13)
+def recurrent_matrices(model: NoisyRNN) -> list[torch.Tensor]:
+    """The cell's square (n, n) matrices of the drift (the Lipschitz cell: A and W)."""
+    n = model.cell.state_dim
+    return [
+        value.detach()
+        for value in model.cell.drift_parameters()
+        if isinstance(value, torch.Tensor) and value.shape == (n, n)
+    ]
+
+
+def make_matmul_only_step(matrices: list[torch.Tensor], batch: int, length: int):
+    """The matrix products of one training step and nothing else, for each (n, n) matrix
+    and each of ``length`` steps: forward rows @ Mᵀ, backward cotangent rows @ M and the
+    gradient rowsᵀ @ rows (batch, n) -> (n, n); one ``torch.matmul`` each into a kept
+    buffer (no allocation, no elementwise work): the arithmetic limit of the step."""
+    n = matrices[0].shape[0]
+    generator = torch.Generator().manual_seed(length)
+    rows = torch.randn(batch, n, generator=generator, dtype=matrices[0].dtype)
+    row_buffer, matrix_buffer = torch.empty_like(rows), torch.empty_like(matrices[0])
+    transposed = [matrix.T for matrix in matrices]
+    rows_transposed = rows.T
+
+    def step() -> None:
+        with torch.no_grad():
+            for _ in range(length):  # forward
+                for matrix_transposed in transposed:
+                    torch.matmul(rows, matrix_transposed, out=row_buffer)
+            for _ in range(length):  # backward
+                for matrix in matrices:
+                    torch.matmul(rows, matrix, out=row_buffer)
+                    torch.matmul(rows_transposed, rows, out=matrix_buffer)
+
+    return step
+
+
+def bench_training_step(sizes: ModelSpeedSizes) -> dict:
+    """Fused vs reference vs ``torch.nn.RNN`` vs matrix products alone: forward + backward of
+    one training step at both lengths and every thread count; medians and ratios."""
+    variants = ("fused", "reference", "torch_rnn", "matmul_only")
+    fused_model, reference_model = build_noisy_rnn(sizes), build_reference_rnn(sizes)
+    baseline = build_torch_rnn(sizes)
+    matrices = recurrent_matrices(fused_model)
+    before = torch.get_num_threads()
+    seconds: dict[str, dict[str, dict[str, list[float]]]] = {}
+    try:
+        for threads in sizes.threads:
+            torch.set_num_threads(threads)
+            per_length: dict[str, dict[str, list[float]]] = {}
+            for length in _lengths(sizes):
+                x, y = classification_batch(sizes, length)
+                calls = {
+                    "fused": make_step(fused_model, x, y),
+                    "reference": make_step(reference_model, x, y),
+                    "torch_rnn": make_step(baseline, x, y),
+                    "matmul_only": make_matmul_only_step(matrices, sizes.batch, length),
+                }
+                timed = time_interleaved(calls, repeats=sizes.step_repeats, warmup=sizes.warmup)
+                check_finite_timings(timed)
+                per_length[str(length)] = timed
+            seconds[str(threads)] = per_length
+    finally:
+        torch.set_num_threads(before)
+    medians = {
+        thread_count: {
+            length: {name: median(timed[name]) for name in variants}
+            for length, timed in timed_by_length.items()
+        }
+        for thread_count, timed_by_length in seconds.items()
+    }
+    ratio_pairs = {
+        "fused_to_torch_rnn": ("fused", "torch_rnn"),
+        "fused_to_matmul_only": ("fused", "matmul_only"),
+        "fused_to_reference": ("fused", "reference"),
+        "reference_to_torch_rnn": ("reference", "torch_rnn"),
+        "torch_rnn_to_matmul_only": ("torch_rnn", "matmul_only"),
+    }
+    ratios = {
+        thread_count: {
+            length: {key: times[a] / times[b] for key, (a, b) in ratio_pairs.items()}
+            for length, times in medians_by_length.items()
+        }
+        for thread_count, medians_by_length in medians.items()
+    }
+    short, long = (str(m) for m in _lengths(sizes))
+    aims = []
+    for thread_count, ratios_by_length in ratios.items():
+        for label, length_key in (("short", short), ("long", long)):
+            bound = TORCH_RNN_AIMS[label]
+            value = ratios_by_length[length_key]["fused_to_torch_rnn"]
+            aims.append(
+                aim(
+                    f"fused / nn.RNN at M={length_key}, {thread_count} thread(s) <= {bound:g}",
+                    value,
+                    bound,
+                    "<=",
+                )
+            )
+        for length_key in (short, long):
+            value = ratios_by_length[length_key]["fused_to_matmul_only"]
+            aims.append(
+                aim(
+                    f"fused / matrix products alone at M={length_key}, {thread_count} thread(s)"
+                    f" <= {MATMUL_LIMIT_AIM:g}",
+                    value,
+                    MATMUL_LIMIT_AIM,
+                    "<=",
+                )
+            )
+    return {
+        "step": "forward + backward (no optimizer step); noisy RNNs in train mode, noise drawn",
+        "noise": {"additive": sizes.train_additive, "multiplicative": sizes.train_multiplicative},
+        "variants": {
+            "fused": "NoisyRNN, recurrence='fused' (the default)",
+            "reference": "NoisyRNN, recurrence='reference' (op by op with autograd)",
+            "torch_rnn": "torch.nn.RNN(nonlinearity='tanh', batch_first=True) + nn.Linear",
+            "matmul_only": f"{3 * len(matrices)} torch.matmul per step ({len(matrices)} "
+            "matrices: forward, backward cotangent, gradient), into kept buffers",
+        },
+        "batch": sizes.batch,
+        "hidden": sizes.hidden,
+        "lengths": list(_lengths(sizes)),
+        "threads": list(sizes.threads),
+        "seconds": seconds,
+        "median_seconds": medians,
+        "ratios": ratios,
+        "aims": aims,
+    }
+
+
+# ----------------------------------------------------- part 4: Monte Carlo paths
 class NoisyRNNSDE(nn.Module):
     """The noisy RNN as an Itô SDE for torchsde, with diagonal noise.
 
@@ -293,18 +443,20 @@ def build_sde(model: NoisyRNN, x: torch.Tensor) -> NoisyRNNSDE:
 
 
 def simulate_with_torchsde(
-    model: NoisyRNN, x: torch.Tensor, entropy: int
+    model: NoisyRNN, x: torch.Tensor, entropy: int, paths: int | None = None
 ) -> tuple[torch.Tensor, int]:
     """Final states (paths, d) from ``torchsde.sdeint(method="euler", dt=model.dt)``.
 
-    The Brownian motion is the one ``sdeint`` would build by default (a
-    ``BrownianInterval`` without Lévy area), given a seed so the run is reproducible.
-    Returns the final states and the number of solver steps taken (drift evaluations
-    minus the one ``sdeint`` makes to check shapes).
+    x is (paths, steps, p), or (1, steps, p) shared by ``paths`` paths. The Brownian
+    motion is the one ``sdeint`` would build by default (a ``BrownianInterval`` without
+    Lévy area), given a seed so the run is reproducible. Returns the final states and the
+    number of solver steps taken (drift evaluations minus the one ``sdeint`` makes to
+    check shapes).
     """
     import torchsde
 
-    paths, steps, _ = x.shape
+    steps = x.shape[1]
+    paths = x.shape[0] if paths is None else paths
     sde = build_sde(model, x)
     h0 = x.new_zeros(paths, model.hidden_dim)
     ts = torch.tensor([0.0, steps * model.dt], dtype=h0.dtype)
@@ -331,12 +483,18 @@ def _std_error_of_std(samples: torch.Tensor) -> torch.Tensor:
     return (variance_of_variance / (4 * variance)).sqrt()
 
 
-def compare_final_states(a: torch.Tensor, b: torch.Tensor, z_threshold: float) -> dict:
+def compare_final_states(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    z_threshold: float,
+    names: tuple[str, str] = ("noisy_rnn", "torchsde"),
+) -> dict:
     """Per-unit means and standard deviations of two independent samples (paths, d).
 
     Each difference is divided by its standard error; the samples agree when every |z| is
     at most ``z_threshold``. Under equal distributions the chance of a false failure is at
-    most 2 d P(|Z| > z) (Bonferroni, normal approximation), recorded alongside.
+    most 2 d P(|Z| > z) (Bonferroni, normal approximation), recorded alongside. ``names``
+    label a and b in the result.
     """
     a, b = a.double(), b.double()
     n_a, n_b = a.shape[0], b.shape[0]
@@ -350,8 +508,8 @@ def compare_final_states(a: torch.Tensor, b: torch.Tensor, z_threshold: float) -
     max_z_std = float(z_std.abs().max())
     return {
         "statistic": "final state h_M, per hidden unit",
-        "mean": {"noisy_rnn": mean_a.tolist(), "torchsde": mean_b.tolist()},
-        "std": {"noisy_rnn": std_a.tolist(), "torchsde": std_b.tolist()},
+        "mean": dict(zip(names, (mean_a.tolist(), mean_b.tolist()), strict=True)),
+        "std": dict(zip(names, (std_a.tolist(), std_b.tolist()), strict=True)),
         "max_abs_z_mean": max_z_mean,
         "max_abs_z_std": max_z_std,
         "z_threshold": z_threshold,
@@ -413,6 +571,7 @@ def bench_monte_carlo_paths(sizes: ModelSpeedSizes) -> dict:
 PART_FUNCTIONS: dict[str, Callable[[ModelSpeedSizes], dict]] = {
     "sequence_scaling": bench_sequence_scaling,
     "vs_torch_rnn": bench_vs_torch_rnn,
+    "training_step": bench_training_step,
     "monte_carlo_paths": bench_monte_carlo_paths,
 }
 
@@ -453,6 +612,19 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
                     f"{_seconds(noisy)} / {_seconds(baseline)} = {ratio:.2f}x",
                 )
             )
+    if "training_step" in parts:
+        part = parts["training_step"]
+        for threads, per_length in part["ratios"].items():
+            for length, ratios in per_length.items():
+                fused = part["median_seconds"][threads][length]["fused"]
+                rows.append(
+                    (
+                        f"train step M={length}, {threads} thread(s): fused",
+                        f"{_seconds(fused)}; {ratios['fused_to_torch_rnn']:.2f}x nn.RNN, "
+                        f"{ratios['fused_to_matmul_only']:.2f}x matmul-only, "
+                        f"{ratios['fused_to_reference']:.2f}x reference",
+                    )
+                )
     if "monte_carlo_paths" in parts:
         part = parts["monte_carlo_paths"]
         medians = part["median_seconds"]
@@ -472,7 +644,7 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
 
 EXPERIMENT = Experiment(
     name=NAME,
-    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, MC paths vs torchsde",
+    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, training step, MC vs torchsde",
     profiles=PROFILES,
     run=lambda sizes, context: run(sizes, context.parts),
     parts=PARTS,

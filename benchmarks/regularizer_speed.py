@@ -10,6 +10,13 @@ the same run.
    against the exact autograd oracle ``noise_laplacian(method="exact")`` (M·r
    Hessian-vector products); both give q + r. Aim: exact ≥ 20× faster. The two answers are
    compared too (a fairness check: the comparison only counts if they agree).
+3. ``probe_variance``: the probe estimate's variance per unit time, for each law of the
+   probes' noise (Rademacher, the default, and Gaussian): the variance of q̂ + r̂ over
+   independent draws (mean over the samples of a batch) times the median time of one
+   probe call with its backward pass, at the first length. Lower is better; the ratio
+   Gaussian / Rademacher says how much more work Gaussian probes need for the same
+   precision. (Antithetic probes ±ξ are not offered: every estimate is even in ξ, so a
+   pair repeats one probe; see ``nrnn.probes``.)
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +39,7 @@ from .model_speed import make_step
 from .timing import aim, check_finite_timings, median, time_interleaved
 
 NAME = "regularizer_speed"
-PARTS = ("vs_training_step", "vs_oracle")
+PARTS = ("vs_training_step", "vs_oracle", "probe_variance")
 
 PROBE_AIM = 3.0
 EXACT_AIM = 15.0
@@ -55,6 +63,8 @@ class RegularizerSpeedSizes:
     oracle_length: int = 64
     oracle_batch: int = 8
     oracle_repeats: int = 3
+    variance_batch: int = 8
+    variance_draws: int = 32
     seed: int = 0
 
     def to_json(self) -> dict:
@@ -78,6 +88,8 @@ SMOKE = RegularizerSpeedSizes(
     oracle_length=5,
     oracle_batch=2,
     oracle_repeats=1,
+    variance_batch=2,
+    variance_draws=8,
 )
 # Benchmarks train nothing: medium (the pixel-MNIST profile) times the full sizes.
 PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": FULL, "full": FULL}
@@ -90,21 +102,36 @@ def build_model(sizes: RegularizerSpeedSizes, hidden: int, dtype=torch.float32) 
     return model.to(dtype).train()
 
 
-def random_batch(sizes: RegularizerSpeedSizes, batch: int, length: int, dtype=torch.float32):
+def random_batch(
+    sizes: RegularizerSpeedSizes, batch: int, length: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(sizes.seed + length)
     x = torch.randn(batch, length, sizes.input_dim, generator=generator, dtype=dtype)
     y = torch.randint(0, sizes.classes, (batch,), generator=generator)
     return x, y
 
 
-def make_regularizer_step(model, x, y, method: str, probes: int):
+def make_regularizer_step(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str,
+    probes: int,
+    distribution: str = "rademacher",
+) -> Callable[[], None]:
     """``explicit_regularizer`` and the backward pass of mean(loss + (q + r)/2)."""
     generator = torch.Generator().manual_seed(0)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
         expansion = explicit_regularizer(
-            model, x, y, method=method, probes=probes, generator=generator
+            model,
+            x,
+            y,
+            method=method,
+            probes=probes,
+            generator=generator,
+            probe_distribution=distribution,
         )
         expansion.expected_loss.mean().backward()
 
@@ -162,7 +189,7 @@ def bench_vs_training_step(sizes: RegularizerSpeedSizes) -> dict:
                 "<=",
             )
         )
-    medians = {
+    median_seconds = {
         length: {name: median(values) for name, values in timed.items()}
         for length, timed in seconds.items()
     }
@@ -175,7 +202,7 @@ def bench_vs_training_step(sizes: RegularizerSpeedSizes) -> dict:
         "probes": sizes.probes,
         "lengths": list(sizes.lengths),
         "seconds": seconds,
-        "median_seconds": medians,
+        "median_seconds": median_seconds,
         "ratio_to_training_step": ratios,
         "aims": aims,
     }
@@ -222,6 +249,69 @@ def bench_vs_oracle(sizes: RegularizerSpeedSizes) -> dict:
     }
 
 
+def probe_variance(model, x, y, probes: int, draws: int, distribution: str, seed: int) -> float:
+    """The variance of one probe estimate q̂ + r̂ (K = ``probes``) over ``draws``
+    independent draws, averaged over the samples of x (batch, M, p): one no-grad call on
+    the batch repeated ``draws`` times (every row draws its own probes)."""
+    batch = x.shape[0]
+    with torch.no_grad():
+        expansion = explicit_regularizer(
+            model,
+            x.repeat(draws, 1, 1),
+            y.repeat(draws),
+            method="probe",
+            probes=probes,
+            generator=torch.Generator().manual_seed(seed),
+            probe_distribution=distribution,
+        )
+    estimates = (expansion.q + expansion.r).reshape(draws, batch).double()
+    return float(estimates.var(0).mean())
+
+
+def bench_probe_variance(sizes: RegularizerSpeedSizes) -> dict:
+    """Variance x time of the probe estimate for each law of the probes' noise."""
+    model = build_model(sizes, sizes.hidden)
+    length = sizes.lengths[0]
+    x, y = random_batch(sizes, sizes.batch, length)
+    distributions = ("rademacher", "gaussian")
+    timed = time_interleaved(
+        {
+            name: make_regularizer_step(model, x, y, "probe", sizes.probes, name)
+            for name in distributions
+        },
+        repeats=sizes.repeats,
+        warmup=sizes.warmup,
+    )
+    check_finite_timings(timed)
+    medians = {name: median(values) for name, values in timed.items()}
+    small_x, small_y = x[: sizes.variance_batch], y[: sizes.variance_batch]
+    variances = {
+        name: probe_variance(
+            model, small_x, small_y, sizes.probes, sizes.variance_draws, name, sizes.seed + 7
+        )
+        for name in distributions
+    }
+    variance_times_seconds = {name: variances[name] * medians[name] for name in distributions}
+    return {
+        "what": "variance of q + r per sample over independent probe draws (no grad, "
+        "float32, the first variance_batch samples), times the median seconds of one "
+        "probe call + backward at the training batch",
+        "batch": sizes.batch,
+        "length": length,
+        "hidden": sizes.hidden,
+        "probes": sizes.probes,
+        "variance_batch": sizes.variance_batch,
+        "variance_draws": sizes.variance_draws,
+        "seconds": timed,
+        "median_seconds": medians,
+        "variance": variances,
+        "variance_times_seconds": variance_times_seconds,
+        "gaussian_work_over_rademacher_work": variance_times_seconds["gaussian"]
+        / variance_times_seconds["rademacher"],
+        "aims": [],
+    }
+
+
 MMAP_THRESHOLD_BYTES = 1 << 20
 
 
@@ -243,7 +333,11 @@ def limit_heap_growth() -> bool:
         return False
 
 
-RUNNERS = {"vs_training_step": bench_vs_training_step, "vs_oracle": bench_vs_oracle}
+RUNNERS = {
+    "vs_training_step": bench_vs_training_step,
+    "vs_oracle": bench_vs_oracle,
+    "probe_variance": bench_probe_variance,
+}
 
 
 def run(sizes: RegularizerSpeedSizes, parts: tuple[str, ...] | None = None) -> dict:
@@ -286,12 +380,29 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
                 f"({body['speedup_over_oracle']:.0f}x faster)",
             )
         )
+    if "probe_variance" in parts:
+        body = parts["probe_variance"]
+        for name, value in body["variance_times_seconds"].items():
+            rows.append(
+                (
+                    f"M={body['length']}: probe K={body['probes']} {name}: variance x time",
+                    f"{body['variance'][name]:.3g} x {body['median_seconds'][name]:.3f} s "
+                    f"= {value:.3g}",
+                )
+            )
+        rows.append(
+            (
+                "gaussian / rademacher work for equal precision",
+                f"{body['gaussian_work_over_rademacher_work']:.2f}x",
+            )
+        )
     return rows
 
 
 EXPERIMENT = Experiment(
     name=NAME,
-    title="explicit regularizer: exact and probe vs a training step; exact vs oracle",
+    title="explicit regularizer: exact and probe vs a training step; exact vs oracle; "
+    "probe variance per unit time",
     profiles=PROFILES,
     run=lambda sizes, context: run(sizes, context.parts),
     parts=PARTS,

@@ -52,12 +52,13 @@ def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | Non
     chosen: dict[str, list[str] | None] = {}
     for value in only:
         name, part = _resolve_one(value)
-        if part is None or chosen.get(name, []) is None:
+        parts = chosen.get(name, [])
+        if part is None or parts is None:
             chosen[name] = None
         else:
-            chosen.setdefault(name, [])
-            if part not in chosen[name]:
-                chosen[name].append(part)
+            if part not in parts:
+                parts.append(part)
+            chosen[name] = parts
     return {name: None if parts is None else tuple(parts) for name, parts in chosen.items()}
 
 

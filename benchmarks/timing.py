@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -9,14 +10,14 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 
 import torch
 
 
 def time_interleaved(
-    calls: dict[str, Callable[[], object]], *, repeats: int, warmup: int
+    calls: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     """Wall-clock seconds of each call, ``repeats`` times, after ``warmup`` untimed rounds.
 
@@ -35,6 +36,55 @@ def time_interleaved(
             call()
             seconds[name].append(time.perf_counter() - start)
     return seconds
+
+
+@contextlib.contextmanager
+def threads(count: int):
+    """``torch.set_num_threads(count)`` inside the block, restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+MatmulPlan = list[tuple[int, tuple[int, ...], tuple[int, ...]]]
+"""Per step: (count, shape of a, shape of b) of the products ``torch.matmul(a, b)``."""
+
+
+def matmul_loop(plan: MatmulPlan, steps: int, dtype=torch.float32) -> Callable[[], None]:
+    """The arithmetic reference of a loop of ``steps`` steps: only its matrix products, one
+    ``torch.matmul`` loop over preallocated operands and outputs (``out=``), nothing else.
+    Its time, next to the real loop's, says how far that loop is from the time its
+    products alone take."""
+    generator = torch.Generator().manual_seed(0)
+    operands = [
+        (
+            count,
+            torch.randn(a, generator=generator, dtype=dtype),
+            torch.randn(b, generator=generator, dtype=dtype),
+        )
+        for count, a, b in plan
+    ]
+    outputs = [torch.matmul(a, b) for _, a, b in operands]
+
+    def run() -> None:
+        for _ in range(steps):
+            for (count, a, b), out in zip(operands, outputs, strict=True):
+                for _ in range(count):
+                    torch.matmul(a, b, out=out)
+
+    return run
+
+
+def matmul_flops(plan: MatmulPlan, steps: int) -> float:
+    """Floating-point operations (2 per multiply-add) of a plan over ``steps`` steps."""
+    total = 0
+    for count, a, b in plan:
+        batch = math.prod(a[:-2]) if len(a) > 2 else 1
+        total += count * batch * 2 * a[-2] * a[-1] * b[-1]
+    return float(total * steps)
 
 
 def median(values: list[float]) -> float:

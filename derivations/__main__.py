@@ -1,4 +1,5 @@
-"""``python -m nrnn.derivations [--check]``: regenerate (or check) the generated code and formula sheet."""
+"""``python -m nrnn.derivations [--check]``: regenerate (or check) the generated code and
+formula sheet."""
 
 from nrnn.derivations.build import main
 

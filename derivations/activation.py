@@ -89,8 +89,9 @@ def derive() -> Derivation:
         title="Activations",
         source=__name__,
         summary=(
-            "Derivatives of tanh, the logistic sigmoid and arctan by SymPy differentiation, written in terms "
-            "of the activation itself where they are polynomials in it; Lipschitz constants sup |φ'|."
+            "Derivatives of tanh, the logistic sigmoid and arctan by SymPy differentiation, "
+            "written in terms of the activation itself where they are polynomials in it; Lipschitz "
+            "constants sup |φ'|."
         ),
     )
     for name in FUNCTIONS:

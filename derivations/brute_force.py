@@ -123,7 +123,7 @@ class Problem:
             SYMBOLS.sigma_add: self.poly(SYMBOLS.sigma_add),
             SYMBOLS.sigma_mult: self.poly(SYMBOLS.sigma_mult),
         }
-        values.update(zip(self.placeholder, h))
+        values.update(zip(self.placeholder, h, strict=True))
         template = self.diffusion_template
         return [
             [
@@ -147,7 +147,7 @@ def _add(a, b):
         return b
     if b is None:
         return a
-    return [[x + y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+    return [[x + y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(a, b, strict=True)]
 
 
 def _scale(factor, a):
@@ -157,14 +157,17 @@ def _scale(factor, a):
 def _matmul(a, b):
     if a is None or b is None:
         return None
-    columns = list(zip(*b))
-    return [[sum((x * y for x, y in zip(row, col)), row[0] * 0) for col in columns] for row in a]
+    columns = list(zip(*b, strict=True))
+    return [
+        [sum((x * y for x, y in zip(row, col, strict=True)), row[0] * 0) for col in columns]
+        for row in a
+    ]
 
 
 def _hadamard(a, b):
     if a is None or b is None:
         return None
-    return [[x * y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+    return [[x * y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(a, b, strict=True)]
 
 
 def _cauchy(a: list, b: list, multiply) -> list:
@@ -202,7 +205,7 @@ def _drift_jet(problem: Problem, step: int, expr, state_jet: list) -> list:
         return jet
     if isinstance(expr, sp.Transpose):
         jet = _drift_jet(problem, step, expr.arg, state_jet)
-        return [None if c is None else [list(col) for col in zip(*c)] for c in jet]
+        return [None if c is None else [list(col) for col in zip(*c, strict=True)] for c in jet]
     if isinstance(expr, Applied):
         return _activation_jet(problem, step, expr, state_jet)
     raise NotImplementedError(f"cannot evaluate {type(expr).__name__} on jets: {expr}")
@@ -228,7 +231,10 @@ def _activation_jet(problem: Problem, step: int, use: Applied, state_jet: list) 
     result = [[[ring.zero] for _ in range(rows)] for _ in range(ORDER + 1)]
     for i in range(rows):
         increments = [ring.zero] + [ring.zero if c is None else c[i][0] for c in argument[1:]]
-        derivative = lambda alpha, i=i: values[alpha[0]][i]
+
+        def derivative(alpha: tuple, i: int = i) -> object:
+            return values[alpha[0]][i]
+
         for k, value in enumerate(compose(rule, derivative, [increments], ring.zero)):
             result[k][i][0] = value
     return result
@@ -241,21 +247,25 @@ def _step(problem: Problem, step: int, jet: list) -> list:
     drift = _drift_jet(problem, step, problem.spec.drift, columns)
     zero = [ring.zero] * problem.n
     drift = [zero if c is None else [row[0] for row in c] for c in drift]
-    # sigma is affine in h: sigma(h_bar + sum_n c_n eps^n) = sigma(h_bar) + sum_n (sigma(c_n) - sigma(0)) eps^n.
+    # sigma is affine in h:
+    # sigma(h_bar + sum_n c_n eps^n) = sigma(h_bar) + sum_n (sigma(c_n) - sigma(0)) eps^n.
     sigma_zero = problem.diffusion(zero)
     diffusion = [problem.diffusion(jet[0])] + [
-        [[a - b for a, b in zip(row, row0)] for row, row0 in zip(problem.diffusion(c), sigma_zero)]
+        [
+            [a - b for a, b in zip(row, row0, strict=True)]
+            for row, row0 in zip(problem.diffusion(c), sigma_zero, strict=True)
+        ]
         for c in jet[1:]
     ]
     xi = [problem.poly(x) for x in problem.normals[step]]
     sqrt_dt = problem.poly(problem.sqrt_dt)
     noise = [zero] + [
-        [sqrt_dt * sum((a * x for a, x in zip(row, xi)), ring.zero) for row in sigma]
+        [sqrt_dt * sum((a * x for a, x in zip(row, xi, strict=True)), ring.zero) for row in sigma]
         for sigma in diffusion[:-1]
     ]  # eps * jet
     new = [
-        [h + sqrt_dt**2 * f + w for h, f, w in zip(c, fc, nc)]
-        for c, fc, nc in zip(jet, drift, noise)
+        [h + sqrt_dt**2 * f + w for h, f, w in zip(c, fc, nc, strict=True)]
+        for c, fc, nc in zip(jet, drift, noise, strict=True)
     ]
     return [[problem.poly(x) for x in problem.h_bar[step + 1]]] + new[1:]
 
@@ -268,7 +278,10 @@ def expand_loss(spec: CellSpec, d: int, steps: int, form: str) -> list:
     for step in range(steps):
         jet = _step(problem, step, jet)
     components = [[c[i] for c in jet] for i in range(problem.n)]
-    derivative = lambda alpha: problem.poly(problem.loss_derivative(alpha))
+
+    def derivative(alpha: tuple) -> object:
+        return problem.poly(problem.loss_derivative(alpha))
+
     loss_jet = compose(problem.loss_rule, derivative, components, ring.zero)
     normals = [problem.poly(x) for xi in problem.normals for x in xi]
     return [gaussian_expectation_poly(c, normals) for c in loss_jet]
@@ -309,7 +322,11 @@ def recursion_value(spec: CellSpec, formulas, d: int, steps: int, form: str) -> 
         }
         covariance = evaluate(rules.covariance_step, generic)
         mean = evaluate(rules.mean_step, generic)
-    unit = lambda *indices: tuple(sum(j == i for i in indices) for j in range(n))
+
+    def unit(*indices: int) -> tuple[int, ...]:
+        """The multi-index of the derivative along the given coordinates."""
+        return tuple(sum(j == i for i in indices) for j in range(n))
+
     gradient = sp.Matrix(n, 1, lambda i, _: problem.loss_derivative(unit(i)))
     hessian = sp.Matrix(n, n, lambda i, j: problem.loss_derivative(unit(i, j)))
     bindings = {s.n: n, s.grad: gradient, s.hess: hessian, s.C: covariance, s.m: mean}
@@ -340,9 +357,9 @@ class BruteForceResult:
     def statement(self) -> str:
         verdict = "proved" if self.proved else "FAILED"
         return (
-            f"{self.cell}, d={self.d}, M={self.steps}, {self.form} noise: eps^1 and eps^3 coefficients "
-            f"of E l(h_M) are identically 0; eps^2 coefficient ({self.terms} terms) minus the "
-            f"recursion is 0: {verdict}."
+            f"{self.cell}, d={self.d}, M={self.steps}, {self.form} noise: eps^1 and eps^3 "
+            f"coefficients of E l(h_M) are identically 0; eps^2 coefficient ({self.terms} terms) "
+            f"minus the recursion is 0: {verdict}."
         )
 
 

@@ -30,6 +30,7 @@ from nrnn.derivations import (
     expansion,
     reference_noise,
     stability,
+    step_adjoint,
 )
 from nrnn.derivations.codegen import (
     HELPERS_NUMPY,
@@ -46,18 +47,39 @@ from nrnn.derivations.topic import Derivation, GeneratedFunction
 
 __all__ = ["generate", "generate_cell", "load_spec", "main", "run", "run_cell"]
 
-DERIVATIONS = (activation, expansion, continuous, stability, cross_entropy, reference_noise)
+DERIVATIONS = (
+    activation,
+    expansion,
+    continuous,
+    stability,
+    cross_entropy,
+    reference_noise,
+    step_adjoint,
+)
 PACKAGES = {TORCH.name: "nrnn/_generated", NUMPY.name: "nrnn/_generated/numpy"}
 SHEET = "docs/formulas.md"
 
 MODULE_SUMMARIES = {
     "activation": "Derivatives and Lipschitz constants of the activations, entrywise.",
-    "expansion": "The explicit regularizer for any cell: diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.",
+    "expansion": (
+        "The explicit regularizer for any cell: diffusion, covariance and mean-correction "
+        "recursions (discrete and continuous time), Q and R."
+    ),
     "stability": "Exponent bounds and the Euler--Maruyama mean-square stability operator.",
-    "cross_entropy": "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through the readout.",
+    "cross_entropy": (
+        "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through "
+        "the readout."
+    ),
     "reference_noise": "The released code's noise and its SDE-equivalent levels.",
+    "noise_adjoint": (
+        "The fused recurrence: cotangents of one step's noise variables and of the released "
+        "code's per-unit step."
+    ),
 } | {
-    f"cell_{spec().name}": f"{spec().title}: the drift, its Jacobians, curvature and differentials."
+    f"cell_{spec().name}": (
+        f"{spec().title}: the drift, its Jacobians, curvature, differentials and the "
+        "vector-Jacobian product of one step."
+    )
     for spec in cells.BUILT_IN
 }
 
@@ -81,7 +103,7 @@ def _header(sources: Iterable[str]) -> str:
 def _render_module(
     name: str, functions: list[GeneratedFunction], backend: Backend, summary: str | None = None
 ) -> str:
-    rendered = [render_function(f, backend, latex(f.expr)) for f in functions]
+    rendered = [render_function(f, backend, "" if f.outputs else latex(f.expr)) for f in functions]
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
     summary = summary or MODULE_SUMMARIES[name]
     lines = [_header(f.source for f in functions) + f'"""{summary} ({backend.name})"""']
@@ -150,6 +172,8 @@ def load_spec(target: str) -> CellSpec:
         if not path.is_file():
             raise FileNotFoundError(f"--cell: {path} does not exist")
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"--cell: cannot load {path} as a Python module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:
@@ -166,7 +190,10 @@ def generate_cell(spec: CellSpec) -> dict[str, str]:
     twin, their helpers and ``__init__``, and the cell's formula sheet."""
     derivation = cells.derive_cell(spec)
     module = f"cell_{spec.name}"
-    summary = f"{spec.title}: the drift, its Jacobians, curvature and differentials."
+    summary = (
+        f"{spec.title}: the drift, its Jacobians, curvature, differentials and the "
+        "vector-Jacobian product of one step."
+    )
     files = {}
     for backend, package in ((TORCH, ""), (NUMPY, "numpy/")):
         files[f"{package}__init__.py"] = _render_init(backend, [module], {module: summary})

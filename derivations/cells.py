@@ -39,6 +39,9 @@ from nrnn.derivations.differentials import (
 )
 from nrnn.derivations.drift import Activation, Applied, CellSpec, Symbol, point_name, point_symbol
 from nrnn.derivations.expansion import SYMBOLS
+from nrnn.derivations.step_adjoint import FORMS as STEP_FORMS
+from nrnn.derivations.step_adjoint import cell_step_functions, cell_step_outputs
+from nrnn.derivations.step_adjoint import prove as prove_step
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = [
@@ -205,7 +208,7 @@ def generated_functions(formulas: CellFormulas) -> list[GeneratedFunction]:
             "",
         ),
     ]
-    return [
+    functions = [
         GeneratedFunction(
             name=name,
             module=module,
@@ -218,6 +221,7 @@ def generated_functions(formulas: CellFormulas) -> list[GeneratedFunction]:
         )
         for name, summary, expr, returns, notes in entries
     ]
+    return functions + cell_step_functions(spec, arguments)
 
 
 # ------------------------------------------------------------------------- the sheet
@@ -240,8 +244,8 @@ def derive_cell(spec: CellSpec) -> Derivation:
                 equation(r"\nabla f[y]", formulas.drift_differential),
                 equation(r"\nabla^{2} f[y, y]", formulas.drift_second_differential),
             ),
-            "Differentiated symbolically (sum, product and chain rules); primes are the activations' "
-            "derivatives at the path.",
+            "Differentiated symbolically (sum, product and chain rules); primes are the "
+            "activations' derivatives at the path.",
         ),
         Formula(
             "Drift Jacobian",
@@ -283,8 +287,32 @@ def derive_cell(spec: CellSpec) -> Derivation:
             if not result.proved:
                 raise AssertionError(result.statement())
             derivation.checks.append(result.statement())
+    derivation.formulas.append(_step_formula(spec))
+    for form in STEP_FORMS:
+        step_result = prove_step(spec, spec.step_proof_size, form)
+        if not step_result.proved:
+            raise AssertionError(step_result.statement())
+        derivation.checks.append(step_result.statement())
     derivation.functions += generated_functions(formulas)
     return derivation
+
+
+def _step_formula(spec: CellSpec) -> Formula:
+    """The fused recurrence's step: the cotangents of one step h' = h + s o f + a + h o m."""
+    from nrnn.derivations.latex import equation, latex
+
+    outputs, _ = cell_step_outputs(spec, True)
+    names = {"state": r"\lambda_{h}"} | {
+        entry.name: rf"\bar{{{latex(entry.symbol)}}}" for entry in spec.symbols
+    }
+    lines = tuple(equation(names[name], expr) for name, expr in outputs)
+    return Formula(
+        "Vector-Jacobian product of one step (fused recurrence)",
+        lines,
+        "lambda is the cotangent of h' = h + s o f(h, c) + a + h o m; primes are the activations' "
+        "derivatives at (h, c); a matrix's gradient is summed over the samples. Derived by "
+        "reverse-mode differentiation of the step (derivations.adjoint).",
+    )
 
 
 # ---------------------------------------------------------------------- the built-in cells
@@ -313,13 +341,15 @@ def lipschitz() -> CellSpec:
     return CellSpec(
         name="lipschitz",
         title="Lipschitz RNN",
-        summary="f(h, c) = A h + phi(W h + c) with A, W from the (1 - beta, beta) symmetric and skew parts "
-        "and the shifts gamma_A, gamma_W; A = 0 gives the Antisymmetric RNN.",
+        summary="f(h, c) = A h + phi(W h + c) with A, W from the (1 - beta, beta) symmetric and "
+        "skew parts and the shifts gamma_A, gamma_W; A = 0 gives the Antisymmetric RNN.",
         state=h,
         drift=A.symbol * h + activation,
         symbols=(A, W, c),
         sizes=lambda d: {D: d},
-        assumptions="phi smooth (tanh, arctan or the sigmoid); c = U x_k + b is the drive of step k.",
+        assumptions=(
+            "phi smooth (tanh, arctan or the sigmoid); c = U x_k + b is the drive of step k."
+        ),
         split=(A.symbol, activation),
         split_note="rho = sup|phi'| ||W||_2 (phi(W h + c) is that Lipschitz in h).",
         proof_cases=((1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)),
@@ -346,8 +376,9 @@ def coupled_oscillator() -> CellSpec:
     return CellSpec(
         name="cornn",
         title="Coupled oscillatory RNN (coRNN)",
-        summary="y'' = phi(W y + calW y' + c) - gamma y - epsilon y', written as the first-order system "
-        "h = (y, z): y' = z, z' = phi(W y + calW z + c) - gamma y - epsilon z; noise on the whole state.",
+        summary="y'' = phi(W y + calW y' + c) - gamma y - epsilon y', written as the first-order "
+        "system h = (y, z): y' = z, z' = phi(W y + calW z + c) - gamma y - epsilon z; noise on the "
+        "whole state.",
         state=h,
         drift=drift,
         symbols=(
@@ -366,6 +397,7 @@ def coupled_oscillator() -> CellSpec:
         split=(linear, P_z.T * activation),
         split_note="rho = sup|phi'| ||[W calW]||_2 (P_z^T has orthonormal columns).",
         proof_cases=((1, 1), (1, 2), (1, 3), (2, 1), (2, 2)),
+        selections=((P_y, 0, 2), (P_z, 1, 2)),
     )
 
 
@@ -387,8 +419,8 @@ def gated() -> CellSpec:
         name="gru",
         title="GRU-ODE (gated)",
         summary="f(h, c) = (1 - u) o (g - h), u = sigmoid(U_u h + c_u), r = sigmoid(U_r h + c_r), "
-        "g = tanh(U_g (r o h) + c_g): the drift multiplies activations, so its curvature has products "
-        "of activation derivatives.",
+        "g = tanh(U_g (r o h) + c_g): the drift multiplies activations, so its curvature has "
+        "products of activation derivatives.",
         state=h,
         drift=drift,
         symbols=(U_u, U_r, U_g, c_u, c_r, c_g),

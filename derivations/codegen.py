@@ -13,7 +13,12 @@ printer. Conventions of the generated code:
 - a scalar coefficient that may be a per-batch tensor is lifted with
   ``lift(value, trailing)`` so that it broadcasts; numbers pass through;
 - identities are ``torch.eye(d, dtype=x.dtype, device=x.device)`` with ``d`` read from an
-  argument's shape: nothing is built with ``torch.tensor``, so autograd is intact.
+  argument's shape: nothing is built with ``torch.tensor``, so autograd is intact;
+- in the *rows* layout (:class:`RowPrinter`, the fused recurrence's code) a column is a row
+  (..., n) and an unbatched matrix M acts on it as ``rows @ M^T`` (one matrix product for
+  the whole batch); a block of a column is a slice, a column of blocks a concatenation;
+  a sum over the samples of outer products is one product of the stacked rows;
+  a function with several outputs returns a dict and computes shared subexpressions once.
 
 One :class:`Backend` per target holds the few spellings that differ; everything else is
 shared.
@@ -28,10 +33,18 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from nrnn.derivations.drift import Applied
-from nrnn.derivations.nodes import Softmax, StackSum
+from nrnn.derivations.nodes import BlockColumn, ColumnBlock, SampleSum, Softmax, StackSum
 from nrnn.derivations.topic import GeneratedFunction
 
-__all__ = ["Backend", "NUMPY", "TORCH", "render_function", "HELPERS_TORCH", "HELPERS_NUMPY"]
+__all__ = [
+    "Backend",
+    "NUMPY",
+    "TORCH",
+    "render_function",
+    "HELPERS_TORCH",
+    "HELPERS_NUMPY",
+    "RowPrinter",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class Backend:
     softmax: str
     functions: tuple[tuple[str, str], ...]
     backend_helpers: tuple[str, ...] = ()
+    last_axis_sum: str = "{0}.sum(-1, keepdim=True)"
 
     def function(self, name: str) -> str:
         """The spelling of an elementwise function (SymPy or activation name)."""
@@ -91,6 +105,7 @@ NUMPY = Backend(
         ("arctan", "np.arctan"),
     ),
     backend_helpers=("diag_embed", "softmax", "sigmoid"),
+    last_axis_sum="{0}.sum(-1, keepdims=True)",
 )
 
 HELPERS_TORCH = '''
@@ -114,8 +129,33 @@ def kron(left, right):
     rows = left.shape[-2] * right.shape[-2]
     cols = left.shape[-1] * right.shape[-1]
     return product.reshape(product.shape[:-4] + (rows, cols))
+
+
+def block(rows, index, count):
+    """Block ``index`` of ``count`` equal blocks of the last axis of ``rows`` (a view)."""
+    size = rows.shape[-1] // count
+    return rows[..., index * size : (index + 1) * size]
+
+
+def join_blocks(blocks):
+    """The rows (..., k_1 + k_2 + ...) made of the blocks (..., k_i), broadcasting the batch."""
+    batch = torch.broadcast_shapes(*(b.shape[:-1] for b in blocks))
+    return torch.cat([b.expand(batch + b.shape[-1:]) for b in blocks], dim=-1)
+
+
+def outer_sum(left, right):
+    """Sum over every sample (all leading axes) of the outer products left right^T: rows
+    (..., m) and (..., n) give (m, n), one matrix product."""
+    flat_left = left.reshape(-1, left.shape[-1])
+    return flat_left.transpose(0, 1) @ right.reshape(-1, right.shape[-1])
+
+
+def sample_sum(rows):
+    """Sum over every sample (all leading axes) of rows (..., n): (n,)."""
+    return rows.reshape(-1, rows.shape[-1]).sum(0)
 '''
 
+# (A backslash at the end of a line continues the line: the emitted code has it as one line.)
 HELPERS_NUMPY = '''
 def lift(value, trailing):
     """Append ``trailing`` unit axes to an array so that a per-batch scalar broadcasts
@@ -128,7 +168,8 @@ def lift(value, trailing):
 def hstack(blocks):
     """Concatenate (..., d, k_i) blocks along the last axis, broadcasting the batch axes."""
     batch = np.broadcast_shapes(*(np.shape(block)[:-2] for block in blocks))
-    return np.concatenate([np.broadcast_to(block, batch + np.shape(block)[-2:]) for block in blocks], axis=-1)
+    return np.concatenate([np.broadcast_to(block, batch + np.shape(block)[-2:]) \
+for block in blocks], axis=-1)
 
 
 def kron(left, right):
@@ -137,6 +178,30 @@ def kron(left, right):
     rows = left.shape[-2] * right.shape[-2]
     cols = left.shape[-1] * right.shape[-1]
     return product.reshape(product.shape[:-4] + (rows, cols))
+
+
+def block(rows, index, count):
+    """Block ``index`` of ``count`` equal blocks of the last axis of ``rows`` (a view)."""
+    size = rows.shape[-1] // count
+    return rows[..., index * size : (index + 1) * size]
+
+
+def join_blocks(blocks):
+    """The rows (..., k_1 + k_2 + ...) made of the blocks (..., k_i), broadcasting the batch."""
+    batch = np.broadcast_shapes(*(np.shape(b)[:-1] for b in blocks))
+    return np.concatenate([np.broadcast_to(b, batch + np.shape(b)[-1:]) for b in blocks], axis=-1)
+
+
+def outer_sum(left, right):
+    """Sum over every sample (all leading axes) of the outer products left right^T: rows
+    (..., m) and (..., n) give (m, n), one matrix product."""
+    flat_left = left.reshape(-1, left.shape[-1])
+    return flat_left.T @ right.reshape(-1, right.shape[-1])
+
+
+def sample_sum(rows):
+    """Sum over every sample (all leading axes) of rows (..., n): (n,)."""
+    return rows.reshape(-1, rows.shape[-1]).sum(0)
 
 
 def diag_embed(vector):
@@ -379,7 +444,8 @@ class ArrayPrinter:
         return _Code(self._diag_embed(self.array(expr.args[0]).text), "matrix")
 
     def _split_last(self, product):
-        """(all factors but the last as one expression, last factor) of a coefficient-free product."""
+        """(all factors but the last as one expression, last factor) of a coefficient-free
+        product."""
         coefficient, factors = product.as_coeff_matrices()
         if coefficient != 1 or len(factors) < 2:
             return None
@@ -455,6 +521,134 @@ class ArrayPrinter:
         return _Code(f"{_operand(code)}.sum({axis})", code.kind)
 
 
+def _negated(term):
+    """-term of a product with a negative coefficient, without re-evaluating its factors
+    (SymPy's negation would flatten nested entrywise products and lose shared ones)."""
+    coefficient, factors = term.as_coeff_matrices()
+    if coefficient == -1 and len(factors) == 1:
+        return factors[0]
+    return sp.MatMul(-coefficient, *factors)
+
+
+class RowPrinter(ArrayPrinter):
+    """The rows layout (see the module docstring): columns (n x 1) are rows (..., n)."""
+
+    def _print_MatAdd(self, expr):
+        parts = []
+        for term in expr.args:
+            negative = (
+                isinstance(term, sp.MatMul) and term.as_coeff_matrices()[0].is_negative is True
+            )
+            parts.append((negative, self.array(_negated(term) if negative else term)))
+        parts.sort(key=lambda part: part[0])  # positive terms first (stable)
+        text = ""
+        for index, (negative, code) in enumerate(parts):
+            if index == 0:
+                text = f"-{_left(code)}" if negative else code.text
+            else:
+                text += f" - {_left(code)}" if negative else f" + {code.text}"
+        return _Code(text, "vector", "sum")
+
+    def _print_MatMul(self, expr):
+        coefficient, factors = expr.as_coeff_matrices()
+        last = factors[-1]
+        if isinstance(last, sp.Transpose) and _kind(last.arg) == "vector":
+            raise NotImplementedError(f"an outer product outside a sum over samples: {expr}")
+        if _kind(last) not in ("vector", "scalar"):
+            raise NotImplementedError(f"the rows layout applies matrices to columns: {expr}")
+        code = self.array(last)
+        for factor in reversed(factors[:-1]):
+            code = self._apply(factor, code)
+        return self._scaled(coefficient, code)
+
+    def _apply(self, factor, code: _Code) -> _Code:
+        """``factor`` (a matrix, a transposed column or a column) times the column ``code``."""
+        rows = _left(code, "@")
+        if isinstance(factor, sp.OneMatrix):  # 1^T x: the sum of the entries
+            return _Code(self.backend.last_axis_sum.format(_operand(code)), "vector")
+        if isinstance(factor, sp.Transpose) and _kind(factor.arg) == "vector":
+            column = self.array(factor.arg)
+            product = f"({_left(column)} * {_operand(code)})"
+            return _Code(self.backend.last_axis_sum.format(product), "vector")
+        if _kind(factor) == "vector":  # a column times a 1 x 1 column
+            return _Code(
+                f"{_left(self.array(factor))} * {_operand(code)}", "vector", "product", "*"
+            )
+        if isinstance(factor, sp.Transpose):
+            return _Code(f"{rows} @ {_operand(self.array(factor.arg))}", "vector", "product", "@")
+        matrix = self.backend.transpose.format(_operand(self.array(factor)))
+        return _Code(f"{rows} @ {matrix}", "vector", "product", "@")
+
+    def _print_ColumnBlock(self, expr: ColumnBlock):
+        self.helpers.add("block")
+        inner = self.array(expr.column).text
+        return _Code(f"block({inner}, {expr.index}, {expr.count})", "vector")
+
+    def _print_BlockColumn(self, expr: BlockColumn):
+        self.helpers.add("join_blocks")
+        blocks = ", ".join(self.array(b).text for b in expr.blocks)
+        return _Code(f"join_blocks([{blocks}])", "vector")
+
+    def _print_SampleSum(self, expr: SampleSum):
+        summand = expr.summand
+        terms = summand.args if isinstance(summand, sp.MatAdd) else (summand,)
+        if _kind(summand) == "vector":
+            self.helpers.add("sample_sum")
+            return _Code(f"sample_sum({self.array(summand).text})", "vector")
+        parts = []
+        for term in terms:
+            coefficient, factors = term.as_coeff_matrices()
+            if len(factors) != 2 or not isinstance(factors[1], sp.Transpose):
+                raise NotImplementedError(f"a sum over samples of {term}")
+            left, right = self.array(factors[0]), self.array(factors[1].arg)
+            self.helpers.add("outer_sum")
+            code = _Code(f"outer_sum({left.text}, {right.text})", "matrix")
+            parts.append(self._scaled(coefficient, code).text)
+        return _Code(" + ".join(parts), "matrix", "sum" if len(parts) > 1 else "atom")
+
+
+def _size(expr) -> int:
+    return sum(1 for _ in sp.preorder_traversal(expr))
+
+
+def _shared(outputs, named: dict) -> list:
+    """The compound subexpressions occurring more than once in ``outputs`` (or named),
+    smallest first, so that each is printed after the ones it contains."""
+    counts: dict = {}
+    for expr in outputs:
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, sp.MatrixExpr) and not isinstance(
+                node, (sp.MatrixSymbol, sp.OneMatrix, sp.Identity, sp.ZeroMatrix)
+            ):
+                if isinstance(node, sp.Transpose) and isinstance(node.arg, sp.MatrixSymbol):
+                    continue
+                if isinstance(node, sp.MatMul):
+                    coefficient, factors = node.as_coeff_matrices()
+                    if coefficient.is_number and all(
+                        isinstance(f, sp.MatrixSymbol) for f in factors
+                    ):
+                        continue  # a scaled symbol: printed in place
+                counts[node] = counts.get(node, 0) + 1
+    chosen = [node for node, count in counts.items() if count > 1 or node in named]
+    return sorted(chosen, key=lambda node: (_size(node), sp.default_sort_key(node)))
+
+
+def _render_outputs(function: GeneratedFunction, printer: ArrayPrinter) -> list[str]:
+    """The body of a function with several outputs: shared subexpressions, then the dict."""
+    named = dict(function.intermediates)
+    body, counter = [], 0
+    for node in _shared([expr for _, expr in function.outputs], named):
+        if node in named:
+            local = named[node]
+        else:
+            counter += 1
+            local = f"shared_{counter}"
+        body.append(f"    {local} = {printer.array(node).text}")
+        printer.bound[node] = local
+    entries = ", ".join(f"{name!r}: {printer.array(expr).text}" for name, expr in function.outputs)
+    return body + [f"    return {{{entries}}}"]
+
+
 def _dimension_sources(function: GeneratedFunction) -> dict:
     """``{dimension symbol: "name.shape[axis]"}`` read from the matrix arguments."""
     sources: dict = {}
@@ -499,7 +693,14 @@ class RenderedFunction:
 
 
 def _docstring(function: GeneratedFunction, formula: str) -> list[str]:
-    lines = [f'    r"""{function.summary}', "", f"    Formula: ``{formula}``."]
+    lines = [f'    r"""{function.summary}', ""]
+    if function.outputs:
+        from nrnn.derivations.latex import latex
+
+        lines.append("    Formulas (a dict of these entries):")
+        lines += [f"    - ``{name}``: ``{latex(expr)}``" for name, expr in function.outputs]
+    else:
+        lines.append(f"    Formula: ``{formula}``.")
     if function.notes:
         lines += ["", f"    {function.notes}"]
     if function.arguments:
@@ -517,13 +718,18 @@ def render_function(
     names = {argument.symbol: argument.name for argument in function.arguments}
     matrix_arguments = [a.name for a in function.arguments if isinstance(a.symbol, sp.MatrixSymbol)]
     dimensions = _dimension_sources(function)
-    printer = ArrayPrinter(
+    printer_type = RowPrinter if function.layout == "rows" else ArrayPrinter
+    printer = printer_type(
         backend=backend,
         names=names,
         dimensions={symbol: str(symbol) for symbol in dimensions},
         reference=matrix_arguments[0] if matrix_arguments else None,
     )
     body: list[str] = []
+    if function.outputs:
+        lines = [f"def {function.name}({', '.join(a.name for a in function.arguments)}):"]
+        lines += _docstring(function, formula) + _render_outputs(function, printer)
+        return RenderedFunction("\n".join(lines) + "\n", frozenset(printer.helpers))
     if function.elementwise:
         for name in function.per_batch:
             printer.helpers.add("lift")

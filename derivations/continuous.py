@@ -49,7 +49,8 @@ class MomentODEs:
 
 
 def order_coefficient(expr, symbol: sp.Symbol, power) -> sp.MatrixExpr:
-    """The terms of a matrix expression whose scalar coefficient is ``c * symbol**power``, divided by ``symbol**power``."""
+    """The terms of a matrix expression whose scalar coefficient is ``c * symbol**power``,
+    divided by ``symbol**power``."""
     parts = []
     for coefficient, factors in matrix_terms(expr):
         rest, exponent = sp.expand(coefficient).as_coeff_exponent(symbol)
@@ -122,7 +123,9 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
     ]
     # A generic diffusion derivative: sigma'(h_bar)[delta]_{ij} = sum_l q_{ijl} delta_l.
     noise_derivative = sp.Matrix(
-        d, noise_dimension, lambda i, j: sum(sp.Symbol(f"q_{i}{j}{l}") * delta[l] for l in range(d))
+        d,
+        noise_dimension,
+        lambda i, j: sum(sp.Symbol(f"q_{i}{j}{ell}") * delta[ell] for ell in range(d)),
     )
     C = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"c_{min(i, j)}{max(i, j)}"))
     m = sp.Matrix(d, 1, lambda i, _: sp.Symbol(f"m_{i}"))
@@ -138,7 +141,9 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
             eta_degree, delta_degree = sum(monomial[:d]), sum(monomial[d:])
             if eta_degree > 1 or (eta_degree and delta_degree):
                 raise NotImplementedError("eta must enter linearly and alone")
-        return gaussian_expectation(expr.xreplace(dict(zip(eta, m))), delta, covariance)
+        return gaussian_expectation(
+            expr.xreplace(dict(zip(eta, m, strict=True))), delta, covariance
+        )
 
     bindings = {
         s.n: d,
@@ -161,7 +166,8 @@ def componentwise_check(d: int, noise_dimension: int) -> bool:
 
 
 def ornstein_uhlenbeck_check() -> tuple[sp.Expr, bool]:
-    """Scalar OU ``d delta = -theta delta dt + s dB``: C(t) from the ODE and from the Itô isometry."""
+    """Scalar OU ``d delta = -theta delta dt + s dB``: C(t) from the ODE and from the Itô
+    isometry."""
     theta, noise, t, u = sp.symbols("theta s t u", positive=True)
     odes = moment_odes()
     covariance = sp.Function("C")
@@ -226,16 +232,17 @@ def derive() -> Derivation:
         title="Continuous time",
         source=__name__,
         summary=(
-            "Itô's formula on the response processes d delta = F delta dt + Sigma dB and "
-            "d eta = (F eta + 1/2 S) dt + sigma'(h_bar)[delta] dB, S = D^2 f[delta, delta], for any smooth drift."
+            "Itô's formula on the response processes d delta = F delta dt + Sigma dB and d eta = "
+            "(F eta + 1/2 S) dt + sigma'(h_bar)[delta] dB, S = D^2 f[delta, delta], for any smooth "
+            "drift."
         ),
     )
     derivation.formulas += [
         Formula(
             "Covariance ODE",
             (equation(r"\frac{dC}{dt}", odes.covariance_rhs), "C(0) = 0"),
-            "F = D_h f (the cell's drift Jacobian) and Sigma = sigma(h_bar(t)) along the deterministic path "
-            "(docs/design.md writes J for F in continuous time).",
+            "F = D_h f (the cell's drift Jacobian) and Sigma = sigma(h_bar(t)) along the "
+            "deterministic path (docs/design.md writes J for F in continuous time).",
         ),
         Formula(
             "Mean-correction ODE",
@@ -253,8 +260,9 @@ def derive() -> Derivation:
                 ),
                 equation(r"\frac{m_{k+1} - m_k}{\Delta t} - \frac{dm}{dt}", odes.mean_consistency),
             ),
-            "With J = I + dt F: the recursion is an explicit Euler step of the ODEs with a local error O(dt^2), "
-            "so C_M, m_M and hence Q, R converge to their continuous-time values with error O(dt) on a fixed horizon.",
+            "With J = I + dt F: the recursion is an explicit Euler step of the ODEs with a local "
+            "error O(dt^2), so C_M, m_M and hence Q, R converge to their continuous-time values "
+            "with error O(dt) on a fixed horizon.",
         ),
     ]
     sizes = [(1, 1), (2, 2), (2, 3), (3, 3)]
@@ -262,21 +270,23 @@ def derive() -> Derivation:
         if not componentwise_check(d, r):
             raise AssertionError(f"componentwise Itô check failed for d={d}, r={r}")
     derivation.checks.append(
-        "Itô's formula applied componentwise by the engine to delta_i delta_j and eta_i, with a generic second "
-        f"differential S_i = sum_jk T_ijk delta_j delta_k, agrees with the matrix ODEs for (n, r) in {sizes}."
+        "Itô's formula applied componentwise by the engine to delta_i delta_j and eta_i, with a "
+        "generic second differential S_i = sum_jk T_ijk delta_j delta_k, agrees with the matrix "
+        f"ODEs for (n, r) in {sizes}."
     )
     closed_form, agrees = ornstein_uhlenbeck_check()
     if not agrees:
         raise AssertionError("Ornstein--Uhlenbeck check failed")
     derivation.checks.append(
-        "Ornstein--Uhlenbeck d delta = -theta delta dt + s dB: the covariance ODE solved by dsolve and the Itô "
-        f"isometry both give C(t) = {closed_form}."
+        "Ornstein--Uhlenbeck d delta = -theta delta dt + s dB: the covariance ODE solved by dsolve "
+        f"and the Itô isometry both give C(t) = {closed_form}."
     )
     derivation.formulas.append(
         Formula(
             "Ornstein--Uhlenbeck check",
             (equation("C(t)", closed_form),),
-            "d delta = -theta delta dt + s dB, delta(0) = 0; the covariance ODE solved by dsolve equals the Itô isometry.",
+            "d delta = -theta delta dt + s dB, delta(0) = 0; the covariance ODE solved by dsolve "
+            "equals the Itô isometry.",
         )
     )
     derivation.functions += generated_functions()

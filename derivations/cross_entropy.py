@@ -33,22 +33,27 @@ ONEHOT = sp.MatrixSymbol("e_{y}", CLASSES, 1)
 @cache
 def indexed_derivatives() -> tuple[sp.Expr, sp.Expr, tuple]:
     """Entry formulas of the gradient and Hessian for symbolic ``c`` in terms of ``p_j``."""
-    j, k, l, y = sp.symbols("j k l y", integer=True, nonnegative=True)
+    j, k, ell, y = sp.symbols("j k l y", integer=True, nonnegative=True)
     x = sp.IndexedBase("x")
     p = sp.IndexedBase("p")
     normaliser = sp.Symbol("Z", positive=True)
     loss = -x[y] + sp.log(sp.Sum(sp.exp(x[k]), (k, 0, CLASSES - 1)))
-    in_range = lambda expr: expr.replace(
-        lambda node: isinstance(node, sp.Piecewise), lambda node: node.args[0].expr
-    )
-    named = lambda expr: sp.simplify(
-        in_range(expr)
-        .subs(sp.Sum(sp.exp(x[k]), (k, 0, CLASSES - 1)), normaliser)
-        .subs({sp.exp(x[j]): p[j] * normaliser, sp.exp(x[l]): p[l] * normaliser})
-    )
+
+    def in_range(expr: sp.Expr) -> sp.Expr:
+        return expr.replace(
+            lambda node: isinstance(node, sp.Piecewise), lambda node: node.args[0].expr
+        )
+
+    def named(expr: sp.Expr) -> sp.Expr:
+        return sp.simplify(
+            in_range(expr)
+            .subs(sp.Sum(sp.exp(x[k]), (k, 0, CLASSES - 1)), normaliser)
+            .subs({sp.exp(x[j]): p[j] * normaliser, sp.exp(x[ell]): p[ell] * normaliser})
+        )
+
     gradient = sp.diff(loss, x[j]).doit()
-    hessian = sp.diff(gradient, x[l]).doit()
-    return sp.expand(named(gradient)), sp.expand(named(hessian)), (j, l, y, p)
+    hessian = sp.diff(gradient, x[ell]).doit()
+    return sp.expand(named(gradient)), sp.expand(named(hessian)), (j, ell, y, p)
 
 
 def matrix_forms() -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
@@ -60,7 +65,7 @@ def explicit_check(classes: int) -> bool:
     """Matrix forms vs explicit differentiation, and vs the indexed entry formulas."""
     x = sp.Matrix(sp.symbols(f"x_0:{classes}", real=True))
     gradient_form, hessian_form = matrix_forms()
-    gradient_entry, hessian_entry, (j, l, y, _) = indexed_derivatives()
+    gradient_entry, hessian_entry, (j, ell, y, _) = indexed_derivatives()
     exponentials = [sp.exp(v) for v in x]
     probabilities = [e / sum(exponentials) for e in exponentials]
     for label in range(classes):
@@ -81,7 +86,7 @@ def explicit_check(classes: int) -> bool:
             for b in range(classes):
                 if sp.simplify(hessian[a, b] - sp.diff(loss, x[a], x[b])) != 0:
                     return False
-                entry = hessian_entry.subs({j: a, l: b}).replace(
+                entry = hessian_entry.subs({j: a, ell: b}).replace(
                     lambda n: isinstance(n, sp.Indexed), lambda n: probabilities[int(n.indices[0])]
                 )
                 if sp.simplify(entry - hessian[a, b]) != 0:
@@ -131,7 +136,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "cross_entropy_hessian",
             "cross_entropy",
             __name__,
-            "Hessian of the cross-entropy with respect to the logits: diag(p) - p p^T, p = softmax(x).",
+            "Hessian of the cross-entropy with respect to the logits: diag(p) - p p^T, p = "
+            "softmax(x).",
             (logits,),
             hessian_form,
             "(..., c, c)",
@@ -179,7 +185,8 @@ def derive() -> Derivation:
     derivation = Derivation(
         title="Cross-entropy loss",
         source=__name__,
-        summary="l(x) = -x_y + log sum_k exp(x_k), differentiated for symbolic class count c, then pulled back through x = V h + c0.",
+        summary="l(x) = -x_y + log sum_k exp(x_k), differentiated for symbolic class count c, then "
+        "pulled back through x = V h + c0.",
     )
     derivation.formulas += [
         Formula(
@@ -205,14 +212,16 @@ def derive() -> Derivation:
                 equation(r"\nabla_{h} \ell", pulled_gradient),
                 equation(r"\nabla^{2}_{h} \ell", pulled_hessian),
             ),
-            "Readout x = V h + c0; g_x, H_x the logit gradient and Hessian above (rank of the Hessian <= c).",
+            "Readout x = V h + c0; g_x, H_x the logit gradient and Hessian above (rank of the "
+            "Hessian <= c).",
         ),
     ]
     for classes in (2, 3, 4):
         if not explicit_check(classes):
             raise AssertionError(f"cross-entropy forms fail for c = {classes}")
     derivation.checks.append(
-        "softmax(x) - e_y and diag(p) - p p^T equal the explicit derivatives and the indexed entry formulas for c = 2, 3, 4."
+        "softmax(x) - e_y and diag(p) - p p^T equal the explicit derivatives and the indexed entry "
+        "formulas for c = 2, 3, 4."
     )
     derivation.functions += generated_functions()
     return derivation

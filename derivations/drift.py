@@ -136,6 +136,11 @@ class CellSpec:
         split: (L, N) with f = L h + N(h) and N ρ-Lipschitz, or None; ``split_note`` says
             what ρ is.
         proof_cases: (d, steps) of the brute-force proofs (each with both Brownian modes).
+        step_proof_size: d of the proof of the step's vector-Jacobian product (every noise
+            form).
+        selections: (matrix symbol, i, k) for constants that select block i of k equal
+            blocks of a column (P = [0 ⋯ I ⋯ 0]); the fused recurrence's code slices
+            instead of multiplying by them.
     """
 
     name: str
@@ -151,6 +156,8 @@ class CellSpec:
     split_note: str = ""
     proof_cases: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (2, 2))
     state_name: str = "state"
+    selections: tuple = ()
+    step_proof_size: int = 2
 
     @property
     def state_dimension(self):

@@ -320,7 +320,8 @@ def generated_functions() -> list[GeneratedFunction]:
         ),
         _function(
             "diffusion_scalar",
-            "Diffusion sigma(h) = [sigma_1 I | sigma_2 h] (multiplicative part on one scalar Brownian motion).",
+            "Diffusion sigma(h) = [sigma_1 I | sigma_2 h] (multiplicative part on one scalar "
+            "Brownian motion).",
             ("h", "sigma_add", "sigma_mult"),
             diffusion_matrix("scalar", s.h, s.sigma_add, s.sigma_mult),
             "(..., n, n + 1)",
@@ -366,11 +367,13 @@ def derive() -> Derivation:
         title="Discrete small-noise expansion (Euler--Maruyama), any drift",
         source=__name__,
         summary=(
-            "The recursion h_{k+1} = h_k + dt f(h_k, x_k) + eps sqrt(dt) sigma(h_k) xi_k is expanded as "
-            "h_k = h_bar_k + eps delta_k + eps^2 eta_k + O(eps^3) by pushing jets in eps through one step; "
-            "along the path f(h_bar + eps delta + eps^2 eta) = f(h_bar) + eps F delta + eps^2 (F eta + S/2) + O(eps^3) "
-            "with F = D_h f and S = D^2 f[delta, delta], whose forms for each cell are derived in the cell sections; "
-            "the moments follow from E xi = 0, E xi xi^T = I and the independence of xi_k from the state at step k."
+            "The recursion h_{k+1} = h_k + dt f(h_k, x_k) + eps sqrt(dt) sigma(h_k) xi_k is "
+            "expanded as h_k = h_bar_k + eps delta_k + eps^2 eta_k + O(eps^3) by pushing jets in "
+            "eps through one step; along the path f(h_bar + eps delta + eps^2 eta) = f(h_bar) + "
+            "eps F delta + eps^2 (F eta + S/2) + O(eps^3) with F = D_h f and S = D^2 f[delta, "
+            "delta], whose forms for each cell are derived in the cell sections; the moments "
+            "follow from E xi = 0, E xi xi^T = I and the independence of xi_k from the state at "
+            "step k."
         ),
     )
     loss = sp.Symbol(r"\ell(\bar{h}_M)")
@@ -380,8 +383,8 @@ def derive() -> Derivation:
         Formula(
             "Step Jacobian",
             (equation("J", rules.step_jacobian),),
-            "F = D_h f on the deterministic path (the cell's drift Jacobian). Read off as the coefficient of "
-            "delta_k in delta_{k+1}.",
+            "F = D_h f on the deterministic path (the cell's drift Jacobian). Read off as the "
+            "coefficient of delta_k in delta_{k+1}.",
         ),
         Formula(
             "Linear (first-order) response",
@@ -391,7 +394,8 @@ def derive() -> Derivation:
         Formula(
             "Second-order response",
             (equation(rf"\eta{step}", k(rules.second_order_step)), equation(r"\eta_0", "0")),
-            "S_k = D^2 f[delta_k, delta_k]; sigma'(h_bar)[delta] is the derivative of the diffusion along delta.",
+            "S_k = D^2 f[delta_k, delta_k]; sigma'(h_bar)[delta] is the derivative of the "
+            "diffusion along delta.",
         ),
         Formula(
             "Mean of the linear response",
@@ -418,29 +422,37 @@ def derive() -> Derivation:
             "Mean-correction recursion",
             (
                 equation(f"m{step}", k(rules.mean_step)),
-                r"m_0 = 0,\quad m_k = \mathbb{E}\,\eta_k,\quad v_k = \mathbb{E}\, D^2 f[\delta_k, \delta_k]",
+                r"m_0 = 0,\quad m_k = \mathbb{E}\,\eta_k,\quad v_k = "
+                r"\mathbb{E}\, D^2 f[\delta_k, \delta_k]",
             ),
-            "The noise term sigma'(h_bar)[delta_k] xi_k has mean zero for any smooth sigma (xi_k is independent of "
-            "delta_k); v_k, the curvature of the drift, is derived for each cell below.",
+            "The noise term sigma'(h_bar)[delta_k] xi_k has mean zero for any smooth sigma (xi_k "
+            "is independent of delta_k); v_k, the curvature of the drift, is derived for each cell "
+            "below.",
         ),
         Formula(
             "Expected loss to second order",
             (
-                rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + {latex(eps)}^{{2}}\left({latex(rules.loss_second_order)}\right) + O({latex(eps)}^{{4}})",
-                rf"\mathbb{{E}}\,[\text{{coefficient of }} {latex(eps)}^{{1}}] = {latex(rules.loss_first_order)}",
-                r"g = \nabla \ell(\bar{h}_M),\quad H = \nabla^{2} \ell(\bar{h}_M),\quad C = C_M,\quad m = m_M",
+                rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + "
+                rf"{latex(eps)}^{{2}}\left({latex(rules.loss_second_order)}\right) + "
+                rf"O({latex(eps)}^{{4}})",
+                rf"\mathbb{{E}}\,[\text{{coefficient of }} {latex(eps)}^{{1}}] = "
+                rf"{latex(rules.loss_first_order)}",
+                r"g = \nabla \ell(\bar{h}_M),\quad H = \nabla^{2} \ell(\bar{h}_M),\quad C = "
+                r"C_M,\quad m = m_M",
             ),
-            "l smooth (C^4) with bounded derivatives near the path; all noise scaled by eps. "
-            "The remainder is O(eps^4), sharper than the paper's O(eps^3): E l(h_M) is even in eps because xi -> -xi "
-            "maps the eps-path to the (-eps)-path and leaves the Gaussian law unchanged, so every odd order vanishes "
-            "(checked symbolically for every cell at the small sizes of its section).",
+            "l smooth (C^4) with bounded derivatives near the path; all noise scaled by eps. The "
+            "remainder is O(eps^4), sharper than the paper's O(eps^3): E l(h_M) is even in eps "
+            "because xi -> -xi maps the eps-path to the (-eps)-path and leaves the Gaussian law "
+            "unchanged, so every odd order vanishes (checked symbolically for every cell at the "
+            "small sizes of its section).",
         ),
         Formula(
             "The explicit regularizer",
             (
                 equation("Q", rules.q_term),
                 equation("R", rules.r_term),
-                rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + \frac{{{latex(eps)}^{{2}}}}{{2}}\,(Q + R) + O({latex(eps)}^{{4}})",
+                rf"\mathbb{{E}}\,\ell(h_M) = {latex(loss)} + \frac{{{latex(eps)}^{{2}}}}{{2}}\,"
+                rf"(Q + R) + O({latex(eps)}^{{4}})",
             ),
             "As above. For cross-entropy, g and H come from the section on the loss.",
         ),

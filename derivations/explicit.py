@@ -4,7 +4,9 @@ The derived one-step rules are matrix expressions in ``MatrixSymbol``s; the smal
 proofs evaluate them on explicit matrices of symbols. ``bindings`` maps each symbol (and any
 node whose value is given, e.g. an :class:`~derivations.nodes.ActivationDerivative`) to an
 explicit ``sympy.Matrix`` (or a list of matrices for a stacked symbol), and dimension
-symbols to integers.
+symbols to integers. An activation use φ(a) (:class:`derivations.drift.Applied`) is
+evaluated entrywise with the SymPy function bound to the symbol named by its label; a
+:class:`~derivations.nodes.SampleSum` is evaluated for one sample (its summand).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import sympy as sp
 from sympy.matrices.expressions.diagonal import DiagonalOf
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from nrnn.derivations.nodes import Softmax, StackSum
+from nrnn.derivations.drift import Applied
+from nrnn.derivations.nodes import BlockColumn, ColumnBlock, SampleSum, Softmax, StackSum
 
 __all__ = ["evaluate"]
 
@@ -74,8 +77,8 @@ def evaluate(expr, bindings: Mapping):
         parts = [evaluate(arg, bindings) for arg in expr.args]
         return sp.kronecker_product(*parts)
     if isinstance(expr, sp.BlockMatrix):
-        rows = [[evaluate(block, bindings) for block in row] for row in expr.blocks.tolist()]
-        return sp.Matrix.vstack(*[sp.Matrix.hstack(*row) for row in rows])
+        blocks = [[evaluate(block, bindings) for block in row] for row in expr.blocks.tolist()]
+        return sp.Matrix.vstack(*[sp.Matrix.hstack(*row) for row in blocks])
     if isinstance(expr, Softmax):
         logits = evaluate(expr.argument, bindings)
         exponentials = logits.applyfunc(sp.exp)
@@ -83,10 +86,21 @@ def evaluate(expr, bindings: Mapping):
     if isinstance(expr, StackSum):
         stacks = [bindings[symbol] for symbol in expr.stacked]
         total = None
-        for members in zip(*stacks):
+        for members in zip(*stacks, strict=True):
             inner = dict(bindings)
-            inner.update(dict(zip(expr.stacked, members)))
+            inner.update(dict(zip(expr.stacked, members, strict=True)))
             value = evaluate(expr.summand, inner)
             total = value if total is None else total + value
         return total
+    if isinstance(expr, Applied) and expr.order == 0:
+        function = bindings[sp.Symbol(expr.label)]
+        return evaluate(expr.argument, bindings).applyfunc(function)
+    if isinstance(expr, SampleSum):
+        return evaluate(expr.summand, bindings)
+    if isinstance(expr, ColumnBlock):
+        column = evaluate(expr.column, bindings)
+        size = column.rows // expr.count
+        return column[expr.index * size : (expr.index + 1) * size, :]
+    if isinstance(expr, BlockColumn):
+        return sp.Matrix.vstack(*[evaluate(block, bindings) for block in expr.blocks])
     raise NotImplementedError(f"cannot evaluate {type(expr).__name__}: {expr}")

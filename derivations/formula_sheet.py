@@ -37,7 +37,8 @@ derivatives at the path (the generated code takes them as arguments).
 
 - Odd orders of $\\mathbb{E}\\,\\ell(h_M)$ in $\\varepsilon$ vanish: $\\xi \\mapsto -\\xi$ maps the
   path of $\\varepsilon$ to the path of $-\\varepsilon$ and preserves the Gaussian law, so
-  $\\mathbb{E}\\,\\ell(h_M)$ is even in $\\varepsilon$. Checked symbolically (orders 1 and 3) for the
+  $\\mathbb{E}\\,\\ell(h_M)$ is even in $\\varepsilon$. \
+Checked symbolically (orders 1 and 3) for the
   small sizes listed below.
 - Hence the remainder after the $\\varepsilon^2$ term is $O(\\varepsilon^4)$, sharper than the
   paper's $O(\\varepsilon^3)$.
@@ -82,7 +83,8 @@ def _section(derivation: Derivation) -> list[str]:
         for function in derivation.functions:
             arguments = ", ".join(a.name for a in function.arguments)
             lines.append(
-                f"- `nrnn._generated.{function.module}.{function.name}({arguments})` -> {function.returns}: {function.summary}"
+                f"- `nrnn._generated.{function.module}.{function.name}({arguments})` -> "
+                f"{function.returns}: {function.summary}"
             )
         lines.append("")
     return lines

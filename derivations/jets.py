@@ -75,7 +75,7 @@ def chain_rule(variables: int, order: int) -> ChainRule:
         symbol = sp.Symbol("D_" + "_".join(map(str, alpha)))
         derivatives[alpha] = symbol
         term = symbol
-        for path, power in zip(paths, alpha):
+        for path, power in zip(paths, alpha, strict=True):
             term *= path**power / sp.factorial(power)
         taylor += term
     polynomial = sp.Poly(sp.expand(taylor), eps)
@@ -126,7 +126,7 @@ def compose(
     entries and derivative values may live in any ring (see :func:`evaluate_polynomial`).
     """
     values: dict = {}
-    for row, jet in zip(rule.increments, argument_jets):
+    for row, jet in zip(rule.increments, argument_jets, strict=True):
         for k, placeholder in enumerate(row):
             values[placeholder] = jet[k + 1]
     for alpha, symbol in rule.derivatives.items():
@@ -136,7 +136,7 @@ def compose(
 
 def jet_add(*jets: Sequence) -> list:
     """Coefficient-wise sum of jets of equal order (or entrywise sum of equal-length lists)."""
-    return [sum(parts[1:], parts[0]) for parts in zip(*jets)]
+    return [sum(parts[1:], parts[0]) for parts in zip(*jets, strict=True)]
 
 
 def jet_scale(factor, jet: Sequence) -> list:

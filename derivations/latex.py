@@ -6,7 +6,14 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from nrnn.derivations.drift import Applied
-from nrnn.derivations.nodes import NoiseJacobian, Softmax, StackSum
+from nrnn.derivations.nodes import (
+    BlockColumn,
+    ColumnBlock,
+    NoiseJacobian,
+    SampleSum,
+    Softmax,
+    StackSum,
+)
 
 __all__ = ["latex", "equation"]
 
@@ -67,6 +74,16 @@ class _SheetPrinter(LatexPrinter):
             for symbol in expr.stacked
         }
         return r"\sum_{i} " + self._print(expr.summand.xreplace(indexed))
+
+    def _print_ColumnBlock(self, expr: ColumnBlock):
+        return rf"\left[{self._print(expr.column)}\right]_{{{expr.index + 1}/{expr.count}}}"
+
+    def _print_BlockColumn(self, expr: BlockColumn):
+        rows = r" \\ ".join(self._print(block) for block in expr.blocks)
+        return rf"\begin{{pmatrix}} {rows} \end{{pmatrix}}"
+
+    def _print_SampleSum(self, expr: SampleSum):
+        return rf"\sum_{{\text{{samples}}}} \left({self._print(expr.summand)}\right)"
 
 
 _PRINTER = _SheetPrinter({"mat_symbol_style": "plain", "mul_symbol": None})

@@ -9,7 +9,11 @@ SymPy's matrix expressions (``MatrixSymbol``, ``MatMul``, ``Transpose``, ``DiagM
   along a (random) direction, for a generic smooth diffusion;
 - :class:`Softmax` -- the softmax vector of a logit vector;
 - :class:`StackSum` -- ``sum_i expr(B_i)`` over a stack of matrices ``B_1 .. B_n`` that the
-  expression names by one representative symbol ``B``.
+  expression names by one representative symbol ``B``;
+- :class:`ColumnBlock` and :class:`BlockColumn` -- block ``i`` of ``k`` equal blocks of a
+  column, and a column made of blocks (the coRNN state h = (y, z));
+- :class:`SampleSum` -- the sum over every sample of a per-sample column or outer product
+  (a parameter shared by the batch and the time steps collects its gradient this way).
 
 The printers in :mod:`derivations.codegen` and :mod:`derivations.latex` and the evaluator in
 :mod:`derivations.explicit` know each of them.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-__all__ = ["NoiseJacobian", "Softmax", "StackSum"]
+__all__ = ["BlockColumn", "ColumnBlock", "NoiseJacobian", "SampleSum", "Softmax", "StackSum"]
 
 
 class NoiseJacobian(MatrixExpr):
@@ -69,6 +73,65 @@ class StackSum(MatrixExpr):
     @property
     def stacked(self):
         return self.args[1:]
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+
+class ColumnBlock(MatrixExpr):
+    """Block ``index`` of ``count`` equal blocks of a column: rows ``index·b .. (index+1)·b``
+    of ``column`` (a ``count·b`` x 1 column), shape ``rows`` x 1 with ``rows`` = b.
+
+    ``P column`` for a selection P = [0 .. I .. 0] (block ``index``): the printers write it
+    as a slice, so no product with a selection matrix is computed.
+    """
+
+    def __new__(cls, column, index, count, rows):
+        return super().__new__(cls, column, *(sp.sympify(v) for v in (index, count, rows)))
+
+    @property
+    def column(self):
+        return self.args[0]
+
+    @property
+    def index(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def count(self) -> int:
+        return int(self.args[2])
+
+    @property
+    def shape(self):
+        return (self.args[3], sp.Integer(1))
+
+
+class BlockColumn(MatrixExpr):
+    """The column of ``rows`` entries made of the columns ``blocks`` stacked top to bottom."""
+
+    def __new__(cls, rows, *blocks):
+        return super().__new__(cls, sp.sympify(rows), *blocks)
+
+    @property
+    def blocks(self):
+        return self.args[1:]
+
+    @property
+    def shape(self):
+        return (self.args[0], sp.Integer(1))
+
+
+class SampleSum(MatrixExpr):
+    """The sum over the samples (every batch and time step) of a per-sample expression: a
+    column, or an outer product ``left right^T`` of per-sample columns (or a sum of them)."""
+
+    def __new__(cls, summand):
+        return super().__new__(cls, summand)
+
+    @property
+    def summand(self):
+        return self.args[0]
 
     @property
     def shape(self):

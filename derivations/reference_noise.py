@@ -41,7 +41,10 @@ STEP_DRIFT_VECTOR = sp.MatrixSymbol(r"\delta \circ f", D, 1)
 def uniform_moments() -> dict:
     """Moments of u ~ Uniform[1 - s_m, 1] by integrating the density 1/s_m."""
     u = sp.Symbol("u", real=True)
-    average = lambda expr: sp.simplify(sp.integrate(expr / S_MULT, (u, 1 - S_MULT, 1)))
+
+    def average(expr: sp.Expr) -> sp.Expr:
+        return sp.simplify(sp.integrate(expr / S_MULT, (u, 1 - S_MULT, 1)))
+
     mean = average(u)
     return {
         "mean": mean,
@@ -172,8 +175,9 @@ def derive() -> Derivation:
         title="Reference-code noise mapping",
         source=__name__,
         summary=(
-            "The released code steps h_{k+1} = h_k + (delta o u_k) o f(h_k, x_k) + s_a zeta_k, u_k ~ Uniform[1 - s_m, 1] "
-            "per unit, zeta_k ~ N(0, I); matched in its first two moments to an Euler--Maruyama step with delta = dt."
+            "The released code steps h_{k+1} = h_k + (delta o u_k) o f(h_k, x_k) + s_a zeta_k, u_k "
+            "~ Uniform[1 - s_m, 1] per unit, zeta_k ~ N(0, I); matched in its first two moments to "
+            "an Euler--Maruyama step with delta = dt."
         ),
     )
     derivation.formulas += [
@@ -206,14 +210,16 @@ def derive() -> Derivation:
                 equation(r"\sigma_{\mathrm{add}}", equivalent["additive_level"]),
                 equation(r"\sigma(h)", equivalent["diffusion"]),
             ),
-            "delta = dt. The drift-proportional block is not Gaussian (uniform); moments up to the second match, the "
-            "third central moment is 0 as for a Gaussian, the fourth differs (s_m^4/80 vs 3 (s_m^2/12)^2 = s_m^4/48).",
+            "delta = dt. The drift-proportional block is not Gaussian (uniform); moments up to the "
+            "second match, the third central moment is 0 as for a Gaussian, the fourth differs "
+            "(s_m^4/80 vs 3 (s_m^2/12)^2 = s_m^4/48).",
         ),
     ]
     if not diffusion_check():
         raise AssertionError("reference diffusion does not reproduce the step variance")
     derivation.checks.append(
-        "dt sigma sigma^T = diag(s_a^2 + (s_m^2/12)(delta f)_i^2) for the equivalent diffusion (d = 2)."
+        "dt sigma sigma^T = diag(s_a^2 + (s_m^2/12)(delta f)_i^2) for the equivalent diffusion "
+        "(d = 2)."
     )
     derivation.functions += generated_functions()
     return derivation

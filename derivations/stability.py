@@ -60,10 +60,13 @@ def _difference_sde(form: str, d: int):
     e = sp.symbols(f"e_0:{d}", real=True)
     g = sp.Matrix(sp.symbols(f"g_0:{d}", real=True))
     h_prime = sp.Matrix(sp.symbols(f"hp_0:{d}", real=True))
-    sigma = lambda h: evaluate(
-        diffusion_matrix(form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult),
-        {SYMBOLS.n: d, SYMBOLS.h: h},
-    )
+
+    def sigma(h: sp.Matrix) -> sp.Matrix:
+        return evaluate(
+            diffusion_matrix(form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult),
+            {SYMBOLS.n: d, SYMBOLS.h: h},
+        )
+
     diffusion = (sigma(h_prime + sp.Matrix(e)) - sigma(h_prime)).applyfunc(sp.expand)
     if diffusion.free_symbols & set(h_prime):
         raise AssertionError("the noise of the difference depends on more than e")
@@ -77,7 +80,7 @@ def distance_corrections(form: str, d: int) -> dict:
     norm2 = sum(x**2 for x in e)
     log_ito = sde.ito(sp.log(norm2))
     square_ito = sde.ito(norm2)
-    drift_part = 2 * sum(x * y for x, y in zip(e, g))
+    drift_part = 2 * sum(x * y for x, y in zip(e, g, strict=True))
     log_correction = sp.simplify(log_ito.drift - drift_part / norm2)
     square_correction = sp.simplify((square_ito.drift - drift_part) / norm2)
     martingale_rate = sp.simplify(sum(c**2 for c in log_ito.diffusion))
@@ -150,6 +153,8 @@ def oscillator_linear_rate():
     whether explicit L for d = 1, 2, 3 has exactly these eigenvalues, (gamma, epsilon)).
     """
     spec = coupled_oscillator()
+    if spec.split is None:
+        raise AssertionError("the coupled oscillator's drift has no split f = L h + N(h)")
     linear = spec.split[0]
     named = {entry.name: entry.symbol for entry in spec.symbols}
     gamma, epsilon = named["gamma"], named["epsilon"]
@@ -231,7 +236,7 @@ def em_mean_square_operator(noises: int = 2):
     P = sp.MatrixSymbol("P", d, d)
     B = [sp.MatrixSymbol(f"B_{{{i + 1}}}", d, d) for i in range(noises)]
     xi = sp.symbols(f"xi_1:{noises + 1}", real=True)
-    new = S * X + sp.sqrt(dt) * sp.MatAdd(*[x * b * X for x, b in zip(xi, B)])
+    new = S * X + sp.sqrt(dt) * sp.MatAdd(*[x * b * X for x, b in zip(xi, B, strict=True)])
     model = RandomModel(scalar_noise=xi, means={X: sp.ZeroMatrix(d, 1)}, second_moments={X: P})
     second_moment_step = expectation(new * new.T, model)
     operator = vec_operator(second_moment_step, P)
@@ -245,11 +250,17 @@ def em_mean_square_operator(noises: int = 2):
 def em_operator_check(d: int = 2, noises: int = 2) -> bool:
     """Explicit check: K vec(P) = vec(P_{k+1}) and K equals the stacked general form."""
     second_moment_step, operator, general, (S, P, B, stacked) = em_mean_square_operator(noises)
-    matrix = lambda name: sp.Matrix(d, d, lambda i, j: sp.Symbol(f"{name}_{i}{j}"))
+
+    def matrix(name: str) -> sp.Matrix:
+        return sp.Matrix(d, d, lambda i, j: sp.Symbol(f"{name}_{i}{j}"))
+
     bindings = {SYMBOLS.n: d, SYMBOLS.dt: SYMBOLS.dt, S: matrix("s"), P: matrix("p")}
     bindings.update({b: matrix(f"b{i}") for i, b in enumerate(B)})
     bindings[stacked] = [bindings[b] for b in B]
-    vec = lambda M: M.T.reshape(d * d, 1)  # column-major
+
+    def vec(M: sp.Matrix) -> sp.Matrix:
+        return M.T.reshape(d * d, 1)  # column-major
+
     K = evaluate(operator, bindings)
     lhs = K * vec(bindings[P])
     rhs = vec(evaluate(second_moment_step, bindings))
@@ -259,7 +270,8 @@ def em_operator_check(d: int = 2, noises: int = 2) -> bool:
 
 
 def scalar_em_limit() -> sp.Expr:
-    """d = 1: ((1 + dt a)^2 + dt s^2 - 1) / dt -> 2 a + s^2 as dt -> 0 (the mean-square exponent)."""
+    """d = 1: ((1 + dt a)^2 + dt s^2 - 1) / dt -> 2 a + s^2 as dt -> 0 (the mean-square
+    exponent)."""
     a, s = sp.symbols("a s", real=True)
     _, _, general, (S, _, _, stacked) = em_mean_square_operator(1)
     value = evaluate(
@@ -283,7 +295,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "contraction_rate",
             "stability",
             __name__,
-            "kappa = lambda_max(sym L) + rho: one-sided Lipschitz constant of a drift L h + N(h), N rho-Lipschitz.",
+            "kappa = lambda_max(sym L) + rho: one-sided Lipschitz constant of a drift L h + N(h), "
+            "N rho-Lipschitz.",
             (
                 Argument("sym_l_max_eig", LAMBDA, scalar, "largest eigenvalue of (L + L^T)/2"),
                 Argument("nonlinear_lipschitz", RHO, scalar, "Lipschitz constant rho of N"),
@@ -309,7 +322,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "almost_sure_bound_scalar",
             "stability",
             __name__,
-            "A.s. exponent bound kappa - sigma_2^2 / 2 (multiplicative noise on one scalar Brownian motion).",
+            "A.s. exponent bound kappa - sigma_2^2 / 2 (multiplicative noise on one scalar "
+            "Brownian motion).",
             (kappa, sigma_mult),
             bounds["almost_sure_scalar"],
             "float or (...)",
@@ -319,7 +333,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "almost_sure_bound_diagonal",
             "stability",
             __name__,
-            "A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/n) (one Brownian motion per unit; weaker).",
+            "A.s. exponent bound kappa + sigma_2^2 (1/2 - 1/n) (one Brownian motion per unit; "
+            "weaker).",
             (kappa, sigma_mult, state),
             bounds["almost_sure_diagonal"],
             "float or (...)",
@@ -329,7 +344,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "mean_square_bound",
             "stability",
             __name__,
-            "Mean-square exponent bound kappa + sigma_2^2 / 2 for (1/2t) log E|h - h'|^2 (both noise forms).",
+            "Mean-square exponent bound kappa + sigma_2^2 / 2 for (1/2t) log E|h - h'|^2 (both "
+            "noise forms).",
             (kappa, sigma_mult),
             bounds["mean_square"],
             "float or (...)",
@@ -339,7 +355,8 @@ def generated_functions() -> list[GeneratedFunction]:
             "em_mean_square_matrix",
             "stability",
             __name__,
-            "Euler--Maruyama second-moment operator (I + dt A) kron (I + dt A) + dt sum_i B_i kron B_i.",
+            "Euler--Maruyama second-moment operator (I + dt A) kron (I + dt A) + dt sum_i B_i kron "
+            "B_i.",
             (
                 Argument("step_matrix", S, "(..., d, d)", "I + dt A"),
                 Argument(
@@ -366,8 +383,9 @@ def derive() -> Derivation:
         title="Stability",
         source=__name__,
         summary=(
-            "Itô's formula on log|h - h'|^2 and |h - h'|^2 for two trajectories with common input and common noise, "
-            "and the exact mean-square stability condition of the Euler--Maruyama scheme for a linear system."
+            "Itô's formula on log|h - h'|^2 and |h - h'|^2 for two trajectories with common input "
+            "and common noise, and the exact mean-square stability condition of the "
+            "Euler--Maruyama scheme for a linear system."
         ),
     )
     scalar = distance_corrections("scalar", 2)
@@ -379,58 +397,73 @@ def derive() -> Derivation:
             "Contraction rate",
             (
                 equation(KAPPA, bounds["contraction_rate"]),
-                rf"e^{{T}}\left(f(h) - f(h')\right) \le \kappa {e}^{{2}},\quad {e}_t \le e^{{\kappa t}} {e}_0",
+                rf"e^{{T}}\left(f(h) - f(h')\right) \le \kappa {e}^{{2}},\quad {e}_t \le "
+                rf"e^{{\kappa t}} {e}_0",
             ),
-            "e = h - h', same input, for a drift f(h) = L h + N(h) with N rho-Lipschitz: e^T L e = e^T sym(L) e "
-            "<= lambda_max(sym L) |e|^2 and e^T (N(h) - N(h')) <= rho |e|^2. Lipschitz cell: L = A, "
-            "rho = sup|phi'| ||W||_2 (1 for tanh and arctan, 1/4 for the sigmoid); coupled oscillator: "
-            "L = [[0, I], [-gamma I, -epsilon I]], rho = sup|phi'| ||[W calW]||_2; the gated cell has no such split.",
+            "e = h - h', same input, for a drift f(h) = L h + N(h) with N rho-Lipschitz: e^T L e = "
+            "e^T sym(L) e <= lambda_max(sym L) |e|^2 and e^T (N(h) - N(h')) <= rho |e|^2. "
+            "Lipschitz cell: L = A, rho = sup|phi'| ||W||_2 (1 for tanh and arctan, 1/4 for the "
+            "sigmoid); coupled oscillator: L = [[0, I], [-gamma I, -epsilon I]], rho = sup|phi'| "
+            "||[W calW]||_2; the gated cell has no such split.",
         ),
         Formula(
             "Coupled oscillator: lambda_max(sym L)",
             (equation(LAMBDA, oscillator_linear_rate()[0]),),
-            "sym L = K kron I_d with K = [[0, (1 - gamma)/2], [(1 - gamma)/2, -epsilon]]; the larger eigenvalue of K. "
-            "It is >= 0 (the position y is not damped in the Euclidean norm), so kappa > 0 for every coRNN: "
-            "the bounds below then need noise to show contraction.",
+            "sym L = K kron I_d with K = [[0, (1 - gamma)/2], [(1 - gamma)/2, -epsilon]]; the "
+            "larger eigenvalue of K. It is >= 0 (the position y is not damped in the Euclidean "
+            "norm), so kappa > 0 for every coRNN: the bounds below then need noise to show "
+            "contraction.",
         ),
         Formula(
             "Itô correction of log|e|^2, scalar Brownian motion",
             (
-                rf"d \log {e}^{{2}} = \left(\frac{{2 e^{{T}} (f(h) - f(h'))}}{{{e}^{{2}}}} {latex(scalar['log_correction'])}\right) dt + 2 \sigma_{{2}}\, d\beta",
+                rf"d \log {e}^{{2}} = \left(\frac{{2 e^{{T}} (f(h) - f(h'))}}{{{e}^{{2}}}} "
+                rf"{latex(scalar['log_correction'])}\right) dt + 2 \sigma_{{2}}\, d\beta",
             ),
-            "Multiplicative part sigma_2 h on one scalar Brownian motion beta (brownian='scalar'); the additive part cancels.",
+            "Multiplicative part sigma_2 h on one scalar Brownian motion beta (brownian='scalar'); "
+            "the additive part cancels.",
         ),
         Formula(
             "Almost-sure bound, scalar Brownian motion",
             (
-                rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le {latex(bounds['almost_sure_scalar'])}",
+                rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le "
+                rf"{latex(bounds['almost_sure_scalar'])}",
             ),
-            "Almost surely (beta_t / t -> 0). Noise stabilises: a system with kappa > 0 contracts when sigma_2^2 > 2 kappa.",
+            "Almost surely (beta_t / t -> 0). Noise stabilises: a system with kappa > 0 contracts "
+            "when sigma_2^2 > 2 kappa.",
         ),
         Formula(
             "Itô correction of log|e|^2, one Brownian motion per unit",
             (
-                rf"\text{{correction}} = {latex(diagonal['log_correction'])} = \sigma_{{2}}^{{2}} (1 - 2 S),\quad S = \frac{{\sum_i e_i^{{4}}}}{{{e}^{{4}}}} \in \left[\frac{{1}}{{d}}, 1\right]",
+                rf"\text{{correction}} = {latex(diagonal['log_correction'])} = \sigma_{{2}}^{{2}} "
+                rf"(1 - 2 S),\quad S = \frac{{\sum_i e_i^{{4}}}}{{{e}^{{4}}}} \in "
+                r"\left[\frac{1}{d}, 1\right]",
             ),
-            "brownian='diagonal' (the correction is shown for d = 2). S >= 1/d by d sum e_i^4 - (sum e_i^2)^2 = sum_{i<j} (e_i^2 - e_j^2)^2; S <= 1 trivially. "
-            "The martingale part has quadratic-variation rate 4 sigma_2^2 S <= 4 sigma_2^2.",
+            "brownian='diagonal' (the correction is shown for d = 2). S >= 1/d by d sum e_i^4 - "
+            "(sum e_i^2)^2 = sum_{i<j} (e_i^2 - e_j^2)^2; S <= 1 trivially. The martingale part "
+            "has quadratic-variation rate 4 sigma_2^2 S <= 4 sigma_2^2.",
         ),
         Formula(
             "Almost-sure bound, one Brownian motion per unit (weaker)",
             (
-                rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le {latex(bounds['almost_sure_diagonal'])}",
+                rf"\limsup_{{t\to\infty}} \frac{{1}}{{t}} \log {e}_t \le "
+                rf"{latex(bounds['almost_sure_diagonal'])}",
             ),
-            "Almost surely. The worst case S = 1/d (all |e_i| equal) is attained, so this bound cannot be improved "
-            "by this argument: it equals the scalar bound only for d = 1, gives no stabilisation for d = 2 "
-            "(exactly kappa) and tends to kappa + sigma_2^2/2 for large d.",
+            "Almost surely. The worst case S = 1/d (all |e_i| equal) is attained, so this bound "
+            "cannot be improved by this argument: it equals the scalar bound only for d = 1, gives "
+            "no stabilisation for d = 2 (exactly kappa) and tends to kappa + sigma_2^2/2 for large "
+            "d.",
         ),
         Formula(
             "Mean-square bound (both noise forms)",
             (
-                rf"\frac{{d}}{{dt}} \mathbb{{E}} {e}^{{2}} \le (2\kappa + \sigma_{{2}}^{{2}})\, \mathbb{{E}} {e}^{{2}}",
-                rf"\limsup_{{t\to\infty}} \frac{{1}}{{2t}} \log \mathbb{{E}} {e}_t^{{2}} \le {latex(bounds['mean_square'])}",
+                rf"\frac{{d}}{{dt}} \mathbb{{E}} {e}^{{2}} \le (2\kappa + \sigma_{{2}}^{{2}})\, "
+                rf"\mathbb{{E}} {e}^{{2}}",
+                rf"\limsup_{{t\to\infty}} \frac{{1}}{{2t}} \log \mathbb{{E}} {e}_t^{{2}} \le "
+                rf"{latex(bounds['mean_square'])}",
             ),
-            "Itô correction of |e|^2 is sigma_2^2 |e|^2 for both forms: noise never helps in mean square.",
+            "Itô correction of |e|^2 is sigma_2^2 |e|^2 for both forms: noise never helps in mean "
+            "square.",
         ),
         Formula(
             "Euler--Maruyama mean-square stability of dX = A X dt + sum_i B_i X dbeta_i",
@@ -445,11 +478,13 @@ def derive() -> Derivation:
                         }
                     ),
                 ),
-                rf"\operatorname{{vec}} P_{{k+1}} = \left({latex(general)}\right) \operatorname{{vec}} P_{{k}},\quad S = I + \Delta t A",
+                rf"\operatorname{{vec}} P_{{k+1}} = \left({latex(general)}\right) "
+                r"\operatorname{vec} P_{k},\quad S = I + \Delta t A",
                 rf"\text{{mean-square stable}} \iff \rho\left({latex(general)}\right) < 1",
             ),
-            "Exact for the scheme (any dt), beta_i independent scalar Brownian motions; shown with two and stated for n. "
-            "The map is positive on the cone of PSD matrices, so rho < 1 is also necessary for every X_0 to decay.",
+            "Exact for the scheme (any dt), beta_i independent scalar Brownian motions; shown with "
+            "two and stated for n. The map is positive on the cone of PSD matrices, so rho < 1 is "
+            "also necessary for every X_0 to decay.",
         ),
     ]
     gbm = geometric_brownian_motion()
@@ -458,8 +493,8 @@ def derive() -> Derivation:
         (symmetric_part_check(), "e^T A e = e^T sym(A) e (d = 3)."),
         (
             oscillator_linear_rate()[1],
-            "coupled oscillator: sym L has exactly the eigenvalues (-epsilon +- sqrt(epsilon^2 + (1 - gamma)^2))/2, "
-            "each d times, for explicit d = 1, 2, 3.",
+            "coupled oscillator: sym L has exactly the eigenvalues (-epsilon +- sqrt(epsilon^2 + "
+            "(1 - gamma)^2))/2, each d times, for explicit d = 1, 2, 3.",
         ),
         (
             all(quartic_share_bounds(size) for size in (2, 3, 4)),
@@ -467,7 +502,8 @@ def derive() -> Derivation:
         ),
         (
             sp.simplify(gbm["almost_sure"] - (a - s**2 / 2)) == 0 and gbm["log_diffusion"] == s,
-            f"dX = aX dt + sX dB: d log X = ({gbm['almost_sure']}) dt + {gbm['log_diffusion']} dB, a.s. exponent a - s^2/2.",
+            f"dX = aX dt + sX dB: d log X = ({gbm['almost_sure']}) dt + {gbm['log_diffusion']} dB, "
+            "a.s. exponent a - s^2/2.",
         ),
         (
             sp.simplify(gbm["mean_square"] - (2 * a + s**2)) == 0,
@@ -480,7 +516,8 @@ def derive() -> Derivation:
         ),
         (
             all(em_operator_check(d, n) for d, n in ((1, 1), (2, 1), (2, 2), (3, 2))),
-            "EM: K vec(P) = vec(E X_{k+1} X_{k+1}^T) and K = S kron S + dt sum B_i kron B_i, explicit (d, n) in (1,1), (2,1), (2,2), (3,2).",
+            "EM: K vec(P) = vec(E X_{k+1} X_{k+1}^T) and K = S kron S + dt sum B_i kron B_i, "
+            "explicit (d, n) in (1,1), (2,1), (2,2), (3,2).",
         ),
     ]
     limit = scalar_em_limit()

@@ -30,6 +30,13 @@ class GeneratedFunction:
     ``elementwise``: ``expr`` is a scalar expression applied entry by entry to the array
     arguments (which then all share one shape, up to broadcasting); scalar arguments listed
     in ``per_batch`` are lifted to broadcast against the last axis.
+
+    ``layout="rows"``: columns are printed as rows (..., n) and a matrix M (unbatched,
+    shared by every sample) acts on them as ``rows @ M^T``, one matrix product for the
+    whole batch (the fused recurrence's code). ``outputs``: (name, expression) pairs
+    returned as a dict instead of ``expr``; subexpressions they share are computed once,
+    under the names ``intermediates`` gives them ((expression, name) pairs) or
+    ``shared_<i>``.
     """
 
     name: str
@@ -42,6 +49,9 @@ class GeneratedFunction:
     elementwise: bool = False
     per_batch: tuple[str, ...] = ()
     notes: str = ""
+    layout: str = "columns"
+    outputs: tuple[tuple[str, sp.Basic], ...] = ()
+    intermediates: tuple[tuple[sp.Basic, str], ...] = ()
 
 
 @dataclass(frozen=True)

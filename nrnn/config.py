@@ -7,7 +7,9 @@ A config has five sections, each a TOML table::
     [model]  hidden_dim, dt, cell ("lipschitz" | "cornn" | "gru"), activation ("tanh" |
              "arctan" | "sigmoid": the Lipschitz and coRNN cells' φ), init_std;
              the Lipschitz cell's beta, gamma_a, gamma_w, antisymmetric, init_divisor
-             ("sqrt-hidden" | "hidden"); the coRNN's oscillator_gamma, oscillator_epsilon
+             ("sqrt-hidden" | "hidden"); the coRNN's oscillator_gamma, oscillator_epsilon;
+             recurrence ("fused" | "reference": how gradients are computed, see
+             ``nrnn.NoisyRNN``; they differ at rounding level only)
     [noise]  form ("paper" | "reference"), additive, multiplicative, brownian
     [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
     [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
@@ -36,8 +38,10 @@ CELL_KEYS = {
     "gru": (),
 }
 """The model keys that configure one cell only (a key of another cell must keep its default)."""
-ADDED_KEYS = ("cell", "activation", "oscillator_gamma", "oscillator_epsilon")
-"""Model keys added after runs were cached by their hash: left out of it at their defaults."""
+ADDED_KEYS = ("cell", "activation", "oscillator_gamma", "oscillator_epsilon", "recurrence")
+"""Model keys added after runs were cached by their hash: left out of it at their defaults.
+(Runs stored before ``recurrence`` existed were computed op by op; the store tells them
+apart by :data:`nrnn.store.CODE_VERSION`, which changed with the fused default.)"""
 REGULARIZER_METHODS = ("exact", "probe")
 NOISE_FORMS = ("paper", "reference")
 
@@ -66,6 +70,7 @@ class ModelConfig:
     activation: str = "tanh"  # φ of the lipschitz and cornn cells
     oscillator_gamma: float = 2.7  # cornn: restoring constant γ
     oscillator_epsilon: float = 4.7  # cornn: damping constant ε
+    recurrence: str = "fused"  # "reference": the op-by-op autograd path (rounding-level changes)
 
     def cell_options(self) -> dict[str, Any]:
         """The keyword arguments of the cell's constructor (``nrnn.cells.CELL_TYPES``)."""
@@ -132,12 +137,16 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check the values a model cannot check itself; returns self."""
         from . import data
-        from .model import INIT_DIVISORS
+        from .model import INIT_DIVISORS, RECURRENCES
 
         if self.data.recipe not in data.RECIPES:
             raise ValueError(f"data.recipe must be one of {data.RECIPES}, got {self.data.recipe!r}")
         if self.data.name in data.NAMES:
             data.info(self.data.name, recipe=self.data.recipe)  # an unknown pairing raises
+        if self.model.recurrence not in RECURRENCES:
+            raise ValueError(
+                f"model.recurrence must be one of {RECURRENCES}, got {self.model.recurrence!r}"
+            )
         if self.model.init_divisor not in INIT_DIVISORS:
             raise ValueError(
                 f"model.init_divisor must be one of {INIT_DIVISORS}, "

@@ -57,6 +57,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     "bench": {
         "model_speed": "nrnn.benchmarks.model_speed",
         "regularizer_speed": "nrnn.benchmarks.regularizer_speed",
+        "monte_carlo_speed": "nrnn.benchmarks.monte_carlo_speed",
     },
 }
 """group -> experiment name -> module defining ``EXPERIMENT`` (imported on demand)."""

@@ -14,14 +14,19 @@ released code's. The model only calls the two objects: it never asks which kind 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 from torch import nn
 
-from . import contract
+from . import contract, fused, recurrence
 from .cells import INIT_DIVISORS, Cell, LipschitzCell
-from .noise import Noise, NoiseForm
+from .cells.lipschitz import LipschitzParameters
+from .noise import Noise, NoiseForm, StepNoise
+from .recurrence import RECURRENCES
 
-__all__ = ["INIT_DIVISORS", "NoisyRNN", "check_batch", "check_model"]
+__all__ = ["INIT_DIVISORS", "RECURRENCES", "NoisyRNN", "check_batch", "check_model"]
 
 _LIPSCHITZ_DEFAULTS = {
     "beta": 0.75,
@@ -47,6 +52,12 @@ class NoisyRNN(nn.Module):
         beta, gamma_a, gamma_w, antisymmetric, init_std, init_divisor: options of the
             default Lipschitz cell (see ``LipschitzCell``); with another ``cell`` they must
             keep their defaults.
+        recurrence: ``"fused"`` (default): when a gradient is wanted, the recurrence runs
+            without an autograd graph per step and its backward pass is the generated
+            vector–Jacobian product of one step (``nrnn.fused``), for every cell with
+            generated formulas and the built-in noises; ``"reference"``: op by op with
+            autograd (``nrnn.recurrence``), the path any other cell takes too. Both give
+            the same states bit for bit and the same gradients up to rounding.
 
     Parameters, in this order: the cell's (``cell.*``; the Lipschitz cell's ``M_W`` and
     ``M_A``), the noise's (``noise_parameters.*``: ``step_size`` = δ (n,) for
@@ -70,9 +81,11 @@ class NoisyRNN(nn.Module):
         antisymmetric: bool = False,
         init_std: float = 1.0,
         init_divisor: str = "sqrt-hidden",
-        cell: Cell | None = None,
+        cell: Cell[Any] | None = None,
+        recurrence: str = "fused",
     ) -> None:
         super().__init__()
+        self.recurrence = contract.choice("recurrence", recurrence, RECURRENCES)
         self.input_dim = contract.integer("input_dim", input_dim)
         self.hidden_dim = contract.integer("hidden_dim", hidden_dim)
         self.num_classes = contract.integer("num_classes", num_classes)
@@ -80,7 +93,7 @@ class NoisyRNN(nn.Module):
         self.noise = contract.instance(
             "noise", noise, NoiseForm, "nrnn.Noise or nrnn.ReferenceNoise (an nrnn.noise.NoiseForm)"
         )
-        options = {
+        options: dict[str, Any] = {
             "beta": beta,
             "gamma_a": gamma_a,
             "gamma_w": gamma_w,
@@ -92,13 +105,13 @@ class NoisyRNN(nn.Module):
             cell = LipschitzCell(hidden_dim, **options)
         else:
             self._check_cell(cell, options)
-        self.cell = cell
+        self.cell: Cell[Any] = cell
         self.noise_parameters = nn.ParameterDict(noise.parameters(cell.state_dim, self.dt))
         self.input = nn.Linear(input_dim, cell.drive_dim)
         self.readout = nn.Linear(cell.output_dim, num_classes)
         self.register_load_state_dict_pre_hook(_load_entries_from_the_top_level)
 
-    def _check_cell(self, cell, options: dict) -> None:
+    def _check_cell(self, cell: Cell[Any], options: dict[str, Any]) -> None:
         contract.instance("cell", cell, Cell, "an nrnn.cells.Cell")
         if cell.hidden_dim != self.hidden_dim:
             raise ValueError(f"cell must have hidden_dim={self.hidden_dim}, got {cell.hidden_dim}")
@@ -118,7 +131,7 @@ class NoisyRNN(nn.Module):
                 return owner
         return None
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:
@@ -127,7 +140,7 @@ class NoisyRNN(nn.Module):
                 raise
             return owner._parameters[name]
 
-    def __setattr__(self, name: str, value) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         owner = self._part_holding(name)
         if owner is None:
             super().__setattr__(name, value)
@@ -145,16 +158,23 @@ class NoisyRNN(nn.Module):
         """r, noise variables per step (the width of ``xi``)."""
         return self.noise.noise_dim(self.cell.state_dim)
 
-    def matrices(self):
+    def matrices(self) -> LipschitzParameters:
         """(A, W) of the Lipschitz cell, each (d, d); A is zero for the antisymmetric one."""
-        return self.cell.matrices()
+        cell = self.cell
+        if not isinstance(cell, LipschitzCell):
+            raise AttributeError(
+                f"{type(cell).__name__} has no matrices (A, W): not a Lipschitz cell"
+            )
+        return cell.matrices()
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         """The drive c_k = U x_k + b of every step: x (batch, M, p) -> (batch, M, drive_dim)."""
         return self.input(x)
 
     # ------------------------------------------------------------- validation
-    def _prepare(self, x: torch.Tensor, xi: torch.Tensor | None):
+    def _prepare(
+        self, x: torch.Tensor, xi: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         reference = self.readout.weight
         x = contract.as_model_dtype(contract.sequences(x, features=self.input_dim), reference)
         batch, steps, _ = x.shape
@@ -167,33 +187,37 @@ class NoisyRNN(nn.Module):
         return x, xi
 
     # ---------------------------------------------------------------- dynamics
-    def step_terms(self, xi: torch.Tensor | None, steps: int):
+    def step_terms(self, xi: torch.Tensor | None, steps: int) -> list[StepNoise]:
         """The noise's terms of every step from time-major ``xi`` (M, batch, r) or None."""
         return self.noise.step_terms(xi, steps=steps, dt=self.dt, parameters=self.noise_parameters)
 
-    def euler_step(self, state, drive, parameters, terms) -> torch.Tensor:
+    def euler_step(
+        self,
+        state: torch.Tensor,
+        drive: torch.Tensor,
+        parameters: tuple[Any, ...],
+        terms: StepNoise,
+    ) -> torch.Tensor:
         """One step h_k -> h_{k+1} = h + s ⊙ f + a + h ⊙ m with ``terms`` = (s, a, m)
         (``nrnn.noise.StepNoise``); state, drive (batch, ·), parameters the cell's."""
-        drift = self.cell.drift(state, drive, parameters)
-        following = state + terms.drift_step * drift
-        if terms.state_multiplier is not None:
-            following = following + state * terms.state_multiplier
-        return following if terms.additive is None else following + terms.additive
+        return terms.advance(state, self.cell.drift(state, drive, parameters))
 
-    def _run(self, x, xi, keep_path: bool):
+    def uses_fused_recurrence(self, tensors: Iterable[torch.Tensor | None]) -> bool:
+        """Whether a call with these input tensors runs fused (see ``recurrence``)."""
+        return self.recurrence == "fused" and fused.applies(self.cell, self.noise, tensors)
+
+    def _run(self, x: torch.Tensor, xi: torch.Tensor | None, keep_path: bool) -> torch.Tensor:
         x, xi = self._prepare(x, xi)
         parameters = self.cell.drift_parameters()
-        # Precompute every per-step tensor time-major and iterate over unbind(0): slicing a
-        # whole-sequence tensor inside the loop makes the backward pass quadratic in M.
-        drives = self.input(x).transpose(0, 1).unbind(0)
-        terms = self.step_terms(None if xi is None else xi.transpose(0, 1), len(drives))
-        state = x.new_zeros(x.shape[0], self.cell.state_dim)
-        path = [state]
-        for drive, step_terms in zip(drives, terms):
-            state = self.euler_step(state, drive, parameters, step_terms)
-            if keep_path:
-                path.append(state)
-        return torch.stack(path, dim=1) if keep_path else state
+        drives = self.input(x).transpose(0, 1)  # time-major (M, batch, drive_dim)
+        xi = None if xi is None else xi.transpose(0, 1)
+        arguments = (self.cell, self.noise, self.dt, drives, xi, parameters)
+        noise_parameters = dict(self.noise_parameters)
+        tensors = [drives, xi, *parameters, *noise_parameters.values()]
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        if self.uses_fused_recurrence(tensors):
+            return fused.run(*arguments, noise_parameters, keep_path)
+        return recurrence.reference(*arguments, noise_parameters, keep_path)
 
     def final_state(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
         """h_M (batch, n) without keeping the path (cheaper for Monte Carlo)."""
@@ -218,7 +242,8 @@ class NoisyRNN(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"input_dim={self.input_dim}, hidden_dim={self.hidden_dim}, "
-            f"num_classes={self.num_classes}, dt={self.dt}, noise={self.noise}"
+            f"num_classes={self.num_classes}, dt={self.dt}, noise={self.noise}, "
+            f"recurrence={self.recurrence!r}"
         )
 
 
@@ -226,7 +251,9 @@ _PARTS = ("cell", "noise_parameters")
 """The children whose parameters used to sit at the model's top level."""
 
 
-def _load_entries_from_the_top_level(module, state_dict, prefix, *args) -> None:
+def _load_entries_from_the_top_level(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
     """State dicts written before cells existed hold the cell's and the noise's entries
     (``M_W``, ``M_A``, ``step_size``) at the model's top level: move them under their part."""
     for part in _PARTS:
@@ -236,12 +263,14 @@ def _load_entries_from_the_top_level(module, state_dict, prefix, *args) -> None:
                 state_dict[new] = state_dict.pop(old)
 
 
-def check_model(model) -> NoisyRNN:
+def check_model(model: Any) -> NoisyRNN:
     """An ``nrnn.NoisyRNN`` (TypeError otherwise)."""
     return contract.instance("model", model, NoisyRNN, "an nrnn.NoisyRNN")
 
 
-def check_batch(model, x, y, *, probes=None) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(
+    model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, *, probes: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate (model, x, y[, probes]) for a per-sample loss; return x in the model's
     dtype and device and y as int64 there."""
     check_model(model)

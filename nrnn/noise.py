@@ -33,6 +33,12 @@ from torch import nn
 from . import contract
 from ._generated import stability as _bounds
 from ._generated.expansion import diffusion_diagonal, diffusion_scalar
+from ._generated.noise_adjoint import (
+    noise_cotangent_diagonal,
+    noise_cotangent_reference,
+    noise_cotangent_scalar,
+    step_size_cotangent,
+)
 from ._generated.reference_noise import reference_diffusion, reference_drift_scale
 from .steps import PerUnitStep, UniformStep
 
@@ -54,6 +60,13 @@ class StepNoise(NamedTuple):
     drift_step: float | torch.Tensor
     additive: torch.Tensor | None
     state_multiplier: torch.Tensor | None
+
+    def advance(self, state: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
+        """h' = h + s ⊙ f + h ⊙ m + a from the state h and the drift f, each (batch, n)."""
+        following = state + self.drift_step * drift
+        if self.state_multiplier is not None:
+            following = following + state * self.state_multiplier
+        return following if self.additive is None else following + self.additive
 
 
 class NoiseForm(ABC):
@@ -134,6 +147,39 @@ class NoiseForm(ABC):
     def unit_noise(self, xi: torch.Tensor, state_dim: int) -> torch.Tensor:
         """The noise variables (..., r) arranged as the columns of ``unit_gains``:
         (..., n, j), so that Σ ξ = (gains * unit_noise).sum(-1)."""
+
+    # ------------------------------------------------------------ fused recurrence
+    needs_drift: bool = False
+    """Whether :meth:`step_cotangents` uses the drift of the step (kept by the forward)."""
+
+    @property
+    def has_step_cotangents(self) -> bool:
+        """The form implements :meth:`step_cotangents` (the fused recurrence needs it)."""
+        return type(self).step_cotangents is not NoiseForm.step_cotangents
+
+    def step_cotangents(
+        self,
+        cotangent: torch.Tensor,
+        state: torch.Tensor,
+        drift: torch.Tensor | None,
+        xi: torch.Tensor | None,
+        *,
+        dt: float,
+        parameters: Parameters,
+        wanted: set[str],
+    ) -> dict[str, torch.Tensor]:
+        """What one step h' = h + s ⊙ f + a + h ⊙ m contributes to the gradients of its noise
+        variables and of the noise's parameters, from the cotangent λ (batch, n) of h'.
+
+        Args:
+            state, drift: h and f(h, c) of the step (batch, n); ``drift`` None unless
+                :attr:`needs_drift`.
+            xi: the step's noise variables (batch, r), or None for a noise-free step.
+            wanted: the names to compute: ``"xi"`` and the names of :meth:`parameters`.
+        Returns:
+            name -> gradient: ``"xi"`` (batch, r); a parameter's summed over the batch.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no derived step cotangents")
 
     # ------------------------------------------------------------------- stability
     def _paper_only(self, what: str) -> NoReturn:
@@ -226,6 +272,24 @@ class Noise(NoiseForm):
 
     def evaluation_step(self, dt: float, parameters: Parameters) -> UniformStep:
         return UniformStep(dt)
+
+    def step_cotangents(
+        self,
+        cotangent: torch.Tensor,
+        state: torch.Tensor,
+        drift: torch.Tensor | None,
+        xi: torch.Tensor | None,
+        *,
+        dt: float,
+        parameters: Parameters,
+        wanted: set[str],
+    ) -> dict[str, torch.Tensor]:
+        """ξ's cotangent √Δt (σ₁ λ + σ₂ h ⊙ λ) (the scalar form sums the second part over
+        the units); the generated ``noise_adjoint`` formulas."""
+        if "xi" not in wanted or xi is None:
+            return {}
+        generated = noise_cotangent_scalar if self._scalar else noise_cotangent_diagonal
+        return {"xi": generated(cotangent, state, self.additive, self.multiplicative, dt)}
 
     def diffusion_points(
         self,
@@ -342,12 +406,42 @@ class ReferenceNoise(NoiseForm):
         if xi is None:
             return [StepNoise(step_size, None, None)] * steps
         n = xi.shape[-1] // 2
-        s_m = self.multiplicative
-        multiplier = ((1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., n:]).unbind(0)
+        multiplier = self.step_multiplier(xi).unbind(0)
         additive = (self.additive * xi[..., :n]).unbind(0)
         return [
             StepNoise(step_size * u, a, None) for a, u in zip(additive, multiplier, strict=True)
         ]
+
+    def step_multiplier(self, xi: torch.Tensor) -> torch.Tensor:
+        """u = 1 − s_m/2 + (s_m/√12) η of the noise variables ξ = [ζ, η] (..., 2n): (..., n)."""
+        s_m = self.multiplicative
+        return (1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., xi.shape[-1] // 2 :]
+
+    needs_drift = True
+
+    def step_cotangents(
+        self,
+        cotangent: torch.Tensor,
+        state: torch.Tensor,
+        drift: torch.Tensor | None,
+        xi: torch.Tensor | None,
+        *,
+        dt: float,
+        parameters: Parameters,
+        wanted: set[str],
+    ) -> dict[str, torch.Tensor]:
+        """δ's gradient Σ u ⊙ f ⊙ λ (u = 1 without noise) and ξ's cotangent
+        [s_a λ, (s_m/√12) δ ⊙ f ⊙ λ]; the generated ``noise_adjoint`` formulas."""
+        step_size = parameters["step_size"]
+        found: dict[str, torch.Tensor] = {}
+        if "step_size" in wanted:
+            multiplier: float | torch.Tensor = 1.0 if xi is None else self.step_multiplier(xi)
+            found["step_size"] = step_size_cotangent(cotangent, drift, multiplier)
+        if "xi" in wanted and xi is not None:
+            found["xi"] = noise_cotangent_reference(
+                cotangent, drift, step_size, self.additive, self.multiplicative
+            )
+        return found
 
     def mean_step(self, dt: float, parameters: Parameters) -> PerUnitStep:
         """δ (1 − s_m/2): the mean path shrinks the drift by E u."""

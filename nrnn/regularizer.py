@@ -27,11 +27,14 @@ Two methods:
   problems are run in segments that are recomputed in the backward pass (gradient
   checkpointing), so memory stays O(√M · batch · n²) instead of O(M · batch · n²).
 - ``probe`` propagates K random linear-response paths y_{k+1} = J_k y_k + √Δt Σ_k ξ_k
-  (ξ_k standard normal) and uses C ≈ (1/K) Σ y yᵀ in v and in R: O(M n² K). Because v and R
-  are linear in C and every ξ_k is independent of y_k, q and r are unbiased, and so are
-  their parameter gradients (the ξ_k do not depend on the parameters). J and Σ are
+  (ξ_k with mean 0 and identity covariance: Rademacher by default, or standard normal)
+  and uses C ≈ (1/K) Σ y yᵀ in v and in R: O(M n² K). Because v and R are linear in C and
+  every ξ_k is independent of y_k, q and r are unbiased, and so are their parameter
+  gradients (the ξ_k do not depend on the parameters). The K paths advance together with
+  the path ξ = 0 in one loop, folded into the batch (``nrnn.probes``); J and Σ are
   applied without forming them (the cell's ``probe_terms`` and the noise's
-  ``unit_gains``; the tests check both against the generated dense matrices).
+  ``unit_gains``; the tests check both against the generated dense matrices, and the
+  batched recursion against K dense single-probe recursions).
 
 ``nrnn.noise_laplacian`` (``nrnn.oracle``) is the independent autograd oracle: q + r equals
 the Laplacian of the loss in ξ at ξ = 0.
@@ -40,18 +43,23 @@ the Laplacian of the loss in ξ at ξ = 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from . import contract
+from . import contract, draws
 from ._generated.cross_entropy import cross_entropy_grad, cross_entropy_hessian
 from ._generated.expansion import covariance_step, q_term, r_term
 from .cells import DERIVATIVE_ROUTES
-from .model import check_batch
+from .cells.base import Derivatives, Point
+from .model import NoisyRNN, check_batch
+from .noise import NoiseForm
+from .probes import ProbeMoments, probe_moments, zero_noise_is_evaluation
+from .steps import PerUnitStep, UniformStep
 
 __all__ = [
     "METHODS",
@@ -60,7 +68,7 @@ __all__ = [
     "deterministic_path",
     "exact_moments",
     "explicit_regularizer",
-    "probe_moments",
+    "probe_expansion",
 ]
 
 METHODS = ("exact", "probe")
@@ -113,12 +121,12 @@ class DeterministicPath:
     """
 
     logits: torch.Tensor
-    points: tuple[dict, ...]
+    points: tuple[Point, ...]
     diffusion_points: tuple[torch.Tensor, ...]
-    parameters: tuple
-    derivatives: object
-    step: object
-    noise: object
+    parameters: tuple[Any, ...]
+    derivatives: Derivatives
+    step: UniformStep | PerUnitStep
+    noise: NoiseForm
     dt: float
 
     def diffusion(self, point: torch.Tensor) -> torch.Tensor:
@@ -130,11 +138,29 @@ def _time_major(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tensor.transpose(0, 1).unbind(0)
 
 
-def deterministic_path(model, x: torch.Tensor, derivatives: str = "formulas") -> DeterministicPath:
+def noise_free_states(model: NoisyRNN, x: torch.Tensor) -> torch.Tensor:
+    """The states (batch, M+1, n) of the path with every noise variable at zero, through
+    the model's own step.
+
+    When the noise's step at ξ = 0 is its evaluation step (the paper's noise: h + Δt f),
+    the model runs in evaluation mode without noise variables: the same numbers without
+    the arithmetic on ξ = 0 (a third of the path's cost). Otherwise (the released code's
+    mean step δ(1 − s_m/2) ≠ δ) it runs with ξ = 0."""
+    if not zero_noise_is_evaluation(model):
+        return model.trajectory(x, x.new_zeros(*x.shape[:2], model.noise_dim))
+    training = model.training
+    model.train(False)
+    try:
+        return model.trajectory(x)
+    finally:
+        model.train(training)
+
+
+def deterministic_path(
+    model: NoisyRNN, x: torch.Tensor, derivatives: str = "formulas"
+) -> DeterministicPath:
     """The path with every noise variable at zero, through the model's own step."""
-    batch, steps, _ = x.shape
-    zero_noise = x.new_zeros(batch, steps, model.noise_dim)
-    states = model.trajectory(x, zero_noise)  # (batch, M+1, n)
+    states = noise_free_states(model, x)  # (batch, M+1, n)
     cell = model.cell
     parameters = cell.drift_parameters()
     drives = model.input_drive(x)
@@ -150,7 +176,10 @@ def deterministic_path(model, x: torch.Tensor, derivatives: str = "formulas") ->
     per_step = {name: _time_major(value) for name, value in linearisation.items()}
     return DeterministicPath(
         logits=logits,
-        points=tuple(dict(zip(per_step, values)) for values in zip(*per_step.values())),
+        points=tuple(
+            dict(zip(per_step, values, strict=True))
+            for values in zip(*per_step.values(), strict=True)
+        ),
         diffusion_points=_time_major(diffusion_points),
         parameters=parameters,
         derivatives=cell.derivatives(derivatives),
@@ -161,11 +190,17 @@ def deterministic_path(model, x: torch.Tensor, derivatives: str = "formulas") ->
 
 
 # ------------------------------------------------------------------------- exact
-def _exact_segment(path: DeterministicPath, covariance, mean, points, diffusion_points):
+def _exact_segment(
+    path: DeterministicPath,
+    covariance: torch.Tensor,
+    mean: torch.Tensor,
+    points: Sequence[Point],
+    diffusion_points: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Advance (C, m) over the steps of one segment."""
     derivatives, parameters = path.derivatives, path.parameters
     jacobian_at = path.step.jacobians(derivatives, parameters)
-    for point, diffusion_point in zip(points, diffusion_points):
+    for point, diffusion_point in zip(points, diffusion_points, strict=True):
         jacobian = jacobian_at(point)
         curvature = derivatives.curvature(point, parameters, covariance)
         mean = path.step.mean_step(mean, jacobian, curvature)
@@ -200,39 +235,9 @@ def exact_moments(path: DeterministicPath) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, covariance
 
 
-# ------------------------------------------------------------------------- probes
-def _noise_rows(path: DeterministicPath, gains, xi):
-    """√Δt Σ_k ξ for probe noise xi (batch, K, r) -> (batch, K, n), without forming Σ_k."""
-    n = gains.shape[-2]
-    return math.sqrt(path.dt) * (gains[:, None] * path.noise.unit_noise(xi, n)).sum(-1)
-
-
-def probe_moments(path: DeterministicPath, probes: int, generator=None):
-    """(m̂_M (batch, n), Y_M (batch, K, n)): the mean correction driven by the probe
-    estimate Ĉ_k = (1/K) Σ y yᵀ at every step, and the K linear-response paths at step M."""
-    batch, n = path.diffusion_points[0].shape
-    width = path.noise.noise_dim(n)
-    mean = path.logits.new_zeros(batch, n)
-    paths = path.logits.new_zeros(batch, probes, n)
-    derivatives, parameters, step = path.derivatives, path.parameters, path.step
-    gains = path.noise.unit_gains(torch.stack(path.diffusion_points), path.dt).unbind(0)
-    for point, gain in zip(path.points, gains):
-        # J y = y + s ⊙ F y, and the curvature v of the probe covariance: O(n K) per step
-        # for a generated cell instead of forming J and C.
-        differential, curvature = derivatives.probe_terms(point, parameters, paths)
-        propagated = paths + step.times(differential)
-        mean_differential = derivatives.differential(point, parameters, mean)
-        mean = step.probe_mean_step(mean, mean_differential, curvature)
-        xi = torch.randn(
-            batch, probes, width, generator=generator, dtype=paths.dtype, device=paths.device
-        )
-        paths = propagated + _noise_rows(path, gain, xi)
-    return mean, paths
-
-
 # --------------------------------------------------------------------------- public
 def explicit_regularizer(
-    model,
+    model: NoisyRNN,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -240,6 +245,7 @@ def explicit_regularizer(
     probes: int = 8,
     generator: torch.Generator | None = None,
     derivatives: str = "formulas",
+    probe_distribution: str = "rademacher",
 ) -> Expansion:
     """The expansion E ℓ ≈ loss + (q + r)/2 of the model's noise, per sample.
 
@@ -251,9 +257,13 @@ def explicit_regularizer(
         method: ``"exact"`` (covariance recursion, O(M n³)) or ``"probe"`` (``probes``
             random linear-response paths, O(M n² K), unbiased for q and r).
         probes: K, for ``"probe"``.
-        generator: the torch generator of the probes (default: the global one).
+        generator: the torch generator of the probes (default: the global one of the
+            model's device); they are drawn on the generator's device and moved.
         derivatives: ``"formulas"`` (the cell's generated code; torch.func for a cell
             without it) or ``"autodiff"`` (torch.func for any cell).
+        probe_distribution: the law of the probes' noise variables, ``"rademacher"``
+            (±1, default) or ``"gaussian"``; both have identity covariance, so both are
+            unbiased (see the module docstring).
 
     Returns:
         ``Expansion(loss, q, r)``, each (batch,), differentiable with respect to every
@@ -262,22 +272,55 @@ def explicit_regularizer(
     """
     contract.choice("method", method, METHODS)
     contract.choice("derivatives", derivatives, DERIVATIVE_ROUTES)
+    contract.choice("probe_distribution", probe_distribution, draws.DISTRIBUTIONS)
     x, y = check_batch(model, x, y, probes=probes)
-    path = deterministic_path(model, x, derivatives)
-    loss = F.cross_entropy(path.logits, y, reduction="none")
     if model.noise.is_zero:
+        loss = F.cross_entropy(
+            model.logits(noise_free_states(model, x)[:, -1]), y, reduction="none"
+        )
         zero = torch.zeros_like(loss)
         return Expansion(loss, zero, zero)
 
-    cell, readout = model.cell, model.readout.weight  # V, (c, output_dim)
-    if method == "exact":
-        mean, covariance = exact_moments(path)
-        logit_covariance = readout @ cell.output_covariance(covariance) @ readout.T
-    else:
-        mean, paths = probe_moments(path, probes, generator)
-        logit_paths = cell.output(paths) @ readout.T  # (batch, K, c)
-        logit_covariance = logit_paths.transpose(1, 2) @ logit_paths / probes
-    onehot = F.one_hot(y, model.num_classes).to(path.logits.dtype)
-    q = q_term(cross_entropy_grad(path.logits, onehot), cell.output(mean) @ readout.T)
-    r = r_term(cross_entropy_hessian(path.logits), logit_covariance)
+    if method == "probe":
+        moments = probe_moments(
+            model,
+            x,
+            probes,
+            generator=generator,
+            distribution=probe_distribution,
+            derivatives=derivatives,
+        )
+        return probe_expansion(model, y, moments)
+    path = deterministic_path(model, x, derivatives)
+    loss = F.cross_entropy(path.logits, y, reduction="none")
+    mean, covariance = exact_moments(path)
+    readout = model.readout.weight  # V, (c, output_dim)
+    logit_covariance = readout @ model.cell.output_covariance(covariance) @ readout.T
+    return _expansion(model, y, path.logits, loss, mean, logit_covariance)
+
+
+def probe_expansion(model: NoisyRNN, y: torch.Tensor, moments: ProbeMoments) -> Expansion:
+    """``Expansion(loss, q̂, r̂)`` from the probe recursion's output (``nrnn.probes``):
+    r̂ with the logit covariance (1/K) Σ (V y)(V y)ᵀ of the K paths; y (batch,)."""
+    logits, mean, paths = moments
+    logit_paths = model.cell.output(paths) @ model.readout.weight.T  # (batch, K, c)
+    logit_covariance = logit_paths.transpose(1, 2) @ logit_paths / paths.shape[1]
+    loss = F.cross_entropy(logits, y, reduction="none")
+    return _expansion(model, y, logits, loss, mean, logit_covariance)
+
+
+def _expansion(
+    model: NoisyRNN,
+    y: torch.Tensor,
+    logits: torch.Tensor,
+    loss: torch.Tensor,
+    mean: torch.Tensor,
+    logit_covariance: torch.Tensor,
+) -> Expansion:
+    """Q = 2 ∇ℓᵀ m and R = tr(∇²ℓ C) in the logits, from m (batch, n) and V C Vᵀ."""
+    onehot = F.one_hot(y, model.num_classes).to(logits.dtype)
+    readout = model.readout.weight
+    # Argument order as written: it is the order of first use (see deterministic_path).
+    q = q_term(cross_entropy_grad(logits, onehot), model.cell.output(mean) @ readout.T)
+    r = r_term(cross_entropy_hessian(logits), logit_covariance)
     return Expansion(loss, q, r)

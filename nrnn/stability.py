@@ -41,16 +41,24 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._pytree import tree_map
 
 from . import contract
 from ._generated import stability as _formulas
+from .cells import StabilitySplit
+from .cells.base import Derivatives, Point
 from .model import NoisyRNN, check_model
 from .montecarlo import mean_and_stderr
-from .noise import Noise
+from .noise import Noise, StepNoise
+from .paths import simulate
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "LyapunovEstimate",
@@ -79,7 +87,7 @@ class NoClosedFormBound(NotImplementedError):
     """The model's cell has no derived one-sided Lipschitz constant (no closed-form bound)."""
 
 
-def _split(model: NoisyRNN):
+def _split(model: NoisyRNN) -> StabilitySplit:
     """The cell's f = L h + N(h) split, or a clear error for a cell without one."""
     check_model(model)
     split = model.cell.stability_split(model.cell.drift_parameters())
@@ -93,7 +101,7 @@ def _split(model: NoisyRNN):
 
 
 @contextlib.contextmanager
-def _threads_for(elements: int):
+def _threads_for(elements: int) -> Iterator[None]:
     """One intra-op thread while stepping small tensors, restored afterwards.
 
     The per-step tensors of an exponent estimate are tiny; on a busy machine torch's
@@ -173,7 +181,7 @@ def stabilising_noise_level(model: NoisyRNN) -> torch.Tensor:
 
 
 # --------------------------------------------------- bounds for the Euler–Maruyama map
-def _em_norms(model: NoisyRNN, shifts: torch.Tensor):
+def _em_norms(model: NoisyRNN, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """‖c I + dt L‖₂ for every c in ``shifts`` (k,) -> (k,), and dt ρ (0-dim)."""
     split = _split(model)
     L = split.linear
@@ -239,7 +247,9 @@ def linear_noise_matrices(hidden_dim: int, sigma: float, brownian: str = "scalar
     return Noise(0.0, sigma, brownian).noise_matrices(hidden_dim)
 
 
-def em_mean_square_matrix(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
+def em_mean_square_matrix(
+    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
+) -> torch.Tensor:
     """The matrix 𝓜 with vec E[X_{k+1}X_{k+1}ᵀ] = 𝓜 vec E[X_k X_kᵀ] for the Euler–Maruyama map
     X_{k+1} = (I + dt A) X_k + √dt Σᵢ ξᵢ Bᵢ X_k of dX = A X dt + Σᵢ Bᵢ X dβᵢ.
 
@@ -262,7 +272,9 @@ def em_mean_square_matrix(drift_matrix, noise_matrices, dt: float) -> torch.Tens
     return _formulas.em_mean_square_matrix(identity + dt * A, B, dt)
 
 
-def em_mean_square_exponent(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
+def em_mean_square_exponent(
+    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
+) -> torch.Tensor:
     """Exact root-mean-square exponent log ρ(𝓜) / (2 dt) of the Euler–Maruyama map, (...).
 
     ρ is the spectral radius of :func:`em_mean_square_matrix`; E|X_K|² grows like ρ^K for a
@@ -273,7 +285,9 @@ def em_mean_square_exponent(drift_matrix, noise_matrices, dt: float) -> torch.Te
     return torch.log(radius.amax(-1)) / (2 * dt)
 
 
-def em_mean_square_stable(drift_matrix, noise_matrices, dt: float) -> torch.Tensor:
+def em_mean_square_stable(
+    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
+) -> torch.Tensor:
     """Whether the Euler–Maruyama map is mean-square stable: ρ(𝓜) < 1, bool (...)."""
     return em_mean_square_exponent(drift_matrix, noise_matrices, dt) < 0
 
@@ -305,7 +319,7 @@ class LyapunovEstimate:
     spectrum_stderr: torch.Tensor
 
 
-def _as_float64(value):
+def _as_float64(value: object) -> object:
     """A detached float64 copy of a tensor; numbers pass through."""
     return value.detach().double() if isinstance(value, torch.Tensor) else value
 
@@ -313,13 +327,25 @@ def _as_float64(value):
 class _Run:
     """Everything one exponent estimate iterates over, prepared and validated.
 
-    drives: per-step (1 or paths, drive_dim) float64 drives; xi: per-step (paths, r) given
-    noise or None; parameters: the cell's drift parameters and noise: the noise's step
-    parameters, float64 and detached; start: (paths, n, directions) standard normal
-    directions.
+    x: the inputs of the run's steps (1 or paths, ≤ burn_in + steps, p) in the model's
+    dtype; drives: per-step (1 or paths, drive_dim) float64 drives; given_xi: the given
+    noise (paths, burn_in + steps, r) float64 or None, and xi the same per step;
+    parameters: the cell's drift parameters and noise: the noise's step parameters, float64
+    and detached; start: (paths, n, directions) standard normal directions.
     """
 
-    def __init__(self, model, x, *, paths, seed, steps, burn_in, xi, directions):
+    def __init__(
+        self,
+        model: NoisyRNN,
+        x: torch.Tensor,
+        *,
+        paths: int,
+        seed: int,
+        steps: int | None,
+        burn_in: int,
+        xi: torch.Tensor | None,
+        directions: int,
+    ) -> None:
         self.model = check_model(model)
         self.paths = contract.integer("paths", paths, minimum=2)
         self.seed = contract.seed("seed", seed)
@@ -336,10 +362,13 @@ class _Run:
                     "(the last input is held) or a longer sequence"
                 )
         self.steps = contract.integer("steps", steps, minimum=2)
-        total = self.burn_in + self.steps
+        total = self.total = self.burn_in + self.steps
+        self.x = x[:, :total]
         with torch.no_grad():
             self.parameters = tree_map(_as_float64, model.cell.drift_parameters())
-            self.noise_parameters = {k: _as_float64(v) for k, v in model.noise_parameters.items()}
+            self.noise_parameters = {
+                k: v.detach().double() for k, v in model.noise_parameters.items()
+            }
             drive = model.input_drive(x[:, :total]).detach().double()
         self.device = drive.device
         # Time-major (1 or paths, drive_dim) per step; steps past the sequence hold the last.
@@ -357,10 +386,20 @@ class _Run:
         if xi is not None:
             shape = (self.paths, total, model.noise_dim)
             xi = contract.noise_increments(xi, shape, "(paths, burn_in + steps, r)")
-            xi = xi.detach().to(self.device, torch.float64).transpose(0, 1).unbind(0)
-        self.xi = xi
+            xi = xi.detach().to(self.device, torch.float64)
+        self.given_xi = xi
+        self.xi = None if xi is None else xi.transpose(0, 1).unbind(0)
 
-    def step_terms(self):
+    @contextlib.contextmanager
+    def noise_generator(self) -> Iterator[None]:
+        """Torch's global generator seeded with ``seed`` inside ``fork_rng``: the noise of
+        the run, leaving the caller's random state untouched."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            yield
+
+    def step_terms(self) -> Iterator[tuple[int, torch.Tensor, StepNoise]]:
         """Yield (k, drive, the noise's ``StepNoise``) for every step, float64.
 
         Noise not given as ``xi`` is drawn step by step (so long runs never hold the whole
@@ -368,9 +407,7 @@ class _Run:
         leaves the caller's random state untouched.
         """
         model = self.model
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed)
+        with self.noise_generator():
             last = len(self.drives) - 1
             for k in range(self.burn_in + self.steps):
                 drive = self.drives[min(k, last)].expand(self.paths, -1)
@@ -465,30 +502,43 @@ def lyapunov_exponent(
     direction = run.start[..., 0]
     direction = direction / direction.norm(dim=-1, keepdim=True)
     h = torch.zeros(run.paths, model.state_dim, dtype=torch.float64, device=run.device)
-    gap = torch.full_like(h[:, :1], separation)  # |h' − h| after a reset
-    pair = torch.cat([h, h + gap * direction])  # (2 paths, n): h then h'
-    log_growth = torch.zeros_like(h[:, 0])
-    with torch.no_grad(), _threads_for(2 * run.paths * model.state_dim):
-        for k, drive, terms in run.step_terms():
-            pair = model.euler_step(pair, _twice(drive), run.parameters, _twice(terms))
-            h, difference = pair[: run.paths], pair[run.paths :] - pair[: run.paths]
-            distance = difference.norm(dim=-1, keepdim=True)
-            if k >= run.burn_in:
-                log_growth += torch.log(distance[:, 0] / gap[:, 0])
-            # Keep the gap resolvable in float64 when the state grows: separation · max(1, |h|).
-            gap = separation * h.norm(dim=-1, keepdim=True).clamp(min=1.0)
-            pair = torch.cat([h, h + difference * (gap / distance)])
-    return _estimate(log_growth[:, None], run)
+    renormalise = _Renormalisation(separation, run.burn_in, h)
+    start = torch.stack([h, h + renormalise.gap * direction])  # (2, paths, n): h then h'
+    with _threads_for(2 * run.paths * model.state_dim), run.noise_generator():
+        simulate(
+            model,
+            run.x,
+            paths=run.paths,
+            steps=run.total,
+            xi=run.given_xi,
+            scales=(1.0, 1.0),  # both trajectories see the same noise
+            start=start,
+            observer=renormalise,
+            dtype=torch.float64,
+            chunk_elements=0,  # one step per draw: tiny tensors, the seeds' numbers kept
+        )
+    return _estimate(renormalise.log_growth[:, None], run)
 
 
-def _twice(value):
-    """The same per-path terms for both trajectories of a pair: (paths, n) -> (2 paths, n)
-    for a tensor, field by field for the noise's terms; numbers and None pass through."""
-    if isinstance(value, tuple):
-        return type(value)(*(_twice(field) for field in value))
-    if isinstance(value, torch.Tensor) and value.ndim:
-        return torch.cat([value, value])
-    return value
+class _Renormalisation:
+    """The observer of :func:`lyapunov_exponent`: after every step it measures the
+    separation of the pair (2, paths, n), accumulates its log growth past the burn-in and
+    resets h' to h plus a separation of ``separation`` · max(1, |h|) in the new direction."""
+
+    def __init__(self, separation: float, burn_in: int, h: torch.Tensor) -> None:
+        self.separation = separation
+        self.burn_in = burn_in
+        self.gap = torch.full_like(h[:, :1], separation)  # |h' − h| after a reset
+        self.log_growth = torch.zeros_like(h[:, 0])
+
+    def __call__(self, step: int, pair: torch.Tensor) -> None:
+        h, difference = pair[0], pair[1] - pair[0]
+        distance = difference.norm(dim=-1, keepdim=True)
+        if step >= self.burn_in:
+            self.log_growth += torch.log(distance[:, 0] / self.gap[:, 0])
+        # Keep the gap resolvable in float64 when the state grows: separation · max(1, |h|).
+        self.gap = self.separation * h.norm(dim=-1, keepdim=True).clamp(min=1.0)
+        pair[1] = h + difference * (self.gap / distance)
 
 
 def linearised_lyapunov_exponent(
@@ -539,7 +589,13 @@ def linearised_lyapunov_exponent(
     return _estimate(log_growth, run)
 
 
-def _tangent_step(derivatives, point, parameters, tangents, terms):
+def _tangent_step(
+    derivatives: Derivatives,
+    point: Point,
+    parameters: tuple[Any, ...],
+    tangents: torch.Tensor,
+    terms: StepNoise,
+) -> torch.Tensor:
     """The Jacobian of ``model.euler_step`` at the point applied to tangent vectors:
     V' = V + s ⊙ (F V) + m ⊙ V with F the drift's Jacobian (from the cell's derivatives) and
     s, m the step's drift step and state multiplier.

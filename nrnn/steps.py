@@ -39,11 +39,15 @@ class DriftStep:
         """s ⊙ tensor for a tensor (..., n)."""
         return self.value * tensor
 
+    def advance(self, rows: torch.Tensor, differential: torch.Tensor) -> torch.Tensor:
+        """rows + s ⊙ differential (J y from F y) in one fused multiply-add, (..., n)."""
+        raise NotImplementedError
+
     def probe_mean_step(
         self, mean: torch.Tensor, differential: torch.Tensor, curvature: torch.Tensor
     ) -> torch.Tensor:
-        """m' = m + s ⊙ F m + ½ s ⊙ v from F m (batch, n), without forming J."""
-        return mean + self.value * differential + 0.5 * self.value * curvature
+        """m' = m + s ⊙ (F m + ½ v) from F m (batch, n), without forming J."""
+        return self.advance(mean, torch.add(differential, curvature, alpha=0.5))
 
     def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         """point -> J = I + diag(s) F at that point, (batch, n, n); what does not depend on
@@ -60,9 +64,14 @@ class DriftStep:
 class UniformStep(DriftStep):
     """s = Δt for every unit (a Python float)."""
 
+    value: float
+
     def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         """I + Δt F from the cell's generated step Jacobian."""
         return lambda point: derivatives.step_jacobian(point, parameters, self.value)
+
+    def advance(self, rows: torch.Tensor, differential: torch.Tensor) -> torch.Tensor:
+        return torch.add(rows, differential, alpha=self.value)
 
     def mean_step(
         self, mean: torch.Tensor, jacobian: torch.Tensor, curvature: torch.Tensor
@@ -73,8 +82,13 @@ class UniformStep(DriftStep):
 class PerUnitStep(DriftStep):
     """s a tensor (n,) of per-unit steps."""
 
+    value: torch.Tensor
+
     def jacobians(self, derivatives: Any, parameters: Any) -> Callable[[dict], torch.Tensor]:
         return derivatives.per_unit_step_jacobians(parameters, self.value)
+
+    def advance(self, rows: torch.Tensor, differential: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(rows, self.value, differential)
 
     def mean_step(
         self, mean: torch.Tensor, jacobian: torch.Tensor, curvature: torch.Tensor

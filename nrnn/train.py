@@ -104,7 +104,13 @@ def build_model(config: RunConfig) -> NoisyRNN:
     m = config.model
     cell = cells.build(m.cell, m.hidden_dim, **m.cell_options())
     return NoisyRNN(
-        dataset.input_dim, m.hidden_dim, dataset.num_classes, dt=m.dt, noise=noise, cell=cell
+        dataset.input_dim,
+        m.hidden_dim,
+        dataset.num_classes,
+        dt=m.dt,
+        noise=noise,
+        cell=cell,
+        recurrence=m.recurrence,
     )
 
 

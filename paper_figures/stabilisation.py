@@ -445,7 +445,8 @@ def plot(summary: dict, stem: Path) -> list[Path]:
     fig, axes = plt.subplots(rows, columns, figsize=(5.6 * columns, 4.3 * rows), squeeze=False)
     flat = axes.ravel()
     letters = "abcdefgh"
-    for index, (ax, sweep) in enumerate(zip(flat, summary["linear"])):
+    # one panel per sweep; the grid may have more axes than sweeps (the RNN panel, blanks)
+    for index, (ax, sweep) in enumerate(zip(flat, summary["linear"], strict=False)):
         _plot_linear(ax, sweep, z, dt)
         ax.set_title(f"({letters[index]}) " + ax.get_title())
         ax.set_xlabel("multiplicative noise level s = σ₂")

@@ -9,6 +9,7 @@ when they do not).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -17,7 +18,7 @@ import torch
 
 pytest.importorskip("torchsde")
 
-from nrnn.benchmarks import model_speed, run
+from nrnn.benchmarks import model_speed, monte_carlo_speed, run
 from nrnn.benchmarks.timing import time_interleaved
 from nrnn.noise import Noise
 
@@ -61,6 +62,7 @@ def test_json_has_environment_and_all_parts(smoke_result):
     assert isinstance(result["aims_met"], bool) and result["checks_passed"] is True
     assert sorted(p.name for p in out.iterdir()) == [
         "model_speed.json",
+        "monte_carlo_speed.json",
         "regularizer_speed.json",
     ]  # no temporary left
 
@@ -171,3 +173,55 @@ def test_compare_final_states_flags_a_scaled_sample():
     b = torch.randn(4000, 3, generator=generator)
     assert model_speed.compare_final_states(a, b, 4.5)["agrees"]
     assert not model_speed.compare_final_states(a, 1.3 * b, 4.5)["agrees"]
+
+
+# ----------------------------------------------------------- Monte Carlo benchmark
+MONTE_CARLO_SMOKE = monte_carlo_speed.SMOKE
+
+
+def test_monte_carlo_speed_ratios_come_from_the_same_run(smoke_result):
+    out, _ = smoke_result
+    result = json.loads((out / f"{monte_carlo_speed.NAME}.json").read_text())
+    assert result["settings"] == MONTE_CARLO_SMOKE.to_json()
+    assert set(result["parts"]) == set(monte_carlo_speed.PARTS)
+    assert result["checks_passed"] is True
+    for part_name, part in result["parts"].items():
+        case = MONTE_CARLO_SMOKE.case(part_name)
+        fairness = part["fairness"]
+        assert fairness["agrees"] is True
+        assert fairness["torchsde_solver_steps"] == fairness["model_steps"] == case.steps
+        assert len(fairness["mean"]["simulator"]) == case.hidden
+        assert set(part["threads"]) == {str(count) for count in MONTE_CARLO_SMOKE.threads}
+        for timed in part["threads"].values():
+            medians = timed["median_seconds"]
+            assert set(medians) == {"simulator", "torchsde", "draws", "matmuls"}
+            assert all(math.isfinite(value) and value > 0 for value in medians.values())
+            limit = medians["draws"] + medians["matmuls"]
+            assert timed["arithmetic_limit_seconds"] == pytest.approx(limit)
+            assert timed["speedup_over_torchsde"] == pytest.approx(
+                medians["torchsde"] / medians["simulator"]
+            )
+            assert timed["fraction_of_arithmetic_limit"]["simulator"] == pytest.approx(
+                limit / medians["simulator"]
+            )
+        assert len(part["aims"]) == len(MONTE_CARLO_SMOKE.threads)
+
+
+def test_monte_carlo_speed_without_torchsde_skips_that_comparison(monkeypatch, capsys):
+    message = "torchsde is not installed: the comparison with torchsde was skipped"
+    monkeypatch.setattr(monte_carlo_speed, "torchsde_missing", lambda: message)
+    monkeypatch.setattr(
+        monte_carlo_speed,
+        "simulate_with_torchsde",
+        lambda *args, **kwargs: pytest.fail("torchsde was called"),
+    )
+    sizes = dataclasses.replace(MONTE_CARLO_SMOKE, threads=(1,))
+    part = monte_carlo_speed.run(sizes, ("vs_torchsde",))["parts"]["vs_torchsde"]
+    assert part["torchsde_skipped"] == message and "fairness" not in part
+    assert part["aims"] == []
+    assert set(part["threads"]["1"]["median_seconds"]) == {"simulator", "draws", "matmuls"}
+    assert message in capsys.readouterr().err
+    assert any(
+        message in value
+        for _, value in monte_carlo_speed.summary_rows({"parts": {"vs_torchsde": part}})
+    )

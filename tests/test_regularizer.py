@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
+import nrnn.draws as draws_module
+import nrnn.probes as probes
 import nrnn.regularizer as regularizer
 from nrnn import Noise, NoisyRNN, ReferenceNoise, quadrature
 from nrnn.catalogue import MODEL_CASES, gaussian_model
@@ -140,10 +143,12 @@ def test_hutchinson_laplacian_is_unbiased(form):
 
 
 # ---------------------------------------------------------------------- probes
+@pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
 @pytest.mark.parametrize("form", NOISE_FORMS)
-def test_probe_estimator_is_unbiased(form):
-    """Mean of 400 independent probe estimates (K = 4) within z·SE of the exact q and r,
-    for every sample: Bonferroni over 2 × batch comparisons, false failure ≤ 1e-4.
+def test_probe_estimator_is_unbiased(form, distribution):
+    """Mean of 400 independent probe estimates (K = 4) within z·SE of the exact q and r
+    (the covariance recursion, independent code), for every sample: Bonferroni over
+    2 × batch comparisons, false failure ≤ 1e-4.
 
     The 400 estimates come from one call on the batch repeated 400 times (every row draws
     its own probes)."""
@@ -158,6 +163,7 @@ def test_probe_estimator_is_unbiased(form):
             method="probe",
             probes=4,
             generator=torch.Generator().manual_seed(123),
+            probe_distribution=distribution,
         )
     samples = torch.stack([estimate.q, estimate.r], -1).reshape(draws, batch, 2)
     mean, stderr = mean_and_standard_error(samples)
@@ -165,6 +171,164 @@ def test_probe_estimator_is_unbiased(form):
     z = normal_quantile(FALSE_FAILURE, target.numel())
     assert ((mean - target).abs() <= z * stderr).all(), (mean, target, stderr)
     assert (stderr > 0).all()  # the estimator is not trivially exact: its spread is real
+
+
+def _flat_gradient(value, model):
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value, list(model.parameters()))])
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread (several spin-wait on a shared machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("form", NOISE_FORMS)
+def test_probe_gradient_is_unbiased(form, one_thread):
+    """The gradient of Σ (q̂ + r̂) over the batch in every parameter: the mean of 30
+    independent group estimates (each over 32 copies of the batch, K = 2 Rademacher probes)
+    within t·SE of the exact method's gradient for every component (t: Student, 29 degrees
+    of freedom, two-sided, Bonferroni over the parameters; false failure ≤ 1e-4)."""
+    model, x, y = build_model(hidden=3, steps=5, form=form, seed=5)
+    exact = explicit_regularizer(model, x, y)
+    target = _flat_gradient((exact.q + exact.r).sum(), model)
+    copies, groups = 32, 30
+    generator = torch.Generator().manual_seed(11)
+    estimates = []
+    for _ in range(groups):
+        probe = explicit_regularizer(
+            model,
+            x.repeat(copies, 1, 1),
+            y.repeat(copies),
+            method="probe",
+            probes=2,
+            generator=generator,
+        )
+        estimates.append(_flat_gradient((probe.q + probe.r).sum() / copies, model))
+    mean, stderr = mean_and_standard_error(torch.stack(estimates))
+    t = stats.t.ppf(1 - FALSE_FAILURE / (2 * target.numel()), groups - 1)
+    assert ((mean - target).abs() <= t * stderr + 1e-12).all(), (mean - target) / stderr
+    assert (stderr > 0).sum() > target.numel() // 2
+
+
+def test_probe_estimates_are_even_in_the_probe_noise():
+    """y is linear in ξ, so every estimate is even in ξ: −ξ gives the same q̂ and r̂
+    (antithetic pairs would repeat a probe), and a replay gives the draw's numbers."""
+    model, x, y = build_model(hidden=3, steps=5, form="scalar", seed=6)
+    shape = (x.shape[1], x.shape[0], 3, model.noise_dim)
+    xi = torch.randn(shape, dtype=DTYPE, generator=torch.Generator().manual_seed(2))
+
+    def run(noise):
+        moments = probes.probe_moments(model, x, 3, noise_variables=noise.unbind(0))
+        return regularizer.probe_expansion(model, y, moments)
+
+    plus, minus = run(xi), run(-xi)
+    torch.testing.assert_close(plus.q, minus.q, rtol=0, atol=0)
+    torch.testing.assert_close(plus.r, minus.r, rtol=0, atol=0)
+    drawn = explicit_regularizer(
+        model, x, y, method="probe", probes=3, generator=torch.Generator().manual_seed(4)
+    )
+    replayed = run(
+        probes.draws.rademacher(shape, generator=torch.Generator().manual_seed(4), dtype=DTYPE)
+    )
+    torch.testing.assert_close(torch.stack(list(drawn)), torch.stack(list(replayed)))
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device on this machine (CPU-only torch build)"
+)
+@pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
+def test_probes_drawn_by_a_cpu_generator_for_a_cuda_model_match_the_cpu(distribution):
+    """The probes are drawn on the generator's device and moved: a CPU generator works for
+    a CUDA model and gives the CPU run's numbers."""
+    model, x, y = build_model(hidden=3, steps=4, form="scalar")
+
+    def run(device):
+        expansion = explicit_regularizer(
+            model.to(device),
+            x.to(device),
+            y.to(device),
+            method="probe",
+            probes=3,
+            generator=torch.Generator().manual_seed(1),
+            probe_distribution=distribution,
+        )
+        return torch.stack(list(expansion)).detach().cpu()
+
+    torch.testing.assert_close(run("cuda"), run("cpu"))
+
+
+def one_probe_at_a_time(model, x, y, noise_variables):
+    """(q̂, r̂) (batch,) of K probes computed one probe at a time with dense matrices.
+
+    The reference for the batched recursion: for every probe k alone, the path
+    y_{j+1} = J_j y_j + √Δt Σ_j ξ_j^k with the dense J_j (the generated step Jacobian) and
+    Σ_j (the noise's diffusion), its own mean correction m^k driven by the rank-one
+    covariance y yᵀ through the exact method's curvature and mean step, and its own
+    q^k = 2 (p − e_y)ᵀ V m^k and r^k = (V y)ᵀ (diag p − p pᵀ)(V y) written out here. The
+    batched estimate is their average (m, v and r are linear in the covariances).
+
+    noise_variables: (M, batch, K, r), the probes' noise of every step."""
+    path = deterministic_path(model, x)
+    derivatives, parameters, step = path.derivatives, path.parameters, path.step
+    jacobian_at = step.jacobians(derivatives, parameters)
+    readout = model.readout.weight  # (c, output_dim)
+    probabilities = torch.softmax(path.logits, -1)  # (batch, c)
+    residual = probabilities - F.one_hot(y, model.num_classes).to(DTYPE)
+    hessian = torch.diag_embed(probabilities) - probabilities[:, :, None] * probabilities[:, None]
+    batch, n = x.shape[0], model.state_dim
+    q_per_probe, r_per_probe = [], []
+    for k in range(noise_variables.shape[2]):
+        rows = x.new_zeros(batch, n)
+        mean = x.new_zeros(batch, n)
+        for point, diffusion_point, xi in zip(
+            path.points, path.diffusion_points, noise_variables[:, :, k], strict=True
+        ):
+            jacobian = jacobian_at(point)
+            covariance = rows[:, :, None] * rows[:, None, :]
+            mean = step.mean_step(
+                mean, jacobian, derivatives.curvature(point, parameters, covariance)
+            )
+            sigma = path.diffusion(diffusion_point)  # (batch, n, r)
+            rows = (jacobian @ rows[:, :, None] + math.sqrt(model.dt) * sigma @ xi[:, :, None])[
+                ..., 0
+            ]
+        logit_mean = model.cell.output(mean) @ readout.T
+        logit_row = model.cell.output(rows) @ readout.T
+        q_per_probe.append(2 * (residual * logit_mean).sum(-1))
+        r_per_probe.append((logit_row[:, None, :] @ hessian @ logit_row[:, :, None])[:, 0, 0])
+    return torch.stack(q_per_probe).mean(0), torch.stack(r_per_probe).mean(0)
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=lambda case: case.label)
+def test_batched_probes_equal_one_probe_at_a_time(case):
+    """The K probes advanced together (folded into the batch, matrices never formed) give
+    the numbers of K dense single-probe recursions averaged, with the same drawn noise, to
+    float64 round-off, for every cell and noise; also through ``explicit_regularizer``
+    replaying the draws of a seed."""
+    model, x, y = case.build()
+    probe_count, seed = 3, 9
+    shape = (x.shape[1], x.shape[0], probe_count, model.noise_dim)
+    for distribution in draws_module.DISTRIBUTIONS:
+        noise_variables = draws_module.standard(
+            distribution, shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE
+        )
+        expected_q, expected_r = one_probe_at_a_time(model, x, y, noise_variables)
+        batched = explicit_regularizer(
+            model,
+            x,
+            y,
+            method="probe",
+            probes=probe_count,
+            generator=torch.Generator().manual_seed(seed),
+            probe_distribution=distribution,
+        )
+        torch.testing.assert_close(batched.q, expected_q, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(batched.r, expected_r, rtol=1e-10, atol=1e-12)
+        assert batched.r.abs().max() > 0  # the noise reaches the logits: a real comparison
 
 
 @pytest.mark.parametrize("case", MODEL_CASES, ids=lambda case: case.label)
@@ -180,17 +344,17 @@ def test_probe_steps_match_the_generated_dense_forms(case):
     jacobian = path.step.jacobians(derivatives, parameters)(point)
     differential, curvature = derivatives.probe_terms(point, parameters, rows)
     torch.testing.assert_close(
-        rows + path.step.times(differential), rows @ jacobian.transpose(-1, -2)
+        path.step.advance(rows, differential), rows @ jacobian.transpose(-1, -2)
     )
     covariance = rows.transpose(1, 2) @ rows / rows.shape[1]
     torch.testing.assert_close(curvature, derivatives.curvature(point, parameters, covariance))
 
     xi = torch.randn(x.shape[0], 5, model.noise_dim, dtype=DTYPE)
-    gains = model.noise.unit_gains(path.diffusion_points[1], model.dt)
+    gains = model.noise.unit_gains(path.diffusion_points[1], model.dt)[:, None]
     sigma = path.diffusion(path.diffusion_points[1])
     torch.testing.assert_close(
-        regularizer._noise_rows(path, gains, xi),
-        math.sqrt(model.dt) * xi @ sigma.transpose(-1, -2),
+        probes.add_noise_rows(rows, math.sqrt(model.dt) * gains, model.noise.unit_noise(xi, n)),
+        rows + math.sqrt(model.dt) * xi @ sigma.transpose(-1, -2),
     )
 
 

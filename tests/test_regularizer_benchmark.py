@@ -55,3 +55,14 @@ def test_oracle_part_agrees(result):
     assert body["fairness"]["agrees"] is True
     assert body["speedup_over_oracle"] > 0
     assert body["noise_variables_per_sequence"] == SMOKE.oracle_length * SMOKE.oracle_hidden
+
+
+def test_probe_variance_part_is_variance_times_time(result):
+    body = result["parts"]["probe_variance"]
+    assert set(body["variance"]) == set(body["median_seconds"]) == {"rademacher", "gaussian"}
+    for name, product in body["variance_times_seconds"].items():
+        assert body["variance"][name] > 0  # the probes' spread is real
+        assert product == pytest.approx(body["variance"][name] * body["median_seconds"][name])
+    assert body["gaussian_work_over_rademacher_work"] == pytest.approx(
+        body["variance_times_seconds"]["gaussian"] / body["variance_times_seconds"]["rademacher"]
+    )

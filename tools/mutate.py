@@ -34,7 +34,7 @@ class Mutation:
     ``tests`` (pytest arguments) must then fail."""
 
     name: str
-    area: str  # mathematics, estimators, attacks, training, harness
+    area: str  # mathematics, estimators, gradients, attacks, training, harness
     path: str
     original: str
     mutated: str
@@ -47,16 +47,16 @@ MUTATIONS = (
         "probe mean step without the 1/2",
         "mathematics",
         "nrnn/steps.py",
-        "return mean + self.value * differential + 0.5 * self.value * curvature",
-        "return mean + self.value * differential + self.value * curvature",
+        "return self.advance(mean, torch.add(differential, curvature, alpha=0.5))",
+        "return self.advance(mean, torch.add(differential, curvature, alpha=1.0))",
         ("tests/test_regularizer.py", "-k", "probe"),
     ),
     Mutation(
         "probe noise scaled by dt instead of sqrt(dt)",
         "mathematics",
-        "nrnn/regularizer.py",
-        "return math.sqrt(path.dt) * (gains[:, None]",
-        "return path.dt * (gains[:, None]",
+        "nrnn/probes.py",
+        "root_dt = math.sqrt(model.dt)",
+        "root_dt = model.dt",
         ("tests/test_regularizer.py", "-k", "probe"),
     ),
     Mutation(
@@ -79,8 +79,8 @@ MUTATIONS = (
         "released-code step multiplier mean 1 - s_m instead of 1 - s_m/2",
         "mathematics",
         "nrnn/noise.py",
-        "multiplier = ((1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., n:]).unbind(0)",
-        "multiplier = ((1.0 - s_m) + (s_m / math.sqrt(12.0)) * xi[..., n:]).unbind(0)",
+        "return (1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., xi.shape[-1] // 2 :]",
+        "return (1.0 - s_m) + (s_m / math.sqrt(12.0)) * xi[..., xi.shape[-1] // 2 :]",
         ("tests/test_model.py",),
     ),
     Mutation(
@@ -136,8 +136,8 @@ MUTATIONS = (
         "probe covariance divided by K - 1",
         "estimators",
         "nrnn/regularizer.py",
-        "logit_covariance = logit_paths.transpose(1, 2) @ logit_paths / probes",
-        "logit_covariance = logit_paths.transpose(1, 2) @ logit_paths / (probes - 1)",
+        "logit_covariance = logit_paths.transpose(1, 2) @ logit_paths / paths.shape[1]",
+        "logit_covariance = logit_paths.transpose(1, 2) @ logit_paths / (paths.shape[1] - 1)",
         ("tests/test_regularizer.py", "-k", "probe"),
     ),
     Mutation(
@@ -254,6 +254,22 @@ MUTATIONS = (
         "    result = store.read_task(spec.config, task.name, task.key())\n    if result is None:",
         "    result = None\n    if result is None:",
         ("tests/test_harness.py",),
+    ),
+    Mutation(
+        "fused backward: the adjoint is not carried through the step",
+        "gradients",
+        "nrnn/fused.py",
+        'cotangent = found["state"]',
+        "cotangent = cotangent",
+        ("tests/test_fused.py", "-k", "equal_the_reference"),
+    ),
+    Mutation(
+        "fused backward: the gradient of the stored path is dropped",
+        "gradients",
+        "nrnn/fused.py",
+        "cotangent = cotangent + path_grads[k]",
+        "cotangent = cotangent + 0 * path_grads[k]",
+        ("tests/test_fused.py",),
     ),
 )
 

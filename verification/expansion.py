@@ -19,7 +19,8 @@ with q, r from ``nrnn.explicit_regularizer`` at ε = 1. The checks:
    vanishing ε¹ and ε³ coefficients.
 4. ``monte_carlo_coefficient`` (claim 1): real sequences (digits, ECG5000), hidden 16–128.
    Paths ξ are shared by every ε (common random numbers) and used with −ξ (antithetic), so
-   D(ε) = ½[ℓ(εξ) + ℓ(−εξ)] − ℓ has no odd orders; the Richardson combination
+   D(ε) = ½[ℓ(εξ) + ℓ(−εξ)] − ℓ has no odd orders (the four copies of a path run together
+   in ``nrnn.paths.simulate``, noise drawn time-major in chunks); the Richardson combination
    (4 D(ε)/ε² − D(2ε)/(2ε)²)/3 removes the ε⁴ term and estimates the ε² coefficient per path.
    Its mean must match (q + r)/2 within z standard errors.
 5. ``time_step_convergence`` (claim 3): fixed T = MΔt, input held piecewise constant,
@@ -55,6 +56,7 @@ from nrnn.catalogue import cell_name, random_batch, small_model
 from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.montecarlo import mean_and_stderr, z_threshold
+from nrnn.paths import simulate
 from nrnn.regularizer import explicit_regularizer
 
 from .core import Check, timed
@@ -480,40 +482,36 @@ def real_model(case: MonteCarloCase, level: float):
     return model, x, y
 
 
-def antithetic_excess(model, x, y, xi: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """D(ε) = ½[ℓ(εξ) + ℓ(−εξ)] − ℓ(0) per path: xi (paths, M, r), one sequence -> (paths,)."""
-    paths = len(xi)
-    inputs = x.expand(2 * paths + 1, -1, -1)
-    noise = torch.cat([epsilon * xi, -epsilon * xi, torch.zeros_like(xi[:1])])
-    losses = F.cross_entropy(model(inputs, noise), y.expand(2 * paths + 1), reduction="none")
-    return 0.5 * (losses[:paths] + losses[paths : 2 * paths]) - losses[-1]
+PATH_CHUNK = 2000  # paths simulated together (memory: 4 copies × chunk × n numbers)
 
 
-def richardson_coefficient(model, x, y, xi, epsilon: float) -> torch.Tensor:
-    """Per-path estimate of the ε² coefficient: (4 D(ε)/ε² − D(2ε)/(2ε)²)/3 (paths,)."""
-    first = antithetic_excess(model, x, y, xi, epsilon) / epsilon**2
-    second = antithetic_excess(model, x, y, xi, 2 * epsilon) / (2 * epsilon) ** 2
+def richardson_coefficients(losses: torch.Tensor, clean: torch.Tensor, epsilon: float):
+    """Per-path estimates of the ε² coefficient from the losses (4, paths) of the copies
+    driven by εξ, −εξ, 2εξ, −2εξ and the clean loss ℓ(0): with the antithetic excess
+    D(ε) = ½[ℓ(εξ) + ℓ(−εξ)] − ℓ(0), (4 D(ε)/ε² − D(2ε)/(2ε)²)/3 (paths,)."""
+    first = (0.5 * (losses[0] + losses[1]) - clean) / epsilon**2
+    second = (0.5 * (losses[2] + losses[3]) - clean) / (2 * epsilon) ** 2
     return (4 * first - second) / 3
 
 
-PATH_CHUNK = 2000  # paths simulated together (memory: ~ 6 × chunk × M × r doubles)
-
-
-def draw_noise(model, paths: int, steps: int, seed: int) -> torch.Tensor:
-    """Noise variables (paths, M, r) of the model's noise form, from ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    return model.noise.sample(
-        (paths, steps, model.noise_dim), dtype=DTYPE, device="cpu", generator=generator
-    )
-
-
 def richardson_estimates(model, x, y, *, paths: int, seed: int, epsilon: float):
-    """Per-path Richardson ε² coefficients (paths,) for one sequence, simulated in chunks
-    whose noise is redrawn from (seed, chunk) on every call (common random numbers)."""
+    """Per-path Richardson ε² coefficients (paths,) for one sequence x (1, M, p), y (1,).
+
+    Every path runs as four copies driven by ξ scaled by ε, −ε, 2ε and −2ε (the same ξ:
+    antithetic pairs and common random numbers across ε) with ``nrnn.paths.simulate``;
+    chunks of ``PATH_CHUNK`` paths draw their noise from the generator seeded with
+    seed + 1000003 · chunk, time-major, so every call with the same seed (a shifted model
+    in ``gradient_monte_carlo``) sees the same noise."""
+    clean = F.cross_entropy(model(x, x.new_zeros(*x.shape[:2], model.noise_dim)), y)
     estimates = []
     for index, start in enumerate(range(0, paths, PATH_CHUNK)):
-        xi = draw_noise(model, min(PATH_CHUNK, paths - start), x.shape[1], seed + 1_000_003 * index)
-        estimates.append(richardson_coefficient(model, x, y, xi, epsilon))
+        count = min(PATH_CHUNK, paths - start)
+        generator = torch.Generator().manual_seed(seed + 1_000_003 * index)
+        scales = (epsilon, -epsilon, 2 * epsilon, -2 * epsilon)
+        finals = simulate(model, x, paths=count, generator=generator, scales=scales)
+        logits = model.logits(finals).flatten(0, 1)  # (4 · count, c)
+        losses = F.cross_entropy(logits, y.expand(len(logits)), reduction="none")
+        estimates.append(richardson_coefficients(losses.view(4, count), clean, epsilon))
     return torch.cat(estimates)
 
 

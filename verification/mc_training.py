@@ -78,6 +78,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ from torch.func import jvp
 from nrnn import data
 from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
-from nrnn.noise import Noise
+from nrnn.noise import Noise, ReferenceNoise
 from nrnn.quadrature import noise_rule
 from nrnn.regularizer import explicit_regularizer
 
@@ -262,16 +263,20 @@ def parameter_gradient(model: NoisyRNN, value: torch.Tensor) -> torch.Tensor:
     return torch.cat(
         [
             (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, parameters)
+            for g, p in zip(grads, parameters, strict=True)
         ]
     )
+
+
+StepGradient = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor], torch.Tensor]
+"""The gradient :func:`sgd` takes: (θ, step k, x_k, y_k) -> (P,)."""
 
 
 def sgd(
     theta0: torch.Tensor,
     batches: list[tuple[torch.Tensor, torch.Tensor]],
     lr: float,
-    gradient: Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor], torch.Tensor],
+    gradient: StepGradient,
 ) -> torch.Tensor:
     """Plain SGD θ_{k+1} = θ_k − lr · gradient(θ_k, k, x_k, y_k) over ``batches``.
 
@@ -398,6 +403,20 @@ def weighted_value_and_gradient(
     return value, gradient
 
 
+def weighted_gradient(
+    model: NoisyRNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_rows: Rows | None = None,
+    curvature_rows: Rows | None = None,
+) -> torch.Tensor:
+    """The parameter gradient (P,) of :func:`weighted_value_and_gradient`'s objective."""
+    gradient = weighted_value_and_gradient(model, x, y, loss_rows, curvature_rows)[1]
+    if gradient is None:
+        raise ValueError("no loss or curvature rows: the objective has no gradient")
+    return gradient
+
+
 def laplacian_rows(batch: int, steps: int, width: int, weight: float, *, dtype=DTYPE) -> Rows:
     """Curvature rows of weight · Σ_b tr ∇²_ξ ℓ(x_b): the D = M·r coordinate directions of
     every sequence of the batch (D·batch rows)."""
@@ -514,18 +533,48 @@ def scaled_model(model: NoisyRNN, epsilon: float) -> NoisyRNN:
     """A copy of ``model`` whose noise levels are multiplied by ε."""
     scaled = copy.deepcopy(model)
     noise = model.noise
+    if not isinstance(noise, Noise | ReferenceNoise):
+        raise TypeError(f"cannot scale the levels of {type(noise).__name__}")
     scaled.noise = dataclasses.replace(
         noise, additive=epsilon * noise.additive, multiplicative=epsilon * noise.multiplicative
     )
     return scaled
 
 
-def objective_gradient(objective):
-    """gradient(model, θ, x, y) of ``objective(model, x, y)`` at θ, (P,)."""
+Objective = Callable[[NoisyRNN, torch.Tensor, torch.Tensor], torch.Tensor]
+"""objective(model, x, y): a 0-d tensor of the model's parameters."""
 
-    def gradient(model, theta, x, y):
+
+def objective_gradient(objective: Objective, model: NoisyRNN) -> StepGradient:
+    """The :func:`sgd` gradient of ``objective(model, x, y)`` at θ, (P,)."""
+
+    def gradient(theta: torch.Tensor, step: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         load_parameters(model, theta)
         return parameter_gradient(model, objective(model, x, y))
+
+    return gradient
+
+
+def quadrature_gradient(model: NoisyRNN, rows: Rows) -> StepGradient:
+    """The :func:`sgd` gradient of E_ξ ℓ_ε by the quadrature ``rows`` at θ, (P,)."""
+
+    def gradient(theta: torch.Tensor, step: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        load_parameters(model, theta)
+        return weighted_gradient(model, x, y, rows)
+
+    return gradient
+
+
+def monte_carlo_gradient(
+    model: NoisyRNN, seed: int, replicate: int, shape: tuple[int, ...]
+) -> StepGradient:
+    """The :func:`sgd` gradient of run ``replicate``'s control-variate estimate of E_ξ ℓ_ε
+    at θ, (P,): fresh noise :func:`path_noise` (seed, replicate, step) at every step."""
+
+    def gradient(theta: torch.Tensor, step: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        load_parameters(model, theta)
+        loss_rows, curvature_rows = control_variate_rows(path_noise(seed, replicate, step, shape))
+        return weighted_gradient(model, x, y, loss_rows, curvature_rows)
 
     return gradient
 
@@ -540,26 +589,21 @@ def quadrature_training(case: QuadratureTrainingCase, epsilons) -> dict:
     """
     base, batches = quadrature_setup(case)
     theta0 = flat_parameters(base)
-    clean_gradient = objective_gradient(clean_objective)
-    explicit_gradient = objective_gradient(explicit_objective)
-    clean = sgd(theta0, batches, case.lr, lambda t, k, x, y: clean_gradient(base, t, x, y))
-    result = {"noise_explicit": [], "noise_clean": [], "explicit_clean": []}
+    clean = sgd(theta0, batches, case.lr, objective_gradient(clean_objective, base))
+    distances: dict[str, list[float]] = {
+        "noise_explicit": [],
+        "noise_clean": [],
+        "explicit_clean": [],
+    }
     for epsilon in epsilons:
         model = scaled_model(base, float(epsilon))
         rows = quadrature_rows(model, case.batch, case.steps, case.nodes)
-
-        def noise_gradient(theta, step, x, y):
-            load_parameters(model, theta)
-            return weighted_value_and_gradient(model, x, y, rows)[1]
-
-        noise = sgd(theta0, batches, case.lr, noise_gradient)
-        explicit = sgd(
-            theta0, batches, case.lr, lambda t, k, x, y: explicit_gradient(model, t, x, y)
-        )
-        result["noise_explicit"].append(float((noise - explicit).norm()))
-        result["noise_clean"].append(float((noise - clean).norm()))
-        result["explicit_clean"].append(float((explicit - clean).norm()))
-    result = {key: np.array(value) for key, value in result.items()}
+        noise = sgd(theta0, batches, case.lr, quadrature_gradient(model, rows))
+        explicit = sgd(theta0, batches, case.lr, objective_gradient(explicit_objective, model))
+        distances["noise_explicit"].append(float((noise - explicit).norm()))
+        distances["noise_clean"].append(float((noise - clean).norm()))
+        distances["explicit_clean"].append(float((explicit - clean).norm()))
+    result: dict[str, Any] = {key: np.array(value) for key, value in distances.items()}
     result["clean_travel"] = float((clean - theta0).norm())
     result["points"] = len(rows) // case.batch
     return result
@@ -649,29 +693,23 @@ def monte_carlo_training(
     base, batches = monte_carlo_setup(case)
     steps = batches[0][0].shape[1]
     theta0 = flat_parameters(base)
-    clean_gradient = objective_gradient(clean_objective)
-    explicit_gradient = objective_gradient(explicit_objective)
-    clean = sgd(theta0, batches, case.lr, lambda t, k, x, y: clean_gradient(base, t, x, y))
+    clean = sgd(theta0, batches, case.lr, objective_gradient(clean_objective, base))
     shape = noise_shape(case, base, steps)
-    runs = {"noise_explicit": [], "noise_clean": []}
-    means = {"mean_noise_explicit": [], "mean_noise_clean": [], "stderr_noise_explicit": []}
+    runs: dict[str, list[list[float]]] = {"noise_explicit": [], "noise_clean": []}
+    means: dict[str, list[float]] = {
+        "mean_noise_explicit": [],
+        "mean_noise_clean": [],
+        "stderr_noise_explicit": [],
+    }
     explicit_clean = []
     for epsilon in epsilons:
         model = scaled_model(base, float(epsilon))
-        explicit = sgd(
-            theta0, batches, case.lr, lambda t, k, x, y: explicit_gradient(model, t, x, y)
-        )
-        finals = []
-        for replicate in range(case.replicates):
-
-            def noise_gradient(theta, step, x, y, replicate=replicate):
-                load_parameters(model, theta)
-                xi = path_noise(case.seed, replicate, step, shape)
-                loss_rows, curvature_rows = control_variate_rows(xi)
-                return weighted_value_and_gradient(model, x, y, loss_rows, curvature_rows)[1]
-
-            finals.append(sgd(theta0, batches, case.lr, noise_gradient))
-        finals = torch.stack(finals)  # (replicates, P)
+        explicit = sgd(theta0, batches, case.lr, objective_gradient(explicit_objective, model))
+        runs_of_epsilon = [
+            sgd(theta0, batches, case.lr, monte_carlo_gradient(model, case.seed, replicate, shape))
+            for replicate in range(case.replicates)
+        ]
+        finals = torch.stack(runs_of_epsilon)  # (replicates, P)
         runs["noise_explicit"].append((finals - explicit).norm(dim=1).tolist())
         runs["noise_clean"].append((finals - clean).norm(dim=1).tolist())
         average = finals.mean(0)
@@ -682,10 +720,11 @@ def monte_carlo_training(
         explicit_clean.append(float((explicit - clean).norm()))
         log(
             f"mc_training: {case_label(case)} eps={epsilon:.3g}: |noise-explicit| "
-            f"{means['mean_noise_explicit'][-1]:.3e} (SE {means['stderr_noise_explicit'][-1]:.1e}), "
+            f"{means['mean_noise_explicit'][-1]:.3e} "
+            f"(SE {means['stderr_noise_explicit'][-1]:.1e}), "
             f"|noise-clean| {means['mean_noise_clean'][-1]:.3e}"
         )
-    result = {key: np.array(value).T for key, value in runs.items()}
+    result: dict[str, Any] = {key: np.array(value).T for key, value in runs.items()}
     result.update({key: np.array(value) for key, value in means.items()})
     result["explicit_clean"] = np.array(explicit_clean)
     result["clean_travel"] = float((clean - theta0).norm())
@@ -710,22 +749,20 @@ def estimator_spread(
     x, y = batches[0]
     explicit = parameter_gradient(model, explicit_objective(model, x, y))
     shape = noise_shape(case, base, x.shape[1])
-    errors = {"plain": [], "antithetic": [], "control_variate": []}
+    errors: dict[str, list[torch.Tensor]] = {"plain": [], "antithetic": [], "control_variate": []}
     for group in range(groups):
         xi = path_noise(case.seed + 7919, group, 0, shape)
         loss_rows, curvature_rows = control_variate_rows(xi)
         estimates = {
-            "plain": weighted_value_and_gradient(model, x, y, plain_rows(xi))[1],
-            "antithetic": weighted_value_and_gradient(model, x, y, antithetic_rows(xi))[1],
-            "control_variate": weighted_value_and_gradient(model, x, y, loss_rows, curvature_rows)[
-                1
-            ],
+            "plain": weighted_gradient(model, x, y, plain_rows(xi)),
+            "antithetic": weighted_gradient(model, x, y, antithetic_rows(xi)),
+            "control_variate": weighted_gradient(model, x, y, loss_rows, curvature_rows),
         }
         for name, estimate in estimates.items():
             errors[name].append(estimate - explicit)
     spread = {}
-    for name, values in errors.items():
-        values = torch.stack(values)
+    for name, group_errors in errors.items():
+        values = torch.stack(group_errors)
         spread[name] = {
             "remainder_norm": float(values.mean(0).norm()),
             "stderr_norm": float((values.std(0) / math.sqrt(groups)).norm()),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -337,6 +338,21 @@ def check_mean_square_opposite(sizes: Sizes, cases: list[dict]) -> Check:
 
 
 # ------------------------------------------------------ exact EM second moments
+class MomentCase(TypedDict):
+    """One linear system of :func:`check_em_second_moments`."""
+
+    name: str
+    measured: float
+    stderr: float
+    exact: float
+    continuous: float
+    spectral_radius: float
+    em_mean_square_stable: bool
+    em_rms_exponent: float
+    continuous_rms_exponent: float
+    passed: bool
+
+
 def simulate_second_moment(drift, noise_matrices, start, dt, steps, paths, seed):
     """Samples of |X_K|² for X_{k+1} = (I + dt A) X_k + √dt Σᵢ ξᵢ Bᵢ X_k, (paths,)."""
     generator = torch.Generator().manual_seed(seed)
@@ -355,7 +371,8 @@ def check_em_second_moments(sizes: Sizes, seed: int = 300) -> Check:
     systems = second_moment_systems()
     z = z_threshold(FALSE_FAILURE, len(systems))
     steps = steps_for(sizes.moment_time, sizes.dt)
-    cases, passed = [], True
+    cases: list[MomentCase] = []
+    passed = True
     for index, (name, drift, noise_matrices) in enumerate(systems):
         d = drift.shape[0]
         start = np.ones(d) / math.sqrt(d)
@@ -485,6 +502,8 @@ def pathwise_bound(
     """
     with torch.no_grad():
         split = model.cell.stability_split(model.cell.drift_parameters())
+        if split is None:
+            raise ValueError(f"{type(model.cell).__name__} has no split f = L h + N(h)")
         L = split.linear
         sigma = model.noise.common_multiplicative_level(model.state_dim, "pathwise_bound")
         shifts = 1.0 + sigma * math.sqrt(model.dt) * xi[:, burn_in:, -1]
@@ -507,7 +526,26 @@ RNN_NOISES = (
 )
 
 
-def rnn_cases(sizes: Sizes, seed: int = 500) -> list[dict]:
+class RnnCase(TypedDict):
+    """One model and noise of :func:`rnn_cases`; ``em_bound`` and ``pathwise_excess`` for a
+    scalar Brownian motion, ``allowance`` for one per unit, ``passed`` once checked."""
+
+    model_seed: int
+    seed: int
+    brownian: str
+    sigma_add: float
+    sigma_mult: float
+    kappa: float
+    bound: float
+    measured: float
+    stderr: float
+    em_bound: NotRequired[float]
+    pathwise_excess: NotRequired[float]
+    allowance: NotRequired[float]
+    passed: NotRequired[bool]
+
+
+def rnn_cases(sizes: Sizes, seed: int = 500) -> list[RnnCase]:
     """Measured exponents of random models with each noise in RNN_NOISES, and their bounds."""
     burn_in = steps_for(sizes.burn_in_time, sizes.dt)
     total = burn_in + steps_for(sizes.rnn_time, sizes.dt)
@@ -524,7 +562,7 @@ def rnn_cases(sizes: Sizes, seed: int = 500) -> list[dict]:
             estimate = measure(
                 model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time, seed=case_seed, xi=xi
             )
-            case = {
+            case: RnnCase = {
                 "model_seed": seed + model_index,
                 "seed": case_seed,
                 "brownian": noise.brownian,
@@ -584,7 +622,7 @@ def check_rnn_bound(sizes: Sizes) -> Check:
     )
 
 
-def check_rnn_pathwise(sizes: Sizes, cases: list[dict]) -> Check:
+def check_rnn_pathwise(sizes: Sizes, cases: list[RnnCase]) -> Check:
     """Deterministic: every path's exponent ≤ its own accumulated per-step bound."""
     scalar = [c for c in cases if c["brownian"] == "scalar"]
     worst = max(c["pathwise_excess"] for c in scalar)
@@ -662,6 +700,23 @@ CELL_NOISE_LEVELS = (0.5, 2.0)
 """σ₂ of the per-cell check, on one scalar Brownian motion (σ₁ = 0.3)."""
 
 
+class CellCase(TypedDict):
+    """One cell and noise level of :func:`check_cells`, filled in as it is measured: then
+    ``bound`` None and ``no_bound`` the reason for a cell without a closed-form bound, else
+    ``kappa``, ``bound`` and ``em_bound``; ``passed`` once checked."""
+
+    cell: str
+    sigma_mult: float
+    seed: int
+    measured: float
+    stderr: float
+    bound: NotRequired[float | None]
+    kappa: NotRequired[float]
+    em_bound: NotRequired[float]
+    no_bound: NotRequired[str]
+    passed: NotRequired[bool]
+
+
 def check_cells(sizes: Sizes, seed: int = 700) -> Check:
     """Every built-in cell: the measured a.s. exponent, against the Euler–Maruyama bound of
     the cell's split f = L h + N(h) where one is derived (Lipschitz, coRNN), and otherwise
@@ -685,7 +740,7 @@ def check_cells(sizes: Sizes, seed: int = 700) -> Check:
             estimate = measure(
                 model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time, seed=case_seed
             )
-            case = {
+            case: CellCase = {
                 "cell": name,
                 "sigma_mult": sigma,
                 "seed": case_seed,

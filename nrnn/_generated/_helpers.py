@@ -25,3 +25,27 @@ def kron(left, right):
     rows = left.shape[-2] * right.shape[-2]
     cols = left.shape[-1] * right.shape[-1]
     return product.reshape(product.shape[:-4] + (rows, cols))
+
+
+def block(rows, index, count):
+    """Block ``index`` of ``count`` equal blocks of the last axis of ``rows`` (a view)."""
+    size = rows.shape[-1] // count
+    return rows[..., index * size : (index + 1) * size]
+
+
+def join_blocks(blocks):
+    """The rows (..., k_1 + k_2 + ...) made of the blocks (..., k_i), broadcasting the batch."""
+    batch = torch.broadcast_shapes(*(b.shape[:-1] for b in blocks))
+    return torch.cat([b.expand(batch + b.shape[-1:]) for b in blocks], dim=-1)
+
+
+def outer_sum(left, right):
+    """Sum over every sample (all leading axes) of the outer products left right^T: rows
+    (..., m) and (..., n) give (m, n), one matrix product."""
+    flat_left = left.reshape(-1, left.shape[-1])
+    return flat_left.transpose(0, 1) @ right.reshape(-1, right.shape[-1])
+
+
+def sample_sum(rows):
+    """Sum over every sample (all leading axes) of rows (..., n): (n,)."""
+    return rows.reshape(-1, rows.shape[-1]).sum(0)

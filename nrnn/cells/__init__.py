@@ -11,6 +11,8 @@ with a torch drift alone the derivatives come from ``torch.func``; with a SymPy 
 through ``nrnn derive`` they come from generated code.
 """
 
+from typing import Any
+
 from .autodiff import AutodiffDerivatives
 from .base import DERIVATIVE_ROUTES, Cell, StabilitySplit
 from .cornn import CoRNNCell
@@ -21,7 +23,7 @@ CELL_TYPES = {"lipschitz": LipschitzCell, "cornn": CoRNNCell, "gru": GRUODECell}
 """The built-in cells by name (``model.cell`` of a run config)."""
 
 
-def build(name: str, hidden_dim: int, **options) -> Cell:
+def build(name: str, hidden_dim: int, **options: Any) -> Cell[Any]:
     """The built-in cell ``name`` of size ``hidden_dim`` (weights from torch's RNG)."""
     from .. import contract
 

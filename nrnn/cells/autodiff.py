@@ -16,10 +16,28 @@ generated code: use it for a cell before its formulas exist, and to test them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import torch
 from torch.func import hessian, jacrev, jvp, vmap
 
 from ..steps import per_unit_step
+
+Point = dict[str, torch.Tensor]
+"""The named per-step tensors derivatives are taken at (``nrnn.cells.base``)."""
+
+
+class HasDrift(Protocol):
+    """What this route uses of a cell: its drift ``f(state, drive, parameters)``."""
+
+    def drift(self, state: torch.Tensor, drive: torch.Tensor, parameters: Any) -> torch.Tensor: ...
+
+
+Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""f(h, c) of one sample."""
+Directional = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]
+"""A function of one sample's (state, drive, direction)."""
 
 __all__ = ["AutodiffDerivatives"]
 
@@ -27,54 +45,58 @@ __all__ = ["AutodiffDerivatives"]
 class AutodiffDerivatives:
     """The :class:`nrnn.cells.base.Cell` derivative interface, from ``cell.drift`` alone."""
 
-    def __init__(self, cell) -> None:
+    def __init__(self, cell: HasDrift) -> None:
         self.cell = cell
 
-    def _drift_of_state(self, parameters):
+    def _drift_of_state(self, parameters: Any) -> Drift:
         """f(h, c) for one sample: h (n,), c (drive_dim,) -> (n,)."""
         return lambda state, drive: self.cell.drift(state, drive, parameters)
 
-    def drift_jacobian(self, point, parameters) -> torch.Tensor:
+    def drift_jacobian(self, point: Point, parameters: Any) -> torch.Tensor:
         drift = self._drift_of_state(parameters)
         return vmap(jacrev(drift))(point["state"], point["drive"])
 
-    def step_jacobian(self, point, parameters, dt: float) -> torch.Tensor:
+    def step_jacobian(self, point: Point, parameters: Any, dt: float) -> torch.Tensor:
         jacobian = self.drift_jacobian(point, parameters)
         identity = torch.eye(jacobian.shape[-1], dtype=jacobian.dtype, device=jacobian.device)
         return identity + dt * jacobian
 
-    def per_unit_step_jacobians(self, parameters, steps):
+    def per_unit_step_jacobians(
+        self, parameters: Any, steps: torch.Tensor
+    ) -> Callable[[Point], torch.Tensor]:
         return lambda point: per_unit_step(self.drift_jacobian(point, parameters), steps)
 
-    def curvature(self, point, parameters, covariance) -> torch.Tensor:
+    def curvature(self, point: Point, parameters: Any, covariance: torch.Tensor) -> torch.Tensor:
         drift = self._drift_of_state(parameters)
         second = vmap(hessian(drift))(point["state"], point["drive"])  # (batch, n, n, n)
         return torch.einsum("bijk,bjk->bi", second, covariance)
 
-    def _directional(self, parameters):
+    def _directional(self, parameters: Any) -> tuple[Directional, Directional]:
         """(∇f[y], ∇²f[y, y]) at one sample's state for one direction y."""
         drift = self._drift_of_state(parameters)
 
-        def first(state, drive, direction):
+        def first(state: torch.Tensor, drive: torch.Tensor, direction: torch.Tensor) -> Any:
             return jvp(lambda h: drift(h, drive), (state,), (direction,))[1]
 
-        def both(state, drive, direction):
+        def both(state: torch.Tensor, drive: torch.Tensor, direction: torch.Tensor) -> Any:
             return jvp(lambda h: first(h, drive, direction), (state,), (direction,))
 
         return first, both
 
-    def _over_rows(self, function, point, rows):
+    def _over_rows(self, function: Directional, point: Point, rows: torch.Tensor) -> Any:
         """Map a per-sample, per-row function over (batch, n) or (batch, K, n) rows."""
         per_sample = vmap(function)
         if rows.ndim == point["state"].ndim + 1:
             per_sample = vmap(vmap(function, in_dims=(None, None, 0)))
         return per_sample(point["state"], point["drive"], rows)
 
-    def differential(self, point, parameters, rows) -> torch.Tensor:
+    def differential(self, point: Point, parameters: Any, rows: torch.Tensor) -> torch.Tensor:
         first, _ = self._directional(parameters)
         return self._over_rows(first, point, rows)
 
-    def probe_terms(self, point, parameters, rows):
+    def probe_terms(
+        self, point: Point, parameters: Any, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         _, both = self._directional(parameters)
         differential, second = self._over_rows(both, point, rows)
         return differential, second.mean(-2)

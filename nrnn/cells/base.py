@@ -36,22 +36,51 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from .. import contract
+from ..activations import Activation
 from ..steps import per_unit_step
-from .autodiff import AutodiffDerivatives
+from .autodiff import AutodiffDerivatives, Point
 
 __all__ = ["DERIVATIVE_ROUTES", "Cell", "StabilitySplit"]
 
 DERIVATIVE_ROUTES = ("formulas", "autodiff")
 """``formulas``: the cell's generated code (torch.func when it has none); ``autodiff``:
 torch.func always."""
+
+P = TypeVar("P", bound=tuple[Any, ...])
+"""A cell's drift parameters: what its ``drift_parameters()`` returns (a named tuple)."""
+
+
+class Derivatives(Protocol):
+    """The derivatives of a drift along a path (see the module docstring): a
+    :class:`Cell` with generated formulas, or :class:`AutodiffDerivatives`. ``parameters``
+    are the cell's drift parameters."""
+
+    def drift_jacobian(self, point: Point, parameters: Any) -> torch.Tensor: ...
+
+    def step_jacobian(self, point: Point, parameters: Any, dt: float) -> torch.Tensor: ...
+
+    def per_unit_step_jacobians(
+        self, parameters: Any, steps: torch.Tensor
+    ) -> Callable[[Point], torch.Tensor]: ...
+
+    def curvature(
+        self, point: Point, parameters: Any, covariance: torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def differential(self, point: Point, parameters: Any, rows: torch.Tensor) -> torch.Tensor: ...
+
+    def probe_terms(
+        self, point: Point, parameters: Any, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -68,17 +97,18 @@ class StabilitySplit:
 
 
 @functools.cache
-def _argument_names(function) -> tuple[str, ...]:
+def _argument_names(function: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
 
-def call_formula(function, arguments: dict):
+def call_formula(function: Callable[..., Any], arguments: dict[str, Any]) -> Any:
     """Call a generated function with the entries of ``arguments`` it takes (by name)."""
     return function(**{name: arguments[name] for name in _argument_names(function)})
 
 
-class Cell(nn.Module, ABC):
-    """A recurrent cell (see the module docstring).
+class Cell(nn.Module, ABC, Generic[P]):
+    """A recurrent cell (see the module docstring), generic in the type ``P`` of its drift
+    parameters.
 
     Args:
         hidden_dim: d, the cell's size (the state has ``state_dim`` = n entries).
@@ -87,6 +117,9 @@ class Cell(nn.Module, ABC):
 
     name: ClassVar[str] = "cell"
     formulas: ClassVar[ModuleType | None] = None
+    drive_parts: ClassVar[tuple[str, ...]] = ("drive",)
+    """The names the generated formulas give the parts of the drive, in the order they are
+    concatenated along its last axis."""
 
     def __init__(self, hidden_dim: int, *, state_dim: int, output_dim: int, drive_dim: int) -> None:
         super().__init__()
@@ -97,14 +130,54 @@ class Cell(nn.Module, ABC):
 
     # ------------------------------------------------------------------ dynamics
     @abstractmethod
-    def drift_parameters(self) -> tuple[torch.Tensor, ...]:
+    def drift_parameters(self) -> P:
         """The tensors the drift uses, built once per sequence from the parameters."""
 
     @abstractmethod
-    def drift(self, state, drive, parameters) -> torch.Tensor:
+    def drift(self, state: torch.Tensor, drive: torch.Tensor, parameters: P) -> torch.Tensor:
         """f(h, x): state (..., n), drive (..., drive_dim) -> (..., n). Pure."""
 
-    def linearisation(self, states, drives, parameters) -> dict[str, torch.Tensor]:
+    def drift_terms(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: P
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """(f(h, x), the pre-activation of every activation use by label), computed by the
+        same operations as :meth:`drift`; the fused recurrence keeps the second to rebuild
+        the point of each step without a matrix product. None when the cell does not say
+        (the point is then recomputed by :meth:`linearisation`)."""
+        return self.drift(state, drive, parameters), None
+
+    def activation_uses(self) -> dict[str, Activation]:
+        """label -> the :class:`nrnn.activations.Activation` of each activation use."""
+        return {}
+
+    def step_point(
+        self,
+        state: torch.Tensor,
+        drive: torch.Tensor,
+        pre_activations: dict[str, torch.Tensor] | None,
+        parameters: P,
+        names: Iterable[str],
+    ) -> Point:
+        """The entries ``names`` of the point of one step (batch, ·), from the
+        ``pre_activations`` :meth:`drift_terms` returned (or by :meth:`linearisation`)."""
+        if pre_activations is None:
+            point = self.linearisation(state, drive, parameters)
+            return {name: point[name] for name in names}
+        uses, point = self.activation_uses(), {"state": state, "drive": drive}
+        for name in names:
+            if name not in point:
+                label, _, kind = name.rpartition("_")
+                function = uses[label].value if kind == "value" else uses[label].prime
+                point[name] = function(pre_activations[label])
+        return {name: point[name] for name in names}
+
+    @property
+    def has_step_vjp(self) -> bool:
+        """The generated formulas include the vector–Jacobian product of one step (the
+        fused recurrence needs it)."""
+        return self.formulas is not None and hasattr(self.formulas, "step_vjp_multiplicative")
+
+    def linearisation(self, states: torch.Tensor, drives: torch.Tensor, parameters: P) -> Point:
         """The point of every step: states (batch, M, n), drives (batch, M, drive_dim) ->
         named (batch, M, ·) tensors, ``"state"`` and ``"drive"`` included."""
         return {"state": states, "drive": drives}
@@ -118,12 +191,12 @@ class Cell(nn.Module, ABC):
         k = self.output_dim
         return covariance if k == self.state_dim else covariance[..., :k, :k]
 
-    def stability_split(self, parameters) -> StabilitySplit | None:
+    def stability_split(self, parameters: P) -> StabilitySplit | None:
         """f = L h + N(h) with N ρ-Lipschitz, when the cell has one (None otherwise)."""
         return None
 
     # --------------------------------------------------------------- derivatives
-    def derivatives(self, route: str = "formulas"):
+    def derivatives(self, route: str = "formulas") -> Derivatives:
         """The derivatives of the drift along a path (the interface in the module
         docstring): this cell's generated formulas, or torch.func (``"autodiff"``, and
         for a cell without formulas)."""
@@ -132,39 +205,43 @@ class Cell(nn.Module, ABC):
             return AutodiffDerivatives(self)
         return self
 
-    def formula_arguments(self, point: dict, parameters) -> dict:
+    def formula_arguments(self, point: Point, parameters: P) -> dict[str, Any]:
         """The generated functions' arguments by name, from a point and the parameters."""
         raise NotImplementedError(f"the {self.name} cell has no generated formulas")
 
-    def _formula(self, name: str, point, parameters, **extra):
+    def _formula(self, name: str, point: Point, parameters: P, **extra: Any) -> Any:
         arguments = self.formula_arguments(point, parameters) | extra
         return call_formula(getattr(self.formulas, name), arguments)
 
-    def drift_jacobian(self, point, parameters) -> torch.Tensor:
+    def drift_jacobian(self, point: Point, parameters: P) -> torch.Tensor:
         return self._formula("drift_jacobian", point, parameters)
 
-    def step_jacobian(self, point, parameters, dt: float) -> torch.Tensor:
+    def step_jacobian(self, point: Point, parameters: P, dt: float) -> torch.Tensor:
         return self._formula("step_jacobian", point, parameters, dt=dt)
 
-    def per_unit_step_jacobians(self, parameters, steps: torch.Tensor):
+    def per_unit_step_jacobians(
+        self, parameters: P, steps: torch.Tensor
+    ) -> Callable[[Point], torch.Tensor]:
         return lambda point: per_unit_step(self.drift_jacobian(point, parameters), steps)
 
-    def curvature(self, point, parameters, covariance) -> torch.Tensor:
+    def curvature(self, point: Point, parameters: P, covariance: torch.Tensor) -> torch.Tensor:
         return self._formula("curvature", point, parameters, covariance=covariance)
 
-    def differential(self, point, parameters, rows) -> torch.Tensor:
+    def differential(self, point: Point, parameters: P, rows: torch.Tensor) -> torch.Tensor:
         return self._formula(
             "drift_differential", _rows_point(point, rows), parameters, direction=rows
         )
 
-    def probe_terms(self, point, parameters, rows):
+    def probe_terms(
+        self, point: Point, parameters: P, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         point = _rows_point(point, rows)
         first = self._formula("drift_differential", point, parameters, direction=rows)
         second = self._formula("drift_second_differential", point, parameters, direction=rows)
         return first, second.mean(-2)
 
 
-def _rows_point(point: dict, rows: torch.Tensor) -> dict:
+def _rows_point(point: Point, rows: torch.Tensor) -> Point:
     """A per-sample point (batch, ·) broadcast against rows (batch, K, n)."""
     if rows.ndim == point["state"].ndim:
         return point

@@ -11,14 +11,16 @@ and ε > 0 damps; they are fixed numbers, not trained.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from types import ModuleType
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from .. import activations, contract
 from .._generated import cell_cornn as _formulas
-from .base import Cell, StabilitySplit
+from ..activations import Activation
+from .base import Cell, Point, StabilitySplit
 
 __all__ = ["CoRNNCell", "CoRNNParameters"]
 
@@ -32,7 +34,7 @@ class CoRNNParameters(NamedTuple):
     epsilon: float
 
 
-class CoRNNCell(Cell):
+class CoRNNCell(Cell[CoRNNParameters]):
     """f(y, z) = (z, φ(W y + 𝒲 z + c) − γ y − ε z).
 
     Args:
@@ -45,7 +47,7 @@ class CoRNNCell(Cell):
     """
 
     name = "cornn"
-    formulas = _formulas
+    formulas: ClassVar[ModuleType | None] = _formulas
 
     def __init__(
         self,
@@ -70,20 +72,36 @@ class CoRNNCell(Cell):
     def drift_parameters(self) -> CoRNNParameters:
         return CoRNNParameters(self.W, self.V, self.gamma, self.epsilon)
 
-    def _pre_activation(self, state, drive, parameters):
+    def _pre_activation(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: CoRNNParameters
+    ) -> torch.Tensor:
         d = self.hidden_dim
         position, velocity = state[..., :d], state[..., d:]
         return position @ parameters.w_matrix.T + velocity @ parameters.velocity_matrix.T + drive
 
-    def drift(self, state, drive, parameters):
+    def drift(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: CoRNNParameters
+    ) -> torch.Tensor:
         """(z, φ(W y + 𝒲 z + c) − γ y − ε z): state (..., 2d), drive (..., d) -> (..., 2d)."""
+        return self.drift_terms(state, drive, parameters)[0]
+
+    def drift_terms(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: CoRNNParameters
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(f, {"phi": a}) with a = W y + 𝒲 z + c."""
         d = self.hidden_dim
         position, velocity = state[..., :d], state[..., d:]
-        force = self.activation.value(self._pre_activation(state, drive, parameters))
+        pre_activation = self._pre_activation(state, drive, parameters)
+        force = self.activation.value(pre_activation)
         acceleration = force - parameters.gamma * position - parameters.epsilon * velocity
-        return torch.cat([velocity, acceleration], dim=-1)
+        return torch.cat([velocity, acceleration], dim=-1), {"phi": pre_activation}
 
-    def linearisation(self, states, drives, parameters):
+    def activation_uses(self) -> dict[str, Activation]:
+        return {"phi": self.activation}
+
+    def linearisation(
+        self, states: torch.Tensor, drives: torch.Tensor, parameters: CoRNNParameters
+    ) -> Point:
         """Adds a = W y + 𝒲 z + c with φ'(a) and φ''(a)."""
         a = self._pre_activation(states, drives, parameters)
         return super().linearisation(states, drives, parameters) | {
@@ -97,7 +115,7 @@ class CoRNNCell(Cell):
         zero = torch.zeros_like(identity)
         return torch.cat([identity, zero], dim=1), torch.cat([zero, identity], dim=1)
 
-    def formula_arguments(self, point, parameters):
+    def formula_arguments(self, point: Point, parameters: CoRNNParameters) -> dict[str, Any]:
         select_position, select_velocity = self.selections(parameters.w_matrix)
         return (
             point
@@ -109,7 +127,7 @@ class CoRNNCell(Cell):
             }
         )
 
-    def stability_split(self, parameters) -> StabilitySplit:
+    def stability_split(self, parameters: CoRNNParameters) -> StabilitySplit:
         """L = [[0, I], [−γ I, −ε I]], ρ = sup|φ'| ‖[W 𝒲]‖₂."""
         W = parameters.w_matrix
         identity = torch.eye(self.hidden_dim, dtype=W.dtype, device=W.device)

@@ -12,14 +12,16 @@ c = (c_u, c_r, c_g) = W x_k + b (the model's input map, width 3d).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from types import ModuleType
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from .. import activations, contract
 from .._generated import cell_gru as _formulas
-from .base import Cell
+from ..activations import Activation
+from .base import Cell, Point
 
 __all__ = ["GRUODECell", "GRUODEParameters"]
 
@@ -34,7 +36,7 @@ class GRUODEParameters(NamedTuple):
     candidate_matrix: torch.Tensor
 
 
-class GRUODECell(Cell):
+class GRUODECell(Cell[GRUODEParameters]):
     """f(h, c) = (1 − u) ⊙ (g − h) with sigmoid gates u, r and a tanh candidate g.
 
     Args:
@@ -45,7 +47,8 @@ class GRUODECell(Cell):
     """
 
     name = "gru"
-    formulas = _formulas
+    formulas: ClassVar[ModuleType | None] = _formulas
+    drive_parts = ("update_drive", "reset_drive", "candidate_drive")
 
     def __init__(self, hidden_dim: int, *, init_std: float = 1.0) -> None:
         hidden_dim = contract.integer("hidden_dim", hidden_dim)
@@ -60,7 +63,9 @@ class GRUODECell(Cell):
     def drift_parameters(self) -> GRUODEParameters:
         return GRUODEParameters(self.U_u, self.U_r, self.U_g)
 
-    def _gates(self, state, drive, parameters):
+    def _gates(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: GRUODEParameters
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The pre-activations (a_u, a_r, a_g), each (..., d)."""
         update_drive, reset_drive, candidate_drive = drive.chunk(3, dim=-1)
         a_u = state @ parameters.update_matrix.T + update_drive
@@ -68,36 +73,48 @@ class GRUODECell(Cell):
         a_g = (_SIGMOID.value(a_r) * state) @ parameters.candidate_matrix.T + candidate_drive
         return a_u, a_r, a_g
 
-    def drift(self, state, drive, parameters):
+    def drift(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: GRUODEParameters
+    ) -> torch.Tensor:
         """(1 − u) ⊙ (g − h): state (..., d), drive (..., 3d) -> (..., d)."""
-        a_u, _, a_g = self._gates(state, drive, parameters)
-        return (1 - _SIGMOID.value(a_u)) * (_TANH.value(a_g) - state)
+        return self.drift_terms(state, drive, parameters)[0]
 
-    def linearisation(self, states, drives, parameters):
+    def drift_terms(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: GRUODEParameters
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(f, the pre-activations {"u": a_u, "r": a_r, "g": a_g})."""
+        a_u, a_r, a_g = self._gates(state, drive, parameters)
+        drift = (1 - _SIGMOID.value(a_u)) * (_TANH.value(a_g) - state)
+        return drift, {"u": a_u, "r": a_r, "g": a_g}
+
+    def activation_uses(self) -> dict[str, Activation]:
+        return {"u": _SIGMOID, "r": _SIGMOID, "g": _TANH}
+
+    def linearisation(
+        self, states: torch.Tensor, drives: torch.Tensor, parameters: GRUODEParameters
+    ) -> Point:
         """Adds the values, slopes and curvatures of u, r and g."""
         point = super().linearisation(states, drives, parameters)
         for label, activation, argument in zip(
-            ("u", "r", "g"), (_SIGMOID, _SIGMOID, _TANH), self._gates(states, drives, parameters)
+            ("u", "r", "g"),
+            (_SIGMOID, _SIGMOID, _TANH),
+            self._gates(states, drives, parameters),
+            strict=True,
         ):
             point[f"{label}_value"] = activation.value(argument)
             point[f"{label}_slope"] = activation.prime(argument)
             point[f"{label}_curvature"] = activation.second(argument)
         return point
 
-    def formula_arguments(self, point, parameters):
-        update_drive, reset_drive, candidate_drive = point["drive"].chunk(3, dim=-1)
-        return (
+    def formula_arguments(self, point: Point, parameters: GRUODEParameters) -> dict[str, Any]:
+        arguments = (
             point
             | parameters._asdict()
-            | {
-                "update_drive": update_drive,
-                "reset_drive": reset_drive,
-                "candidate_drive": candidate_drive,
-                "u": _SIGMOID.value,
-                "r": _SIGMOID.value,
-                "g": _TANH.value,
-            }
+            | {"u": _SIGMOID.value, "r": _SIGMOID.value, "g": _TANH.value}
         )
+        if "drive" in point:
+            arguments |= dict(zip(self.drive_parts, point["drive"].chunk(3, dim=-1), strict=True))
+        return arguments
 
     def extra_repr(self) -> str:
         return f"hidden_dim={self.hidden_dim}"

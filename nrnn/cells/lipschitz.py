@@ -11,14 +11,17 @@ drive of a step is c = U x_k + b (the model's input map); the state is h (n = d)
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from .. import activations, contract
 from .._generated import cell_lipschitz as _formulas
-from .base import Cell, StabilitySplit
+from ..activations import Activation
+from .base import Cell, Point, StabilitySplit
 
 __all__ = ["INIT_DIVISORS", "LipschitzCell", "LipschitzParameters", "lipschitz_matrix"]
 
@@ -40,7 +43,7 @@ def lipschitz_matrix(raw: torch.Tensor, beta: float, gamma: float) -> torch.Tens
     return (1 - beta) * (raw + transposed) + beta * (raw - transposed) - gamma * identity
 
 
-class LipschitzCell(Cell):
+class LipschitzCell(Cell[LipschitzParameters]):
     """f(h, x) = A h + φ(W h + U x + b).
 
     Args:
@@ -58,7 +61,7 @@ class LipschitzCell(Cell):
     """
 
     name = "lipschitz"
-    formulas = _formulas
+    formulas: ClassVar[ModuleType | None] = _formulas
 
     def __init__(
         self,
@@ -103,15 +106,28 @@ class LipschitzCell(Cell):
     def drift_parameters(self) -> LipschitzParameters:
         return self.matrices()
 
-    def drift(self, state, drive, parameters):
+    def drift(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: LipschitzParameters
+    ) -> torch.Tensor:
         """A h + φ(W h + c): state, drive c = U x + b (..., d) -> (..., d)."""
+        return self.drift_terms(state, drive, parameters)[0]
+
+    def drift_terms(
+        self, state: torch.Tensor, drive: torch.Tensor, parameters: LipschitzParameters
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(A h + φ(z), {"phi": z}) with z = W h + c."""
         A, W = parameters
         pre_activation = state @ W.T + drive
         if self.antisymmetric:
-            return self.activation.value(pre_activation)
-        return state @ A.T + self.activation.value(pre_activation)
+            return self.activation.value(pre_activation), {"phi": pre_activation}
+        return state @ A.T + self.activation.value(pre_activation), {"phi": pre_activation}
 
-    def linearisation(self, states, drives, parameters):
+    def activation_uses(self) -> dict[str, Activation]:
+        return {"phi": self.activation}
+
+    def linearisation(
+        self, states: torch.Tensor, drives: torch.Tensor, parameters: LipschitzParameters
+    ) -> Point:
         """Adds the pre-activation z = W h + c with φ'(z) and φ''(z)."""
         z = states @ parameters.w_matrix.T + drives
         return super().linearisation(states, drives, parameters) | {
@@ -120,20 +136,22 @@ class LipschitzCell(Cell):
             "phi_curvature": self.activation.second(z),
         }
 
-    def stability_split(self, parameters) -> StabilitySplit:
+    def stability_split(self, parameters: LipschitzParameters) -> StabilitySplit:
         """L = A, ρ = sup|φ'| ‖W‖₂ (φ(W h + c) is that Lipschitz in h)."""
         A, W = parameters
         return StabilitySplit(A, self.activation.lipschitz * torch.linalg.matrix_norm(W, ord=2))
 
     # --------------------------------------------------------------- derivatives
-    def formula_arguments(self, point, parameters):
+    def formula_arguments(self, point: Point, parameters: LipschitzParameters) -> dict[str, Any]:
         return point | {
             "a_matrix": parameters.a_matrix,
             "w_matrix": parameters.w_matrix,
             "phi": self.activation.value,
         }
 
-    def per_unit_step_jacobians(self, parameters, steps):
+    def per_unit_step_jacobians(
+        self, parameters: LipschitzParameters, steps: torch.Tensor
+    ) -> Callable[[Point], torch.Tensor]:
         """I + diag(s)(A + diag(φ'(z)) W) = the generated J of the row-scaled matrices
         diag(s) A and diag(s) W with Δt = 1 (scaled once for every point)."""
         rows = steps[:, None]
@@ -141,16 +159,22 @@ class LipschitzCell(Cell):
         scaled_a, scaled_w = rows * A, rows * W
         return lambda point: _formulas.step_jacobian(scaled_a, scaled_w, point["phi_slope"], 1.0)
 
-    def differential(self, point, parameters, rows):
+    def differential(
+        self, point: Point, parameters: LipschitzParameters, rows: torch.Tensor
+    ) -> torch.Tensor:
         """F y = A y + φ'(z) ⊙ (W y) for rows y (batch, d) or (batch, K, d), without F."""
         return self._differential(point, parameters, rows)[0]
 
-    def _differential(self, point, parameters, rows):
+    def _differential(
+        self, point: Point, parameters: LipschitzParameters, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         slope = point["phi_slope"] if rows.ndim == 2 else point["phi_slope"][:, None, :]
         w_rows = rows @ parameters.w_matrix.T
         return rows @ parameters.a_matrix.T + slope * w_rows, w_rows
 
-    def probe_terms(self, point, parameters, rows):
+    def probe_terms(
+        self, point: Point, parameters: LipschitzParameters, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(F y, the mean over probes of φ''(z) ⊙ (W y)²) for rows y (batch, K, d)."""
         differential, w_rows = self._differential(point, parameters, rows)
         return differential, point["phi_curvature"] * w_rows.pow(2).mean(1)

@@ -27,6 +27,30 @@ def kron(left, right):
     return product.reshape(product.shape[:-4] + (rows, cols))
 
 
+def block(rows, index, count):
+    """Block ``index`` of ``count`` equal blocks of the last axis of ``rows`` (a view)."""
+    size = rows.shape[-1] // count
+    return rows[..., index * size : (index + 1) * size]
+
+
+def join_blocks(blocks):
+    """The rows (..., k_1 + k_2 + ...) made of the blocks (..., k_i), broadcasting the batch."""
+    batch = np.broadcast_shapes(*(np.shape(b)[:-1] for b in blocks))
+    return np.concatenate([np.broadcast_to(b, batch + np.shape(b)[-1:]) for b in blocks], axis=-1)
+
+
+def outer_sum(left, right):
+    """Sum over every sample (all leading axes) of the outer products left right^T: rows
+    (..., m) and (..., n) give (m, n), one matrix product."""
+    flat_left = left.reshape(-1, left.shape[-1])
+    return flat_left.T @ right.reshape(-1, right.shape[-1])
+
+
+def sample_sum(rows):
+    """Sum over every sample (all leading axes) of rows (..., n): (n,)."""
+    return rows.reshape(-1, rows.shape[-1]).sum(0)
+
+
 def diag_embed(vector):
     """(..., d) -> (..., d, d) with the vector on the diagonal."""
     return vector[..., :, None] * np.eye(vector.shape[-1], dtype=vector.dtype)

@@ -1,0 +1,576 @@
+"""The vector–Jacobian product of one Euler–Maruyama step: the fused recurrence's backward.
+
+Every noise form steps as (``nrnn.noise.StepNoise``)
+
+    h' = h + s ∘ f(h, c) + a + h ∘ m
+
+with s the drift step, a the additive and m the multiplicative term of the step's noise
+variables. For a cotangent λ of h', :func:`derivations.adjoint.reverse` gives, for any
+cell (drift f written as a :class:`derivations.drift.CellSpec`):
+
+- the adjoint recursion λ_h = λ + Fᵀ(s ∘ λ) (+ m ∘ λ), without forming F;
+- the cotangent of every drive c (passed back to the input map);
+- the gradient of every matrix parameter P as Σ over the samples of outer products l rᵀ
+  (``outer_sum``: one matrix product per step for the whole batch).
+
+These are printed into the cell's generated module (``step_vjp`` and
+``step_vjp_multiplicative``, rows layout, see :mod:`derivations.codegen`). The noise forms
+map their variables to (s, a, m):
+
+- paper, one Brownian motion per unit: s = Δt, a = √Δt σ₁ ξ, m = √Δt σ₂ ξ;
+- paper, scalar Brownian motion: s = Δt, a = √Δt σ₁ ξ_a, m = √Δt σ₂ ξ_s 1 (ξ = [ξ_a, ξ_s]);
+- released code: s = δ ∘ u with u = 1 − s_m/2 + (s_m/√12) η, a = s_a ζ (ξ = [ζ, η]) and the
+  learnable per-unit step δ; without noise s = Δt (paper) or δ (released code).
+
+The same reverse pass through these maps (the drift value f held fixed) gives the noise
+variables' cotangents and δ's gradient (``nrnn._generated.noise_adjoint``).
+
+:func:`prove` checks the composition for explicit small sizes of a cell and a noise form:
+with every parameter, state, drive, noise variable and the cotangent free symbols and
+every activation a generic smooth function, λᵀ ∂h'/∂x computed by ``sympy.diff`` of the
+explicit step equals the derived expressions, entry by entry, for every input x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sympy as sp
+
+from nrnn.derivations.adjoint import (
+    blocks_as_slices,
+    matrix_gradient,
+    reverse,
+    with_point_symbols,
+)
+from nrnn.derivations.drift import CellSpec, point_symbol
+from nrnn.derivations.expansion import SYMBOLS
+from nrnn.derivations.explicit import evaluate
+from nrnn.derivations.nodes import BlockColumn, SampleSum
+from nrnn.derivations.reference_noise import S_ADD, S_MULT
+from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
+
+__all__ = [
+    "FORMS",
+    "StepProof",
+    "cell_step_functions",
+    "cell_step_outputs",
+    "derive",
+    "noise_outputs",
+    "prove",
+]
+
+FORMS = ("noise-free", "diagonal", "scalar", "reference", "reference-noise-free")
+"""How the step's terms come from the noise variables (see the module docstring)."""
+
+N = SYMBOLS.n
+DT, SIGMA_ADD, SIGMA_MULT = SYMBOLS.dt, SYMBOLS.sigma_add, SYMBOLS.sigma_mult
+ROOT_DT = sp.sqrt(DT)
+UNIFORM_SCALE = S_MULT / sp.sqrt(12)
+
+
+def _column(name: str, rows=N) -> sp.MatrixSymbol:
+    return sp.MatrixSymbol(name, rows, 1)
+
+
+@dataclass(frozen=True)
+class StepSymbols:
+    """The symbols of one step for a state of ``rows`` entries."""
+
+    rows: sp.Basic
+
+    @property
+    def cotangent(self):
+        return _column(r"\lambda", self.rows)
+
+    @property
+    def step(self):
+        return _column("s", self.rows)
+
+    @property
+    def additive(self):
+        return _column("a", self.rows)
+
+    @property
+    def multiplier(self):
+        return _column("m", self.rows)
+
+    @property
+    def drift(self):
+        return _column("f", self.rows)
+
+
+def step_expression(state, drift, symbols: StepSymbols, multiplicative: bool):
+    """h + s ∘ f + a (+ h ∘ m)."""
+    terms = [state, sp.HadamardProduct(symbols.step, drift), symbols.additive]
+    if multiplicative:
+        terms.append(sp.HadamardProduct(state, symbols.multiplier))
+    return sp.MatAdd(*terms)
+
+
+# ------------------------------------------------------------------------ cell side
+def _drives(spec: CellSpec) -> list:
+    """The drive columns of a drift (every column symbol but the state)."""
+    return [
+        e for e in spec.symbols if isinstance(e.symbol, sp.MatrixSymbol) and e.symbol.shape[1] == 1
+    ]
+
+
+def _parameters(spec: CellSpec) -> list:
+    """The matrix parameters of a drift (every matrix symbol but the constants)."""
+    constants = {symbol for symbol, _ in spec.constants}
+    return [
+        e
+        for e in spec.symbols
+        if isinstance(e.symbol, sp.MatrixSymbol)
+        and e.symbol.shape[1] != 1
+        and e.symbol not in constants
+    ]
+
+
+@cache
+def cell_step_outputs(spec: CellSpec, multiplicative: bool):
+    """(outputs, intermediates) of the step's VJP for a cell: ``state`` (λ_h), every drive's
+    code name (its cotangent) and every matrix parameter's (its gradient, summed over the
+    samples); the drift cotangent s ∘ λ and each activation argument's cotangent named."""
+    symbols = StepSymbols(spec.state_dimension)
+    step = step_expression(spec.state, spec.drift, symbols, multiplicative)
+    drives, parameters = _drives(spec), _parameters(spec)
+    found = reverse(
+        step,
+        symbols.cotangent,
+        [spec.state, *(e.symbol for e in drives)],
+        [e.symbol for e in parameters],
+    )
+    selections = {symbol: (index, count) for symbol, index, count in spec.selections}
+
+    def tidy(expr, state=False):
+        return blocks_as_slices(with_point_symbols(expr), selections, spec.state if state else None)
+
+    outputs = [("state", tidy(found.columns[spec.state], state=True))]
+    outputs += [(e.name, tidy(found.columns[e.symbol])) for e in drives]
+    outputs += [(e.name, tidy(matrix_gradient(found.pairs[e.symbol]))) for e in parameters]
+    drift_cotangent = sp.HadamardProduct(symbols.cotangent, symbols.step)
+    intermediates = [(drift_cotangent, "drift_cotangent")]
+    for use in spec.applied():
+        # the cotangent reaching the argument of φ: φ'(a) ∘ (what reaches φ(a))
+        for node in sp.preorder_traversal(sp.Tuple(*(e for _, e in outputs))):
+            if (
+                isinstance(node, sp.HadamardProduct)
+                and node.args[0] == point_symbol(use.derivative())
+                and len(node.args) == 2
+            ):
+                intermediates.append((node, f"{use.label}_cotangent"))
+                break
+    return tuple(outputs), tuple(intermediates)
+
+
+def cell_step_functions(spec: CellSpec, arguments: dict) -> list[GeneratedFunction]:
+    """``step_vjp`` and ``step_vjp_multiplicative`` of a cell (rows layout); ``arguments``
+    maps the cell's symbols to their :class:`Argument` (``derivations.cells``)."""
+    symbols = StepSymbols(spec.state_dimension)
+    n = str(spec.state_dimension)
+    extra = {
+        symbols.cotangent: Argument(
+            "cotangent", symbols.cotangent, f"(..., {n})", "lambda, the cotangent of h'"
+        ),
+        symbols.step: Argument(
+            "step", symbols.step, f"float or (..., {n})", "s, the step's drift step"
+        ),
+        symbols.multiplier: Argument(
+            "multiplier",
+            symbols.multiplier,
+            f"(..., {n}) or (..., 1)",
+            "m, the step's multiplicative noise term",
+        ),
+    }
+    unbatched = {
+        symbol: Argument(a.name, symbol, a.shape.replace("(..., ", "("), a.description)
+        for symbol, a in arguments.items()
+        if isinstance(symbol, sp.MatrixSymbol) and symbol.shape[1] != 1
+    }
+    known = {**arguments, **unbatched, **extra}
+    functions = []
+    for multiplicative, name, step in (
+        (False, "step_vjp", "h' = h + s o f(h, c) + a"),
+        (True, "step_vjp_multiplicative", "h' = h + s o f(h, c) + a + h o m"),
+    ):
+        outputs, intermediates = cell_step_outputs(spec, multiplicative)
+        used = {
+            node
+            for _, expr in outputs
+            for node in sp.preorder_traversal(expr)
+            if isinstance(node, (sp.MatrixSymbol, sp.Symbol))
+        }
+        functions.append(
+            GeneratedFunction(
+                name=name,
+                module=f"cell_{spec.name}",
+                source=__name__,
+                summary=f"{spec.title}: the vector-Jacobian product of one step {step}.",
+                arguments=tuple(a for symbol, a in known.items() if symbol in used),
+                expr=outputs[0][1],
+                returns=(
+                    "a dict: 'state' (..., n), the cotangent of h; each drive's name, its "
+                    "cotangent (..., d); each matrix parameter's name, its gradient summed over "
+                    "every sample (d, d)"
+                ),
+                notes=(
+                    "Rows layout: a column is a row (..., n), the matrices are shared by every "
+                    "sample (unbatched). The fused recurrence calls it once per step, from the "
+                    "last step back."
+                ),
+                layout="rows",
+                outputs=outputs,
+                intermediates=intermediates,
+            )
+        )
+    return functions
+
+
+# ----------------------------------------------------------------------- noise side
+XI = _column(r"\xi")
+XI_ADDITIVE = _column(r"\xi_{a}")
+XI_SCALAR = _column(r"\xi_{s}", 1)
+ZETA = _column(r"\zeta")
+ETA = _column(r"\eta")
+STEP_SIZE = _column(r"\delta")
+STEP_MULTIPLIER = _column("u")
+PAPER = StepSymbols(N)
+
+
+def noise_step(form: str):
+    """(h', the noise terms (s, a, m) in the noise variables) of one step of ``form`` with
+    the drift value f held fixed (``PAPER.drift``)."""
+    h, f = SYMBOLS.h, PAPER.drift
+    ones = sp.OneMatrix(N, 1)
+    if form in ("noise-free", "diagonal", "scalar"):
+        step = DT * ones
+    elif form == "reference":
+        step = sp.HadamardProduct(STEP_SIZE, STEP_MULTIPLIER)
+    else:
+        step = STEP_SIZE
+    additive = multiplier = None
+    if form == "diagonal":
+        additive, multiplier = ROOT_DT * SIGMA_ADD * XI, ROOT_DT * SIGMA_MULT * XI
+    elif form == "scalar":
+        additive = ROOT_DT * SIGMA_ADD * XI_ADDITIVE
+        multiplier = ROOT_DT * SIGMA_MULT * sp.MatMul(ones, XI_SCALAR)
+    elif form == "reference":
+        additive = S_ADD * ZETA
+    terms = [h, sp.HadamardProduct(step, f)]
+    terms += [] if additive is None else [additive]
+    terms += [] if multiplier is None else [sp.HadamardProduct(h, multiplier)]
+    return sp.MatAdd(*terms), (step, additive, multiplier)
+
+
+def step_multiplier_expression():
+    """u = (1 − s_m/2) 1 + (s_m/√12) η: the released code's uniform multiplier of δ."""
+    return (1 - S_MULT / 2) * sp.OneMatrix(N, 1) + UNIFORM_SCALE * ETA
+
+
+@cache
+def noise_outputs() -> dict[str, sp.MatrixExpr]:
+    """The noise variables' cotangents of each noisy form and δ's gradient, by name."""
+    cotangent = PAPER.cotangent
+    diagonal = reverse(noise_step("diagonal")[0], cotangent, [XI]).columns[XI]
+    scalar = reverse(noise_step("scalar")[0], cotangent, [XI_ADDITIVE, XI_SCALAR]).columns
+    reference = reverse(noise_step("reference")[0], cotangent, [ZETA, STEP_MULTIPLIER, STEP_SIZE])
+    uniform = reverse(step_multiplier_expression(), reference.columns[STEP_MULTIPLIER], [ETA])
+    return {
+        "noise_cotangent_diagonal": diagonal,
+        "noise_cotangent_scalar": BlockColumn(N + 1, scalar[XI_ADDITIVE], scalar[XI_SCALAR]),
+        "noise_cotangent_reference": BlockColumn(
+            2 * N, reference.columns[ZETA], uniform.columns[ETA]
+        ),
+        "step_size_cotangent": SampleSum(reference.columns[STEP_SIZE]),
+    }
+
+
+def _noise_functions() -> list[GeneratedFunction]:
+    n = "(..., n)"
+    arguments = {
+        PAPER.cotangent: Argument("cotangent", PAPER.cotangent, n, "lambda, the cotangent of h'"),
+        SYMBOLS.h: Argument("state", SYMBOLS.h, n, "h, the state the step starts from"),
+        PAPER.drift: Argument("drift", PAPER.drift, n, "f(h, c), the drift at that state"),
+        STEP_SIZE: Argument("step_size", STEP_SIZE, "(n,)", "delta, the per-unit step"),
+        STEP_MULTIPLIER: Argument(
+            "step_multiplier",
+            STEP_MULTIPLIER,
+            "float or (..., n)",
+            "u, the uniform multiplier of delta (1 without noise)",
+        ),
+        SIGMA_ADD: Argument("sigma_add", SIGMA_ADD, "float", "the paper's additive level"),
+        SIGMA_MULT: Argument("sigma_mult", SIGMA_MULT, "float", "the paper's multiplicative level"),
+        S_ADD: Argument("reference_add", S_ADD, "float", "the released code's additive level s_a"),
+        S_MULT: Argument(
+            "reference_mult", S_MULT, "float", "the released code's multiplicative level s_m"
+        ),
+        DT: Argument("dt", DT, "float", "time step"),
+    }
+    details = {
+        "noise_cotangent_diagonal": (
+            "The cotangent of xi (one Brownian motion per unit) of one paper-form step.",
+            n,
+        ),
+        "noise_cotangent_scalar": (
+            "The cotangent of xi = [xi_a, xi_s] (scalar Brownian motion) of one paper-form step.",
+            "(..., n + 1)",
+        ),
+        "noise_cotangent_reference": (
+            "The cotangent of xi = [zeta, eta] of one released-code step.",
+            "(..., 2 n)",
+        ),
+        "step_size_cotangent": (
+            "The gradient of the released code's per-unit step delta, summed over the samples.",
+            "(n,)",
+        ),
+    }
+    functions = []
+    for name, expr in noise_outputs().items():
+        summary, returns = details[name]
+        used = {node for node in sp.preorder_traversal(expr)} | expr.free_symbols
+        functions.append(
+            GeneratedFunction(
+                name=name,
+                module="noise_adjoint",
+                source=__name__,
+                summary=summary,
+                arguments=tuple(a for symbol, a in arguments.items() if symbol in used),
+                expr=expr,
+                returns=returns,
+                layout="rows",
+            )
+        )
+    return functions
+
+
+def derive() -> Derivation:
+    from nrnn.derivations.latex import equation
+
+    derivation = Derivation(
+        title="Fused recurrence: the vector-Jacobian product of one step",
+        source=__name__,
+        summary=(
+            "Every noise form steps as h' = h + s o f(h, c) + a + h o m. Reverse-mode "
+            "differentiation of this expression (a sum passes the cotangent to its terms, a "
+            "product c X_1 ... X_k passes c (X_1 ... X_{i-1})^T lambda (X_{i+1} ... X_k)^T to "
+            "X_i, an entrywise product multiplies by the other factors, an activation by its "
+            "derivative) gives the backward pass of backpropagation through time one step at a "
+            "time; the cells' sections list their own terms (step_vjp)."
+        ),
+    )
+    symbols = PAPER
+    derivation.formulas.append(
+        Formula(
+            "Adjoint recursion of one step",
+            (
+                equation(
+                    r"\lambda_{h}",
+                    sp.MatAdd(
+                        symbols.cotangent,
+                        sp.MatMul(
+                            sp.Transpose(sp.MatrixSymbol("F", N, N)),
+                            sp.HadamardProduct(symbols.step, symbols.cotangent),
+                        ),
+                        sp.HadamardProduct(symbols.multiplier, symbols.cotangent),
+                    ),
+                ),
+            ),
+            "lambda is the cotangent of h' = h + s o f + a + h o m, F = D_h f at (h, c); the "
+            "cells' step_vjp apply F^T without forming it.",
+        )
+    )
+    outputs = noise_outputs()
+    derivation.formulas.append(
+        Formula(
+            "Cotangents of the noise variables and of delta",
+            tuple(
+                equation(rf"\text{{{name.replace('_', ' ')}}}", expr)
+                for name, expr in outputs.items()
+            ),
+            "Paper form: s = dt, a = sqrt(dt) sigma_1 xi, m = sqrt(dt) sigma_2 xi (per unit) or "
+            "a = sqrt(dt) sigma_1 xi_a, m = sqrt(dt) sigma_2 xi_s 1 (scalar); released code: "
+            "s = delta o u, u = 1 - s_m/2 + (s_m/sqrt(12)) eta, a = s_a zeta. f is the drift "
+            "at the step's state.",
+        )
+    )
+    derivation.functions += _noise_functions()
+    return derivation
+
+
+# ---------------------------------------------------------------------------- proofs
+@dataclass(frozen=True)
+class StepProof:
+    cell: str
+    d: int
+    form: str
+    inputs: int
+    mismatches: tuple[str, ...]
+
+    @property
+    def proved(self) -> bool:
+        return not self.mismatches
+
+    def statement(self) -> str:
+        verdict = "proved" if self.proved else f"FAILED at {', '.join(self.mismatches)}"
+        return (
+            f"{self.cell}, d={self.d}, {self.form} step: the derived vector-Jacobian product "
+            f"equals lambda^T dh'/dx by sympy.diff for all {self.inputs} inputs x: {verdict}."
+        )
+
+
+def _explicit_column(name: str, rows: int) -> sp.Matrix:
+    return sp.Matrix(rows, 1, lambda i, _: sp.Symbol(f"{name}_{i}"))
+
+
+def _explicit_matrix(symbol, sizes: dict, constants: dict, d: int):
+    if symbol in constants:
+        return sp.Matrix(constants[symbol](d))
+    if not isinstance(symbol, sp.MatrixSymbol):
+        return symbol
+    rows, cols = (int(sp.sympify(n).xreplace(sizes)) for n in symbol.shape)
+    name = "".join(ch for ch in symbol.name if ch.isalnum())
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}_{j}"))
+
+
+def _noise_values(form: str, n: int) -> dict:
+    """Explicit noise variables and the step terms (s, a, m) of ``form``."""
+    values = {
+        XI: _explicit_column("xi", n),
+        XI_ADDITIVE: _explicit_column("xia", n),
+        XI_SCALAR: sp.Matrix([[sp.Symbol("xis")]]),
+        ZETA: _explicit_column("zeta", n),
+        ETA: _explicit_column("eta", n),
+        STEP_SIZE: _explicit_column("delta", n),
+        N: n,
+    }
+    if form == "reference":
+        values[STEP_MULTIPLIER] = evaluate(step_multiplier_expression(), values)
+    else:  # without noise the released code's step is delta itself
+        values[STEP_MULTIPLIER] = sp.ones(n, 1)
+    _, (step, additive, multiplier) = noise_step(form)
+    terms = {
+        "step": evaluate(step, values),
+        "additive": sp.zeros(n, 1) if additive is None else evaluate(additive, values),
+        "multiplier": None if multiplier is None else evaluate(multiplier, values),
+    }
+    return values | terms
+
+
+def _noise_inputs(form: str, n: int) -> tuple:
+    """(leaf, generated function, first row of the leaf in its output) of a noise form."""
+    return {
+        "diagonal": ((XI, "noise_cotangent_diagonal", 0),),
+        "scalar": (
+            (XI_ADDITIVE, "noise_cotangent_scalar", 0),
+            (XI_SCALAR, "noise_cotangent_scalar", n),
+        ),
+        "reference": (
+            (ZETA, "noise_cotangent_reference", 0),
+            (ETA, "noise_cotangent_reference", n),
+            (STEP_SIZE, "step_size_cotangent", 0),
+        ),
+        "reference-noise-free": ((STEP_SIZE, "step_size_cotangent", 0),),
+    }.get(form, ())
+
+
+def _activation_values(spec: CellSpec, bindings: dict, d: int):
+    """Each activation use's explicit argument, and the symbols standing for φ, φ' there."""
+    points, functions = {}, {}
+    for use in spec.applied():
+        argument = evaluate(use.argument, bindings)
+        rows = argument.rows
+        value = _explicit_column(f"{use.label}v", rows)
+        slope = _explicit_column(f"{use.label}s", rows)
+        points[point_symbol(use)] = value
+        points[point_symbol(use.derivative())] = slope
+        functions[use.label] = (argument, value, slope)
+    return points, functions
+
+
+def _normalise(expr, functions: dict):
+    """Derivatives of the generic activations at their arguments -> slope symbols, their
+    values -> value symbols."""
+
+    def slope(applied, argument):
+        label_argument, _, slopes = functions[applied.func.__name__]
+        return slopes[list(label_argument).index(argument)]
+
+    at_points = {  # φ'(ξ) at ξ = a, how sympy.diff writes φ'(a) for a compound a
+        node: slope(node.expr.expr, node.point[0])
+        for node in expr.atoms(sp.Subs)
+        if isinstance(node.expr, sp.Derivative)
+    }
+    expr = expr.xreplace(at_points)
+    direct = {  # dφ(x)/dx for a bare symbol x
+        node: slope(node.expr, node.expr.args[0])
+        for node in expr.atoms(sp.Derivative)
+        if isinstance(node.expr, sp.core.function.AppliedUndef)
+    }
+    values = {}
+    for label, (argument, value, _) in functions.items():
+        function = sp.Function(label)
+        values.update({function(a): value[i] for i, a in enumerate(argument)})
+    return expr.xreplace(direct).xreplace(values)
+
+
+@cache
+def prove(spec: CellSpec, d: int, form: str) -> StepProof:
+    """The derived step VJP of ``spec`` with the noise ``form`` against ``sympy.diff``."""
+    sizes = dict(spec.sizes(d))
+    n = int(sp.sympify(spec.state_dimension).xreplace(sizes))
+    constants = dict(spec.constants)
+    bindings = dict(sizes)
+    for entry in spec.symbols:
+        bindings[entry.symbol] = _explicit_matrix(entry.symbol, sizes, constants, d)
+    state = _explicit_column("h", n)
+    bindings[spec.state] = state
+    for use in spec.applied():
+        bindings[sp.Symbol(use.label)] = sp.Function(use.label)
+    noise = _noise_values(form, n)
+    drift = evaluate(spec.drift, bindings)
+    multiplicative = noise["multiplier"] is not None
+    step = state + noise["step"].multiply_elementwise(drift) + noise["additive"]
+    if multiplicative:
+        step += state.multiply_elementwise(noise["multiplier"])
+    cotangent = _explicit_column("lam", n)
+    objective = (cotangent.T * step)[0, 0]
+
+    points, functions = _activation_values(spec, bindings, d)
+    symbols = StepSymbols(spec.state_dimension)
+    derived_bindings = (
+        bindings | points | {symbols.cotangent: cotangent, symbols.step: noise["step"]}
+    )
+    if multiplicative:
+        derived_bindings[symbols.multiplier] = noise["multiplier"]
+    outputs, _ = cell_step_outputs(spec, multiplicative)
+    expected = {}  # input name -> (explicit variables, derived explicit value)
+    for name, expr in outputs:
+        derived = evaluate(expr, derived_bindings)
+        if name == "state":
+            variables = state
+        else:
+            symbol = next(e.symbol for e in spec.symbols if e.name == name)
+            variables = bindings[symbol]
+        expected[name] = (variables, derived)
+    noise_bindings = noise | {
+        PAPER.cotangent: cotangent,
+        SYMBOLS.h: state,
+        PAPER.drift: drift,
+    }
+    noise_functions = noise_outputs()
+    for leaf, name, first in _noise_inputs(form, n):
+        rows = noise[leaf].rows
+        derived = evaluate(noise_functions[name], noise_bindings)[first : first + rows, :]
+        expected[str(leaf)] = (noise[leaf], derived)
+    mismatches, inputs = [], 0
+    for name, (variables, derived) in expected.items():
+        for index in range(len(variables)):
+            inputs += 1
+            exact = _normalise(sp.diff(objective, variables[index]), functions)
+            difference = sp.expand(exact - _normalise(derived[index], functions))
+            if difference != 0:
+                mismatches.append(f"{name}[{index}]")
+    return StepProof(spec.name, d, form, inputs, tuple(mismatches))
