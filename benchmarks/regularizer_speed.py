@@ -41,8 +41,8 @@ from .timing import aim, check_finite_timings, median, time_interleaved
 NAME = "regularizer_speed"
 PARTS = ("vs_training_step", "vs_oracle", "probe_variance")
 
-PROBE_AIM = 3.0
-EXACT_AIM = 15.0
+PROBE_AIM = 5.0  # the speed issue's aim for K = 8 at M = 140 and 784
+EXACT_AIM = 15.0  # the first regularizer issue's aim for the exact method
 ORACLE_SPEEDUP_AIM = 20.0
 
 
