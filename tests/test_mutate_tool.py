@@ -1,15 +1,12 @@
 """The mutation-testing tool (tools/mutate.py, ``make mutate``): a planted bug whose text
 moved is an error, never a silent skip, and a planted bug leaves no trace in the file."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
+from tool_modules import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("mutate", ROOT / "tools" / "mutate.py")
-mutate = importlib.util.module_from_spec(spec)
-sys.modules["mutate"] = mutate  # dataclasses look their module up there
-spec.loader.exec_module(mutate)
+mutate = load_tool("mutate")
 
 
 def test_a_mutation_whose_text_moved_is_an_error(monkeypatch, tmp_path):

@@ -20,6 +20,7 @@ from nrnn import experiments
 
 import readme_blocks
 from readme_blocks import Block, blocks, parse_directive, shell_commands, smoke_command
+from tool_modules import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -255,25 +256,15 @@ def test_robustness_tables_in_the_readme_are_the_generated_ones(table):
     assert not stale, f"README differs from {table.name}; first differing row: {stale[0]}"
 
 
-def _readme_sync():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("readme_sync", ROOT / "tools" / "readme_sync.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["readme_sync"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_generated_tables_in_the_readme_are_the_committed_outputs():
-    readme_sync = _readme_sync()
+    readme_sync = load_tool("readme_sync")
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme_sync.regions(text.split("\n")), "the README has no generated regions"
     assert readme_sync.stale(text) == [], "run python tools/readme_sync.py"
 
 
 def test_readme_sync_shifts_headings_rewrites_links_and_notices_a_change(tmp_path):
-    readme_sync = _readme_sync()
+    readme_sync = load_tool("readme_sync")
     (tmp_path / "out").mkdir()
     table = tmp_path / "out" / "table.md"
     table.write_text(

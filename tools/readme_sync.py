@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from nrnn.files import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
@@ -110,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if outdated else 0
     updated = synchronised(text)
     if updated != text:
-        temporary = README.with_suffix(".md.tmp")
-        temporary.write_text(updated, encoding="utf-8")
-        temporary.replace(README)
+        write_text_atomic(README, updated)
         print("README.md: generated regions updated")
     return 0
 
