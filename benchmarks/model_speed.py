@@ -12,11 +12,8 @@ measured in the same run.
    Lipschitz cell's step needs (the arithmetic limit), at both lengths and at each thread
    count of ``threads``. Aims: fused ≤ 1.5× nn.RNN at the short length and ≤ 1.0× at the
    long one; fused within 3× of its matrix products.
-4. ``monte_carlo_paths``: many paths of the noisy RNN SDE, simulated by the model
-   (``model.train(); model.final_state(x)`` under ``torch.no_grad()``) against
-   ``torchsde.sdeint(method="euler")`` on an SDE with the same drift and diagonal
-   diffusion. The final states' mean and standard deviation must agree within Monte Carlo
-   error (so the comparison is fair); aim: the model at least 3× faster.
+
+Monte Carlo paths (no gradients) against ``torchsde`` are timed in ``monte_carlo_speed``.
 
 Every part returns a JSON-ready dict with the raw timings, medians, ratios and aims.
 """
@@ -24,7 +21,6 @@ Every part returns a JSON-ready dict with the raw timings, medians, ratios and a
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,10 +35,9 @@ from nrnn.noise import Noise
 from .timing import aim, check_finite_timings, median, time_interleaved
 
 NAME = "model_speed"
-PARTS = ("sequence_scaling", "vs_torch_rnn", "training_step", "monte_carlo_paths")
+PARTS = ("sequence_scaling", "vs_torch_rnn", "training_step")
 
 LINEAR_SLACK = 1.3  # allowed excess over exactly linear growth in sequence length
-MONTE_CARLO_SPEEDUP_AIM = 3.0
 TORCH_RNN_AIMS = {"short": 1.5, "long": 1.0}  # fused step / nn.RNN step, at most
 MATMUL_LIMIT_AIM = 3.0  # fused step / its matrix products alone, at most
 
@@ -61,20 +56,8 @@ class ModelSpeedSizes:
     train_multiplicative: float = 0.1
     step_repeats: int = 5
     threads: tuple[int, ...] = (1, 2)  # intra-op thread counts of the training_step part
-    mc_paths: int = 10_000
-    mc_hidden: int = 16
-    mc_steps: int = 50
-    # A power of two: the solver's accumulated times are then exact, so torchsde takes
-    # exactly mc_steps steps (no extra tiny step from rounding).
-    mc_dt: float = 0.0625
-    # Larger than the training noise so the fairness check sees both diffusion terms.
-    mc_additive: float = 0.5
-    mc_multiplicative: float = 0.5
-    mc_repeats: int = 7
     warmup: int = 1
     seed: int = 0
-    # Two-sided z threshold of the fairness check, per compared statistic.
-    fairness_z: float = 4.5
 
     def to_json(self) -> dict:
         return {
@@ -84,7 +67,7 @@ class ModelSpeedSizes:
 
 
 FULL = ModelSpeedSizes()
-QUICK = dataclasses.replace(FULL, step_repeats=2, mc_repeats=3)
+QUICK = dataclasses.replace(FULL, step_repeats=2)
 SMOKE = ModelSpeedSizes(
     batch=8,
     hidden=8,
@@ -92,10 +75,6 @@ SMOKE = ModelSpeedSizes(
     short_length=4,
     long_length=16,
     step_repeats=1,
-    mc_paths=2_000,
-    mc_hidden=4,
-    mc_steps=10,
-    mc_repeats=1,
     warmup=1,
     threads=(1,),
 )
@@ -377,202 +356,11 @@ def bench_training_step(sizes: ModelSpeedSizes) -> dict:
     }
 
 
-# ----------------------------------------------------- part 4: Monte Carlo paths
-class NoisyRNNSDE(nn.Module):
-    """The noisy RNN as an Itô SDE for torchsde, with diagonal noise.
-
-    drift f(t, h) = A h + tanh(W h + U x_k + b), diffusion σ(h) = σ₁ + σ₂ h (elementwise),
-    where the input is piecewise constant: x_k is used on [k dt, (k+1) dt).
-    ``drives`` holds U x_k + b for every step k, each (paths, d).
-    """
-
-    noise_type = "diagonal"
-    sde_type = "ito"
-
-    def __init__(self, A, W, drives, dt: float, additive: float, multiplicative: float):
-        super().__init__()
-        self.A_T = A.T.contiguous()
-        self.W_T = W.T.contiguous()
-        self.drives = tuple(drives)
-        self.dt = dt
-        self.additive = additive
-        self.multiplicative = multiplicative
-        self.drift_calls = 0
-
-    def step_index(self, t: torch.Tensor) -> int:
-        """k with t ≈ k dt, rounded (the solver's times carry rounding error)."""
-        index = int(float(t) / self.dt + 0.5)
-        return min(index, len(self.drives) - 1)
-
-    def f(self, t, h):
-        self.drift_calls += 1
-        drive = self.drives[self.step_index(t)]
-        return h @ self.A_T + torch.tanh(h @ self.W_T + drive)
-
-    def g(self, t, h):
-        return self.additive + self.multiplicative * h
-
-
-def build_monte_carlo_model(sizes: ModelSpeedSizes) -> NoisyRNN:
-    torch.manual_seed(sizes.seed)
-    noise = Noise(additive=sizes.mc_additive, multiplicative=sizes.mc_multiplicative)
-    model = NoisyRNN(sizes.input_dim, sizes.mc_hidden, sizes.classes, dt=sizes.mc_dt, noise=noise)
-    return model.train()
-
-
-def monte_carlo_input(sizes: ModelSpeedSizes) -> torch.Tensor:
-    """One random input sequence shared by every path: (paths, steps, p)."""
-    generator = torch.Generator().manual_seed(sizes.seed + 1)
-    sequence = torch.randn(1, sizes.mc_steps, sizes.input_dim, generator=generator)
-    return sequence.expand(sizes.mc_paths, -1, -1).contiguous()
-
-
-def simulate_with_model(model: NoisyRNN, x: torch.Tensor) -> torch.Tensor:
-    """Final states (paths, d) from the model's own Euler–Maruyama loop, noise on."""
-    model.train()
-    with torch.no_grad():
-        return model.final_state(x)
-
-
-def build_sde(model: NoisyRNN, x: torch.Tensor) -> NoisyRNNSDE:
-    """The model's SDE with its matrices and the drives U x_k + b of ``x``."""
-    with torch.no_grad():
-        A, W = model.matrices()
-        drives = model.input_drive(x).transpose(0, 1).unbind(0)
-    return NoisyRNNSDE(A, W, drives, model.dt, model.noise.additive, model.noise.multiplicative)
-
-
-def simulate_with_torchsde(
-    model: NoisyRNN, x: torch.Tensor, entropy: int, paths: int | None = None
-) -> tuple[torch.Tensor, int]:
-    """Final states (paths, d) from ``torchsde.sdeint(method="euler", dt=model.dt)``.
-
-    x is (paths, steps, p), or (1, steps, p) shared by ``paths`` paths. The Brownian
-    motion is the one ``sdeint`` would build by default (a ``BrownianInterval`` without
-    Lévy area), given a seed so the run is reproducible. Returns the final states and the
-    number of solver steps taken (drift evaluations minus the one ``sdeint`` makes to
-    check shapes).
-    """
-    import torchsde
-
-    steps = x.shape[1]
-    paths = x.shape[0] if paths is None else paths
-    sde = build_sde(model, x)
-    h0 = x.new_zeros(paths, model.hidden_dim)
-    ts = torch.tensor([0.0, steps * model.dt], dtype=h0.dtype)
-    bm = torchsde.BrownianInterval(
-        t0=ts[0],
-        t1=ts[-1],
-        size=h0.shape,
-        dtype=h0.dtype,
-        levy_area_approximation="none",
-        entropy=entropy,
-    )
-    with torch.no_grad():
-        ys = torchsde.sdeint(sde, h0, ts, bm=bm, method="euler", dt=model.dt)
-    return ys[-1], sde.drift_calls - 1
-
-
-def _std_error_of_std(samples: torch.Tensor) -> torch.Tensor:
-    """Standard error of the sample standard deviation, per column, from the 4th moment."""
-    n = samples.shape[0]
-    centred = samples - samples.mean(0)
-    variance = centred.pow(2).mean(0)
-    fourth = centred.pow(4).mean(0)
-    variance_of_variance = (fourth - variance.pow(2)) / n
-    return (variance_of_variance / (4 * variance)).sqrt()
-
-
-def compare_final_states(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    z_threshold: float,
-    names: tuple[str, str] = ("noisy_rnn", "torchsde"),
-) -> dict:
-    """Per-unit means and standard deviations of two independent samples (paths, d).
-
-    Each difference is divided by its standard error; the samples agree when every |z| is
-    at most ``z_threshold``. Under equal distributions the chance of a false failure is at
-    most 2 d P(|Z| > z) (Bonferroni, normal approximation), recorded alongside. ``names``
-    label a and b in the result.
-    """
-    a, b = a.double(), b.double()
-    n_a, n_b = a.shape[0], b.shape[0]
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    std_a, std_b = a.std(0), b.std(0)
-    z_mean = (mean_a - mean_b) / (std_a.pow(2) / n_a + std_b.pow(2) / n_b).sqrt()
-    z_std = (std_a - std_b) / (_std_error_of_std(a).pow(2) + _std_error_of_std(b).pow(2)).sqrt()
-    compared = 2 * a.shape[1]
-    false_failure = min(1.0, compared * math.erfc(z_threshold / math.sqrt(2)))
-    max_z_mean = float(z_mean.abs().max())
-    max_z_std = float(z_std.abs().max())
-    return {
-        "statistic": "final state h_M, per hidden unit",
-        "mean": dict(zip(names, (mean_a.tolist(), mean_b.tolist()), strict=True)),
-        "std": dict(zip(names, (std_a.tolist(), std_b.tolist()), strict=True)),
-        "max_abs_z_mean": max_z_mean,
-        "max_abs_z_std": max_z_std,
-        "z_threshold": z_threshold,
-        "false_failure_probability_at_most": false_failure,
-        "agrees": bool(max_z_mean <= z_threshold and max_z_std <= z_threshold),
-    }
-
-
-def bench_monte_carlo_paths(sizes: ModelSpeedSizes) -> dict:
-    """Model paths vs torchsde paths: a fairness check, then interleaved timings."""
-    model = build_monte_carlo_model(sizes)
-    x = monte_carlo_input(sizes)
-
-    torch.manual_seed(sizes.seed + 2)
-    model_final = simulate_with_model(model, x)
-    sde_final, solver_steps = simulate_with_torchsde(model, x, entropy=sizes.seed + 3)
-    fairness = compare_final_states(model_final, sde_final, sizes.fairness_z)
-    fairness["torchsde_solver_steps"] = solver_steps
-    fairness["model_steps"] = sizes.mc_steps
-
-    entropies = iter(range(sizes.seed + 10, 2**31 - 1))
-    seconds = time_interleaved(
-        {
-            "noisy_rnn": lambda: simulate_with_model(model, x),
-            "torchsde": lambda: simulate_with_torchsde(model, x, next(entropies)),
-        },
-        repeats=sizes.mc_repeats,
-        warmup=sizes.warmup,
-    )
-    check_finite_timings(seconds)
-    medians = {name: median(values) for name, values in seconds.items()}
-    speedup = medians["torchsde"] / medians["noisy_rnn"]
-    return {
-        "what": "simulate paths, no grad; both return the final state",
-        "noisy_rnn_call": "model.train(); torch.no_grad(); model.final_state(x)",
-        "torchsde_call": "torchsde.sdeint(sde, h0, [0, M dt], bm=BrownianInterval, "
-        "method='euler', dt=model.dt); noise_type='diagonal', sde_type='ito'",
-        "paths": sizes.mc_paths,
-        "hidden": sizes.mc_hidden,
-        "steps": sizes.mc_steps,
-        "dt": sizes.mc_dt,
-        "noise": {"additive": sizes.mc_additive, "multiplicative": sizes.mc_multiplicative},
-        "fairness": fairness,
-        "seconds": seconds,
-        "median_seconds": medians,
-        "speedup_over_torchsde": speedup,
-        "aims": [
-            aim(
-                f"noisy RNN paths >= {MONTE_CARLO_SPEEDUP_AIM:g}x faster than torchsde",
-                speedup,
-                MONTE_CARLO_SPEEDUP_AIM,
-                ">=",
-            ),
-        ],
-    }
-
-
 # ------------------------------------------------------------------- entry point
 PART_FUNCTIONS: dict[str, Callable[[ModelSpeedSizes], dict]] = {
     "sequence_scaling": bench_sequence_scaling,
     "vs_torch_rnn": bench_vs_torch_rnn,
     "training_step": bench_training_step,
-    "monte_carlo_paths": bench_monte_carlo_paths,
 }
 
 
@@ -625,26 +413,12 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
                         f"{ratios['fused_to_reference']:.2f}x reference",
                     )
                 )
-    if "monte_carlo_paths" in parts:
-        part = parts["monte_carlo_paths"]
-        medians = part["median_seconds"]
-        rows.append((f"{part['paths']} paths: noisy RNN", _seconds(medians["noisy_rnn"])))
-        rows.append((f"{part['paths']} paths: torchsde", _seconds(medians["torchsde"])))
-        rows.append(("speedup over torchsde", f"{part['speedup_over_torchsde']:.2f}x"))
-        fairness = part["fairness"]
-        largest_z = max(fairness["max_abs_z_mean"], fairness["max_abs_z_std"])
-        rows.append(
-            (
-                "same final mean/std (max |z|)",
-                f"{fairness['agrees']} ({largest_z:.2f} <= {fairness['z_threshold']})",
-            )
-        )
     return rows
 
 
 EXPERIMENT = Experiment(
     name=NAME,
-    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, training step, MC vs torchsde",
+    title="noisy RNN: linear scaling in M, vs torch.nn.RNN, training step",
     profiles=PROFILES,
     run=lambda sizes, context: run(sizes, context.parts),
     parts=PARTS,

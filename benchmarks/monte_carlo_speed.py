@@ -6,7 +6,7 @@ Each part simulates many paths of one model (final states, no gradients) with
 - ``simulator``: ``nrnn.paths.simulate(model, x, paths=P, generator=g)`` (the model's own
   Euler–Maruyama step, in place, noise drawn in chunks);
 - ``torchsde``: ``torchsde.sdeint(method="euler")`` on an Itô SDE with the same drift and
-  diagonal diffusion (``model_speed.NoisyRNNSDE``), its default Brownian motion (a
+  diagonal diffusion (``torchsde_reference.NoisyRNNSDE``), its default Brownian motion (a
   ``BrownianInterval`` without Lévy area);
 
 and, timed in the same interleaved run, the two halves of the arithmetic limit:
@@ -40,7 +40,6 @@ from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
 from nrnn.paths import simulate
 
-from .model_speed import compare_final_states, simulate_with_torchsde
 from .timing import (
     aim,
     check_finite_timings,
@@ -50,6 +49,7 @@ from .timing import (
     threads,
     time_interleaved,
 )
+from .torchsde_reference import compare_final_states, simulate_with_torchsde
 
 NAME = "monte_carlo_speed"
 SPEEDUP_AIM = 3.0

@@ -18,7 +18,7 @@ import torch
 
 pytest.importorskip("torchsde")
 
-from nrnn.benchmarks import model_speed, monte_carlo_speed, run
+from nrnn.benchmarks import model_speed, monte_carlo_speed, run, torchsde_reference
 from nrnn.benchmarks.timing import time_interleaved
 from nrnn.noise import Noise
 
@@ -71,9 +71,8 @@ def test_json_has_environment_and_all_parts(smoke_result):
 def test_part_timings_are_positive_and_finite(smoke_result, part):
     _, result = smoke_result
     body = result["parts"][part]
-    repeats = SMOKE.mc_repeats if part == "monte_carlo_paths" else SMOKE.step_repeats
     timing_lists = _leaf_lists(body["seconds"])
-    assert timing_lists and all(len(values) == repeats for values in timing_lists)
+    assert timing_lists and all(len(values) == SMOKE.step_repeats for values in timing_lists)
     for value in [t for values in timing_lists for t in values] + _numbers(body["median_seconds"]):
         assert math.isfinite(value) and value > 0
     for item in body["aims"]:
@@ -96,29 +95,6 @@ def test_ratios_and_aims_recorded(smoke_result):
     assert scaling["ratio_long_to_short"] == pytest.approx(ratio)
     versus = parts["vs_torch_rnn"]
     assert set(versus["ratio_noisy_to_torch_rnn"]) == {str(m) for m in versus["lengths"]}
-    paths = parts["monte_carlo_paths"]
-    assert paths["aims"][0]["bound"] == 3.0 and paths["aims"][0]["comparison"] == ">="
-    assert paths["speedup_over_torchsde"] > 0
-
-
-def test_monte_carlo_fairness_check_agrees(smoke_result):
-    fairness = smoke_result[1]["parts"]["monte_carlo_paths"]["fairness"]
-    assert fairness["agrees"] is True
-    assert fairness["torchsde_solver_steps"] == fairness["model_steps"] == SMOKE.mc_steps
-    assert len(fairness["mean"]["noisy_rnn"]) == SMOKE.mc_hidden
-    assert 0 < fairness["false_failure_probability_at_most"] < 1e-3
-
-
-def test_fairness_check_detects_a_different_sde():
-    """With a different diffusion in torchsde the check must fail: it has power."""
-    model = model_speed.build_monte_carlo_model(SMOKE)
-    x = model_speed.monte_carlo_input(SMOKE)
-    wrong = copy.deepcopy(model)
-    wrong.noise = Noise(additive=2 * SMOKE.mc_additive, multiplicative=SMOKE.mc_multiplicative)
-    torch.manual_seed(1)
-    ours = model_speed.simulate_with_model(model, x)
-    theirs, _ = model_speed.simulate_with_torchsde(wrong, x, entropy=2)
-    assert not model_speed.compare_final_states(ours, theirs, SMOKE.fairness_z)["agrees"]
 
 
 def test_only_runs_the_chosen_part(tmp_path, capsys):
@@ -134,8 +110,12 @@ def test_only_runs_the_chosen_part(tmp_path, capsys):
 def test_resolve_selection_forms():
     assert run.resolve_selection(None) == {name: None for name in run.REGISTRY["bench"]}
     assert run.resolve_selection(["model_speed"]) == {"model_speed": None}
-    assert run.resolve_selection(["monte_carlo_paths", "model_speed.vs_torch_rnn"]) == {
-        "model_speed": ("monte_carlo_paths", "vs_torch_rnn")
+    assert run.resolve_selection(["training_step", "model_speed.vs_torch_rnn"]) == {
+        "model_speed": ("training_step", "vs_torch_rnn")
+    }
+    assert run.resolve_selection(["vs_torchsde_larger", "model_speed.training_step"]) == {
+        "monte_carlo_speed": ("vs_torchsde_larger",),
+        "model_speed": ("training_step",),
     }
     assert run.resolve_selection(["model_speed.vs_torch_rnn", "model_speed"]) == {
         "model_speed": None
@@ -167,14 +147,6 @@ def test_time_interleaved_alternates_and_counts():
     assert {name: len(values) for name, values in seconds.items()} == {"a": 3, "b": 3}
 
 
-def test_compare_final_states_flags_a_scaled_sample():
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(4000, 3, generator=generator)
-    b = torch.randn(4000, 3, generator=generator)
-    assert model_speed.compare_final_states(a, b, 4.5)["agrees"]
-    assert not model_speed.compare_final_states(a, 1.3 * b, 4.5)["agrees"]
-
-
 # ----------------------------------------------------------- Monte Carlo benchmark
 MONTE_CARLO_SMOKE = monte_carlo_speed.SMOKE
 
@@ -191,6 +163,7 @@ def test_monte_carlo_speed_ratios_come_from_the_same_run(smoke_result):
         assert fairness["agrees"] is True
         assert fairness["torchsde_solver_steps"] == fairness["model_steps"] == case.steps
         assert len(fairness["mean"]["simulator"]) == case.hidden
+        assert 0 < fairness["false_failure_probability_at_most"] < 1e-3
         assert set(part["threads"]) == {str(count) for count in MONTE_CARLO_SMOKE.threads}
         for timed in part["threads"].values():
             medians = timed["median_seconds"]
@@ -205,6 +178,35 @@ def test_monte_carlo_speed_ratios_come_from_the_same_run(smoke_result):
                 limit / medians["simulator"]
             )
         assert len(part["aims"]) == len(MONTE_CARLO_SMOKE.threads)
+        for item, timed in zip(part["aims"], part["threads"].values(), strict=True):
+            assert item["bound"] == monte_carlo_speed.SPEEDUP_AIM == 3.0
+            assert item["comparison"] == ">="
+            assert item["value"] == pytest.approx(timed["speedup_over_torchsde"])
+
+
+def test_fairness_check_detects_a_different_sde():
+    """With a different diffusion in torchsde the check must fail: it has power."""
+    case = MONTE_CARLO_SMOKE.case("vs_torchsde")
+    model = monte_carlo_speed.build_model(MONTE_CARLO_SMOKE, case)
+    x = monte_carlo_speed.shared_input(MONTE_CARLO_SMOKE, case)
+    wrong = copy.deepcopy(model)
+    wrong.noise = Noise(
+        additive=2 * MONTE_CARLO_SMOKE.additive, multiplicative=MONTE_CARLO_SMOKE.multiplicative
+    )
+    generator = torch.Generator().manual_seed(1)
+    ours = monte_carlo_speed.simulate_paths(model, x, case.paths, generator)
+    theirs, _ = torchsde_reference.simulate_with_torchsde(wrong, x, entropy=2, paths=case.paths)
+    fairness = torchsde_reference.compare_final_states(ours, theirs, MONTE_CARLO_SMOKE.fairness_z)
+    assert not fairness["agrees"]
+    assert set(fairness["mean"]) == {"simulator", "torchsde"}
+
+
+def test_compare_final_states_flags_a_scaled_sample():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=generator)
+    b = torch.randn(4000, 3, generator=generator)
+    assert torchsde_reference.compare_final_states(a, b, 4.5)["agrees"]
+    assert not torchsde_reference.compare_final_states(a, 1.3 * b, 4.5)["agrees"]
 
 
 def test_monte_carlo_speed_without_torchsde_skips_that_comparison(monkeypatch, capsys):
