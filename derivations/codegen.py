@@ -17,7 +17,9 @@ printer. Conventions of the generated code:
 - in the *rows* layout (:class:`RowPrinter`, the fused recurrence's code) a column is a row
   (..., n) and an unbatched matrix M acts on it as ``rows @ M^T`` (one matrix product for
   the whole batch); a block of a column is a slice, a column of blocks a concatenation;
-  a sum over the samples of outer products is one product of the stacked rows;
+  a sum over the samples of outer products Σ l rᵀ is returned as its factor pairs
+  ``((l, r), ...)`` (rows (..., m) and (..., k)): the caller multiplies them, once for every
+  step of a sequence (the fused recurrence) or at once;
   a function with several outputs returns a dict and computes shared subexpressions once.
 
 One :class:`Backend` per target holds the few spellings that differ; everything else is
@@ -262,7 +264,7 @@ class _Code:
     """
 
     text: str
-    kind: str  # "scalar" | "vector" | "covector" | "matrix" | "diag"
+    kind: str  # "scalar" | "vector" | "covector" | "matrix" | "diag" | "factors"
     precedence: str = "atom"
     operator: str = ""  # the outermost binary operator of a "product": "@" or "*"
 
@@ -595,16 +597,14 @@ class RowPrinter(ArrayPrinter):
         if _kind(summand) == "vector":
             self.helpers.add("sample_sum")
             return _Code(f"sample_sum({self.array(summand).text})", "vector")
-        parts = []
+        pairs = []
         for term in terms:
             coefficient, factors = term.as_coeff_matrices()
             if len(factors) != 2 or not isinstance(factors[1], sp.Transpose):
                 raise NotImplementedError(f"a sum over samples of {term}")
-            left, right = self.array(factors[0]), self.array(factors[1].arg)
-            self.helpers.add("outer_sum")
-            code = _Code(f"outer_sum({left.text}, {right.text})", "matrix")
-            parts.append(self._scaled(coefficient, code).text)
-        return _Code(" + ".join(parts), "matrix", "sum" if len(parts) > 1 else "atom")
+            left = self._scaled(coefficient, self.array(factors[0]))
+            pairs.append(f"({left.text}, {self.array(factors[1].arg).text})")
+        return _Code(f"({', '.join(pairs)},)", "factors")
 
 
 def _size(expr) -> int:

@@ -10,8 +10,9 @@ cell (drift f written as a :class:`derivations.drift.CellSpec`):
 
 - the adjoint recursion λ_h = λ + Fᵀ(s ∘ λ) (+ m ∘ λ), without forming F;
 - the cotangent of every drive c (passed back to the input map);
-- the gradient of every matrix parameter P as Σ over the samples of outer products l rᵀ
-  (``outer_sum``: one matrix product per step for the whole batch).
+- the gradient of every matrix parameter P as Σ over the samples of outer products l rᵀ,
+  returned as its factor pairs (l, r): the fused recurrence adds lᵀr of each step into
+  the gradient in place (one ``addmm``, no temporary), ``outer_sum`` sums a pair at once.
 
 These are printed into the cell's generated module (``step_vjp`` and
 ``step_vjp_multiplicative``, rows layout, see :mod:`derivations.codegen`). The noise forms
@@ -213,8 +214,9 @@ def cell_step_functions(spec: CellSpec, arguments: dict) -> list[GeneratedFuncti
                 expr=outputs[0][1],
                 returns=(
                     "a dict: 'state' (..., n), the cotangent of h; each drive's name, its "
-                    "cotangent (..., d); each matrix parameter's name, its gradient summed over "
-                    "every sample (d, d)"
+                    "cotangent (..., d); each matrix parameter's name, the factor pairs "
+                    "((l, r), ...) of its gradient, the sum over the pairs and every sample "
+                    "of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it)"
                 ),
                 notes=(
                     "Rows layout: a column is a row (..., n), the matrices are shared by every "

@@ -13,11 +13,12 @@ Backward: from the last step to the first, with λ_M = ∂L/∂h_M,
     λ_k = λ_{k+1} + F_kᵀ(s_k ⊙ λ_{k+1}) + m_k ⊙ λ_{k+1}   (+ ∂L/∂h_k when the path is the output)
 
 by the cell's generated ``step_vjp`` (``derivations.step_adjoint``; F_k is never formed),
-which also returns the step's drive cotangent (passed back to the input map) and its
-contribution to every matrix parameter's gradient, summed over the batch by one matrix
-product; the noise adds its variables' and parameters' (the released code's δ) by
-:meth:`nrnn.noise.NoiseForm.step_cotangents`. Per step this is a handful of tensor
-operations on (batch, n) rows and no autograd bookkeeping.
+which also returns the step's drive cotangent (passed back to the input map) and, for
+every matrix parameter, the factor pairs (l, r) of its contribution Σ_batch l rᵀ, added
+into the gradient in place by one ``addmm`` per pair; the noise adds its variables' and
+parameters' (the released code's δ) by :meth:`nrnn.noise.NoiseForm.step_cotangents`.
+Per step this is a handful of tensor operations on (batch, n) rows and no autograd
+bookkeeping.
 
 Wrapped as a ``torch.autograd.Function``: callers see an ordinary differentiable module. A
 second derivative (``create_graph=True``: Hessian-vector products, the noise Laplacian)
@@ -209,30 +210,33 @@ def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor |
         n for n, need in zip(setup.noise_names, needs[2 + matrix_count :], strict=True) if need
     }
 
-    static = cell.formula_arguments({}, parameters)
     formulas = cell.formulas
+    static = cell.formula_arguments({}, parameters)
+    known = ("cotangent", "step", "state", "multiplier")
+    functions = {False: formulas.step_vjp, True: formulas.step_vjp_multiplicative}
+    names = {key: _argument_names(vjp) for key, vjp in functions.items()}
+    point_names = sorted({n for ns in names.values() for n in ns} - set(known) - set(static))
     steps = len(ctx.states)
+    static_arguments = {key: {n: static[n] for n in ns if n in static} for key, ns in names.items()}
+
     drive_list = drives.unbind(0)
     xi_list = xi.unbind(0) if xi is not None else [None] * steps
     path_grads: tuple[torch.Tensor, ...] = grad_output.unbind(1) if setup.keep_path else ()
     cotangent = path_grads[-1] if setup.keep_path else grad_output
 
-    drive_grads: list[torch.Tensor | None] = [None] * steps
+    drive_grads: list[torch.Tensor] = []
     xi_grads: list[torch.Tensor | None] = [None] * steps
     gradients: dict[str, torch.Tensor] = {}
     for k in reversed(range(steps)):
         terms, state = ctx.terms[k], ctx.states[k]
         multiplicative = terms.state_multiplier is not None
-        vjp = formulas.step_vjp_multiplicative if multiplicative else formulas.step_vjp
-        names = _argument_names(vjp)
-        known = {"cotangent": cotangent, "step": terms.drift_step, "state": state}
-        known["multiplier"] = terms.state_multiplier
-        point_names = [n for n in names if n not in known and n not in static]
-        point = cell.step_point(
+        arguments = static_arguments[multiplicative] | cell.step_point(
             state, drive_list[k], ctx.pre_activations[k], parameters, point_names
         )
-        arguments = static | point | known
-        found = vjp(**{name: arguments[name] for name in names})
+        arguments.update(cotangent=cotangent, step=terms.drift_step, state=state)
+        if multiplicative:
+            arguments["multiplier"] = terms.state_multiplier
+        found = functions[multiplicative](**arguments)
         if wanted:
             drift = ctx.drifts[k] if noise.needs_drift else None
             contributions = noise.step_cotangents(
@@ -246,15 +250,21 @@ def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor |
             )
             xi_grads[k] = contributions.pop("xi", None)
             _accumulate(gradients, contributions)
-        _accumulate(gradients, {name: found[name] for name in matrices})
+        for name in matrices:  # Σ over the batch of l rᵀ, added in place by one addmm
+            for left, right in found[name]:
+                gradient = gradients.get(name)
+                if gradient is None:
+                    gradients[name] = left.transpose(0, 1) @ right
+                else:
+                    gradient.addmm_(left.transpose(0, 1), right)
         if needs[0]:
             parts = [found[part] for part in cell.drive_parts]
-            drive_grads[k] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+            drive_grads.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
         cotangent = found["state"]
         if setup.keep_path:
             cotangent = cotangent + path_grads[k]
 
-    drive_grad = torch.stack([g for g in drive_grads if g is not None]) if needs[0] else None
+    drive_grad = torch.stack(drive_grads[::-1]) if needs[0] else None
     xi_grad: torch.Tensor | None = None
     if "xi" in wanted:
         xi_grad = torch.stack(
@@ -263,9 +273,10 @@ def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor |
                 for g, x in zip(xi_grads, xi_list, strict=True)
             ]
         )
-    names = (*setup.matrix_names, *setup.noise_names)
+    names_all = (*setup.matrix_names, *setup.noise_names)
     tensor_grads = [
-        gradients.get(name) if need else None for name, need in zip(names, needs[2:], strict=True)
+        gradients.get(name) if need else None
+        for name, need in zip(names_all, needs[2:], strict=True)
     ]
     return (drive_grad, xi_grad, *tensor_grads)
 

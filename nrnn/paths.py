@@ -107,25 +107,25 @@ def euler_step_(
     drive: torch.Tensor,
     parameters: tuple[Any, ...],
     terms: StepNoise,
-    scratch: torch.Tensor | None,
 ) -> torch.Tensor:
     """One Euler step h + s ⊙ f(h, c) + h ⊙ m + a, bitwise ``NoisyRNN.euler_step``: the
     same operations in the same order, accumulated in place on the drift's own tensor.
 
     Args:
-        state: (..., n); drive: broadcasting against it; terms: the noise's step terms;
-        scratch: a tensor of the state's shape for h ⊙ m (or None to allocate).
+        state: (..., n); drive: broadcasting against it; terms: the noise's step terms.
     Returns:
         the next state, a new tensor of the state's shape (``state`` is not changed).
     """
     following = cell.drift(state, drive, parameters)
     if following.shape != state.shape or _shares_memory(following, state):
         following = following.expand_as(state).clone()
-    following.mul_(terms.drift_step)
-    following.add_(state)  # state + s ⊙ f (addition commutes exactly)
+    step = terms.drift_step
+    if isinstance(step, torch.Tensor):
+        torch.addcmul(state, step, following, out=following)
+    else:
+        torch.add(state, following, alpha=step, out=following)
     if terms.state_multiplier is not None:
-        product = torch.mul(state, terms.state_multiplier, out=scratch)
-        following.add_(product)
+        following.addcmul_(state, terms.state_multiplier)
     if terms.additive is not None:
         following.add_(terms.additive)
     return following
@@ -242,7 +242,6 @@ def _run(
     dtype = state.dtype
     parameters = tree_map(_detached(dtype), cell.drift_parameters())
     noise_parameters = {k: v.detach().to(dtype) for k, v in model.noise_parameters.items()}
-    scratch = torch.empty_like(state)
     for step, (drive, noise_variables) in enumerate(zip(drives, stream, strict=True)):
         scaled = _scaled(noise_variables, factors)
         (terms,) = noise.step_terms(
@@ -251,7 +250,7 @@ def _run(
             dt=model.dt,
             parameters=noise_parameters,
         )
-        state = euler_step_(cell, state, drive, parameters, terms, scratch)
+        state = euler_step_(cell, state, drive, parameters, terms)
         if observer is not None:
             observer(step, state)
     return state

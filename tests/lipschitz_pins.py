@@ -11,10 +11,11 @@ generated formula along the batched path: equal to the old hand-typed one up to 
 evaluates all of them through the public API and returns
 ``{name: sha256 of the result's bytes}``; ``tests/data/lipschitz_pins.json`` holds the
 values recorded before the restructure (``python tests/lipschitz_pins.py --record``
-rewrites it: only do that for a change that is *meant* to alter results). The pins of the
-``probe`` regularizer (and of the run trained with it) were re-recorded on purpose for
-issue 13 (Rademacher probes drawn many steps at a time, advanced with the path ξ = 0);
-every other pin is still the one recorded before the restructure.
+rewrites it: only do that for a change that is *meant* to alter results; ``--fixtures``
+also rewrites the legacy run and state dicts, which stand for older code's files). The
+pins of the ``probe`` regularizer (and of the run trained with it) were re-recorded on
+purpose for issue 13 (Rademacher probes drawn many steps at a time, advanced with the
+path ξ = 0), and later every pin (see the end of this docstring).
 
 Bits depend on the torch build and the CPU's vector instructions, so the recorded file
 names both; ``tests/test_lipschitz_pins.py`` skips on another build or CPU capability.
@@ -28,6 +29,11 @@ resumes the recorded checkpoint, whose configuration (hash) has no ``recurrence`
 it trains on with the default, fused recurrence; its digest was re-recorded when the fused
 default came (the fused path's own determinism and exact resumption are tested in
 ``tests/test_fused.py``).
+
+Every pin was re-recorded on purpose for the speed issue's step fusion (``CODE_VERSION``
+3): the Euler step h + s ⊙ f + h ⊙ m + a is three fused multiply-adds
+(``nrnn.noise.StepNoise.advance``) and the Lipschitz drift's products with their sums are
+``addmm`` calls, which round differently from the separate products and sums before.
 """
 
 from __future__ import annotations
@@ -264,25 +270,29 @@ def compute(include_training: bool = True) -> dict[str, str]:
     return pins
 
 
-def record() -> None:
-    """Write the fixtures (run once with the code whose results are pinned)."""
+def record(fixtures: bool = False) -> None:
+    """Write the pins of today's code; with ``fixtures`` first rewrite the legacy run and
+    state dicts as well (they stand for files written by older code: only on purpose)."""
     from nrnn.train import train
 
-    DATA.mkdir(exist_ok=True)
-    with one_thread():
-        if LEGACY_RUN.exists():
-            shutil.rmtree(LEGACY_RUN)
-        train(_train_config("noise", "paper", 1, "fused"), LEGACY_RUN, progress=False)
-        (LEGACY_RUN / "events.jsonl").unlink()
-        models = legacy_state_dicts()
-        torch.save({name: m.state_dict() for name, m in models.items()}, LEGACY_STATE_DICTS)
+    if fixtures:
+        DATA.mkdir(exist_ok=True)
+        with one_thread():
+            if LEGACY_RUN.exists():
+                shutil.rmtree(LEGACY_RUN)
+            train(_train_config("noise", "paper", 1, "fused"), LEGACY_RUN, progress=False)
+            (LEGACY_RUN / "events.jsonl").unlink()
+            models = legacy_state_dicts()
+            torch.save({name: m.state_dict() for name, m in models.items()}, LEGACY_STATE_DICTS)
     PINS.write_text(
         json.dumps({"environment": environment(), "pins": compute()}, indent=1, sort_keys=True)
         + "\n"
     )
 
 
+USAGE = "usage: python tests/lipschitz_pins.py --record [--fixtures]"
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--record"]:
-        raise SystemExit("usage: python tests/lipschitz_pins.py --record")
-    record()
+    if sys.argv[1:] not in (["--record"], ["--record", "--fixtures"]):
+        raise SystemExit(USAGE)
+    record(fixtures="--fixtures" in sys.argv)

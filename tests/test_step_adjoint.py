@@ -13,7 +13,7 @@ import pytest
 import sympy as sp
 import torch
 
-from nrnn._generated import cell_cornn, cell_lipschitz, noise_adjoint
+from nrnn._generated import _helpers, cell_cornn, cell_lipschitz, noise_adjoint
 from nrnn._generated.numpy import noise_adjoint as np_noise_adjoint
 from nrnn.catalogue import CELLS
 from nrnn.derivations import cells, step_adjoint
@@ -113,10 +113,14 @@ def test_generated_step_vjp_is_autograd_of_one_step(name, step_kind, multiplier_
     for numpy in (False, True):
         module = _twin(cell.formulas) if numpy else cell.formulas
         found = _call(getattr(module, function), arguments, numpy=numpy)
-        as_tensor = {k: _tensor(v) for k, v in found.items()}
-        drive_parts = [as_tensor[part] for part in cell.drive_parts]
-        actual = [as_tensor["state"], torch.cat(drive_parts, -1)]
-        actual += [as_tensor[field] for field in trained]
+        helpers = _twin(_helpers) if numpy else _helpers
+        drive_parts = [_tensor(found[part]) for part in cell.drive_parts]
+        actual = [_tensor(found["state"]), torch.cat(drive_parts, -1)]
+        # a matrix's gradient comes as factor pairs (l, r): Σ over pairs and samples of l rᵀ
+        actual += [
+            _tensor(sum(helpers.outer_sum(left, right) for left, right in found[field]))
+            for field in trained
+        ]
         for value, reference in zip(actual, expected, strict=True):
             torch.testing.assert_close(value, reference, **TOLERANCE)
 

@@ -271,6 +271,14 @@ MUTATIONS = (
         "cotangent = cotangent + 0 * path_grads[k]",
         ("tests/test_fused.py",),
     ),
+    Mutation(
+        "fused backward: each step's weight-gradient term overwrites the sum",
+        "gradients",
+        "nrnn/fused.py",
+        "gradient.addmm_(left.transpose(0, 1), right)",
+        "gradient.addmm_(left.transpose(0, 1), right, beta=0)",
+        ("tests/test_fused.py", "-k", "equal_the_reference"),
+    ),
 )
 
 

@@ -4,7 +4,7 @@
 
 import torch
 
-from ._helpers import lift, outer_sum
+from ._helpers import lift
 
 __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_differential', 'drift_second_differential', 'step_vjp', 'step_vjp_multiplicative']
 
@@ -190,7 +190,7 @@ def step_vjp(state, update_matrix, reset_matrix, candidate_matrix, g_value, g_sl
         step: float or (..., d), s, the step's drift step.
 
     Returns:
-        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, its gradient summed over every sample (d, d).
+        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, the factor pairs ((l, r), ...) of its gradient, the sum over the pairs and every sample of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it).
     """
     drift_cotangent = cotangent * step
     shared_1 = 1 - u_value
@@ -203,7 +203,7 @@ def step_vjp(state, update_matrix, reset_matrix, candidate_matrix, g_value, g_sl
     shared_6 = g_cotangent @ candidate_matrix
     shared_7 = shared_6 * state
     r_cotangent = r_slope * shared_7
-    return {'state': cotangent + u_cotangent @ update_matrix + r_cotangent @ reset_matrix + shared_6 * r_value - shared_3, 'update_drive': u_cotangent, 'reset_drive': r_cotangent, 'candidate_drive': g_cotangent, 'update_matrix': outer_sum(u_cotangent, state), 'reset_matrix': outer_sum(r_cotangent, state), 'candidate_matrix': outer_sum(g_cotangent, r_value * state)}
+    return {'state': cotangent + u_cotangent @ update_matrix + r_cotangent @ reset_matrix + shared_6 * r_value - shared_3, 'update_drive': u_cotangent, 'reset_drive': r_cotangent, 'candidate_drive': g_cotangent, 'update_matrix': ((u_cotangent, state),), 'reset_matrix': ((r_cotangent, state),), 'candidate_matrix': ((g_cotangent, r_value * state),)}
 
 
 def step_vjp_multiplicative(state, update_matrix, reset_matrix, candidate_matrix, g_value, g_slope, r_value, r_slope, u_value, u_slope, cotangent, step, multiplier):
@@ -236,7 +236,7 @@ def step_vjp_multiplicative(state, update_matrix, reset_matrix, candidate_matrix
         multiplier: (..., d) or (..., 1), m, the step's multiplicative noise term.
 
     Returns:
-        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, its gradient summed over every sample (d, d).
+        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, the factor pairs ((l, r), ...) of its gradient, the sum over the pairs and every sample of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it).
     """
     drift_cotangent = cotangent * step
     shared_1 = 1 - u_value
@@ -249,4 +249,4 @@ def step_vjp_multiplicative(state, update_matrix, reset_matrix, candidate_matrix
     shared_6 = g_cotangent @ candidate_matrix
     shared_7 = shared_6 * state
     r_cotangent = r_slope * shared_7
-    return {'state': cotangent + u_cotangent @ update_matrix + r_cotangent @ reset_matrix + shared_6 * r_value + cotangent * multiplier - shared_3, 'update_drive': u_cotangent, 'reset_drive': r_cotangent, 'candidate_drive': g_cotangent, 'update_matrix': outer_sum(u_cotangent, state), 'reset_matrix': outer_sum(r_cotangent, state), 'candidate_matrix': outer_sum(g_cotangent, r_value * state)}
+    return {'state': cotangent + u_cotangent @ update_matrix + r_cotangent @ reset_matrix + shared_6 * r_value + cotangent * multiplier - shared_3, 'update_drive': u_cotangent, 'reset_drive': r_cotangent, 'candidate_drive': g_cotangent, 'update_matrix': ((u_cotangent, state),), 'reset_matrix': ((r_cotangent, state),), 'candidate_matrix': ((g_cotangent, r_value * state),)}

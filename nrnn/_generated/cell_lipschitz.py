@@ -4,7 +4,7 @@
 
 import torch
 
-from ._helpers import lift, outer_sum
+from ._helpers import lift
 
 __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_differential', 'drift_second_differential', 'step_vjp', 'step_vjp_multiplicative']
 
@@ -132,11 +132,11 @@ def step_vjp(state, a_matrix, w_matrix, phi_slope, cotangent, step):
         step: float or (..., d), s, the step's drift step.
 
     Returns:
-        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, its gradient summed over every sample (d, d).
+        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, the factor pairs ((l, r), ...) of its gradient, the sum over the pairs and every sample of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it).
     """
     drift_cotangent = cotangent * step
     phi_cotangent = phi_slope * drift_cotangent
-    return {'state': cotangent + drift_cotangent @ a_matrix + phi_cotangent @ w_matrix, 'drive': phi_cotangent, 'a_matrix': outer_sum(drift_cotangent, state), 'w_matrix': outer_sum(phi_cotangent, state)}
+    return {'state': cotangent + drift_cotangent @ a_matrix + phi_cotangent @ w_matrix, 'drive': phi_cotangent, 'a_matrix': ((drift_cotangent, state),), 'w_matrix': ((phi_cotangent, state),)}
 
 
 def step_vjp_multiplicative(state, a_matrix, w_matrix, phi_slope, cotangent, step, multiplier):
@@ -160,8 +160,8 @@ def step_vjp_multiplicative(state, a_matrix, w_matrix, phi_slope, cotangent, ste
         multiplier: (..., d) or (..., 1), m, the step's multiplicative noise term.
 
     Returns:
-        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, its gradient summed over every sample (d, d).
+        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, the factor pairs ((l, r), ...) of its gradient, the sum over the pairs and every sample of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it).
     """
     drift_cotangent = cotangent * step
     phi_cotangent = phi_slope * drift_cotangent
-    return {'state': cotangent + drift_cotangent @ a_matrix + phi_cotangent @ w_matrix + cotangent * multiplier, 'drive': phi_cotangent, 'a_matrix': outer_sum(drift_cotangent, state), 'w_matrix': outer_sum(phi_cotangent, state)}
+    return {'state': cotangent + drift_cotangent @ a_matrix + phi_cotangent @ w_matrix + cotangent * multiplier, 'drive': phi_cotangent, 'a_matrix': ((drift_cotangent, state),), 'w_matrix': ((phi_cotangent, state),)}

@@ -43,6 +43,13 @@ def lipschitz_matrix(raw: torch.Tensor, beta: float, gamma: float) -> torch.Tens
     return (1 - beta) * (raw + transposed) + beta * (raw - transposed) - gamma * identity
 
 
+def _plus_product(term: torch.Tensor, rows: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """term + rows @ matrix: one ``addmm`` when every operand is a plain batch of rows."""
+    if rows.dim() == 2 and term.shape == (rows.shape[0], matrix.shape[1]):
+        return torch.addmm(term, rows, matrix)
+    return rows @ matrix + term
+
+
 class LipschitzCell(Cell[LipschitzParameters]):
     """f(h, x) = A h + φ(W h + U x + b).
 
@@ -115,12 +122,15 @@ class LipschitzCell(Cell[LipschitzParameters]):
     def drift_terms(
         self, state: torch.Tensor, drive: torch.Tensor, parameters: LipschitzParameters
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(A h + φ(z), {"phi": z}) with z = W h + c."""
+        """(A h + φ(z), {"phi": z}) with z = W h + c; each product and its sum one
+        ``addmm`` for a batch of rows (batch, d)."""
         A, W = parameters
-        pre_activation = state @ W.T + drive
+        pre_activation = _plus_product(drive, state, W.T)
         if self.antisymmetric:
             return self.activation.value(pre_activation), {"phi": pre_activation}
-        return state @ A.T + self.activation.value(pre_activation), {"phi": pre_activation}
+        return _plus_product(self.activation.value(pre_activation), state, A.T), {
+            "phi": pre_activation
+        }
 
     def activation_uses(self) -> dict[str, Activation]:
         return {"phi": self.activation}

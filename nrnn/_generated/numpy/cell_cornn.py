@@ -4,7 +4,7 @@
 
 import numpy as np
 
-from ._helpers import block, join_blocks, lift, outer_sum
+from ._helpers import block, join_blocks, lift
 
 __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_differential', 'drift_second_differential', 'step_vjp', 'step_vjp_multiplicative']
 
@@ -156,12 +156,12 @@ def step_vjp(state, w_matrix, velocity_matrix, gamma, epsilon, phi_slope, cotang
         step: float or (..., n), s, the step's drift step.
 
     Returns:
-        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, its gradient summed over every sample (d, d).
+        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, the factor pairs ((l, r), ...) of its gradient, the sum over the pairs and every sample of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it).
     """
     drift_cotangent = cotangent * step
     shared_1 = block(drift_cotangent, 1, 2)
     phi_cotangent = phi_slope * shared_1
-    return {'state': cotangent + join_blocks([lift(-gamma, 1) * shared_1 + phi_cotangent @ w_matrix, lift(-epsilon, 1) * shared_1 + phi_cotangent @ velocity_matrix + block(drift_cotangent, 0, 2)]), 'drive': phi_cotangent, 'w_matrix': outer_sum(phi_cotangent, block(state, 0, 2)), 'velocity_matrix': outer_sum(phi_cotangent, block(state, 1, 2))}
+    return {'state': cotangent + join_blocks([lift(-gamma, 1) * shared_1 + phi_cotangent @ w_matrix, lift(-epsilon, 1) * shared_1 + phi_cotangent @ velocity_matrix + block(drift_cotangent, 0, 2)]), 'drive': phi_cotangent, 'w_matrix': ((phi_cotangent, block(state, 0, 2)),), 'velocity_matrix': ((phi_cotangent, block(state, 1, 2)),)}
 
 
 def step_vjp_multiplicative(state, w_matrix, velocity_matrix, gamma, epsilon, phi_slope, cotangent, step, multiplier):
@@ -187,9 +187,9 @@ def step_vjp_multiplicative(state, w_matrix, velocity_matrix, gamma, epsilon, ph
         multiplier: (..., n) or (..., 1), m, the step's multiplicative noise term.
 
     Returns:
-        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, its gradient summed over every sample (d, d).
+        a dict: 'state' (..., n), the cotangent of h; each drive's name, its cotangent (..., d); each matrix parameter's name, the factor pairs ((l, r), ...) of its gradient, the sum over the pairs and every sample of l r^T (rows (..., m) and (..., k); ``outer_sum`` of a pair sums it).
     """
     drift_cotangent = cotangent * step
     shared_1 = block(drift_cotangent, 1, 2)
     phi_cotangent = phi_slope * shared_1
-    return {'state': cotangent + cotangent * multiplier + join_blocks([lift(-gamma, 1) * shared_1 + phi_cotangent @ w_matrix, lift(-epsilon, 1) * shared_1 + phi_cotangent @ velocity_matrix + block(drift_cotangent, 0, 2)]), 'drive': phi_cotangent, 'w_matrix': outer_sum(phi_cotangent, block(state, 0, 2)), 'velocity_matrix': outer_sum(phi_cotangent, block(state, 1, 2))}
+    return {'state': cotangent + cotangent * multiplier + join_blocks([lift(-gamma, 1) * shared_1 + phi_cotangent @ w_matrix, lift(-epsilon, 1) * shared_1 + phi_cotangent @ velocity_matrix + block(drift_cotangent, 0, 2)]), 'drive': phi_cotangent, 'w_matrix': ((phi_cotangent, block(state, 0, 2)),), 'velocity_matrix': ((phi_cotangent, block(state, 1, 2)),)}
