@@ -155,8 +155,10 @@ def execute(job: Job) -> RunOutcome:
     """
     import torch
 
+    from .memory import keep_freed_memory
     from .train import load_model, train
 
+    keep_freed_memory()
     spec, task = job.spec, job.task
     store = RunStore(job.store_root)
     run_dir = store.run_dir(spec.config)
