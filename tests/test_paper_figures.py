@@ -1,17 +1,25 @@
 """nrnn.figures: the variant grid and its configs, the robustness figure end to end on a
 microscopic grid (through the shared store), the profiles, and the command line."""
 
+import argparse
 import csv
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 import nrnn.train as training
 from nrnn import perturb
-from nrnn.experiments import REGISTRY, Context, load
+from nrnn.experiments import (
+    REGISTRY,
+    Context,
+    add_common_arguments,
+    context_from_arguments,
+    load,
+)
 from nrnn.figures import cli, robustness, runs
 from nrnn.store import RunStore
 
@@ -245,10 +253,28 @@ def test_cli_lists_and_rejects_bad_arguments(capsys):
         ["--profile", "huge"],
         ["--address", "auto"],  # needs --backend ray
         ["--jobs", "0"],
+        ["--threads-per-run", "0"],
+        # more threads than cores on this machine, whatever its size
+        ["--threads-per-run", str(2 * (os.cpu_count() or 1)), "--jobs", "1"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(argv)
         assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_jobs_default_to_the_cores_over_the_threads_per_run(threads, monkeypatch):
+    """--threads-per-run reaches the context, and --jobs defaults so that jobs × threads
+    fills the cores without oversubscribing them (at least one job)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+    args = parser.parse_args(["--threads-per-run", str(threads)])
+    context = context_from_arguments(args, parser)
+    assert (context.jobs, context.threads_per_run) == (4 // threads, threads)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    context = context_from_arguments(parser.parse_args(["--threads-per-run", "1"]), parser)
+    assert context.jobs == 1
 
 
 def test_cli_makes_the_robustness_figure_and_plans_it(tmp_path, monkeypatch, capsys):
