@@ -215,9 +215,11 @@ def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor |
     known = ("cotangent", "step", "state", "multiplier")
     functions = {False: formulas.step_vjp, True: formulas.step_vjp_multiplicative}
     names = {key: _argument_names(vjp) for key, vjp in functions.items()}
-    point_names = sorted({n for ns in names.values() for n in ns} - set(known) - set(static))
-    steps = len(ctx.states)
+    point_names = {
+        key: [n for n in ns if n not in known and n not in static] for key, ns in names.items()
+    }
     static_arguments = {key: {n: static[n] for n in ns if n in static} for key, ns in names.items()}
+    steps = len(ctx.states)
 
     drive_list = drives.unbind(0)
     xi_list = xi.unbind(0) if xi is not None else [None] * steps
@@ -231,7 +233,7 @@ def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor |
         terms, state = ctx.terms[k], ctx.states[k]
         multiplicative = terms.state_multiplier is not None
         arguments = static_arguments[multiplicative] | cell.step_point(
-            state, drive_list[k], ctx.pre_activations[k], parameters, point_names
+            state, drive_list[k], ctx.pre_activations[k], parameters, point_names[multiplicative]
         )
         arguments.update(cotangent=cotangent, step=terms.drift_step, state=state)
         if multiplicative:
