@@ -63,6 +63,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C's default action. A test run started in the
+    background of a non-interactive shell inherits SIGINT ignored, and Python then leaves
+    it ignored, as it should for the command itself (``nohup``, ``&``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def smoke_specs():
     settings = robustness.settings_for("smoke")
     from nrnn.figures import runs
@@ -96,6 +103,7 @@ def test_a_signal_stops_every_process_and_keeps_a_consistent_store(
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=_interruptible,
     )
     specs = smoke_specs()
     deadline = time.monotonic() + 240
@@ -143,6 +151,7 @@ def test_nrnn_train_interrupted_says_where_to_resume(tmp_path):
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and training.finished_epochs(out) < 1:
