@@ -61,16 +61,19 @@ class StepNoise(NamedTuple):
     additive: torch.Tensor | None
     state_multiplier: torch.Tensor | None
 
-    def advance(self, state: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
+    def advance(
+        self, state: torch.Tensor, drift: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """h' = h + s ⊙ f + h ⊙ m + a from the state h and the drift f, each (batch, n).
 
         Three fused multiply-adds, the last two in place on the fresh h + s ⊙ f (none of
-        them saves its output for autograd)."""
+        them saves its output for autograd); ``out``: write h' there (it may be ``drift``'s
+        own tensor, of the state's shape; no autograd)."""
         step = self.drift_step
         if isinstance(step, torch.Tensor):
-            following = torch.addcmul(state, step, drift)
+            following = torch.addcmul(state, step, drift, out=out)
         else:
-            following = torch.add(state, drift, alpha=step)
+            following = torch.add(state, drift, alpha=step, out=out)
         if self.state_multiplier is not None:
             following.addcmul_(state, self.state_multiplier)
         return following if self.additive is None else following.add_(self.additive)

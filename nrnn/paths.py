@@ -109,7 +109,7 @@ def euler_step_(
     terms: StepNoise,
 ) -> torch.Tensor:
     """One Euler step h + s ⊙ f(h, c) + h ⊙ m + a, bitwise ``NoisyRNN.euler_step``: the
-    same operations in the same order, accumulated in place on the drift's own tensor.
+    same ``StepNoise.advance``, written in place into the drift's own tensor.
 
     Args:
         state: (..., n); drive: broadcasting against it; terms: the noise's step terms.
@@ -119,16 +119,7 @@ def euler_step_(
     following = cell.drift(state, drive, parameters)
     if following.shape != state.shape or _shares_memory(following, state):
         following = following.expand_as(state).clone()
-    step = terms.drift_step
-    if isinstance(step, torch.Tensor):
-        torch.addcmul(state, step, following, out=following)
-    else:
-        torch.add(state, following, alpha=step, out=following)
-    if terms.state_multiplier is not None:
-        following.addcmul_(state, terms.state_multiplier)
-    if terms.additive is not None:
-        following.add_(terms.additive)
-    return following
+    return terms.advance(state, following, out=following)
 
 
 def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
