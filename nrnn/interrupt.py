@@ -83,10 +83,12 @@ class DeferredSignals:
         self.received.append(signal_number)
 
     def install(self) -> None:
-        """(Re)install the recording handlers, e.g. after a library replaced them."""
+        """(Re)install the recording handlers, e.g. after a library replaced them; a signal
+        the process ignores (a worker's SIGINT) stays ignored."""
         if threading.current_thread() is threading.main_thread():
             for number in self.SIGNALS:
-                signal.signal(number, self._record)
+                if self._previous.get(number) is not signal.SIG_IGN:
+                    signal.signal(number, self._record)
 
     def check(self) -> None:
         if self.received:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from . import data
 from .config import RunConfig
 from .files import write_atomic, write_text_atomic
+from .interrupt import DeferredSignals
 from .model import NoisyRNN
 from .noise import Noise, NoiseForm, ReferenceNoise
 
@@ -364,19 +365,23 @@ def train(
         scheduler.step()
         record["seconds"] = time.perf_counter() - started
         metrics.append(record)
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config_hash": config.identity_hash(),
-                "config": config.to_dict(),
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-            },
-        )
-        _write_metrics(run_dir, metrics)
+        # The epoch's checkpoint and metrics are written together: a Ctrl-C or SIGTERM in
+        # between is acted on after both (else the metrics would miss a saved epoch).
+        with DeferredSignals() as signals:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "config_hash": config.identity_hash(),
+                    "config": config.to_dict(),
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                },
+            )
+            _write_metrics(run_dir, metrics)
+        signals.check()
         if progress:
             summary = ", ".join(
                 f"{k}={v:.4f}" for k, v in record.items() if k.endswith(("accuracy", "objective"))
