@@ -14,7 +14,8 @@ A config has five sections, each a TOML table::
     [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
     [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
              ("exact" | "probe", for the explicit objective), probes, divergence_factor,
-             threads, device ("cpu" | "cuda" | "cuda:N" | "auto")
+             threads, device ("cpu" | "cuda" | "cuda:N" | "auto"), the stopping rule
+             stop_window, stop_min_gain, plateau_decays (see ``TrainConfig``)
 
 Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``; ``nrnn/configs/cells/``
 holds a config per built-in cell (``nrnn train --config nrnn/configs/cells/cornn.toml``).
@@ -38,10 +39,14 @@ CELL_KEYS = {
     "gru": (),
 }
 """The model keys that configure one cell only (a key of another cell must keep its default)."""
-ADDED_KEYS = ("cell", "activation", "oscillator_gamma", "oscillator_epsilon", "recurrence")
-"""Model keys added after runs were cached by their hash: left out of it at their defaults.
-(Runs stored before ``recurrence`` existed were computed op by op; the store tells them
-apart by :data:`nrnn.store.CODE_VERSION`, which changed with the fused default.)"""
+ADDED_KEYS = {
+    "model": ("cell", "activation", "oscillator_gamma", "oscillator_epsilon", "recurrence"),
+    "train": ("stop_window", "stop_min_gain", "plateau_decays"),
+}
+"""Keys added after runs were cached by their hash, by section: left out of it at their
+defaults, so that those runs keep their hashes. (Runs stored before ``recurrence`` existed
+were computed op by op; the store tells them apart by :data:`nrnn.store.CODE_VERSION`,
+which changed with the fused default.)"""
 REGULARIZER_METHODS = ("exact", "probe")
 NOISE_FORMS = ("paper", "reference")
 
@@ -119,6 +124,13 @@ class TrainConfig:
     regularizer_method: str = "exact"  # how the explicit objective computes (q + r)/2
     probes: int = 8  # random probes per sample when regularizer_method = "probe"
     divergence_factor: float = 100.0  # stop when an epoch's objective exceeds this × the best
+    # Until it stops improving (0: train all `epochs`): stop when the best validation
+    # accuracy of the last `stop_window` epochs beats the best before them by less than
+    # `stop_min_gain` (a fraction), after `plateau_decays` such plateaus that instead drop
+    # the learning rate by `optim.lr_decay`; `epochs` is then the cap.
+    stop_window: int = 0
+    stop_min_gain: float = 0.002
+    plateau_decays: int = 0
     threads: int = 0  # 0 = torch's default
     device: str = "cpu"  # "auto": CUDA when available
 
@@ -177,6 +189,7 @@ class RunConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
+        self._validate_stopping()
         factor = self.train.divergence_factor
         if factor != 0 and not factor > 1:
             raise ValueError(f"train.divergence_factor must be 0 (off) or > 1, got {factor}")
@@ -191,6 +204,31 @@ class RunConfig:
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         return self
+
+    def _validate_stopping(self) -> None:
+        from . import data
+
+        train = self.train
+        for name in ("stop_window", "plateau_decays"):
+            if getattr(train, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(train, name)}")
+        if not 0 <= train.stop_min_gain < 1:
+            raise ValueError(f"train.stop_min_gain must be in [0, 1), got {train.stop_min_gain}")
+        if not train.stop_window:
+            return
+        if self.optim.lr_decay_every and train.plateau_decays:
+            raise ValueError(
+                "optim.lr_decay_every and train.plateau_decays are two learning-rate "
+                "schedules; with train.stop_window set, use one (lr_decay_every = 0 to drop "
+                "the rate at plateaus)"
+            )
+        if self.data.name in data.NAMES:
+            splits = data.info(self.data.name, recipe=self.data.recipe).splits
+            if "valid" not in splits:
+                raise ValueError(
+                    f"train.stop_window needs a validation split; dataset "
+                    f"{self.data.name!r} has only {splits}"
+                )
 
     def _validate_cell(self) -> None:
         from .activations import ACTIVATIONS
@@ -212,16 +250,17 @@ class RunConfig:
                     )
 
     def canonical_dict(self) -> dict[str, dict[str, Any]]:
-        """:meth:`to_dict` without the model keys added with the cells (:data:`ADDED_KEYS`)
-        where they hold their defaults: what hashes of a run are computed from, so that runs
-        stored before those keys existed keep their hashes."""
+        """:meth:`to_dict` without the keys added later (:data:`ADDED_KEYS`) where they
+        hold their defaults: what hashes of a run are computed from, so that runs stored
+        before those keys existed keep their hashes."""
         content = self.to_dict()
-        defaults = ModelConfig()
-        content["model"] = {
-            k: v
-            for k, v in content["model"].items()
-            if not (k in ADDED_KEYS and v == getattr(defaults, k))
-        }
+        defaults = RunConfig().to_dict()
+        for section, added in ADDED_KEYS.items():
+            content[section] = {
+                k: v
+                for k, v in content[section].items()
+                if not (k in added and v == defaults[section][k])
+            }
         return content
 
     def identity_hash(self) -> str:

@@ -11,7 +11,8 @@ another that needs the same configuration. Layout::
         labels.json                    the names experiments gave this run
         task-<name>-<task key>.json    results of work done on the trained model
 
-A run is finished when its checkpoint holds its last epoch; an unfinished run is resumed
+A run is finished when its checkpoint holds its last epoch or its stopping rule stopped
+it (``train.stop_window``); an unfinished run is resumed
 from its checkpoint. Every file is written atomically (write, then rename), so an
 interrupted run never leaves a half-written file and the store is always consistent.
 """
@@ -26,7 +27,7 @@ from typing import Any
 from .config import RunConfig
 from .files import write_json_atomic
 
-CODE_VERSION = 3
+CODE_VERSION = 4
 """Version of the training and evaluation code. Bump it whenever a change can alter the
 numbers a run produces (training, the model, the noise, the data, the evaluation tasks):
 runs stored under an older version are then never reused. ``tests/test_store.py`` pins a
@@ -134,7 +135,14 @@ class RunStore:
             return 0
 
     def is_finished(self, config: RunConfig) -> bool:
-        return self.finished_epochs(config) >= config.train.epochs
+        """Whether the run holds its last epoch or was stopped by its stopping rule (False
+        with a damaged checkpoint: training it again reports the damage)."""
+        from .train import CheckpointError, is_complete
+
+        try:
+            return is_complete(self.run_dir(config), config)
+        except CheckpointError:
+            return False
 
     def task_path(self, config: RunConfig, name: str, key: str) -> Path:
         return self.run_dir(config) / f"task-{name}-{key}.json"

@@ -10,6 +10,11 @@ A run lives in a directory (by default ``runs/<dataset>/<config hash>``) holding
                      device), so an interrupted and resumed run shows where it picked up
     final.json       the last epoch's metrics, written when the run completes
 
+With ``train.stop_window`` set, training stops when the validation accuracy stops improving
+(:func:`plateau_decision`); ``train.epochs`` is then a cap. The epoch at which the rule
+found a plateau carries ``"plateau": "decay" | "stop"`` in its metrics record, and the
+checkpoint of the last epoch says ``"stopped": true``.
+
 Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a run resumed
 from the checkpoint of epoch k continues exactly as the uninterrupted run would have.
 """
@@ -204,9 +209,57 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
 
 def finished_epochs(run_dir: str | Path) -> int:
     """The last epoch saved in the run's checkpoint (0 if it has none); a damaged checkpoint
-    raises :class:`CheckpointError`. A cached run is finished when this equals its epochs."""
+    raises :class:`CheckpointError`."""
+    return _progress_of(run_dir)[0]
+
+
+def is_complete(run_dir: str | Path, config: RunConfig) -> bool:
+    """Whether the run in ``run_dir`` is done: its checkpoint holds the last epoch of
+    ``config.train.epochs`` or says the stopping rule stopped it. A damaged checkpoint
+    raises :class:`CheckpointError`."""
+    epoch, stopped = _progress_of(run_dir)
+    return stopped or epoch >= config.train.epochs
+
+
+def _progress_of(run_dir: str | Path) -> tuple[int, bool]:
     path = Path(run_dir) / "checkpoint.pt"
-    return load_checkpoint(path)["epoch"] if path.exists() else 0
+    if not path.exists():
+        return 0, False
+    state = load_checkpoint(path)
+    return state["epoch"], bool(state.get("stopped", False))
+
+
+# ----------------------------------------------------------------------- stopping rule
+PLATEAU_KEY = "plateau"
+"""The key of an epoch's metrics record at which the stopping rule found a plateau: its
+value is ``"decay"`` (the learning rate dropped after that epoch) or ``"stop"``."""
+
+
+def plateau_decision(history: list[dict], train_config: Any) -> str | None:
+    """The stopping rule (``train.stop_window`` W, ``stop_min_gain`` g,
+    ``plateau_decays`` P) applied after the last epoch of ``history`` (the metrics records
+    so far, each with ``epoch`` and ``valid_accuracy``).
+
+    A plateau: at least W epochs since the start or the last plateau, and the best
+    validation accuracy of the last W epochs exceeds the best of all epochs before them by
+    less than g. Returns None (no plateau, or the rule is off: W = 0), ``"decay"`` (a
+    plateau, fewer than P decays so far: drop the learning rate) or ``"stop"``. A pure
+    function of the records, so a resumed run decides as the uninterrupted one did.
+    """
+    window = train_config.stop_window
+    if not window or not history:
+        return None
+    epoch = history[-1]["epoch"]
+    events = [m for m in history if m.get(PLATEAU_KEY)]
+    since = events[-1]["epoch"] if events else 0
+    if epoch - since < window or epoch <= window:
+        return None
+    before = max(m["valid_accuracy"] for m in history if m["epoch"] <= epoch - window)
+    recent = max(m["valid_accuracy"] for m in history if m["epoch"] > epoch - window)
+    if recent - before >= train_config.stop_min_gain:
+        return None
+    decays = sum(1 for m in events if m[PLATEAU_KEY] == "decay")
+    return "decay" if decays < train_config.plateau_decays else "stop"
 
 
 def load_model(run_dir: str | Path) -> tuple[NoisyRNN, RunConfig]:
@@ -286,12 +339,14 @@ def train(
 
     metrics: list[dict] = []
     first_epoch = 1
+    stopped = False
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         first_epoch = state["epoch"] + 1
+        stopped = bool(state.get("stopped", False))
         metrics = [m for m in read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +369,8 @@ def train(
         for split, ds in eval_sets.items()
     }
     batch_size = config.data.batch_size
-    for epoch in range(first_epoch, config.train.epochs + 1):
+    last_epoch = first_epoch - 1 if stopped else config.train.epochs
+    for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
         torch.manual_seed(_epoch_seed(config.train.seed, epoch))
         order = torch.randperm(len(labels), device="cpu").to(device)
@@ -363,6 +419,13 @@ def train(
                 record[f"{split}_{key}"] = value
         _check_growth(record, metrics, config, checkpoint_path)
         scheduler.step()
+        decision = plateau_decision([*metrics, record], config.train)
+        if decision is not None:
+            record[PLATEAU_KEY] = decision
+        if decision == "decay":
+            for group in optimizer.param_groups:
+                group["lr"] *= config.optim.lr_decay
+        stopped = decision == "stop"
         record["seconds"] = time.perf_counter() - started
         metrics.append(record)
         # The epoch's checkpoint and metrics are written together: a Ctrl-C or SIGTERM in
@@ -375,6 +438,7 @@ def train(
                     "config_hash": config.identity_hash(),
                     "config": config.to_dict(),
                     "epoch": epoch,
+                    "stopped": stopped,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -387,6 +451,8 @@ def train(
                 f"{k}={v:.4f}" for k, v in record.items() if k.endswith(("accuracy", "objective"))
             )
             bar.write(f"epoch {epoch}: {summary} ({record['seconds']:.1f}s)")
+        if stopped:
+            break
     if metrics:
         write_text_atomic(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
     model.eval()
