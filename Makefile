@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install lint typecheck test test-slow mutate derive reproduce bench clean
+.PHONY: install lint typecheck test test-slow mutate derive reproduce medium medium-progress bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,22 @@ reproduce: $(STAMP)
 	$(PY) -m nrnn verify --profile $(PROFILE) --backend $(BACKEND) || [ $$? -eq 3 ]
 	$(PY) -m nrnn figures --profile $(PROFILE) --backend $(BACKEND)
 	$(PY) tools/readme_sync.py
+
+# The pixel-MNIST robustness runs (the `medium` profile) take days on 2 cores, longer than a
+# session: `make medium` starts them in the background or resumes them from their
+# checkpoints (the store is committed while they train); when every run is done, the same
+# command writes the tables. `make medium-progress` writes how far each run is.
+MEDIUM_STORE ?= paper_figures/output/medium_store
+MEDIUM_JOBS ?= 2
+medium: $(STAMP)
+	mkdir -p $(MEDIUM_STORE)
+	nohup $(PY) -m nrnn figures --only robustness --profile medium --store $(MEDIUM_STORE) \
+		--jobs $(MEDIUM_JOBS) --no-progress >> $(MEDIUM_STORE)/log.txt 2>&1 &
+	@echo "medium runs started in the background; log: $(MEDIUM_STORE)/log.txt"
+
+medium-progress: $(STAMP)
+	$(PY) -m nrnn.figures.robustness_progress --profile medium --store $(MEDIUM_STORE) \
+		--out paper_figures/output
 
 bench: $(STAMP)
 	$(PY) -m nrnn bench

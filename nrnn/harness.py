@@ -32,7 +32,7 @@ class RunSpec:
     """One trained model an experiment needs.
 
     Attributes:
-        name: what the experiment calls the model (a variant such as ``"noisy-high"`` or an
+        name: what the experiment calls the model (a variant such as ``"paper-high"`` or an
             objective such as ``"clean"``).
         config: the full run configuration (its seed included).
     """

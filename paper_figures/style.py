@@ -37,10 +37,13 @@ OKABE_ITO = (
 _VARIANT_STYLES = {
     "lipschitz": {"color": "#000000", "marker": "o", "linestyle": "-"},
     "antisymmetric": {"color": "#999999", "marker": "s", "linestyle": "--"},
-    "noisy-small": {"color": "#56B4E9", "marker": "^", "linestyle": "-"},
-    "noisy-high": {"color": "#0072B2", "marker": "v", "linestyle": "-"},
-    "noisy-reference": {"color": "#009E73", "marker": "D", "linestyle": "-."},
-    "explicit": {"color": "#D55E00", "marker": "P", "linestyle": ":"},
+    "released-clean": {"color": "#009E73", "marker": "d", "linestyle": ":"},
+    "released-small": {"color": "#009E73", "marker": "^", "linestyle": "-."},
+    "released-high": {"color": "#009E73", "marker": "D", "linestyle": "-"},
+    "paper-clean": {"color": "#0072B2", "marker": "x", "linestyle": ":"},
+    "paper-small": {"color": "#56B4E9", "marker": "^", "linestyle": "-."},
+    "paper-high": {"color": "#0072B2", "marker": "v", "linestyle": "-"},
+    "explicit": {"color": "#D55E00", "marker": "P", "linestyle": "--"},
 }
 
 RC: dict[str, Any] = {
@@ -130,7 +133,7 @@ def save(fig, stem: str | Path) -> list[Path]:
 
 # ------------------------------------------------------------------ additions for the
 # verification figures (expansion, stabilisation, trained_metrics)
-_OBJECTIVE_VARIANTS = {"clean": "lipschitz", "noise": "noisy-high", "explicit": "explicit"}
+_OBJECTIVE_VARIANTS = {"clean": "lipschitz", "noise": "paper-high", "explicit": "explicit"}
 
 OBJECTIVE_LABELS = {
     "clean": "clean (no noise)",

@@ -40,6 +40,7 @@ SKIP_REASONS = (
     "needs a SLURM allocation",
     "is what make test runs",
     "runs for hours",
+    "runs for days",
 )
 """The only reasons a block may be skipped for."""
 

@@ -72,37 +72,59 @@ def test_trained_metrics_hold_every_objective_and_seed():
             assert len(runs) == len(dataset["seeds"]) >= 2
 
 
-def perturbed_accuracy_from_csv(path: Path) -> dict[str, float]:
-    """Per variant, the mean over every (perturbation, level) of the accuracy averaged over
-    seeds, computed from the CSV's one row per (variant, seed, perturbation, level)."""
-    cells: dict[str, dict[tuple[str, float], list[float]]] = {}
+def accuracies_from_csv(path: Path) -> dict[tuple[str, int], dict[tuple[str, float], float]]:
+    """{(variant, seed): {(perturbation, level): accuracy}} from the CSV's one row per
+    (variant, seed, perturbation, level); clean accuracy under ("clean", 0.0)."""
+    found: dict[tuple[str, int], dict[tuple[str, float], float]] = {}
     with path.open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            if row["perturbation"] == "clean":
-                continue
             key = (row["perturbation"], float(row["level"]))
-            cells.setdefault(row["variant"], {}).setdefault(key, []).append(float(row["accuracy"]))
-    return {
-        variant: statistics.fmean(statistics.fmean(seeds) for seeds in per_level.values())
-        for variant, per_level in cells.items()
-    }
+            found.setdefault((row["variant"], int(row["seed"])), {})[key] = float(row["accuracy"])
+    return found
 
 
 @pytest.mark.parametrize("path", sorted(OUTPUT.glob("robustness_*.json")), ids=lambda p: p.name)
-def test_robustness_ranking_follows_the_mean_perturbed_accuracy(path):
-    """The ranking against the mean perturbed accuracy recomputed from the per-seed rows of
-    the CSV, not from the JSON's own aggregate."""
+def test_robustness_contrasts_follow_from_the_per_seed_rows(path):
+    """Every contrast's paired difference of mean accuracy drops, recomputed from the CSV
+    (not from the JSON's aggregates), and every direction and verdict from its interval."""
+    from scipy import stats
+
     summary = load(path.name)
     levels = summary["settings"]["levels"]
-    for variant in summary["variants"]:
-        assert set(variant["perturbations"]) == set(levels), variant["name"]
-        for name, entry in variant["perturbations"].items():
-            assert entry["levels"] == levels[name]
-            assert all(0.0 <= value <= 1.0 for value in entry["mean"])
-    recomputed = perturbed_accuracy_from_csv(path.with_suffix(".csv"))
-    stored = {v["name"]: v["mean_perturbed_accuracy"] for v in summary["variants"]}
-    assert set(recomputed) == set(summary["ranking"]) == set(stored)
-    for name, value in recomputed.items():
-        assert stored[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
-    ranked = [recomputed[name] for name in summary["ranking"]]
-    assert all(a >= b - 1e-12 for a, b in zip(ranked, ranked[1:], strict=False)), ranked
+    rows = accuracies_from_csv(path.with_suffix(".csv"))
+    own = {v["name"]: v.get("same_run_as") or v["name"] for v in summary["variants"]}
+    assert summary["contrasts"], "no contrast"
+    for contrast in summary["contrasts"]:
+        variant, reference = own[contrast["variant"]], own[contrast["reference"]]
+        directions = []
+        for name, values in levels.items():
+            differences = []
+            for seed in contrast["seeds"]:
+                mine, theirs = rows[(variant, seed)], rows[(reference, seed)]
+                drops = [
+                    (mine[(name, v)] - mine[("clean", 0.0)])
+                    - (theirs[(name, v)] - theirs[("clean", 0.0)])
+                    for v in values
+                ]
+                differences.append(statistics.fmean(drops))
+            stored = contrast["perturbations"][name]["mean_drop"]
+            assert stored["per_seed"] == pytest.approx(differences, abs=1e-12)
+            mean = statistics.fmean(differences)
+            low, high = stats.t.interval(0.95, len(differences) - 1, mean, stats.sem(differences))
+            assert stored["ci95"] == pytest.approx([low, high], abs=1e-12)
+            direction = 1 if low > 0 else -1 if high < 0 else 0
+            assert contrast["perturbations"][name]["direction"] == direction
+            directions.append(direction)
+        more, less = directions.count(1), directions.count(-1)
+        expected = (
+            "mixed"
+            if more and less
+            else "opposite"
+            if less
+            else "not shown"
+            if not more
+            else "holds"
+            if 2 * more >= len(directions)
+            else "partly"
+        )
+        assert contrast["verdict"] == expected, contrast["variant"]

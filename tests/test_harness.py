@@ -98,7 +98,7 @@ def test_a_failed_run_is_reported_not_raised(tmp_path, monkeypatch):
 def test_the_same_numbers_whatever_the_number_of_workers(tmp_path):
     """Every run trains on one thread, so --jobs changes where runs execute, not their
     numbers: bitwise equal parameters and task results with 1 and 2 worker processes."""
-    specs = tiny_specs(epochs=2, seeds=(0, 1), variants=("lipschitz", "noisy-high"))
+    specs = tiny_specs(epochs=2, seeds=(0, 1), variants=("lipschitz", "paper-high"))
     serial_store, parallel_store = RunStore(tmp_path / "serial"), RunStore(tmp_path / "parallel")
     serial = ensure_runs(specs, serial_store, LocalBackend(1), task=ACCURACY, progress=False)
     parallel = ensure_runs(specs, parallel_store, LocalBackend(2), task=ACCURACY, progress=False)

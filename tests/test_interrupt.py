@@ -20,7 +20,7 @@ from nrnn.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Two runs of 40 epochs (about a second each here) on 2 workers: long enough to be stopped
+# Three runs of 40 epochs (about a second each here) on 2 workers: long enough to be stopped
 # in the middle, started through the real command line.
 DRIVER = textwrap.dedent(
     """

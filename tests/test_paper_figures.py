@@ -21,13 +21,14 @@ from nrnn.experiments import (
     load,
 )
 from nrnn.figures import cli, robustness, runs
+from nrnn.figures import robustness_report as report
 from nrnn.store import RunStore
 
 TINY = runs.Size(hidden_dim=8, epochs=1, seeds=(0, 1))
 DATASET = "digits-rows"
 
 
-def tiny_settings(variants=("lipschitz", "noisy-high"), seeds=(0, 1)):
+def tiny_settings(variants=("lipschitz", "released-clean", "released-high"), seeds=(0, 1)):
     """digits row by row, hidden 8, 1 epoch, 2 levels per perturbation, 40 test sequences."""
     return dataclasses.replace(
         robustness.PROFILES["quick"],
@@ -46,39 +47,73 @@ def tiny_context(tmp_path, **options) -> Context:
 
 
 # ---------------------------------------------------------------------------- variants
-def test_variants_translate_the_released_settings():
+def test_variants_carry_the_released_settings_and_their_derived_translation():
     dt = runs.make_config("lipschitz", "digits", 0, TINY).model.dt
     configs = {name: runs.make_config(name, "digits", 0, TINY) for name in runs.VARIANTS}
-    lipschitz = configs["lipschitz"]
-    assert lipschitz.train.objective == "clean"
-    assert lipschitz.noise.additive == lipschitz.noise.multiplicative == 0.0
+    for name in ("lipschitz", "antisymmetric", "released-clean", "paper-clean"):
+        clean = configs[name]
+        assert clean.train.objective == "clean", name
+        assert clean.noise.additive == clean.noise.multiplicative == 0.0, name
     assert configs["antisymmetric"].model.antisymmetric
-    assert configs["antisymmetric"].train.objective == "clean"
-    small, high = configs["noisy-small"].noise, configs["noisy-high"].noise
-    assert small.form == high.form == "paper"
-    assert small.additive == pytest.approx(0.02 / math.sqrt(dt))
-    assert small.multiplicative == pytest.approx(0.02 / math.sqrt(dt))
-    assert high.additive == pytest.approx(0.05 / math.sqrt(dt))
-    reference = configs["noisy-reference"].noise
-    assert reference.form == "reference"
-    assert (reference.additive, reference.multiplicative) == (0.05, 0.02)
+    assert configs["released-clean"].noise.form == "reference"  # learnable δ, no noise
+    for setting, (s_a, s_m) in runs.RELEASED_NOISE.items():
+        released = configs[f"released-{setting}"]
+        assert released.noise.form == "reference" and released.train.objective == "noise"
+        assert (released.noise.additive, released.noise.multiplicative) == (s_a, s_m)
+        paper = configs[f"paper-{setting}"].noise
+        assert paper.form == "paper"
+        # the derived equivalent: sigma_1 = s_a / sqrt(dt) exactly, no state-proportional part
+        assert paper.additive == pytest.approx(s_a / math.sqrt(dt), rel=1e-12)
+        assert paper.multiplicative == 0.0
     explicit = configs["explicit"]
     assert explicit.train.objective == "explicit"
-    assert explicit.noise == configs["noisy-high"].noise
+    assert explicit.noise == configs["paper-high"].noise
     for config in configs.values():
         assert (config.model.hidden_dim, config.train.epochs) == (8, 1)
+    # every noisy variant's twin differs from it in the noise (and objective) only
+    for name, variant in runs.VARIANTS.items():
+        if variant.control is None:
+            continue
+        noisy, twin = configs[name].to_dict(), configs[variant.control].to_dict()
+        for section in ("data", "model", "optim"):
+            assert noisy[section] == twin[section], (name, section)
+        assert noisy["noise"]["form"] == twin["noise"]["form"], name
+        assert twin["noise"]["additive"] == twin["noise"]["multiplicative"] == 0.0
+    # with the default recipe, the paper-form twin is the Lipschitz RNN itself
+    assert configs["paper-clean"].identity_hash() == configs["lipschitz"].identity_hash()
     hashes = {config.identity_hash() for config in configs.values()}
-    assert len(hashes) == len(configs)
+    assert len(hashes) == len(configs) - 1
 
 
-def test_grid_specs_have_distinct_store_directories(tmp_path):
-    specs = runs.grid(["digits", DATASET], ["lipschitz", "noisy-small"], TINY)
+def test_grid_trains_a_configuration_once_and_orders_seeds_first(tmp_path):
+    specs = runs.grid(["digits", DATASET], ["lipschitz", "paper-small"], TINY)
     assert len(specs) == 2 * 2 * 2
     store = RunStore(tmp_path)
     assert len({store.run_dir(spec.config) for spec in specs}) == len(specs)
-    assert [spec.label for spec in specs[:2]] == ["digits/lipschitz/s0", "digits/lipschitz/s1"]
+    assert [spec.label for spec in specs[:3]] == [
+        "digits/lipschitz/s0",
+        "digits/paper-small/s0",
+        "digits/lipschitz/s1",
+    ]
     size = runs.Size(8, 1, (0, 1, 2), variant_seeds=(("explicit", (0,)),))
     assert [s.seed for s in runs.grid(["digits"], ["explicit"], size)] == [0]
+    both = runs.grid(["digits"], ["lipschitz", "paper-clean", "paper-high"], TINY)
+    assert [s.name for s in both if s.seed == 0] == ["lipschitz", "paper-high"]
+    assert runs.same_runs("digits", ["lipschitz", "paper-clean"], TINY) == {
+        "paper-clean": "lipschitz"
+    }
+    authors = runs.Size(8, 1, (0,), recipe="authors")
+    assert runs.same_runs("mnist-pixels", ["lipschitz", "paper-clean"], authors) == {}
+
+
+def test_the_stopping_rule_reaches_every_run():
+    size = runs.Size(8, 50, (0,), stop_window=7, stop_min_gain=0.01, plateau_decays=2)
+    for name in runs.VARIANTS:
+        train = runs.make_config(name, "digits", 0, size).train
+        assert (train.stop_window, train.stop_min_gain, train.plateau_decays) == (7, 0.01, 2)
+        assert runs.make_config(name, "digits", 0, size).optim.lr_decay_every == 0
+    fixed = runs.make_config("lipschitz", "digits", 0, runs.Size(8, 10, (0,)))
+    assert fixed.train.stop_window == 0 and fixed.optim.lr_decay_every == 8
 
 
 def test_the_authors_recipe_and_tuning_table():
@@ -93,11 +128,23 @@ def test_the_authors_recipe_and_tuning_table():
     assert runs.make_config("lipschitz", "mnist-pixels", 0, size).optim.lr == 0.003
     assert (antisymmetric.model.dt, antisymmetric.optim.lr) == (0.01, 0.002)
     assert antisymmetric.model.gamma_w == 1e-4 and antisymmetric.model.antisymmetric
-    reference = configs["noisy-reference"]
-    assert (reference.model.dt, reference.optim.lr, reference.model.beta) == (0.01, 0.001, 0.75)
-    assert (reference.noise.additive, reference.noise.multiplicative) == (0.05, 0.02)
-    high = configs["noisy-high"].noise  # the released levels in the paper's form at dt 0.01
-    assert (high.additive, high.multiplicative) == pytest.approx((0.5, 0.2))
+    for name in (
+        "released-clean",
+        "released-small",
+        "released-high",
+        "paper-clean",
+        "paper-small",
+        "paper-high",
+        "explicit",
+    ):
+        config = configs[name]  # the noisy models' tuning, twins included
+        assert (config.model.dt, config.optim.lr, config.model.beta) == (0.01, 0.001, 0.75)
+    released = configs["released-high"].noise
+    assert (released.additive, released.multiplicative) == (0.05, 0.02)
+    high = configs["paper-high"].noise  # the released level in the paper's form at dt 0.01
+    assert (high.additive, high.multiplicative) == pytest.approx((0.5, 0.0))
+    # the paper-form twin is not the Lipschitz RNN here: another dt and learning rate
+    assert configs["paper-clean"].identity_hash() != lipschitz.identity_hash()
     # datasets without released tuning keep the default recipe
     assert runs.make_config("lipschitz", "ecg5000", 0, size).data.recipe == "default"
 
@@ -113,12 +160,13 @@ def test_robustness_smoke_writes_every_file_and_hits_the_store(tmp_path):
     context, out = tiny_context(tmp_path), tmp_path / "out"
     cache = context.store.root
     summaries = robustness.compute(settings, context)
-    paths = robustness.write(summaries[DATASET], out)
-    index = robustness.write_index(summaries, out, "test command", "quick")
+    paths = report.write(summaries[DATASET], out)
+    index = report.write_index(summaries, out, "test command", "quick")
+    page = report.write_claim9(out)
     names = {path.name for path in paths}
     stem = f"robustness_{DATASET}"
     assert names == {f"{stem}.{ext}" for ext in ("csv", "json", "md", "png", "pdf")}
-    for path in paths + [index]:
+    for path in [*paths, index, page]:
         assert path.stat().st_size > 0
     assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
@@ -127,28 +175,49 @@ def test_robustness_smoke_writes_every_file_and_hits_the_store(tmp_path):
     with (out / f"{stem}.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     per_run = 1 + sum(len(v) for v in levels.values())
-    assert len(rows) == 2 * 2 * per_run  # variants x seeds x (clean + levels)
-    assert {row["variant"] for row in rows} == {"lipschitz", "noisy-high"}
+    assert len(rows) == 3 * 2 * per_run  # variants x seeds x (clean + levels)
+    assert {row["variant"] for row in rows} == set(settings.variants)
     assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
 
     summary = json.loads((out / f"{stem}.json").read_text())
-    assert [v["name"] for v in summary["variants"]] == ["lipschitz", "noisy-high"]
-    assert sorted(summary["ranking"]) == ["lipschitz", "noisy-high"]
-    lipschitz = summary["variants"][0]
-    assert lipschitz["seeds"] == [0, 1]
+    assert [v["name"] for v in summary["variants"]] == list(settings.variants)
+    lipschitz, twin, high = summary["variants"]
+    assert lipschitz["seeds"] == [0, 1] and lipschitz["control"] is None
+    assert high["control"] == "released-clean" and twin["control"] is None
+    assert high["noise"] == {
+        "form": "reference",
+        "additive": 0.05,
+        "multiplicative": 0.02,
+        "brownian": None,
+        "learnable_step": True,
+    }
+    assert lipschitz["noise"]["learnable_step"] is False
+    assert high["training"]["epochs"] == [1, 1] and high["training"]["stopped"] == [False] * 2
     assert set(lipschitz["perturbations"]) == set(levels)
     white = lipschitz["perturbations"]["white"]
     assert len(white["mean"]) == len(white["levels"]) == len(levels["white"])
     assert len(white["per_seed"]) == 2
+    kinds = [(c["variant"], c["reference"], c["kind"]) for c in summary["contrasts"]]
+    assert kinds == [
+        ("released-clean", "lipschitz", "lipschitz"),
+        ("released-high", "released-clean", "twin"),
+        ("released-high", "lipschitz", "lipschitz"),
+    ]
+    translation = summary["translation"]["high"]
+    assert translation["paper_additive"] == pytest.approx(0.05 / math.sqrt(high["dt"]))
+    assert translation["paper_multiplicative"] == 0.0
+    assert 0 < translation["measured"]["dropped_variance_share"] < 0.01
+    assert translation["measured"]["convention_ratio"] > 0
+    assert "mean_perturbed_accuracy" not in json.dumps(summary)  # no clean-accuracy ranking
 
-    report = (out / f"{stem}.md").read_text().splitlines()
-    headers = [line for line in report if line.startswith("| Model")]
-    assert len(headers) == len(robustness.TABLE_GROUPS)
+    text = (out / f"{stem}.md").read_text()
+    lines = text.splitlines()
+    headers = [line for line in lines if line.startswith("| Model | Clean")]
+    assert len(headers) == len(report.TABLE_GROUPS)
     # model + clean per table, and every level once over all tables
     assert sum(header.count("|") - 3 for header in headers) == per_run - 1
-    body = [line for line in report if line.startswith("| ") and not line.startswith("| Model")]
-    labels = [line.split("|")[1].strip() for line in body]
-    assert labels == ["Lipschitz RNN", "Noisy RNN, high noise"] * len(headers)
+    assert "*Against its noise-free twin*" in text and "*Against the Lipschitz RNN*" in text
+    assert "logit noise, matched ÷ released" in text
     assert summary["settings"]["eval_sequences"] == 40
 
     # Second call: every run and evaluation comes from the cache.
@@ -178,7 +247,7 @@ def test_markdown_notes_failed_variants(tmp_path, monkeypatch):
     summary = summaries[DATASET]
     assert [v["name"] for v in summary["variants"]] == ["lipschitz"]
     assert summary["failed"] and summary["failed"][0]["variant"] == "explicit"
-    assert "Not in the table: explicit (seed 0) failed" in robustness.markdown_report(summary)
+    assert "Not in the table: explicit (seed 0) failed" in report.markdown_report(summary)
 
 
 def test_missing_dataset_package_skips_the_dataset(tmp_path, monkeypatch):
@@ -198,18 +267,21 @@ def test_missing_dataset_package_skips_the_dataset(tmp_path, monkeypatch):
 
 def test_profiles():
     smoke = robustness.settings_for("smoke")
-    assert smoke.datasets == ("digits",) and smoke.size.epochs <= 2
+    assert smoke.datasets == ("digits",) and smoke.size.epochs <= 3
     quick = robustness.settings_for("quick")
-    assert quick.datasets == ("ecg5000", "digits")
-    assert (quick.size.hidden_dim, quick.size.epochs, quick.size.seeds) == (32, 40, (0, 1, 2))
-    assert quick.eval_samples == 1000
+    assert quick.datasets == ("ecg5000", "digits") and quick.variants == tuple(runs.VARIANTS)
+    assert quick.size.hidden_dim == 32 and len(quick.size.seeds) >= 10
+    assert quick.eval_samples == 500
     medium = robustness.settings_for("medium")
-    assert medium.datasets == ("mnist-pixels",) and medium.size.recipe == "authors"
-    assert len(medium.size.seeds) >= 2 and 15 <= medium.size.epochs <= 20
+    assert medium.datasets == ("mnist-pixels", "pmnist-pixels")
+    assert medium.size.recipe == "authors" and len(medium.size.seeds) >= 5
     full = robustness.settings_for("full")
     assert set(full.datasets) == {"mnist-pixels", "pmnist-pixels", "ecg5000"}
-    assert (full.size.hidden_dim, full.size.epochs, len(full.size.seeds)) == (128, 100, 5)
+    assert (full.size.hidden_dim, len(full.size.seeds)) == (128, 5)
     assert full.eval_samples is None and full.variants == tuple(runs.VARIANTS)
+    for settings in (quick, medium, full):  # one stopping rule, the same for every model
+        size = settings.size
+        assert (size.stop_window, size.stop_min_gain, size.plateau_decays) == (10, 0.005, 1)
     for settings in (quick, medium, full):
         for dataset in settings.datasets:
             levels = settings.levels_for(dataset)
@@ -284,14 +356,14 @@ def test_cli_makes_the_robustness_figure_and_plans_it(tmp_path, monkeypatch, cap
     argv += ["--datasets", DATASET, "--no-progress"]
     assert cli.main([*argv, "--plan"]) == 0
     plan = capsys.readouterr().out
-    assert plan.count("to run") == 2 and "2 runs, 0 stored" in plan
+    assert plan.count("to run") == 3 and "3 runs, 0 stored" in plan
     assert cli.main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     assert str(out / "robustness.md") in printed
     assert (out / f"robustness_{DATASET}.png").is_file()
     assert f"--datasets {DATASET}" in (out / "robustness.md").read_text()
     assert cli.main([*argv, "--plan"]) == 0
-    assert "2 runs, 2 stored" in capsys.readouterr().out
+    assert "3 runs, 3 stored" in capsys.readouterr().out
 
 
 def test_set_overrides_every_run_and_leaves_out_invalid_variants(tmp_path, monkeypatch, capsys):
@@ -300,7 +372,7 @@ def test_set_overrides_every_run_and_leaves_out_invalid_variants(tmp_path, monke
     monkeypatch.setitem(
         robustness.PROFILES,
         "quick",
-        tiny_settings(variants=("antisymmetric", "noisy-high"), seeds=(0,)),
+        tiny_settings(variants=("antisymmetric", "paper-high"), seeds=(0,)),
     )
     base = ["--only", "robustness", "--jobs", "1", "--store", str(tmp_path / "store")]
     base += ["--datasets", DATASET, "--no-progress", "--set", "model.cell=cornn"]
@@ -309,35 +381,35 @@ def test_set_overrides_every_run_and_leaves_out_invalid_variants(tmp_path, monke
     assert cli.main([*base, "--out", str(tmp_path / "out")]) == 0
     assert "leaving out digits-rows/antisymmetric/s0" in capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / f"robustness_{DATASET}.json").read_text())
-    assert [v["name"] for v in summary["variants"]] == ["noisy-high"]
+    assert [v["name"] for v in summary["variants"]] == ["paper-high"]
     assert summary["settings"]["overrides"] == ["model.cell=cornn"]
     (run_dir,) = summary["variants"][0]["run_dirs"]
     assert json.loads((Path(run_dir) / "config.json").read_text())["model"]["cell"] == "cornn"
 
 
-def test_paired_comparisons_against_the_lipschitz_rnn():
-    """Differences paired by seed, with the 95 % t interval computed independently."""
-    from scipy import stats
+def test_progress_of_a_profile_read_from_its_store(tmp_path, monkeypatch):
+    """Runs not started, stopped by the rule and capped, each reported as such, with the
+    gain of its last window."""
+    from nrnn.figures import robustness_progress
 
-    def variant(name, seeds, clean, perturbed):
-        return {
-            "name": name,
-            "seeds": seeds,
-            "clean": {"per_seed": clean},
-            "per_seed_mean_perturbed": perturbed,
-        }
-
-    variants = [
-        variant("lipschitz", [0, 1, 2], [0.90, 0.92, 0.91], [0.50, 0.55, 0.52]),
-        variant("noisy-high", [0, 1, 2], [0.89, 0.90, 0.92], [0.60, 0.61, 0.58]),
-        variant("explicit", [1], [0.80], [0.40]),
-    ]
-    comparisons = robustness.paired_comparisons(variants)
-    high = comparisons["noisy-high"]["perturbed"]
-    differences = [0.10, 0.06, 0.06]
-    assert high["per_seed"] == pytest.approx(differences)
-    low, upper = stats.t.interval(0.95, 2, loc=sum(differences) / 3, scale=stats.sem(differences))
-    assert high["ci95"] == pytest.approx([low, upper])
-    single = comparisons["explicit"]
-    assert single["seeds"] == [1] and single["clean"]["ci95"] is None
-    assert single["clean"]["mean_difference"] == pytest.approx(0.80 - 0.92)
+    size = runs.Size(8, 4, (0,), stop_window=1, stop_min_gain=0.9, plateau_decays=0)
+    settings = dataclasses.replace(tiny_settings(seeds=(0,)), size=size)
+    monkeypatch.setitem(robustness.PROFILES, "quick", settings)
+    store = RunStore(tmp_path / "store")
+    table = robustness_progress.progress_markdown("quick", store, (DATASET,))
+    assert table.count("| not started |") == 3 and "(3 not started;" in table
+    (first, *_) = runs.grid([DATASET], settings.variants, size)
+    training.train(first.config, store.run_dir(first.config), progress=False)
+    found = robustness_progress.run_progress(store, first.config)
+    # a gain of 0.9 is never reached: the first plateau (epoch 2) stops the run
+    assert (found["state"], found["epochs"], found["plateaus"]) == ("stopped", 2, ["stop at 2"])
+    assert found["window_gain"] < 0.9
+    capped = runs.make_config(first.name, DATASET, 0, runs.Size(8, 2, (0,)))
+    training.train(capped, store.run_dir(capped), progress=False)
+    assert robustness_progress.run_progress(store, capped)["state"] == "capped"
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["--profile", "quick", "--store", str(store.root), "--out", str(out)]
+    assert robustness_progress.main([*argv, "--datasets", DATASET]) == 0
+    text = (out / "robustness_quick_progress.md").read_text()
+    assert "1 stopped" in text and "2 not started" in text

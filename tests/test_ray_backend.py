@@ -37,7 +37,7 @@ ACCURACY = EvaluationTask(subset=64)
 
 def specs(epochs: int, hidden: int = 8, seeds=(0, 1), subset: int = 256):
     size = runs.Size(hidden_dim=hidden, epochs=epochs, seeds=seeds, train_subset=subset)
-    return runs.grid([DATASET], ("lipschitz", "noisy-high"), size)
+    return runs.grid([DATASET], ("lipschitz", "paper-high"), size)
 
 
 def parameters(run_dir):
