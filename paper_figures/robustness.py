@@ -258,12 +258,19 @@ def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], Robu
 
 def compute(settings: Settings, context: Context) -> dict[str, dict]:
     """Train (or read from the store) and evaluate every run; the summary per dataset."""
+    planned = plan(settings, context)
+    tasks = {specs[0].dataset: task for specs, task in planned}
+    # Every dataset's runs at once, seed by seed: a long profile stopped part-way holds
+    # whole seeds of every dataset.
+    specs = sorted((s for specs, _ in planned for s in specs), key=lambda spec: spec.seed)
+    outcomes = context.ensure(
+        specs, lambda spec: tasks[spec.dataset], description="robustness runs"
+    )
     summaries = {}
-    for specs, task in plan(settings, context):
-        dataset = specs[0].dataset
-        outcomes = context.ensure(specs, task, description=f"robustness runs ({dataset})")
+    for dataset, task in tasks.items():
+        mine = [o for o in outcomes if o.spec.dataset == dataset]
         translation = translation_record(dataset, settings, task)
-        summaries[dataset] = summarise(dataset, settings, outcomes, context.overrides, translation)
+        summaries[dataset] = summarise(dataset, settings, mine, context.overrides, translation)
     return summaries
 
 
