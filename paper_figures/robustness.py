@@ -8,7 +8,7 @@ Files written per dataset ``<d>`` into the output directory:
 
     robustness_<d>.csv    one row per (variant, seed, perturbation, level): the accuracy
     robustness_<d>.json   the same aggregated: mean, std and per-seed values, the ranking of
-                          the variants by mean perturbed accuracy, failed runs
+                          the variants by mean perturbed accuracy
     robustness_<d>.md     the table: one row per model; clean accuracy and each
                           perturbation level (mean ± std over seeds, in %)
     robustness_<d>.png/.pdf  accuracy against level, one panel per perturbation type,
@@ -316,36 +316,39 @@ def task_for(settings: Settings, dataset: str) -> RobustnessTask:
 
 
 # ------------------------------------------------------------------------------ compute
-def available_datasets(settings: Settings, log) -> list[str]:
-    """The settings' datasets whose data package is installed (others are skipped with a
-    message)."""
+def available_datasets(settings: Settings) -> list[str]:
+    """The settings' datasets, each checked to have its data package installed.
+
+    Raises:
+        nrnn.data.MissingDataPackageError: naming the package to install (a dataset left
+            out would shrink ``robustness.md`` silently).
+    """
     from nrnn import data
 
-    available = []
     for dataset in settings.datasets:
-        try:
-            data.require(dataset)
-        except data.MissingDataPackageError as error:
-            log(f"robustness: skipping dataset {dataset!r}: {error}")
-            continue
-        available.append(dataset)
-    return available
+        data.require(dataset)
+    return list(settings.datasets)
 
 
 def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], RobustnessTask]]:
     """The trained runs (and their evaluation task) of every dataset, with the command
-    line's ``--set`` overrides; a variant they make invalid (the Antisymmetric RNN with
-    another cell) is left out with a message."""
+    line's ``--set`` overrides. A variant they make invalid (the Antisymmetric RNN with
+    another cell) is left out with a message; a value no run takes, or that the baseline
+    (the Lipschitz RNN, every comparison's reference) cannot take, is an error."""
     chosen: list[tuple[list[RunSpec], RobustnessTask]] = []
-    for dataset in available_datasets(settings, context.log):
+    for dataset in available_datasets(settings):
         specs: list[RunSpec] = []
+        refused: list[tuple[RunSpec, ValueError]] = []
         for spec in runs.grid([dataset], settings.variants, settings.size):
             try:
                 specs.append(RunSpec(spec.name, context.configure(spec.config)))
             except ValueError as error:
-                context.log(f"robustness: leaving out {spec.label}: {error}")
-        if specs:
-            chosen.append((specs, task_for(settings, dataset)))
+                refused.append((spec, error))
+        for spec, reason in refused:
+            if spec.name == BASELINE or not specs:
+                raise ValueError(f"{spec.label}: {reason}")
+            context.log(f"robustness: leaving out {spec.label}: {reason}")
+        chosen.append((specs, task_for(settings, dataset)))
     return chosen
 
 
@@ -364,18 +367,16 @@ def summarise(
 ) -> dict:
     """Aggregate the per-run results over seeds (the JSON written for a dataset)."""
     levels = settings.levels_for(dataset)
-    variants, failed = [], []
+    variants = []
     for variant in settings.variants:
-        mine = [o for o in outcomes if o.spec.name == variant]
-        done = [o for o in mine if o.result is not None]
-        results = [o.result for o in done if o.result is not None]
-        failed += [
-            {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
-            for o in mine
-            if o.status == "failed"
-        ]
-        if not done:
+        done = [o for o in outcomes if o.spec.name == variant]
+        if not done:  # left out by the plan (an override it cannot take)
             continue
+        if any(o.result is None for o in done):
+            raise RuntimeError(
+                f"{variant}: a run without a result (a failed run) reached the table"
+            )
+        results = [o.result for o in done if o.result is not None]
         perturbations: dict[str, dict[str, Any]] = {}
         entry: dict[str, Any] = {
             "name": variant,
@@ -427,7 +428,6 @@ def summarise(
         "variants": variants,
         "ranking": [v["name"] for v in ranking],
         "comparisons": paired_comparisons(variants),
-        "failed": failed,
     }
 
 
@@ -629,9 +629,6 @@ def markdown_report(summary: dict) -> str:
             "",
             *lines,
         ]
-    notes = [f"{f['variant']} (seed {f['seed']}) failed: {f['error']}" for f in summary["failed"]]
-    if notes:
-        parts += ["", "Not in the table: " + "; ".join(sorted(set(notes)))]
     return "\n".join(parts)
 
 
