@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, from_dict, parse_override
+from .cost import Timings
 from .harness import (
     PlanRow,
     RunOutcome,
@@ -343,6 +344,7 @@ def print_plan(group: str, names: Sequence[str], context: Context) -> int:
         print(f"{title}\nno trained runs needed")
         return 0
     print(format_plan(rows, workers, title))
+    print(Timings(context.store.root / "timings.json").summary())
     return 0
 
 
