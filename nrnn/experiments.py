@@ -363,7 +363,8 @@ def validate_request(group: str, names: Sequence[str], context: Context) -> bool
         ValueError: naming the override or the value at fault.
     """
     experiments = [load(group, name) for name in names]
-    training = [experiment for experiment in experiments if _trained_runs(experiment, context)]
+    quiet = dataclasses.replace(context, log=lambda message: None)  # the run logs it again
+    training = [experiment for experiment in experiments if _trained_runs(experiment, quiet)]
     if context.overrides:
         if not training:
             verb = "trains" if len(names) == 1 else "train"
@@ -387,9 +388,10 @@ def _trained_runs(experiment: Experiment, context: Context) -> list[RunSpec]:
 
 
 def _refuse_overrides_of_varied_keys(experiment: Experiment, context: Context) -> None:
+    if experiment.plan is None:
+        return
     bare = dataclasses.replace(context, overrides=(), log=lambda message: None)
-    sizes = experiment.sizes(context.profile)
-    for specs, _task in experiment.plan(sizes, bare) if experiment.plan else []:
+    for specs, _task in experiment.plan(experiment.sizes(context.profile), bare):
         for text in context.overrides:
             ((section, values),) = parse_override(text).items()
             (key,) = values

@@ -140,6 +140,11 @@ def test_set_for_modules_that_train_nothing_is_refused(tmp_path, capsys):
     argv = ["verify", "expansion", "--out", str(tmp_path), "--set", "model.hidden_dim=4"]
     assert nrnn(argv) == exitcodes.USAGE
     assert "expansion trains none" in capsys.readouterr().err
+    bench = ["bench", "--only", "model_speed", "--out", str(tmp_path), "--set", "model.dt=1.0"]
+    with pytest.raises(SystemExit) as error:
+        nrnn(bench)
+    assert error.value.code == exitcodes.USAGE
+    assert "benchmarks train none" in capsys.readouterr().err
 
 
 def test_a_paired_test_needs_two_seeds():
