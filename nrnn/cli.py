@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from . import config as config_module
 from . import exitcodes
@@ -54,18 +55,27 @@ def _train(args: argparse.Namespace) -> int:
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
     run_config.validate()
-    run_dir = prepare_directory(args.out or default_run_dir(run_config), "--out")
+    run_dir = Path(args.out or default_run_dir(run_config))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file, not a directory")
+    prepare_directory(run_dir.parent, f"the folder of --out {run_dir}:")  # train makes run_dir
+    resume = args.resume or args.start_if_missing
     try:
         result = train(
             run_config,
             run_dir,
-            resume=args.resume or args.start_if_missing,
+            resume=resume,
             start_if_missing=args.start_if_missing,
             progress=args.progress,
         )
     except (CheckpointError, TrainingDivergedError) as error:
         print(f"nrnn train: {error}", file=sys.stderr)
-        return exitcodes.INFRASTRUCTURE
+        # Nothing to resume, or a checkpoint --resume would be needed for: the request's
+        # fault; a damaged checkpoint or a diverged run: the run's.
+        wrong_request = isinstance(error, CheckpointError) and (
+            not resume or not (run_dir / "checkpoint.pt").exists()
+        )
+        return exitcodes.USAGE if wrong_request else exitcodes.INFRASTRUCTURE
     except (KeyboardInterrupt, Interrupted) as error:
         kept = finished_epochs(run_dir)
         where = (

@@ -198,6 +198,7 @@ def test_an_unusable_store_or_out_is_refused_before_any_run(tmp_path, monkeypatc
         ([*figures, "--out", str(a_file)], "--out"),
         (["verify", "--out", str(a_file)], f"--out {a_file} is a file, not a directory"),
         (["train", "--dataset", "digits-rows", "--out", str(a_file)], "is a file"),
+        (["train", "--out", str(a_file / "run")], f"the folder of --out {a_file / 'run'}"),
     ]
     for argv, message in cases:
         assert nrnn(argv) == exitcodes.USAGE, argv
@@ -260,6 +261,12 @@ def test_resuming_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path, cap
     assert nrnn([*base, "--epochs", "1", "--resume"]) == exitcodes.USAGE
     assert "holds 2 finished epochs, more than the 1 asked for" in capsys.readouterr().err
     assert training.finished_epochs(tmp_path) == 2  # untouched
+    assert nrnn([*base, "--epochs", "3"]) == exitcodes.USAGE  # would overwrite: needs --resume
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated: the run's fault
+    assert nrnn([*base, "--epochs", "3", "--resume"]) == exitcodes.INFRASTRUCTURE
+    assert "corrupt or unreadable" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- the report file

@@ -114,9 +114,10 @@ def test_resume_without_checkpoint_is_refused_unless_asked_to_start(tmp_path, ca
     assert [m["epoch"] for m in started.metrics] == [1]
     assert (
         cli_main(["train", "--dataset", "digits-rows", "--out", str(tmp_path / "x"), "--resume"])
-        == 1
+        == 2  # a usage error (nrnn.exitcodes.USAGE)
     )
     assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_objective_growth_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
