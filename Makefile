@@ -41,8 +41,9 @@ test-slow: $(STAMP)
 derive: $(STAMP)
 	$(PY) -m nrnn derive
 
-# A claim that does not hold (nrnn verify exits 3) is a finding written to
-# verification/report.md, not a reason to skip the figures; any other error stops here.
+# A claim that does not hold (nrnn verify exits 3, and only then) is a finding written to
+# verification/report.md, not a reason to skip the figures; any other code stops here (4: a
+# run or the store failed, no verdict; nrnn/exitcodes.py).
 # `make reproduce PROFILE=medium` (or full) runs the bigger profiles; add BACKEND=ray for Ray.
 PROFILE ?= quick
 BACKEND ?= local

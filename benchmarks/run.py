@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {bench.name}.{part}")
         return 0
     profile = args.profile or "quick"
+    if args.overrides:
+        parser.error("--set changes the configuration of trained runs; benchmarks train none")
     try:
         selection = resolve_selection(args.only)
     except ValueError as error:

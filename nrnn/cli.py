@@ -1,4 +1,9 @@
-"""The ``nrnn`` command: ``derive``, ``train``, ``verify``, ``figures``, ``bench``."""
+"""The ``nrnn`` command: ``derive``, ``train``, ``verify``, ``figures``, ``bench``.
+
+Exit codes are those of :mod:`nrnn.exitcodes`: 0 done, 2 usage error, 3 a claim does not
+hold (``verify`` only), 4 infrastructure failure (a failed run, a damaged checkpoint or
+store, an I/O error), 130 / 143 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from . import config as config_module
+from . import exitcodes
 from .interrupt import Interrupted, as_interrupted, handle_termination
 
 
@@ -19,6 +26,7 @@ def _derive(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .files import prepare_directory
     from .train import (
         CheckpointError,
         TrainingDivergedError,
@@ -37,24 +45,37 @@ def _train(args: argparse.Namespace) -> int:
         ("epochs", "train.epochs"),
         ("seed", "train.seed"),
         ("objective", "train.objective"),
+        ("threads", "train.threads"),
     ):
         value = getattr(args, flag)
         if value is not None and not (flag == "dataset" and not args.config):
             overrides.append(f"{key}={json.dumps(value)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
-    run_dir = args.out or default_run_dir(run_config)
+    run_config.validate()
+    run_dir = Path(args.out or default_run_dir(run_config))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file, not a directory")
+    prepare_directory(run_dir.parent, f"the folder of --out {run_dir}:")  # train makes run_dir
+    resume = args.resume or args.start_if_missing
     try:
         result = train(
             run_config,
             run_dir,
-            resume=args.resume or args.start_if_missing,
+            resume=resume,
             start_if_missing=args.start_if_missing,
-            progress=not args.quiet,
+            progress=args.progress,
         )
     except (CheckpointError, TrainingDivergedError) as error:
         print(f"nrnn train: {error}", file=sys.stderr)
-        return 1
+        # Nothing to resume, or a checkpoint --resume would be needed for: the request's
+        # fault; a damaged checkpoint or a diverged run: the run's.
+        wrong_request = isinstance(error, CheckpointError) and (
+            not resume or not (run_dir / "checkpoint.pt").exists()
+        )
+        return exitcodes.USAGE if wrong_request else exitcodes.INFRASTRUCTURE
     except (KeyboardInterrupt, Interrupted) as error:
         kept = finished_epochs(run_dir)
         where = (
@@ -87,8 +108,16 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .store import CODE_VERSION
+
     parser = argparse.ArgumentParser(
         prog="nrnn", description="Noisy recurrent neural networks: derive, train, verify."
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"nrnn {__version__} (trained runs: code version {CODE_VERSION})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -114,7 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue from the run's checkpoint if there is one, else start a fresh run",
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of the run (train.threads; default: torch's default, all cores)",
+    )
+    train.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="progress",
+        action="store_false",
+        help="no progress bar (--quiet is the old spelling)",
+    )
     train.set_defaults(handler=_train)
 
     # These parse their own arguments (``nrnn verify --help`` etc.).
@@ -154,4 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"nrnn {args.command}: {error}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
+    except (exitcodes.InfrastructureError, OSError) as error:
+        print(f"nrnn {args.command}: {error}", file=sys.stderr)
+        return exitcodes.INFRASTRUCTURE

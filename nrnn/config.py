@@ -179,41 +179,72 @@ class RunConfig:
                 f"train.regularizer_method must be one of {REGULARIZER_METHODS}, "
                 f"got {self.train.regularizer_method!r}"
             )
-        positive = {
-            "train.probes": self.train.probes,
-            "data.batch_size": self.data.batch_size,
-            "data.eval_batch_size": self.data.eval_batch_size,
-            "train.epochs": self.train.epochs,
-            "optim.lr": self.optim.lr,
+        self._validate_numbers()
+        return self
+
+    def _validate_numbers(self) -> None:
+        """Every number in its range (finite), so that a run never starts with a value it
+        cannot train with (a negative or infinite learning rate, a decay of 0 or -1)."""
+        from . import contract
+        from .noise import BROWNIAN_MODES
+
+        data, model, noise, optim, run = self.data, self.model, self.noise, self.optim, self.train
+        counts = {
+            "data.batch_size": (data.batch_size, 1),
+            "data.eval_batch_size": (data.eval_batch_size, 1),
+            "data.train_subset": (data.train_subset, 0),
+            "data.eval_subset": (data.eval_subset, 0),
+            "model.hidden_dim": (model.hidden_dim, 1),
+            "optim.lr_decay_every": (optim.lr_decay_every, 0),
+            "train.epochs": (run.epochs, 1),
+            "train.seed": (run.seed, 0),
+            "train.probes": (run.probes, 1),
+            "train.threads": (run.threads, 0),
+            "train.stop_window": (run.stop_window, 0),
+            "train.plateau_decays": (run.plateau_decays, 0),
         }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+        for name, (value, minimum) in counts.items():
+            contract.integer(name, value, minimum=minimum)
+        reference = noise.form == "reference"
+        ranges: dict[str, tuple[float, dict[str, Any]]] = {
+            "model.dt": (model.dt, {"minimum": 0, "strict": True}),
+            "model.init_std": (model.init_std, {"minimum": 0}),
+            "model.beta": (model.beta, {"minimum": 0, "maximum": 1}),
+            "model.gamma_a": (model.gamma_a, {}),
+            "model.gamma_w": (model.gamma_w, {}),
+            "model.oscillator_gamma": (model.oscillator_gamma, {}),
+            "model.oscillator_epsilon": (model.oscillator_epsilon, {}),
+            "noise.additive": (noise.additive, {"minimum": 0}),
+            "noise.multiplicative": (
+                noise.multiplicative,
+                {"minimum": 0, "maximum": 1} if reference else {"minimum": 0},
+            ),
+            "optim.lr": (optim.lr, {"minimum": 0, "strict": True}),
+            "optim.weight_decay": (optim.weight_decay, {"minimum": 0}),
+            "optim.grad_clip": (optim.grad_clip, {"minimum": 0}),
+            "train.divergence_factor": (run.divergence_factor, {"minimum": 0}),
+            "train.stop_min_gain": (run.stop_min_gain, {"minimum": 0, "maximum": 1}),
+        }
+        for name, (number, bounds) in ranges.items():
+            contract.real(name, number, **bounds)
+        if not 0 < optim.lr_decay <= 1:
+            raise ValueError(
+                f"optim.lr_decay must be in (0, 1] (the factor the learning rate is multiplied "
+                f"by every optim.lr_decay_every epochs), got {optim.lr_decay}"
+            )
+        if noise.brownian not in BROWNIAN_MODES:
+            raise ValueError(
+                f"noise.brownian must be one of {BROWNIAN_MODES}, got {noise.brownian!r}"
+            )
         self._validate_stopping()
-        factor = self.train.divergence_factor
+        factor = run.divergence_factor
         if factor != 0 and not factor > 1:
             raise ValueError(f"train.divergence_factor must be 0 (off) or > 1, got {factor}")
-        for name, value in {
-            "optim.lr_decay_every": self.optim.lr_decay_every,
-            "optim.grad_clip": self.optim.grad_clip,
-            "optim.weight_decay": self.optim.weight_decay,
-            "train.threads": self.train.threads,
-            "data.train_subset": self.data.train_subset,
-            "data.eval_subset": self.data.eval_subset,
-        }.items():
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        return self
 
     def _validate_stopping(self) -> None:
         from . import data
 
         train = self.train
-        for name in ("stop_window", "plateau_decays"):
-            if getattr(train, name) < 0:
-                raise ValueError(f"train.{name} must be >= 0, got {getattr(train, name)}")
-        if not 0 <= train.stop_min_gain < 1:
-            raise ValueError(f"train.stop_min_gain must be in [0, 1), got {train.stop_min_gain}")
         if not train.stop_window:
             return
         if self.optim.lr_decay_every and train.plateau_decays:

@@ -1,17 +1,25 @@
 """Estimated cost of trained runs, from measured seconds per training step.
 
-:class:`Timings` measures, once per shape of work, the seconds of one optimiser step and
-of one forward pass per sequence on this machine with one torch thread (the way the
-harness trains), and caches them in a JSON file (written atomically). A training step costs
-time linear in the sequence length M, so long sequences are measured on their first
+:class:`Timings` measures, per shape of work, the seconds of one optimiser step and of one
+forward pass per sequence on this machine with one torch thread (the way the harness
+trains), and caches them in a JSON file (written atomically). A training step costs time
+linear in the sequence length M, so long sequences are measured on their first
 ``PROBE_STEPS`` steps and scaled; everything else (batch, hidden size, objective, noise,
 cell) is measured as configured.
+
+A measurement taken while the machine was busy is too slow, one from older code may be
+wrong: every entry keeps up to :data:`SAMPLES` measurements taken by different calls (the
+estimate is the fastest), each with when it was taken, the load average then and the
+digest of the code it timed; an entry of other code (``nrnn.store.code_digest``) or older
+than :data:`MAX_AGE_DAYS` is measured again.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -25,6 +33,12 @@ PROBE_STEPS = 64
 """Sequence steps timed per training step (the time is scaled linearly to M)."""
 PROBE_STEPS_EXACT = 8
 """The same for the explicit objective with the exact method (O(M d³) per sequence)."""
+SAMPLES = 3
+"""Measurements kept per shape, one per call of :meth:`Timings.measure` until there are
+this many; the estimate is the fastest."""
+MAX_AGE_DAYS = 30
+"""An entry whose first measurement is older than this is measured afresh."""
+FORMAT = 2
 
 
 def _shape(config: RunConfig) -> dict[str, Any]:
@@ -43,28 +57,76 @@ def _shape(config: RunConfig) -> dict[str, Any]:
     return content
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 class Timings:
     """Measured seconds per training step and per forward sequence, cached in ``path``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._cache: dict[str, dict] = json.loads(self.path.read_text())
+            content = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self._cache = {}
+            content = {}
+        fresh = isinstance(content, dict) and content.get("format") == FORMAT
+        self._cache: dict[str, dict] = content.get("entries", {}) if fresh else {}
+        self._measured_now: set[str] = set()
+        self._code: str | None = None
+
+    def _code_digest(self) -> str:
+        if self._code is None:
+            from .store import code_digest
+
+            self._code = code_digest()
+        return self._code
+
+    def _current(self, entry: dict) -> bool:
+        """Whether a cached entry timed this code, recently enough."""
+        if entry.get("code") != self._code_digest() or not entry.get("samples"):
+            return False
+        first = datetime.datetime.fromisoformat(entry["samples"][0]["measured"])
+        return _now() - first < datetime.timedelta(days=MAX_AGE_DAYS)
 
     def measure(self, config: RunConfig) -> dict[str, float]:
         """{"step": seconds per training step at the config's batch size and full M,
-        "forward": seconds per sequence of an evaluation forward pass}."""
+        "forward": seconds per sequence of an evaluation forward pass}: the fastest of the
+        entry's measurements (one more is taken when it has fewer than :data:`SAMPLES`,
+        once per instance)."""
         import torch
 
         key = hash_content(
             {"shape": _shape(config), "torch": torch.__version__, "machine": platform.node()}
         )
-        if key not in self._cache:
-            self._cache[key] = _measure(config)
-            write_json_atomic(self.path, self._cache)
-        return self._cache[key]
+        entry = self._cache.get(key)
+        if entry is None or not self._current(entry):
+            entry = {"host": platform.node(), "code": self._code_digest(), "samples": []}
+        if len(entry["samples"]) < SAMPLES and key not in self._measured_now:
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            sample = {**_measure(config), "measured": _now().isoformat(timespec="seconds")}
+            entry["samples"].append({**sample, "load": load})
+            self._cache[key] = entry
+            self._measured_now.add(key)
+            write_json_atomic(self.path, {"format": FORMAT, "entries": self._cache})
+        samples = entry["samples"]
+        return {name: min(sample[name] for sample in samples) for name in ("step", "forward")}
+
+    def summary(self) -> str:
+        """One line: how many shapes are timed, when, and how many measurements each."""
+        samples = [s for entry in self._cache.values() for s in entry.get("samples", [])]
+        if not samples:
+            return f"timings ({self.path}): none measured yet"
+        dates = sorted(sample["measured"][:10] for sample in samples)
+        counts = sorted(len(entry["samples"]) for entry in self._cache.values())
+        loads = [sample["load"] for sample in samples if sample.get("load") is not None]
+        load = f", load average {min(loads):.1f}-{max(loads):.1f} then" if loads else ""
+        return (
+            f"timings ({self.path}): {len(self._cache)} shapes, measured {dates[0]} to "
+            f"{dates[-1]}{load}; each the fastest of {counts[0]}-{counts[-1]} measurements "
+            f"(up to {SAMPLES}, one per call; taken again when the code changes or after "
+            f"{MAX_AGE_DAYS} days): what an idle machine takes, a busy one takes longer"
+        )
 
     def training_seconds(self, config: RunConfig, epochs: int) -> float:
         """Estimated seconds of ``epochs`` epochs: training steps plus per-epoch evaluation."""
@@ -94,7 +156,7 @@ def _subset(size: int, subset: int) -> int:
     return min(size, subset) if subset > 0 else size
 
 
-def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
+def _measure(config: RunConfig, repeats: int = 3) -> dict[str, float]:
     """Time training steps and an evaluation forward pass of ``config``'s model."""
     import torch
 
@@ -134,11 +196,13 @@ def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
         model.eval()
         eval_batch = min(config.data.eval_batch_size, 256)
         x_eval = torch.randn(eval_batch, probe_steps, info.input_dim)
+        forwards = []
         with torch.no_grad():
-            started = time.perf_counter()
-            model(x_eval)
-            forward = (time.perf_counter() - started) / eval_batch
+            for _ in range(2):
+                started = time.perf_counter()
+                model(x_eval)
+                forwards.append((time.perf_counter() - started) / eval_batch)
         torch.random.set_rng_state(generator_state)
     finally:
         torch.set_num_threads(threads)
-    return {"step": min(seconds) * scale, "forward": forward * scale}
+    return {"step": min(seconds) * scale, "forward": min(forwards) * scale}

@@ -22,7 +22,9 @@ flags (:func:`add_common_arguments`): ``--profile``, ``--backend``, ``--address`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +33,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, from_dict, parse_override
-from .harness import PlanRow, RunOutcome, RunSpec, TaskChoice, ensure_runs, format_plan, plan
+from .cost import Timings
+from .harness import (
+    PlanRow,
+    RunOutcome,
+    RunSpec,
+    TaskChoice,
+    ensure_runs,
+    format_plan,
+    plan,
+    raise_if_failed,
+)
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -120,7 +132,10 @@ class Context:
         backend: executes runs (``nrnn.backends``), made on first use from ``backend_name``.
         jobs: parallel workers (local processes, or CPUs of a local Ray instance).
         out_dir: where the group writes its files.
-        report_dir: the verification report's directory (figures read it).
+        report_dir: the verification report's directory: figures read it, and write there
+            the module reports they compute.
+        report_sources: more report directories figures read (never write), after
+            ``report_dir``: ``nrnn figures --out X`` reads the default report and writes X.
         progress: show progress bars.
         datasets: datasets chosen on the command line (None: each experiment's default).
         threads_per_run: torch threads of every training run (enters the store key).
@@ -136,6 +151,7 @@ class Context:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     out_dir: Path = Path(".")
     report_dir: Path = Path("verification")
+    report_sources: tuple[Path, ...] = ()
     progress: bool = True
     datasets: tuple[str, ...] | None = None
     threads_per_run: int = 1
@@ -151,6 +167,7 @@ class Context:
             raise ValueError(f"jobs must be a positive integer, got {self.jobs!r}")
         self.out_dir = Path(self.out_dir)
         self.report_dir = Path(self.report_dir)
+        self.report_sources = tuple(Path(source) for source in self.report_sources)
 
     @property
     def backend(self) -> Backend:
@@ -163,16 +180,24 @@ class Context:
     def ensure(
         self, specs: Sequence[RunSpec], task: TaskChoice = None, description: str = "runs"
     ) -> list[RunOutcome]:
-        """Train (or read from the store) every run and do its task; outcomes in order."""
-        return ensure_runs(
-            specs,
-            self.store,
-            self.backend,
-            task=task,
-            threads_per_run=self.threads_per_run,
-            progress=self.progress,
-            description=description,
-            log=self.log,
+        """Train (or read from the store) every run and do its task; outcomes in order.
+
+        Raises:
+            nrnn.harness.RunsFailedError: some run failed (after every other run finished
+                and was stored): an experiment never draws a table or a verdict from an
+                incomplete set of runs.
+        """
+        return raise_if_failed(
+            ensure_runs(
+                specs,
+                self.store,
+                self.backend,
+                task=task,
+                threads_per_run=self.threads_per_run,
+                progress=self.progress,
+                description=description,
+                log=self.log,
+            )
         )
 
     def configure(self, config: RunConfig) -> RunConfig:
@@ -319,4 +344,64 @@ def print_plan(group: str, names: Sequence[str], context: Context) -> int:
         print(f"{title}\nno trained runs needed")
         return 0
     print(format_plan(rows, workers, title))
+    print(Timings(context.store.root / "timings.json").summary())
     return 0
+
+
+def validate_request(group: str, names: Sequence[str], context: Context) -> bool:
+    """Check, before any work starts, what can be checked of a command's request; returns
+    whether any of the chosen experiments trains runs.
+
+    Every trained run's configuration is built with the ``--set`` overrides and validated
+    (a bad value fails here, in one line, not as a traceback from every run). An override
+    of a key that an experiment varies between its runs (``train.seed`` across seeds,
+    ``train.objective`` or the noise across variants) is refused: it would merge those runs
+    into one. ``--set`` for experiments that train nothing is refused (or, next to others
+    that train, noted in the log).
+
+    Raises:
+        ValueError: naming the override or the value at fault.
+    """
+    experiments = [load(group, name) for name in names]
+    quiet = dataclasses.replace(context, log=lambda message: None)  # the run logs it again
+    training = [experiment for experiment in experiments if _trained_runs(experiment, quiet)]
+    if context.overrides:
+        if not training:
+            verb = "trains" if len(names) == 1 else "train"
+            raise ValueError(
+                f"--set changes the configuration of trained runs; {', '.join(names)} {verb} none"
+            )
+        idle = [experiment.name for experiment in experiments if experiment not in training]
+        if idle:
+            context.log(f"note: --set does not apply to {', '.join(idle)} (they train nothing)")
+        for experiment in training:
+            _refuse_overrides_of_varied_keys(experiment, context)
+    return bool(training)
+
+
+def _trained_runs(experiment: Experiment, context: Context) -> list[RunSpec]:
+    """Every run the experiment trains at the context's profile, with the overrides."""
+    if experiment.plan is None:
+        return []
+    chosen = experiment.plan(experiment.sizes(context.profile), context)
+    return [spec for specs, _task in chosen for spec in specs]
+
+
+def _refuse_overrides_of_varied_keys(experiment: Experiment, context: Context) -> None:
+    if experiment.plan is None:
+        return
+    bare = dataclasses.replace(context, overrides=(), log=lambda message: None)
+    for specs, _task in experiment.plan(experiment.sizes(context.profile), bare):
+        for text in context.overrides:
+            ((section, values),) = parse_override(text).items()
+            (key,) = values
+            seen = sorted(
+                {json.dumps(getattr(getattr(spec.config, section), key)) for spec in specs}
+            )
+            if len(seen) > 1:
+                shown = ", ".join(seen[:4]) + (", ..." if len(seen) > 4 else "")
+                raise ValueError(
+                    f"--set {text}: {experiment.name} varies {section}.{key} between its "
+                    f"runs ({shown}); overriding it would make them one run. Leave that key "
+                    "to the experiment"
+                )

@@ -40,3 +40,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
     """Write ``data`` as JSON to ``path`` atomically; NaN and infinity are refused."""
     return write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=False) + "\n")
+
+
+def prepare_directory(path: str | os.PathLike, what: str) -> Path:
+    """Create the directory ``path`` (with its parents) if needed and check that a file can
+    be written in it, before any work whose results would go there.
+
+    Raises:
+        ValueError: naming ``what`` (e.g. ``"--out"``) and the reason, when ``path`` is a
+            file, lies under one, or cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{what} {path} cannot be used as a directory: {reason}") from None
+    return path

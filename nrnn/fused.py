@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from .cells.base import Cell
+from .cells.base import Cell, check_drift_shape
 from .noise import NoiseForm, Parameters
 from .recurrence import reference
 
@@ -175,10 +175,13 @@ class FusedRecurrence(torch.autograd.Function):
         steps = drives.shape[0]
         terms = noise.step_terms(xi, steps=steps, dt=setup.dt, parameters=noise_parameters)
         state = drives.new_zeros(drives.shape[1], cell.state_dim)
-        states, pre_activations, drifts = [], [], []
+        states: list[torch.Tensor] = []
+        pre_activations, drifts = [], []
         for drive, step_terms in zip(drives.unbind(0), terms, strict=True):
-            states.append(state)
             drift, saved = cell.drift_terms(state, drive, parameters)
+            if not states:
+                check_drift_shape(cell, state, drift)
+            states.append(state)
             pre_activations.append(saved)
             if noise.needs_drift:
                 drifts.append(drift)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .config import RunConfig
+from .exitcodes import InfrastructureError
 from .interrupt import Interrupted, as_interrupted
 from .store import RunStore
 
@@ -120,6 +121,30 @@ class RunOutcome:
     result: dict | None = None
     task_cached: bool = False
     seconds: float = 0.0
+
+
+class RunsFailedError(InfrastructureError):
+    """Some runs an experiment needs failed: no result may be drawn from the others as if
+    the set were complete (``outcomes`` holds every run's outcome, in spec order)."""
+
+    def __init__(self, outcomes: Sequence[RunOutcome]) -> None:
+        self.outcomes = list(outcomes)
+        failed = [outcome for outcome in self.outcomes if outcome.status == "failed"]
+        first = failed[0]
+        reason = first.message.splitlines()[0] if first.message else "no message"
+        super().__init__(
+            f"{len(failed)} of {len(self.outcomes)} training runs failed (first: "
+            f"{first.spec.label} in {first.run_dir}: {reason}); nothing was drawn from the "
+            "others. Finished runs are kept in the store: fix the cause and run the same "
+            "command again"
+        )
+
+
+def raise_if_failed(outcomes: Sequence[RunOutcome]) -> list[RunOutcome]:
+    """``outcomes`` unchanged when every run succeeded; else :class:`RunsFailedError`."""
+    if any(outcome.status == "failed" for outcome in outcomes):
+        raise RunsFailedError(outcomes)
+    return list(outcomes)
 
 
 @dataclass(frozen=True)
@@ -396,10 +421,12 @@ __all__ = [
     "RunOutcome",
     "RunSpec",
     "RunTask",
+    "RunsFailedError",
     "ensure_runs",
     "execute",
     "format_duration",
     "format_plan",
     "plan",
+    "raise_if_failed",
     "stored_outcome",
 ]

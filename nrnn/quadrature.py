@@ -22,9 +22,13 @@ from . import contract
 if TYPE_CHECKING:
     from .model import NoisyRNN
 
-__all__ = ["expected_loss", "noise_rule", "one_dimensional_rule"]
+__all__ = ["MAX_POINTS", "expected_loss", "noise_rule", "one_dimensional_rule", "rule_size"]
 
 FAMILIES = ("normal", "uniform")
+MAX_POINTS = 2**22
+"""The largest tensor rule :func:`noise_rule` builds: nodes^(M r) grows exponentially in
+the model's size (4^12 points, hidden 3 with the released-code noise, ran over 10 minutes at
+2.2 GB); the shipped profiles stay below 2 million."""
 
 
 def one_dimensional_rule(family: str, nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,14 +47,33 @@ def noise_rule(
     model: NoisyRNN, steps: int, nodes: int, dtype: torch.dtype = torch.float64
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The tensor rule over every noise variable of ``steps`` steps: points (P, M, r) and
-    weights (P,), P = nodes^(M r); each variable follows its law (``noise.families``)."""
-    families = model.noise.families(model.state_dim) * contract.integer("steps", steps)
+    weights (P,), P = nodes^(M r); each variable follows its law (``noise.families``).
+
+    Raises:
+        ValueError: P above :data:`MAX_POINTS` (before anything is allocated).
+    """
+    rule_size(model, steps, nodes)
+    families = model.noise.families(model.state_dim) * steps
     rules = {family: one_dimensional_rule(family, nodes) for family in set(families)}
     points = [torch.tensor(rules[f][0], dtype=dtype) for f in families]
     weights = [torch.tensor(rules[f][1], dtype=dtype) for f in families]
     grid = torch.stack(torch.meshgrid(*points, indexing="ij"), -1)
     weight = torch.stack(torch.meshgrid(*weights, indexing="ij"), -1)
     return grid.reshape(-1, steps, model.noise_dim), weight.reshape(-1, len(families)).prod(-1)
+
+
+def rule_size(model: NoisyRNN, steps: int, nodes: int) -> int:
+    """P = nodes^(M r), the points of :func:`noise_rule` for ``steps`` steps; a ValueError
+    above :data:`MAX_POINTS` (so a caller can refuse a size before any work)."""
+    contract.integer("nodes", nodes)
+    points = nodes ** (contract.integer("steps", steps) * model.noise_dim)
+    if points > MAX_POINTS:
+        raise ValueError(
+            f"a quadrature over every noise variable needs nodes^(M r) = {nodes}^({steps}·"
+            f"{model.noise_dim}) = {points:,} points, more than the limit {MAX_POINTS:,} "
+            "(time and memory grow with it): use fewer steps, nodes or state entries"
+        )
+    return points
 
 
 def expected_loss(

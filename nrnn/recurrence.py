@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .cells import Cell
+from .cells.base import check_drift_shape
 from .noise import NoiseForm, Parameters
 
 __all__ = ["RECURRENCES", "reference"]
@@ -55,8 +56,11 @@ def reference(
     step_drives = drives.unbind(0)
     terms = noise.step_terms(xi, steps=len(step_drives), dt=dt, parameters=noise_parameters)
     path = [state]
-    for drive, step_terms in zip(step_drives, terms, strict=True):
-        state = step_terms.advance(state, cell.drift(state, drive, parameters))
+    for step, (drive, step_terms) in enumerate(zip(step_drives, terms, strict=True)):
+        drift = cell.drift(state, drive, parameters)
+        if step == 0:
+            check_drift_shape(cell, state, drift)
+        state = step_terms.advance(state, drift)
         if keep_path:
             path.append(state)
     return torch.stack(path, dim=1) if keep_path else state

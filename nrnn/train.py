@@ -302,6 +302,8 @@ def train(
             ``train.divergence_factor`` times the best epoch's; the last good checkpoint stays.
         CheckpointError: the checkpoint is missing (with ``resume``), corrupt, or belongs to
             another configuration.
+        ValueError: an invalid config, or (with ``resume``) a checkpoint with more epochs
+            than ``train.epochs``.
     """
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
@@ -342,6 +344,12 @@ def train(
     stopped = False
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, config)
+        if state["epoch"] > config.train.epochs:
+            raise ValueError(
+                f"{checkpoint_path} holds {state['epoch']} finished epochs, more than the "
+                f"{config.train.epochs} asked for (train.epochs): a run is never shortened; "
+                f"ask for at least {state['epoch']} epochs, or train a new run elsewhere"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

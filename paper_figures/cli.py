@@ -10,7 +10,14 @@ paper's sizes, for a cluster or a GPU. Trained runs come from the shared store (
 so a second call only redraws and an interrupted one resumes. The quick profile writes into
 ``paper_figures/output`` (the committed figures) and reads ``verification/report.json``;
 the other profiles write into ``paper_figures/output/<profile>`` and read
-``verification/<profile>/report.json``.
+``verification/<profile>/report.json``. With ``--out X`` (and no ``--report``) the figures
+still read that report, but a verification module they have to run (absent there, or run
+with other ``--set`` overrides) is written to ``X/report.json``, never under
+``verification/``.
+
+Exit codes (``nrnn.exitcodes``): 0 when every figure was written; 2 on a usage error, found
+before any work starts; 4 when a training run failed (nothing is written then: no table
+shrinks silently, no previous output is overwritten by an incomplete one).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from nrnn.experiments import (
     load,
     print_list,
     print_plan,
+    validate_request,
 )
+from nrnn.files import prepare_directory
 from nrnn.verification.core import DEFAULT_REPORT_DIR, default_report_dir
 
 OUTPUT = Path("paper_figures") / "output"
@@ -62,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         type=Path,
         default=None,
-        help="directory of the verification report that some figures read "
-        f"(default {DEFAULT_REPORT_DIR}, or {DEFAULT_REPORT_DIR}/<profile> beyond quick)",
+        help="directory of the verification report that some figures read, and where they "
+        f"write a module they have to run (default {DEFAULT_REPORT_DIR}, or "
+        f"{DEFAULT_REPORT_DIR}/<profile> beyond quick; with --out X: read there, written to X)",
     )
     parser.add_argument(
         "--datasets",
@@ -93,16 +103,31 @@ def main(argv: list[str] | None = None) -> int:
         print_list("figures")
         return 0
     profile = args.profile or "quick"
+    out = args.out or default_out(profile)
+    report_sources: tuple[Path, ...]
+    if args.report is not None:
+        report_dir, report_sources = args.report, ()
+    elif args.out is not None:
+        report_dir, report_sources = args.out, (default_report_dir(profile),)
+    else:
+        report_dir, report_sources = default_report_dir(profile), ()
     context = context_from_arguments(
         args,
         parser,
-        out_dir=args.out or default_out(profile),
-        report_dir=args.report or default_report_dir(profile),
+        out_dir=out,
+        report_dir=report_dir,
+        report_sources=report_sources,
         datasets=args.datasets,
     )
-    names = args.only or list(REGISTRY["figures"])
+    names = list(dict.fromkeys(args.only or REGISTRY["figures"]))
+    trains = validate_request("figures", names, context)
     if args.plan:
         return print_plan("figures", names, context)
+    prepare_directory(out, "--out")
+    if args.report is not None:
+        prepare_directory(args.report, "--report")
+    if trains:
+        prepare_directory(context.store.root, "--store")
     for name in names:
         experiment = load("figures", name)
         started = time.perf_counter()

@@ -28,7 +28,7 @@ from nrnn.harness import RunSpec
 
 from . import runs
 from .robustness_report import write, write_claim9, write_index
-from .robustness_summary import summarise
+from .robustness_summary import BASELINE, summarise
 from .robustness_task import RobustnessTask, evaluation_data
 
 TITLE = "Accuracy under white, multiplicative, salt-and-pepper and adversarial input perturbations"
@@ -223,36 +223,39 @@ def task_for(settings: Settings, dataset: str) -> RobustnessTask:
 
 
 # ------------------------------------------------------------------------------ compute
-def available_datasets(settings: Settings, log) -> list[str]:
-    """The settings' datasets whose data package is installed (others are skipped with a
-    message)."""
+def available_datasets(settings: Settings) -> list[str]:
+    """The settings' datasets, each checked to have its data package installed.
+
+    Raises:
+        nrnn.data.MissingDataPackageError: naming the package to install (a dataset left
+            out would shrink ``robustness.md`` silently).
+    """
     from nrnn import data
 
-    available = []
     for dataset in settings.datasets:
-        try:
-            data.require(dataset)
-        except data.MissingDataPackageError as error:
-            log(f"robustness: skipping dataset {dataset!r}: {error}")
-            continue
-        available.append(dataset)
-    return available
+        data.require(dataset)
+    return list(settings.datasets)
 
 
 def plan(settings: Settings, context: Context) -> list[tuple[list[RunSpec], RobustnessTask]]:
     """The trained runs (and their evaluation task) of every dataset, with the command
-    line's ``--set`` overrides; a variant they make invalid (the Antisymmetric RNN with
-    another cell) is left out with a message."""
+    line's ``--set`` overrides. A variant they make invalid (the Antisymmetric RNN with
+    another cell) is left out with a message; a value no run takes, or that the baseline
+    (the Lipschitz RNN, every comparison's reference) cannot take, is an error."""
     chosen: list[tuple[list[RunSpec], RobustnessTask]] = []
-    for dataset in available_datasets(settings, context.log):
+    for dataset in available_datasets(settings):
         specs: list[RunSpec] = []
+        refused: list[tuple[RunSpec, ValueError]] = []
         for spec in runs.grid([dataset], settings.variants, settings.size):
             try:
                 specs.append(RunSpec(spec.name, context.configure(spec.config)))
             except ValueError as error:
-                context.log(f"robustness: leaving out {spec.label}: {error}")
-        if specs:
-            chosen.append((specs, task_for(settings, dataset)))
+                refused.append((spec, error))
+        for spec, reason in refused:
+            if spec.name == BASELINE or not specs:
+                raise ValueError(f"{spec.label}: {reason}")
+            context.log(f"robustness: leaving out {spec.label}: {reason}")
+        chosen.append((specs, task_for(settings, dataset)))
     return chosen
 
 

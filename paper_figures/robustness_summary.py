@@ -220,17 +220,15 @@ def summarise(
     levels = settings.levels_for(dataset)
     aliases = runs.same_runs(dataset, settings.variants, settings.size)
     entries: dict[str, dict] = {}
-    failed = []
     for variant in settings.variants:
-        mine = [o for o in outcomes if o.spec.name == variant]
-        failed += [
-            {"variant": variant, "seed": o.spec.seed, "error": o.message.splitlines()[0]}
-            for o in mine
-            if o.status == "failed"
-        ]
-        done = [o for o in mine if o.result is not None]
-        if done:
-            entries[variant] = variant_entry(variant, done, levels)
+        done = [o for o in outcomes if o.spec.name == variant]
+        if not done:  # left out by the plan (an override it cannot take), or another's runs
+            continue
+        if any(o.result is None for o in done):
+            raise RuntimeError(
+                f"{variant}: a run without a result (a failed run) reached the table"
+            )
+        entries[variant] = variant_entry(variant, done, levels)
     for variant, original in aliases.items():
         if original in entries:
             entries[variant] = aliased(entries[original], variant, original)
@@ -263,7 +261,6 @@ def summarise(
         "translation": translation or {},
         "variants": variants,
         "contrasts": found,
-        "failed": failed,
     }
 
 

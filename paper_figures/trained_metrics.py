@@ -21,7 +21,7 @@ it runs that module (which caches its trained runs) and merges the result into t
 Files written into the output directory:
 
     trained_metrics.json          per dataset: per-seed values and means of every plotted
-                                  metric and objective, the paired tests, failures
+                                  metric and objective, the paired tests
     trained_metrics.csv           dataset, objective, seed, quantity, value: every quantity
                                   the verification measured
     trained_metrics.md            per dataset: means ± sd, paired differences and p values
@@ -86,8 +86,12 @@ def _split_run_key(key: str) -> tuple[str, int]:
 
 def usable_report(module_report: dict) -> bool:
     """Whether a ``trained`` module report holds at least one comparison with its
-    per-run measurements and paired test."""
-    for check in module_report.get("checks", []):
+    per-run measurements and paired test, and no run that failed (a ``training.*`` check of
+    a report written before failed runs stopped the command: its tables would lack runs)."""
+    checks = module_report.get("checks", [])
+    if any(check.get("name", "").startswith("training.") for check in checks):
+        return False
+    for check in checks:
         details = check.get("details", {})
         if (
             parse_check_name(check.get("name", ""))
@@ -113,7 +117,7 @@ def summarise(module_report: dict) -> dict:
     metrics (one dict per compared metric: key, title, ylabel, claim, relation ("<" or ">":
     the claimed direction of treated vs clean),
     values (objective -> {"seeds", "values", "mean"}), tests (treated objective -> the
-    paired test and verdict)) and failed (error messages of runs that could not be trained).
+    paired test and verdict)).
     """
     if not usable_report(module_report):
         raise ValueError(
@@ -122,12 +126,7 @@ def summarise(module_report: dict) -> dict:
         )
     datasets: dict[str, dict] = {}
     for check in module_report["checks"]:
-        name = check["name"]
-        if name.startswith("training."):
-            entry = datasets.setdefault(name.split(".")[1], _empty_dataset())
-            entry["failed"].append(str(check["details"].get("error", check["measured"])))
-            continue
-        parsed = parse_check_name(name)
+        parsed = parse_check_name(check["name"])
         if parsed is None:
             continue
         metric, dataset, treated = parsed
@@ -152,7 +151,7 @@ def summarise(module_report: dict) -> dict:
 
 
 def _empty_dataset() -> dict:
-    return {"measurements": {}, "tests": {}, "claims": {}, "failed": []}
+    return {"measurements": {}, "tests": {}, "claims": {}}
 
 
 def _dataset_summary(dataset: str, entry: dict) -> dict:
@@ -195,7 +194,6 @@ def _dataset_summary(dataset: str, entry: dict) -> dict:
             o: {str(s): v for s, v in runs.items()} for o, runs in measurements.items()
         },
         "metrics": metrics,
-        "failed": entry["failed"],
     }
 
 
@@ -373,8 +371,6 @@ def markdown_dataset(summary: dict, dataset: dict) -> str:
                 f"{_format_p(test['p_sign_one_sided'])} ({test['verdict']})"
             )
         lines.append("| " + " | ".join(cells) + " |")
-    if dataset["failed"]:
-        lines += ["", "Runs that could not be trained: " + "; ".join(dataset["failed"])]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ state dicts, and a cell that has no generated code at all."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -175,6 +176,50 @@ def test_a_cell_without_formulas_gets_its_regularizer_from_torch_func(noise):
         stability_tools.contraction_rate(model)
     estimate = stability_tools.lyapunov_exponent(model, x[:1], paths=3, seed=0, steps=6)
     assert math.isfinite(estimate.exponent)
+
+
+WRONG_DRIFTS = {
+    "(1, 3)": lambda drift: drift.mean(0, keepdim=True),  # broadcast silently before
+    "()": lambda drift: drift.sum(),  # broadcast silently before
+    "(4, 4)": lambda drift: torch.cat([drift, drift[:, :1]], -1),  # a raw broadcasting error
+}
+
+
+@pytest.mark.parametrize("shape", list(WRONG_DRIFTS))
+def test_a_drift_of_the_wrong_shape_is_refused_naming_the_cell(shape):
+    """Own cells: a drift that returns (1, n) or a scalar was broadcast into wrong numbers
+    without a word; a wrong width failed inside torch without naming the cell."""
+
+    class BrokenCell(SineCell):
+        def drift(self, state, drive, parameters):
+            return WRONG_DRIFTS[shape](super().drift(state, drive, parameters))
+
+    torch.manual_seed(0)
+    model = NoisyRNN(2, 3, 3, dt=0.3, cell=BrokenCell(3), noise=Noise(0.1, 0.1))
+    x = torch.randn(4, 5, 2)
+    expected = rf"BrokenCell.drift returned {re.escape(shape)} for a state of shape \(4, 3\)"
+    for mode in (model.train, model.eval):
+        mode()
+        with pytest.raises(ValueError, match=expected):
+            model(x)
+    model.cell = SineCell(3)
+    assert model(x).shape == (4, 3)  # the same model with a right drift runs
+
+
+def test_the_fused_recurrence_checks_the_drift_shape_too(monkeypatch):
+    torch.manual_seed(0)
+    model = NoisyRNN(2, 3, 3, dt=0.3, noise=Noise(0.1, 0.1))
+    x = torch.randn(4, 5, 2)
+    assert model.uses_fused_recurrence([x.requires_grad_()])
+    drift_terms = model.cell.drift_terms
+
+    def squeezed(state, drive, parameters):
+        drift, saved = drift_terms(state, drive, parameters)
+        return drift.mean(0, keepdim=True), saved
+
+    monkeypatch.setattr(model.cell, "drift_terms", squeezed)
+    with pytest.raises(ValueError, match=r"LipschitzCell.drift returned \(1, 3\)"):
+        model(x)
 
 
 # ------------------------------------------------------------------------ stability

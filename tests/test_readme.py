@@ -240,6 +240,37 @@ def test_the_common_flags_and_their_defaults_are_the_parsers():
     assert parser.get_default("address") is None
 
 
+def test_the_regularizer_speed_is_stated_once_and_as_its_json_says():
+    """The README had two tables of the regularizer's cost that contradicted each other
+    (the JSON matched the second): one is left, and its numbers are the JSON's."""
+    import json
+
+    result = json.loads((ROOT / "benchmarks/results/regularizer_speed.json").read_text())
+    ratios = result["parts"]["vs_training_step"]["ratio_to_training_step"]
+    speedup = result["parts"]["vs_oracle"]["speedup_over_oracle"]
+    rows = [
+        line
+        for line in README.splitlines()
+        if line.startswith("|") and re.search(r"(probe|exact).*(training step|oracle)", line)
+    ]
+    expected = {
+        "probe regularizer (K = 8) + backward / training step, M = 140 / 784": [
+            ratios["140"]["probe"],
+            ratios["784"]["probe"],
+        ],
+        "exact regularizer + backward / training step, M = 140 / 784": [
+            ratios["140"]["exact"],
+            ratios["784"]["exact"],
+        ],
+        "exact regularizer vs the autograd oracle (d = 32, M = 64)": [speedup],
+    }
+    assert len(rows) == len(expected), rows
+    for row in rows:
+        label, measured = (cell.strip() for cell in row.split("|")[1:3])
+        stated = [float(number) for number in re.findall(r"[0-9.]+", measured)]
+        assert stated == pytest.approx(expected[label], rel=0.01), row
+
+
 # ----------------------------------------------------------------- figures and tables
 def test_every_image_the_readme_shows_exists():
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)

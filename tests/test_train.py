@@ -114,9 +114,10 @@ def test_resume_without_checkpoint_is_refused_unless_asked_to_start(tmp_path, ca
     assert [m["epoch"] for m in started.metrics] == [1]
     assert (
         cli_main(["train", "--dataset", "digits-rows", "--out", str(tmp_path / "x"), "--resume"])
-        == 1
+        == 2  # a usage error (nrnn.exitcodes.USAGE)
     )
     assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_objective_growth_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -197,8 +198,23 @@ def test_load_model_restores_the_trained_model(tmp_path):
     [
         ("train.objective='sgd'", "train.objective must be one of"),
         ("noise.form='ito'", "noise.form must be one of"),
-        ("data.batch_size=0", "data.batch_size must be > 0"),
-        ("optim.lr=-1", "optim.lr must be > 0"),
+        ("data.batch_size=0", "data.batch_size must be an integer >= 1"),
+        ("optim.lr=-1", "optim.lr must be a finite number > 0"),
+        ("optim.lr=inf", "optim.lr must be a finite number > 0, got inf"),
+        ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan"),
+        ("optim.lr_decay=-1", r"optim.lr_decay must be in \(0, 1\]"),
+        ("optim.lr_decay=0", r"optim.lr_decay must be in \(0, 1\]"),
+        ("optim.lr_decay=2", r"optim.lr_decay must be in \(0, 1\]"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay must be a finite number >= 0"),
+        ("optim.grad_clip=inf", "optim.grad_clip must be a finite number >= 0"),
+        ("model.hidden_dim=-4", "model.hidden_dim must be an integer >= 1"),
+        ("model.hidden_dim=0", "model.hidden_dim must be an integer >= 1"),
+        ("model.dt=0", "model.dt must be a finite number > 0"),
+        ("model.beta=1.5", r"model.beta must be in \[0, 1\]"),
+        ("noise.additive=-0.1", "noise.additive must be a finite number >= 0"),
+        ("noise.brownian='full'", "noise.brownian must be one of"),
+        ("train.seed=-1", "train.seed must be an integer >= 0"),
+        ("train.epochs=0", "train.epochs must be an integer >= 1"),
         ("data.recipe='paper'", "data.recipe must be one of"),
         ("data.recipe='authors'", "recipe='authors' exists for mnist-pixels, pmnist-pixels only"),
         ("model.init_divisor='d'", "model.init_divisor must be one of"),

@@ -18,7 +18,7 @@ from nrnn.verification.cli import CHECKS_FAILED, main
 TINY = expansion.ExpansionSizes(
     quadrature=(
         expansion.QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=4, seed=1),
-        expansion.QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=2),
+        expansion.QuadratureCase(hidden=2, steps=2, noise="reference", nodes=3, seed=2),
     ),
     monte_carlo=(
         expansion.MonteCarloCase(
@@ -100,12 +100,39 @@ def test_a_biased_probe_estimator_fails_the_probe_check(monkeypatch):
 def test_quadrature_rule_integrates_moments_exactly():
     model, _, _ = expansion.quadrature_model(TINY.quadrature[1], 0.5, 0.5)  # reference noise
     points, weights = quadrature.noise_rule(model, 2, nodes=3)
-    assert points.shape == (3 ** (2 * 2), 2, 2) and weights.sum().item() == pytest.approx(1)
+    assert points.shape == (3 ** (2 * 4), 2, 4) and weights.sum().item() == pytest.approx(1)
     second = (weights[:, None, None] * points**2).sum(0)
     fourth = (weights[:, None, None] * points**4).sum(0)
     assert second.numpy() == pytest.approx(1.0)  # unit variance, Gaussian and uniform
-    assert fourth[:, 0].numpy() == pytest.approx(3.0)  # Gaussian ζ
-    assert fourth[:, 1].numpy() == pytest.approx(9 / 5)  # uniform η on [−√3, √3]
+    assert fourth[:, :2].numpy() == pytest.approx(3.0)  # Gaussian ζ
+    assert fourth[:, 2:].numpy() == pytest.approx(9 / 5)  # uniform η on [−√3, √3]
+
+
+def test_a_quadrature_too_big_is_refused_before_any_work(monkeypatch):
+    """verify_cell(..., hidden=3) ran over 10 minutes at 2.2 GB without a word (the
+    released-code noise's rule has 4^12 points); now it is refused at once, naming the
+    size, and the largest case of the shipped profiles stays within the limit."""
+    monkeypatch.setattr(expansion, "timed", lambda *args: pytest.fail("a check ran"))
+    with pytest.raises(ValueError, match=r"reference: .* 4\^\(2·6\) = 16,777,216 points"):
+        expansion.verify_cell("lipschitz", hidden=3)
+    model, _, _ = expansion.quadrature_model(TINY.quadrature[0], 0.5, 0.5)
+    with pytest.raises(ValueError, match="more than the limit"):
+        quadrature.noise_rule(model, 12, nodes=4)
+    biggest = max(
+        quadrature.rule_size(expansion.quadrature_model(case, 0.5, 0.5)[0], case.steps, case.nodes)
+        for sizes in expansion.PROFILES.values()
+        for case in (*sizes.quadrature, *sizes.gradient_cases)
+    )
+    assert biggest <= quadrature.MAX_POINTS
+
+
+def test_the_probe_check_refuses_a_single_state_entry(monkeypatch):
+    """With one state entry every probe estimate is the exact value times a function of
+    the probes alone: the check's statistic was the same for every cell."""
+    monkeypatch.setattr(expansion, "timed", lambda *args: pytest.fail("a check ran"))
+    with pytest.raises(ValueError, match="lipschitz,d=1,M=2,diagonal: one state entry"):
+        expansion.verify_cell("lipschitz", hidden=1)
+    expansion.check_sizes(expansion.cell_sizes("cornn", hidden=1))  # (y, y'): two entries
 
 
 # ------------------------------------------------------------------ core and the CLI
@@ -176,6 +203,7 @@ def test_cli_runs_modules_and_sets_the_exit_code(tmp_path, monkeypatch, capsys):
         run=lambda sizes, context: [make_check(passed=outcome["passed"])],
     )
     monkeypatch.setattr("nrnn.verification.cli.load", lambda group, name: stand_in)
+    monkeypatch.setattr("nrnn.experiments.load", lambda group, name: stand_in)
     monkeypatch.setitem(REGISTRY, "verify", {"expansion": "stand-in"})
     assert main(["expansion", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

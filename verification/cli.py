@@ -3,10 +3,13 @@
 
 Runs the chosen verification modules (default: all) at a profile (default ``quick``),
 prints a table of every check with its measured value, tolerance, false-failure probability
-and verdict, and merges the results into ``DIR/report.json`` and ``DIR/report.md`` (written
-atomically). Trained models come from the shared store of trained runs. Exit code
-``CHECKS_FAILED`` (3) when every module ran but a check failed, 2 on a usage error (and 1,
-Python's own, on a crash), so that scripts can tell a finding from an error.
+and verdict, and merges each module's results into ``DIR/report.json`` and ``DIR/report.md``
+(written atomically) as soon as it finishes, so an interrupted command keeps the modules it
+finished. Trained models come from the shared store of trained runs. Exit codes
+(``nrnn.exitcodes``): 3 (``CHECKS_FAILED``) when every module ran and some check failed,
+and only then; 2 on a usage error, found before any work starts; 4 when a module could not
+run (a failed training run, a damaged store; its report entry then says so and holds no
+verdict); 1, Python's own, on a crash.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nrnn import exitcodes
 from nrnn.experiments import (
     REGISTRY,
     add_common_arguments,
@@ -22,17 +26,20 @@ from nrnn.experiments import (
     load,
     print_list,
     print_plan,
+    validate_request,
 )
+from nrnn.files import prepare_directory
 
 from .core import (
     DEFAULT_REPORT_DIR,
     default_report_dir,
+    error_report,
     format_table,
     run_module,
     write_report,
 )
 
-CHECKS_FAILED = 3
+CHECKS_FAILED = exitcodes.CLAIM_DOES_NOT_HOLD
 """Exit code when the verification ran to the end and some check failed."""
 
 
@@ -86,19 +93,29 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = args.out or default_report_dir(args.profile or "quick")
     context = context_from_arguments(args, parser, out_dir=out, report_dir=out)
+    trains = validate_request("verify", names, context)
     if args.plan:
         return print_plan("verify", names, context)
+    prepare_directory(out, "--out")
+    if trains:
+        prepare_directory(context.store.root, "--store")
 
     reports = []
     for name in names:
+        experiment = load("verify", name)
         print(f"running {name} ({context.profile}) ...", flush=True)
-        reports.append(run_module(load("verify", name), context.profile, context))
-    json_path, md_path = write_report(out, reports)
+        try:
+            report = run_module(experiment, context.profile, context)
+        except (exitcodes.InfrastructureError, OSError) as error:
+            write_report(out, [error_report(experiment, context.profile, context, str(error))])
+            raise
+        json_path, md_path = write_report(out, [report])  # after every module
+        reports.append(report)
     print(format_table(reports))
     failed = sum(not check["passed"] for report in reports for check in report["checks"])
     total = sum(len(report["checks"]) for report in reports)
     print(f"\n{total - failed}/{total} checks pass; written to {json_path} and {md_path}")
-    return CHECKS_FAILED if failed else 0
+    return CHECKS_FAILED if failed else exitcodes.OK
 
 
 if __name__ == "__main__":

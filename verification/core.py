@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nrnn.exitcodes import InfrastructureError
 from nrnn.experiments import PROFILES, REGISTRY, Context, Experiment, load
 from nrnn.files import write_json_atomic, write_text_atomic
 
@@ -69,22 +70,54 @@ def timed(function: Callable[..., Check], *args, **kwargs) -> Check:
 
 
 def run_module(experiment: Experiment, profile: str, context: Context | None = None) -> dict:
-    """Run every check of a verification experiment at ``profile``; a JSON-ready report."""
+    """Run every check of a verification experiment at ``profile``; a JSON-ready report.
+
+    The report records the ``--set`` overrides its trained runs had ("overrides", empty
+    for a module that trains nothing), so that a report is reused only for the same ones.
+
+    Raises:
+        InfrastructureError: the module returned no check: nothing was tested, and that is
+            never a pass.
+    """
     sizes = experiment.sizes(profile)
     context = context or Context(profile=profile)
     started = time.perf_counter()
     checks = experiment.run(sizes, context)
+    if not checks:
+        raise InfrastructureError(
+            f"verification module {experiment.name!r} ran no check at profile {profile!r}: "
+            "nothing was tested"
+        )
+    return {
+        **_module_header(experiment, profile, context),
+        "sizes": _jsonable(_fields(sizes)),
+        "seconds": time.perf_counter() - started,
+        "passed": all(check.passed for check in checks),
+        "checks": [check.to_json() for check in checks],
+    }
+
+
+def error_report(experiment: Experiment, profile: str, context: Context, error: str) -> dict:
+    """The report entry of a module that could not run (``"error"``; no checks, no
+    verdict): it replaces the module's earlier entry, so no stale verdict stays."""
+    return {**_module_header(experiment, profile, context), "passed": False, "error": error}
+
+
+def _module_header(experiment: Experiment, profile: str, context: Context) -> dict:
     return {
         "module": experiment.name,
         "description": experiment.title,
         "claims": list(experiment.claims),
         "profile": profile,
-        "sizes": _jsonable(_fields(sizes)),
+        "overrides": applied_overrides(experiment, context),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "seconds": time.perf_counter() - started,
-        "passed": all(check.passed for check in checks),
-        "checks": [check.to_json() for check in checks],
+        "checks": [],
     }
+
+
+def applied_overrides(experiment: Experiment, context: Context) -> list[str]:
+    """The ``--set`` overrides that reach a module's runs (none when it trains nothing)."""
+    return list(context.overrides) if experiment.plan is not None else []
 
 
 # ------------------------------------------------------------------------ formatting
@@ -143,12 +176,20 @@ def format_markdown(report: dict) -> str:
         "",
     ]
     for module in report["modules"].values():
+        heading = f"## {module['module']}: {module['description']}"
+        overrides = module.get("overrides") or []
+        settings = f"Profile `{module['profile']}`" + (
+            ", with " + ", ".join(f"`--set {text}`" for text in overrides) if overrides else ""
+        )
+        if "error" in module or not module["checks"]:
+            reason = module.get("error", "no check ran")
+            lines += [heading, "", f"{settings}, {module['finished']}: COULD NOT RUN: {reason}", ""]
+            continue
         verdict = "all checks pass" if module["passed"] else "SOME CHECKS FAIL"
         lines += [
-            f"## {module['module']}: {module['description']}",
+            heading,
             "",
-            f"Profile `{module['profile']}`, finished {module['finished']}, "
-            f"{module['seconds']:.0f} s; {verdict}.",
+            f"{settings}, finished {module['finished']}, {module['seconds']:.0f} s; {verdict}.",
             "",
             "| check | claim | measured | tolerance | P(false fail) | result |",
             "|---|---|---|---|---|---|",
@@ -198,7 +239,8 @@ def merge_reports(previous: dict | None, modules: list[dict]) -> dict:
         merged[module["module"]] = module
     ordered = {name: merged[name] for name in REGISTRY["verify"] if name in merged}
     ordered.update({name: value for name, value in merged.items() if name not in ordered})
-    return {"format": 1, "passed": all(m["passed"] for m in ordered.values()), "modules": ordered}
+    passed = bool(ordered) and all(m["passed"] and m["checks"] for m in ordered.values())
+    return {"format": 1, "passed": passed, "modules": ordered}
 
 
 def read_report(path: Path) -> dict | None:
@@ -246,34 +288,42 @@ def module_report_at(
     """The report of verification module ``name`` at ``context.profile``, computed at most
     once.
 
-    Read from ``context.report_dir/report.json`` when that holds the module at the profile
-    and ``usable(module_report)`` is true (default: always); otherwise the module is run
-    (its trained runs through the context's store and backend) and merged into the report.
-    Figures use this, so that ``nrnn verify`` followed by ``nrnn figures`` does not compute
-    anything twice.
+    Read from ``report.json`` in ``context.report_dir`` or, failing that, in one of
+    ``context.report_sources``, when it holds the module at the profile, with the same
+    ``--set`` overrides, with checks (not an error entry), and ``usable(module_report)`` is
+    true (default: always); otherwise the module is run (its trained runs through the
+    context's store and backend) and merged into ``context.report_dir/report.json`` (the
+    sources are never written). Figures use this, so that ``nrnn verify`` followed by
+    ``nrnn figures`` does not compute anything twice, and ``nrnn figures --set ...`` never
+    draws the report of other settings.
 
     Returns:
         the module report as stored in ``report.json`` ("module", "profile", "sizes",
         "checks": a list of check dicts with "name", "measured", "details", ...).
     """
-    profile, report_dir, log = context.profile, context.report_dir, context.log
-    report = read_report(report_dir / "report.json") or {}
-    stored = report.get("modules", {}).get(name)
-    if stored is not None and stored.get("profile") == profile:
-        if usable is None or usable(stored):
+    experiment = load("verify", name)
+    wanted = {"profile": context.profile, "overrides": applied_overrides(experiment, context)}
+    reasons = []
+    for directory in (context.report_dir, *context.report_sources):
+        path = directory / "report.json"
+        stored = (read_report(path) or {}).get("modules", {}).get(name)
+        found = None if stored is None else {key: stored.get(key, []) for key in wanted}
+        if stored is None:
+            reasons.append(f"{path}: absent")
+        elif found != wanted:
+            reasons.append(f"{path}: at {found}")
+        elif "error" in stored or not stored.get("checks"):
+            reasons.append(f"{path}: its last run failed")
+        elif usable is not None and not usable(stored):
+            reasons.append(f"{path}: lacks data this figure needs")
+        else:
             return stored
-        log(
-            f"{report_dir / 'report.json'}: the {name!r} entry lacks data this figure needs; "
-            "running the module again"
-        )
-    else:
-        found = "absent" if stored is None else f"at profile {stored.get('profile')!r}"
-        log(
-            f"{report_dir / 'report.json'}: verification module {name!r} is {found}; "
-            f"running it ({profile}) ..."
-        )
-    fresh = run_module(load("verify", name), profile, context)
-    write_report(report_dir, [fresh])
+    context.log(
+        f"verification module {name!r} at {wanted} is not in a report ({'; '.join(reasons)}); "
+        f"running it ..."
+    )
+    fresh = run_module(experiment, context.profile, context)
+    write_report(context.report_dir, [fresh])
     return json.loads(json.dumps(fresh))  # the same plain-JSON form as a stored entry
 
 

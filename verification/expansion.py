@@ -878,7 +878,27 @@ def verify_cell(cell, **options) -> list[Check]:
 
 
 # --------------------------------------------------------------------------- module
+def check_sizes(sizes: ExpansionSizes) -> None:
+    """Refuse, before any work, a quadrature case too big for the tensor rule
+    (``nrnn.quadrature.MAX_POINTS``) or, for the probe check, a model with one state
+    entry: there every probe estimate is the exact value times a function of the probes
+    alone, so the check's statistic would not depend on the cell."""
+    for case in (*sizes.quadrature, *sizes.gradient_cases):
+        model, _, _ = quadrature_model(case, sizes.quadrature_level, sizes.quadrature_dt)
+        try:
+            quadrature.rule_size(model, case.steps, case.nodes)
+        except ValueError as error:
+            raise ValueError(f"quadrature case {case.label}: {error}") from None
+        if case in sizes.quadrature and model.state_dim < 2:
+            raise ValueError(
+                f"quadrature case {case.label}: one state entry, where the probe check's "
+                "statistic does not depend on the cell; use a hidden size with at least two "
+                "state entries"
+            )
+
+
 def run(sizes: ExpansionSizes) -> list[Check]:
+    check_sizes(sizes)
     checks = [
         check_quadrature_coefficient,
         check_probe_coefficient,

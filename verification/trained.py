@@ -436,24 +436,10 @@ def _comparison_check(
     )
 
 
-def _failure_check(dataset: str, treated: str, seeds, error: str, seconds: float) -> Check:
-    """A failing row when some models to compare could not be trained (the comparisons
-    then use the seeds for which both exist, if there are at least two)."""
-    return Check(
-        claim=6,
-        name=f"training.{dataset}.{treated}",
-        measured={"error": error},
-        criterion=f"{treated}-trained and clean-trained models exist for every seed",
-        tolerance={},
-        passed=False,
-        seeds=list(seeds),
-        seconds=seconds,
-        details={"error": error},
-    )
-
-
 def plan(sizes: Sizes, context: Context | None = None) -> list[tuple[list[RunSpec], MeasureTask]]:
     """The trained runs of every dataset (each objective × seed) and their measuring task."""
+    if len(set(sizes.seeds)) < 2:
+        raise ValueError(f"a paired test needs at least 2 seeds, got {list(sizes.seeds)}")
     for dataset in sizes.datasets:
         if "clean" not in (dataset.objectives or sizes.objectives):
             raise ValueError(
@@ -480,20 +466,15 @@ def plan(sizes: Sizes, context: Context | None = None) -> list[tuple[list[RunSpe
 def _dataset_checks(
     dataset: str, sizes: Sizes, outcomes: list[RunOutcome], log: Callable[[str], None]
 ) -> list[Check]:
-    """Compare the measured models of one dataset."""
+    """Compare the measured models of one dataset (every run succeeded: ``Context.ensure``
+    raises otherwise)."""
     results: dict[tuple[str, int], Any] = {}  # by (objective, seed)
     runs: dict[tuple[str, int], dict[str, Any]] = {}
     cost: dict[tuple[str, int], float] = {}
-    errors: dict[str, list[str]] = {}  # by objective
     configs: dict[str, dict] = {}
     objectives = list(dict.fromkeys(outcome.spec.name for outcome in outcomes))
     for outcome in outcomes:
         objective, seed, config = outcome.spec.name, outcome.spec.seed, outcome.spec.config
-        if outcome.status == "failed":
-            errors.setdefault(objective, []).append(
-                f"seed {seed}: {outcome.message.splitlines()[0]}"
-            )
-            continue
         history = read_metrics(outcome.run_dir)
         results[(objective, seed)] = outcome.result
         runs[(objective, seed)] = {
@@ -513,21 +494,14 @@ def _dataset_checks(
         f"  {dataset}: {len(results)} models measured ("
         + ", ".join(
             f"{sum(1 for o in outcomes if o.status == status)} {status}"
-            for status in ("trained", "stored", "failed")
+            for status in ("trained", "stored")
         )
         + ")"
     )
     checks = []
+    seeds = list(sizes.seeds)
     for treated in (o for o in objectives if o != "clean"):
-        seeds = [s for s in sizes.seeds if ("clean", s) in results and (treated, s) in results]
-        seconds = sum(cost.get((o, s), 0.0) for o in ("clean", treated) for s in sizes.seeds)
-        missing = [f"{o}: {e}" for o in ("clean", treated) for e in errors.get(o, [])]
-        if missing:
-            checks.append(
-                _failure_check(dataset, treated, sizes.seeds, "; ".join(missing), seconds)
-            )
-        if len(seeds) < 2:
-            continue
+        seconds = sum(cost[(o, s)] for o in ("clean", treated) for s in seeds)
         for metric in METRICS:
             checks.append(
                 _comparison_check(metric, dataset, treated, seeds, results, runs, configs, seconds)

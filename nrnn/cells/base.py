@@ -241,6 +241,19 @@ class Cell(nn.Module, ABC, Generic[P]):
         return first, second.mean(-2)
 
 
+def check_drift_shape(cell: Cell[Any], state: torch.Tensor, drift: torch.Tensor) -> None:
+    """Refuse a drift of another shape than its state (batch, n), naming the cell: a
+    (1, n) or 0-d drift would broadcast silently into wrong numbers, a wrong width into a
+    raw broadcasting error. The recurrences call this at their first step."""
+    if not isinstance(drift, torch.Tensor) or drift.shape != state.shape:
+        shape = tuple(drift.shape) if isinstance(drift, torch.Tensor) else type(drift).__name__
+        raise ValueError(
+            f"{type(cell).__name__}.drift returned {shape} for a state of shape "
+            f"{tuple(state.shape)} (batch, state_dim = {cell.state_dim}): a drift must return "
+            "one value per sample and state entry, the state's shape"
+        )
+
+
 def _rows_point(point: Point, rows: torch.Tensor) -> Point:
     """A per-sample point (batch, ·) broadcast against rows (batch, K, n)."""
     if rows.ndim == point["state"].ndim:
