@@ -21,6 +21,7 @@ from nrnn.experiments import (
     load,
 )
 from nrnn.figures import cli, robustness, runs
+from nrnn.figures import robustness_report as report
 from nrnn.harness import RunsFailedError, with_threads
 from nrnn.store import RunStore
 
