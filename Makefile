@@ -43,6 +43,7 @@ derive: $(STAMP)
 
 # A claim that does not hold (nrnn verify exits 3) is a finding written to
 # verification/report.md, not a reason to skip the figures; any other error stops here.
+# The slow tests (`make test-slow`, about 7 minutes) run last: a failure fails the target.
 # `make reproduce PROFILE=medium` (or full) runs the bigger profiles; add BACKEND=ray for Ray.
 PROFILE ?= quick
 BACKEND ?= local
@@ -51,6 +52,7 @@ reproduce: $(STAMP)
 	$(PY) -m nrnn verify --profile $(PROFILE) --backend $(BACKEND) || [ $$? -eq 3 ]
 	$(PY) -m nrnn figures --profile $(PROFILE) --backend $(BACKEND)
 	$(PY) tools/readme_sync.py
+	$(MAKE) test-slow
 
 bench: $(STAMP)
 	$(PY) -m nrnn bench
