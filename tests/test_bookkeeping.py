@@ -96,9 +96,11 @@ def test_outcomes_come_back_in_request_order_when_runs_finish_in_reverse(tmp_pat
 def test_two_workers_finishing_out_of_order_keep_request_order(tmp_path):
     """Two runs on 2 worker processes, the first requested held back 4 s in its task: the
     second finishes first (checked from the task files), and the outcomes still come back
-    in request order, each with its own spec and result."""
+    in request order, each with its own spec and result. The slow run is also the larger
+    one, so the harness submits it first (largest first) and the completion order differs
+    from the submission order as well as from the request order."""
     store = RunStore(tmp_path)
-    specs = [spec("slow", 0), spec("fast", 1, hidden=5)]
+    specs = [spec("slow", 0, hidden=5), spec("fast", 1)]
 
     def task(chosen: RunSpec) -> IdentityTask:
         return IdentityTask(delay=4.0 if chosen.name == "slow" else 0.0)
