@@ -21,9 +21,10 @@ Two comparisons (``tests/test_lipschitz_pins.py``):
 - **within a tolerance**, everywhere: every part x of every pin against its recorded value
   x₀, max |x − x₀| ≤ tol · max |x₀| (the part's own scale, so that entries that cancel to
   near zero do not demand a relative accuracy that rounding cannot give), with tol from
-  :func:`tolerance`: ``FLOAT64`` for float64 results, ``FLOAT32`` for float32 results and
-  ``TRAINING`` for whole training runs (accuracies may also differ by one evaluated
-  sequence). Their measured justification is in the docstrings of those constants.
+  :func:`tolerance`: ``FLOAT64`` for float64 results, ``SEPARATION`` for Lyapunov
+  exponents (two trajectories 1e-6 apart), ``FLOAT32`` for float32 results and ``TRAINING``
+  for whole training runs (accuracies may also differ by one evaluated sequence). Their
+  measured justification is in the docstrings of those constants.
 
 Re-record (``python tests/lipschitz_pins.py --record``) only for a change that is *meant*
 to alter results, or on another machine to have its bits pinned there (the values must then
@@ -196,8 +197,9 @@ class Tolerance:
 
 def kind(name: str, label: str, dtype: torch.dtype) -> str:
     """The tolerance class of part ``label`` of pin ``name``: "training", "accuracy" (of a
-    training run), "float64" or "float32". Parameters drawn from a seed are float32 draws
-    (also those of the float64 models, cast after drawing)."""
+    training run), "separation" (a Lyapunov exponent), "float64" or "float32". Parameters
+    drawn from a seed are float32 draws (also those of the float64 models, cast after
+    drawing), and every result of a float32 model is as precise as float32."""
     if name.startswith("train/"):
         return "accuracy" if label.endswith("accuracy") else "training"
     if name.startswith("construct/") or name.endswith("/parameters") or "/float32/" in name:
