@@ -43,7 +43,8 @@ derive: $(STAMP)
 
 # A claim that does not hold (nrnn verify exits 3, and only then) is a finding written to
 # verification/report.md, not a reason to skip the figures; any other code stops here (4: a
-# run or the store failed, no verdict; nrnn/exitcodes.py).
+# run or the store failed, no verdict; nrnn/exitcodes.py). The slow tests (`make
+# test-slow`, about 7 minutes) run last: a failure fails the target.
 # `make reproduce PROFILE=medium` (or full) runs the bigger profiles; add BACKEND=ray for Ray.
 PROFILE ?= quick
 BACKEND ?= local
@@ -52,6 +53,7 @@ reproduce: $(STAMP)
 	$(PY) -m nrnn verify --profile $(PROFILE) --backend $(BACKEND) || [ $$? -eq 3 ]
 	$(PY) -m nrnn figures --profile $(PROFILE) --backend $(BACKEND)
 	$(PY) tools/readme_sync.py
+	$(MAKE) test-slow
 
 # The pixel-MNIST robustness runs (the `medium` profile) take days on 2 cores, longer than a
 # session: `make medium` starts them in the background or resumes them from their

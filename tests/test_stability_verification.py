@@ -70,6 +70,6 @@ def test_tiny_run_produces_every_check():
 
 @pytest.mark.slow
 def test_quick_profile_passes():
-    report = run_module(claim5.MODULE, "quick")
+    report = run_module(claim5.EXPERIMENT, "quick")
     failed = [check["name"] for check in report["checks"] if not check["passed"]]
     assert not failed, failed

@@ -5,6 +5,7 @@ regularizer fails them)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -14,6 +15,8 @@ from nrnn.experiments import PROFILES, REGISTRY, Experiment, load
 from nrnn.regularizer import Expansion
 from nrnn.verification import core
 from nrnn.verification.cli import CHECKS_FAILED, main
+
+import independent
 
 TINY = expansion.ExpansionSizes(
     quadrature=(
@@ -95,6 +98,84 @@ def test_a_biased_probe_estimator_fails_the_probe_check(monkeypatch):
     monkeypatch.setattr(expansion, "explicit_regularizer", biased)
     check = expansion.check_probe_coefficient(TINY)
     assert not check.passed and check.measured["max_error_over_tolerance"] > 1
+
+
+def test_noise_with_a_nonzero_mean_fails_the_odd_order_check(monkeypatch):
+    """Every quadrature node shifted by 0.01 (noise of mean 0.01): E ℓ_ε gains ε¹ and ε³
+    terms, which the check must find."""
+    original = quadrature.expected_loss
+
+    def shifted(model, x, y, rule, epsilon, **options):
+        points, weights = rule
+        return original(model, x, y, (points + 0.01, weights), epsilon, **options)
+
+    monkeypatch.setattr(quadrature, "expected_loss", shifted)
+    expansion._quadrature_series.cache_clear()
+    try:
+        check = expansion.check_quadrature_odd_orders(TINY)
+    finally:
+        expansion._quadrature_series.cache_clear()
+    assert not check.passed and check.measured["max_odd_over_eps2"] > 1.0
+
+
+def doubled_regularizer(original):
+    """``explicit_regularizer`` returning q + r where (q + r)/2 belongs."""
+
+    def doubled(*args, **kwargs):
+        result = original(*args, **kwargs)
+        return Expansion(result.loss, 2 * result.q, 2 * result.r)
+
+    return doubled
+
+
+def test_a_doubled_regularizer_fails_the_monte_carlo_checks(monkeypatch):
+    """(q + r) instead of (q + r)/2 against the Monte Carlo ε² coefficient of E ℓ_ε and of
+    its directional derivatives (which agree with (q + r)/2 within 0.04 and 1.7 SE)."""
+    monkeypatch.setattr(
+        expansion, "explicit_regularizer", doubled_regularizer(expansion.explicit_regularizer)
+    )
+    assert not expansion.check_monte_carlo_coefficient(TINY).passed
+    assert not expansion.check_gradient_monte_carlo(TINY).passed
+
+
+def test_a_simulator_without_the_square_root_of_dt_fails_the_monte_carlo_check(monkeypatch):
+    """Noise increments of the simulated paths not scaled by √Δt (Δt = 0.1)."""
+    original = expansion.simulate
+
+    def without_root_dt(model, x, **options):
+        options["scales"] = tuple(s / math.sqrt(model.dt) for s in options["scales"])
+        return original(model, x, **options)
+
+    monkeypatch.setattr(expansion, "simulate", without_root_dt)
+    check = expansion.check_monte_carlo_coefficient(TINY)
+    assert not check.passed and check.measured["max_z"] > check.tolerance["z"]
+
+
+def test_a_wrong_regularizer_fails_the_time_step_and_gradient_order_checks(monkeypatch):
+    """q off by 0.1 % of r: the discrete values no longer converge to the continuous ones
+    (order ≤ 0) and the gradient remainder keeps an ε² part (slope ≈ 3.2 < 3.5)."""
+    original = expansion.explicit_regularizer
+
+    def wrong(*args, **kwargs):
+        result = original(*args, **kwargs)
+        return Expansion(result.loss, 1.001 * result.q + 1e-3 * result.r.abs(), result.r)
+
+    monkeypatch.setattr(expansion, "explicit_regularizer", wrong)
+    assert not expansion.check_time_step_convergence(TINY).passed
+    assert not expansion.check_gradient_quadrature(TINY).passed
+
+
+def test_z_of_every_statistical_check_is_the_bonferroni_quantile(tiny_checks):
+    comparisons = {
+        "probe_coefficient": len(TINY.quadrature),
+        "monte_carlo_coefficient": sum(case.sequences for case in TINY.monte_carlo),
+        "gradient_monte_carlo": TINY.gradient_directions,
+    }
+    by_name = {check.name: check for check in tiny_checks}
+    for name, count in comparisons.items():
+        expected = independent.normal_quantile(expansion.FALSE_FAILURE, count)
+        assert by_name[name].tolerance["z"] == pytest.approx(expected, rel=1e-12), name
+        assert by_name[name].false_failure == expansion.FALSE_FAILURE
 
 
 def test_quadrature_rule_integrates_moments_exactly():

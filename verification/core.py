@@ -61,6 +61,30 @@ class Check:
         return _jsonable(dataclasses.asdict(self))
 
 
+# ------------------------------------------------------------------------ criteria
+# The comparisons every statistical check is made of, one definition each (an estimate with
+# standard error SE against a target or a limit, z from a stated false-failure probability).
+def within(estimate: float, target: float, stderr: float, z: float, allowance: float = 0.0) -> bool:
+    """|estimate − target| ≤ z·SE + allowance: the estimate agrees with the target."""
+    return abs(estimate - target) <= z * stderr + allowance
+
+
+def not_above(estimate: float, limit: float, stderr: float, z: float) -> bool:
+    """estimate − z·SE ≤ limit: the estimate is not significantly above the limit (a bound
+    holds)."""
+    return estimate - z * stderr <= limit
+
+
+def clearly_above(estimate: float, limit: float, stderr: float, z: float) -> bool:
+    """estimate − z·SE > limit: the estimate is significantly above the limit."""
+    return estimate - z * stderr > limit
+
+
+def clearly_below(estimate: float, limit: float, stderr: float, z: float) -> bool:
+    """estimate + z·SE < limit: the estimate is significantly below the limit."""
+    return estimate + z * stderr < limit
+
+
 def timed(function: Callable[..., Check], *args, **kwargs) -> Check:
     """Run a check function and record its wall-clock seconds in the result."""
     started = time.perf_counter()

@@ -93,7 +93,7 @@ from nrnn.noise import Noise, ReferenceNoise
 from nrnn.quadrature import noise_rule
 from nrnn.regularizer import explicit_regularizer
 
-from .core import Check, timed
+from .core import Check, timed, within
 
 CLAIM = 4
 DTYPE = torch.float64
@@ -775,6 +775,13 @@ def replicate_slopes(epsilons, distances: np.ndarray) -> np.ndarray:
     return np.array([log_slope(epsilons, row) for row in distances])
 
 
+def student_t_threshold(false_failure: float, comparisons: int, runs: int) -> float:
+    """t with P(|T| > t) = false_failure / comparisons for Student's T with runs − 1 degrees
+    of freedom: ``comparisons`` checks of |mean − order| ≤ t · SE over ``runs`` normal runs
+    fail together with probability at most ``false_failure`` (Bonferroni)."""
+    return float(stats.t.ppf(1 - false_failure / (2 * comparisons), runs - 1))
+
+
 def slope_summary(slopes: np.ndarray, order: float, t: float) -> dict:
     mean = float(slopes.mean())
     stderr = float(slopes.std(ddof=1) / math.sqrt(len(slopes)))
@@ -782,7 +789,7 @@ def slope_summary(slopes: np.ndarray, order: float, t: float) -> dict:
         "mean": mean,
         "stderr": stderr,
         "allowance": SLOPE_BAND + t * stderr,
-        "passed": abs(mean - order) <= SLOPE_BAND + t * stderr,
+        "passed": within(mean, order, stderr, t, SLOPE_BAND),
         "per_run": slopes.tolist(),
     }
 
@@ -796,7 +803,7 @@ def check_monte_carlo_training(sizes: TrainingSizes, log: Callable[[str], None] 
     cases, passed, allowances = {}, True, []
     explicit_means, clean_means, ratios, resolutions = [], [], [], []
     for case in sizes.monte_carlo:
-        t = float(stats.t.ppf(1 - FALSE_FAILURE / (2 * comparisons), case.replicates - 1))
+        t = student_t_threshold(FALSE_FAILURE, comparisons, case.replicates)
         result = monte_carlo_training(case, epsilons, log)
         to_explicit = slope_summary(replicate_slopes(epsilons, result["noise_explicit"]), 4.0, t)
         to_clean = slope_summary(replicate_slopes(epsilons, result["noise_clean"]), 2.0, t)

@@ -50,7 +50,7 @@ from nrnn.catalogue import (
 from nrnn.experiments import Experiment
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 
-from .core import Check, timed
+from .core import Check, clearly_above, clearly_below, not_above, timed, within
 
 CLAIM = 5
 FALSE_FAILURE = 1e-3
@@ -143,7 +143,7 @@ def check_scalar_closed_form(sizes: Sizes, seed: int = 100) -> Check:
         )
         exact = em_scalar_exponent(complex(a), s, sizes.dt)
         continuous = a - s**2 / 2
-        ok = abs(estimate.exponent - exact) <= z * estimate.stderr
+        ok = within(estimate.exponent, exact, estimate.stderr, z)
         passed &= ok
         cases.append(
             {
@@ -235,19 +235,22 @@ def check_matrix_scalar_noise(sizes: Sizes, seed: int = 200) -> Check:
     z = z_threshold(FALSE_FAILURE, 4 * len(cases))
     passed, ratios = True, []
     for case in cases:
-        tolerance = z * case["stderr"] + case["allowance"] + NUMERICAL_FLOOR
-        tolerance_quiet = z * case["stderr_deterministic"] + case["allowance"] + NUMERICAL_FLOOR
-        matches = (
-            abs(case["measured"] - case["em_exact"]) <= tolerance
-            and abs(case["measured_deterministic"] - case["em_exact_deterministic"])
-            <= tolerance_quiet
+        allowance = case["allowance"] + NUMERICAL_FLOOR
+        matches = within(
+            case["measured"], case["em_exact"], case["stderr"], z, allowance
+        ) and within(
+            case["measured_deterministic"],
+            case["em_exact_deterministic"],
+            case["stderr_deterministic"],
+            z,
+            allowance,
         )
-        stabilised = (
-            case["measured_deterministic"] - z * case["stderr_deterministic"] > 0
-            and case["measured"] + z * case["stderr"] < 0
-        )
+        stabilised = clearly_above(
+            case["measured_deterministic"], 0.0, case["stderr_deterministic"], z
+        ) and clearly_below(case["measured"], 0.0, case["stderr"], z)
         case["passed"] = matches and stabilised
         passed &= case["passed"]
+        tolerance = z * case["stderr"] + allowance
         ratios.append(abs(case["measured"] - case["em_exact"]) / max(tolerance, 1e-300))
     return Check(
         claim=CLAIM,
@@ -387,7 +390,7 @@ def check_em_second_moments(sizes: Sizes, seed: int = 300) -> Check:
         )
         mean, error = (float(v) for v in mean_and_stderr(samples))
         radius = float(torch.linalg.eigvals(operator).abs().max())
-        ok = abs(mean - exact) <= z * error
+        ok = within(mean, exact, error, z)
         passed &= ok
         cases.append(
             {
@@ -448,8 +451,8 @@ def check_per_unit_linear(sizes: Sizes, scalar_case: dict, seed: int = 400) -> C
     # scalar-noise bias at the same A, s, dt.
     allowance = abs(scalar_exact - scalar_case["continuous"])
     z = z_threshold(FALSE_FAILURE, 2)
-    below_bound = estimate.exponent - z * estimate.stderr <= bound + allowance
-    weaker = estimate.exponent - z * estimate.stderr > scalar_exact + allowance
+    below_bound = not_above(estimate.exponent, bound + allowance, estimate.stderr, z)
+    weaker = clearly_above(estimate.exponent, scalar_exact + allowance, estimate.stderr, z)
     return Check(
         claim=CLAIM,
         name="per_unit_linear",
@@ -595,7 +598,7 @@ def check_rnn_bound(sizes: Sizes) -> Check:
             limit = case["em_bound"]
         else:
             limit = case["bound"] + case["allowance"]
-        case["passed"] = case["measured"] - z * case["stderr"] <= limit
+        case["passed"] = not_above(case["measured"], limit, case["stderr"], z)
         passed &= case["passed"]
     scalar = [c for c in cases if c["brownian"] == "scalar"]
     diagonal = [c for c in cases if c["brownian"] == "diagonal"]
@@ -668,8 +671,9 @@ def check_rnn_stabilisation(sizes: Sizes, seed: int = 600) -> Check:
     bound = number(stability.almost_sure_bound(noisy_model))
     em_bound = number(stability.em_almost_sure_bound(noisy_model))
     z = z_threshold(FALSE_FAILURE, 2)
-    unstable = measured["deterministic"].exponent - z * measured["deterministic"].stderr > 0
-    contracting = measured["scalar"].exponent + z * measured["scalar"].stderr < 0
+    deterministic, scalar = measured["deterministic"], measured["scalar"]
+    unstable = clearly_above(deterministic.exponent, 0.0, deterministic.stderr, z)
+    contracting = clearly_below(scalar.exponent, 0.0, scalar.stderr, z)
     return Check(
         claim=CLAIM,
         name="rnn_stabilisation",
@@ -761,7 +765,7 @@ def check_cells(sizes: Sizes, seed: int = 700) -> Check:
         if case["bound"] is None:
             case["passed"] = math.isfinite(case["measured"])
         else:
-            case["passed"] = case["measured"] - z * case["stderr"] <= case["em_bound"]
+            case["passed"] = not_above(case["measured"], case["em_bound"], case["stderr"], z)
     return Check(
         claim=CLAIM,
         name="cell_bounds",

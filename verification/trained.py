@@ -44,6 +44,7 @@ stored beside the run, so a second invocation recomputes nothing.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from nrnn import data, metrics
 from nrnn.config import RunConfig, default_config, from_dict
 from nrnn.experiments import Context, Experiment
 from nrnn.harness import RunOutcome, RunSpec
+from nrnn.noise import Noise, ReferenceNoise
 from nrnn.store import hash_content
 from nrnn.train import read_metrics
 
@@ -192,7 +194,9 @@ class MeasureTask:
         )
 
     def key(self) -> str:
-        return hash_content({"version": 2, **dataclasses.asdict(self)}, length=12)
+        # version 3: the Lyapunov exponent along data of a released-code-noise model with
+        # its noise off (version 2 kept its mean step multiplier 1 - s_m/2)
+        return hash_content({"version": 3, **dataclasses.asdict(self)}, length=12)
 
     def passes(self, config: RunConfig) -> tuple[int, int]:
         """(forward, forward-and-backward) sequence passes, roughly: Hessian-vector products
@@ -254,12 +258,25 @@ def measure(model, train_batch, test_batch, sizes: MeasureTask, seed: int) -> di
 def data_lyapunov_exponent(model, x: torch.Tensor, seed: int) -> float:
     """Finite-time Lyapunov exponent along data, noise off: for every sequence of ``x``
     (paths, M, p), two trajectories driven by it from nearby starts, renormalised every
-    step; the mean over sequences of (1/T) log growth, T = M Δt."""
+    step; the mean over sequences of (1/T) log growth, T = M Δt. Measured on
+    :func:`without_noise` of the model, which steps as the model does in evaluation (zero
+    noise variables would not do: they keep the released-code form's mean step multiplier
+    1 − s_m/2)."""
     from nrnn.stability import lyapunov_exponent
 
-    quiet = torch.zeros(x.shape[0], x.shape[1], model.noise_dim, dtype=torch.float64)
-    estimate = lyapunov_exponent(model, x, paths=x.shape[0], seed=seed, xi=quiet)
+    estimate = lyapunov_exponent(without_noise(model), x, paths=x.shape[0], seed=seed)
     return float(estimate.exponent)
+
+
+def without_noise(model):
+    """A copy of a NoisyRNN whose noise levels are 0 (its noise form, and the released-code
+    form's learned step δ, kept): it steps as the model does in evaluation mode."""
+    noise = model.noise
+    if not isinstance(noise, Noise | ReferenceNoise):
+        raise TypeError(f"cannot turn off the noise of {type(noise).__name__}")
+    quiet = copy.deepcopy(model)
+    quiet.noise = dataclasses.replace(noise, additive=0.0, multiplicative=0.0)
+    return quiet
 
 
 # ---------------------------------------------------------------------------- tests
