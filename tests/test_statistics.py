@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import nrnn.figures.robustness as robustness
+import nrnn.figures.robustness_summary as robustness_summary
 import nrnn.verification.expansion as expansion
 import nrnn.verification.mc_training as mc
 from nrnn import Noise, NoisyRNN, stability
@@ -163,17 +163,29 @@ def test_lyapunov_exponent_is_the_mean_over_paths_with_its_standard_error():
 
 
 def test_robustness_intervals_are_paired_t_intervals():
-    baseline = {"name": "lipschitz", "seeds": [0, 1, 2], "clean": {"per_seed": [0.8, 0.7, 0.9]}}
-    baseline["per_seed_mean_perturbed"] = [0.5, 0.45, 0.6]
-    other = {"name": "noisy", "seeds": [2, 0, 1], "clean": {"per_seed": [0.95, 0.82, 0.71]}}
-    other["per_seed_mean_perturbed"] = [0.7, 0.6, 0.5]
-    entry = robustness.paired_comparisons([baseline, other])["noisy"]
-    assert entry["seeds"] == [2, 0, 1]
+    """Claim 9's contrasts: the clean difference and the mean accuracy-drop difference,
+    paired by seed (listed in another order), with their t intervals."""
+
+    def entry(name, seeds, clean, white):
+        return {
+            "name": name,
+            "seeds": seeds,
+            "clean": {"per_seed": clean},
+            "perturbations": {"white": {"levels": [0.1], "per_seed": [[w] for w in white]}},
+        }
+
+    baseline = entry("lipschitz", [0, 1, 2], [0.8, 0.7, 0.9], [0.5, 0.45, 0.6])
+    other = entry("noisy", [2, 0, 1], [0.95, 0.82, 0.71], [0.7, 0.6, 0.5])
+    found = robustness_summary.contrast(other, baseline, "lipschitz")
+    assert found["seeds"] == [2, 0, 1]
     clean = independent.paired_t_test([0.9, 0.8, 0.7], [0.95, 0.82, 0.71], "greater")
-    assert entry["clean"]["per_seed"] == pytest.approx([0.05, 0.02, 0.01])
-    assert entry["clean"]["ci95"] == pytest.approx(list(clean["ci95"]), rel=1e-9)
-    perturbed = independent.paired_t_test([0.6, 0.5, 0.45], [0.7, 0.6, 0.5], "greater")
-    assert entry["perturbed"]["mean_difference"] == pytest.approx(perturbed["mean"])
-    assert entry["perturbed"]["ci95"] == pytest.approx(list(perturbed["ci95"]), rel=1e-9)
-    spread = robustness._stats([0.8, 0.7, 0.9])
+    assert found["clean"]["per_seed"] == pytest.approx([0.05, 0.02, 0.01])
+    assert found["clean"]["ci95"] == pytest.approx(list(clean["ci95"]), rel=1e-9)
+    # drops (perturbed - clean) per seed 2, 0, 1: baseline -0.3, -0.3, -0.25; noisy
+    # -0.25, -0.22, -0.21
+    drops = independent.paired_t_test([-0.3, -0.3, -0.25], [-0.25, -0.22, -0.21], "greater")
+    mean_drop = found["perturbations"]["white"]["mean_drop"]
+    assert mean_drop["mean_difference"] == pytest.approx(drops["mean"])
+    assert mean_drop["ci95"] == pytest.approx(list(drops["ci95"]), rel=1e-9)
+    spread = robustness_summary.stats([0.8, 0.7, 0.9])
     assert spread["std"] == pytest.approx(independent.sample_sd([0.8, 0.7, 0.9]), rel=1e-12)

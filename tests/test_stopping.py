@@ -34,8 +34,12 @@ DECISIONS = [
     (history(0.5, 0.5, 0.5), RULE, None),
     # the last 3 epochs gain 0.005 < 0.01 over the best before them: a plateau, first decay
     (history(0.60, 0.70, 0.70, 0.705, 0.70), RULE, "decay"),
-    # exactly the minimum gain is not a plateau
-    (history(0.60, 0.70, 0.70, 0.71, 0.70), RULE, None),
+    # exactly the minimum gain is not a plateau (binary fractions: no rounding)
+    (
+        history(0.5, 0.75, 0.75, 1.0, 0.75),
+        SimpleNamespace(**vars(RULE) | {"stop_min_gain": 0.25}),
+        None,
+    ),
     # a drop in the recent window is a plateau as well
     (history(0.9, 0.8, 0.7, 0.6), RULE, "decay"),
     # still improving

@@ -35,7 +35,7 @@ class Mutation:
 
     name: str
     area: str  # mathematics, estimators, gradients, attacks, training, harness, criteria,
-    # statistics, bookkeeping, seeds, configuration, noise off
+    # statistics, bookkeeping, seeds, configuration, noise off, claim 9
     path: str
     original: str
     mutated: str
@@ -374,11 +374,11 @@ MUTATIONS = (
         ("tests/test_bookkeeping.py", "-k", "reverse"),
     ),
     Mutation(
-        "store key leaves out every key added with the cells",
+        "store key leaves out every key added later",
         "bookkeeping",
         "nrnn/config.py",
-        "if not (k in ADDED_KEYS and v == getattr(defaults, k))",
-        "if k not in ADDED_KEYS",
+        "if not (k in added and v == defaults[section][k])",
+        "if k not in added",
         ("tests/test_bookkeeping.py", "-k", "config"),
     ),
     Mutation(
@@ -392,7 +392,7 @@ MUTATIONS = (
     Mutation(
         "robustness task key without the PGD steps",
         "bookkeeping",
-        "paper_figures/robustness.py",
+        "paper_figures/robustness_task.py",
         '                "pgd_steps": self.pgd_steps,\n',
         "",
         ("tests/test_bookkeeping.py", "-k", "task"),
@@ -527,6 +527,63 @@ MUTATIONS = (
         "gradient.addmm_(left.transpose(0, 1), right)",
         "gradient.addmm_(left.transpose(0, 1), right, beta=0)",
         ("tests/test_fused.py", "-k", "equal_the_reference"),
+    ),
+    # ----------------------------------------------------------------------- claim 9
+    Mutation(
+        "stopping rule stops at the first plateau, whatever plateau_decays says",
+        "claim 9",
+        "nrnn/train.py",
+        'return "decay" if decays < train_config.plateau_decays else "stop"',
+        'return "stop"',
+        ("tests/test_stopping.py",),
+    ),
+    Mutation(
+        "stopping rule counts a gain equal to the minimum as a plateau",
+        "claim 9",
+        "nrnn/train.py",
+        "if recent - before >= train_config.stop_min_gain:",
+        "if recent - before > train_config.stop_min_gain:",
+        ("tests/test_stopping.py", "-k", "decision"),
+    ),
+    Mutation(
+        "released noise translated without the square root of dt",
+        "claim 9",
+        "nrnn/translation.py",
+        "paper=Noise(float(reference_additive_level(released.additive, dt)), 0.0),",
+        "paper=Noise(released.additive, 0.0),",
+        ("tests/test_translation.py",),
+    ),
+    Mutation(
+        "released noise translated by the old convention (sigma_2 = s_m / sqrt(dt))",
+        "claim 9",
+        "nrnn/translation.py",
+        "paper=Noise(float(reference_additive_level(released.additive, dt)), 0.0),",
+        "paper=Noise(float(reference_additive_level(released.additive, dt)), s_m / dt**0.5),",
+        ("tests/test_translation.py",),
+    ),
+    Mutation(
+        "robustness contrasts pair seeds by position",
+        "claim 9",
+        "paper_figures/robustness_summary.py",
+        'return [entry["seeds"].index(seed) for seed in shared]',
+        "return list(range(len(shared)))",
+        ("tests/test_robustness_summary.py",),
+    ),
+    Mutation(
+        "robustness verdict from the sign of the mean, not its interval",
+        "claim 9",
+        "paper_figures/robustness_summary.py",
+        "return 1 if interval[0] > 0 else -1 if interval[1] < 0 else 0",
+        'return 1 if comparison["mean_difference"] > 0 else -1',
+        ("tests/test_robustness_summary.py",),
+    ),
+    Mutation(
+        "robustness contrast of accuracies instead of accuracy drops",
+        "claim 9",
+        "paper_figures/robustness_summary.py",
+        "[(a - clean_a) - (b - clean_b) for a, b in zip(row_a, row_b, strict=True)]",
+        "[a - b for a, b in zip(row_a, row_b, strict=True)]",
+        ("tests/test_robustness_summary.py",),
     ),
 )
 
