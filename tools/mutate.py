@@ -217,9 +217,9 @@ MUTATIONS = (
     Mutation(
         "gradient clipping applied when it is off",
         "training",
-        "nrnn/train.py",
-        "if config.optim.grad_clip:",
-        "if not config.optim.grad_clip:",
+        "nrnn/graphs.py",
+        "if self.grad_clip:",
+        "if not self.grad_clip:",
         ("tests/test_lipschitz_pins.py",),
     ),
     Mutation(
