@@ -3,9 +3,15 @@
 :class:`Timings` measures, once per shape of work, the seconds of one optimiser step and
 of one forward pass per sequence on this machine with one torch thread (the way the
 harness trains), and caches them in a JSON file (written atomically). A training step costs
-time linear in the sequence length M, so long sequences are measured on their first
-``PROBE_STEPS`` steps and scaled; everything else (batch, hidden size, objective, noise,
-cell) is measured as configured.
+time linear in the sequence length M, so on a CPU long sequences are measured on their
+first ``PROBE_STEPS`` steps and scaled; everything else (batch, hidden size, objective,
+noise, cell) is measured as configured.
+
+The step is measured where the run would train: on the device ``train.device`` resolves
+to here (``"auto"``: a GPU when torch sees one), with the run's training step
+(``nrnn.graphs``: replayed from a CUDA graph on CUDA unless ``train.cuda_graph = "off"``),
+at the full sequence length on a GPU (a captured step is quick to measure). A GPU's
+timings are kept under its name, so ``--plan`` on a GPU machine estimates GPU-hours.
 """
 
 from __future__ import annotations
@@ -58,9 +64,15 @@ class Timings:
         "forward": seconds per sequence of an evaluation forward pass}."""
         import torch
 
-        key = hash_content(
-            {"shape": _shape(config), "torch": torch.__version__, "machine": platform.node()}
-        )
+        content: dict[str, Any] = {
+            "shape": _shape(config),
+            "torch": torch.__version__,
+            "machine": platform.node(),
+        }
+        device = _device(config)
+        if device.type != "cpu":  # CPU timings keep the keys they had before GPUs counted
+            content["device"] = {"name": _device_name(device), "graph": config.train.cuda_graph}
+        key = hash_content(content)
         if key not in self._cache:
             self._cache[key] = _measure(config)
             write_json_atomic(self.path, self._cache)
@@ -94,51 +106,88 @@ def _subset(size: int, subset: int) -> int:
     return min(size, subset) if subset > 0 else size
 
 
-def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
-    """Time training steps and an evaluation forward pass of ``config``'s model."""
+def _device(config: RunConfig) -> Any:
+    """Where ``config`` would train on this machine (the CPU for a CUDA device torch does
+    not see here: the estimate is then this machine's)."""
     import torch
 
-    from . import data
+    from .train import resolve_device
+
+    try:
+        return resolve_device(config.train.device)
+    except ValueError:
+        return torch.device("cpu")
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
+    """Time training steps and an evaluation forward pass of ``config``'s model on the
+    device it would train on, with the training step it would use."""
+    import torch
+
+    from . import data, graphs
     from .train import build_model, objective_loss
 
     info = data.info(config.data.name, recipe=config.data.recipe)
+    device = _device(config)
     exact = config.train.objective == "explicit" and config.train.regularizer_method == "exact"
     probe_steps = min(info.seq_len, PROBE_STEPS_EXACT if exact else PROBE_STEPS)
+    if device.type == "cuda" and not exact:
+        probe_steps = info.seq_len
     scale = info.seq_len / probe_steps
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, config.train.threads))
     try:
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        model = build_model(config)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        batch = config.data.batch_size
-        x = torch.randn(batch, probe_steps, info.input_dim)
-        y = torch.randint(0, info.num_classes, (batch,))
-        seconds = []
-        for repeat in range(repeats + 1):
-            started = time.perf_counter()
-            loss = objective_loss(
-                model,
-                x,
-                y,
-                config.train.objective,
-                regularizer_method=config.train.regularizer_method,
-                probes=config.train.probes,
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            model = build_model(config).to(device)
+            capture = graphs.captures(config.train.cuda_graph, device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, capturable=capture)
+            batch = config.data.batch_size
+            step = graphs.training_step(
+                lambda x, y: objective_loss(
+                    model,
+                    x,
+                    y,
+                    config.train.objective,
+                    regularizer_method=config.train.regularizer_method,
+                    probes=config.train.probes,
+                ),
+                optimizer,
+                grad_clip=config.optim.grad_clip,
+                capture=capture,
+                batch_size=batch,
+                device=device,
             )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if repeat:  # the first step warms up
-                seconds.append(time.perf_counter() - started)
-        model.eval()
-        eval_batch = min(config.data.eval_batch_size, 256)
-        x_eval = torch.randn(eval_batch, probe_steps, info.input_dim)
-        with torch.no_grad():
-            started = time.perf_counter()
-            model(x_eval)
-            forward = (time.perf_counter() - started) / eval_batch
-        torch.random.set_rng_state(generator_state)
+            x = torch.randn(batch, probe_steps, info.input_dim, device=device)
+            y = torch.randint(0, info.num_classes, (batch,), device=device)
+            # the first step warms up (and, on CUDA, captures)
+            seconds = [_timed(lambda: step(x, y), device) for _ in range(repeats + 1)]
+            model.eval()
+            eval_batch = min(config.data.eval_batch_size, 256)
+            x_eval = torch.randn(eval_batch, probe_steps, info.input_dim, device=device)
+            with torch.no_grad():
+                forward = _timed(lambda: model(x_eval), device) / eval_batch
     finally:
         torch.set_num_threads(threads)
-    return {"step": min(seconds) * scale, "forward": forward * scale}
+    return {"step": min(seconds[1:]) * scale, "forward": forward * scale}
+
+
+def _timed(call: Any, device: Any) -> float:
+    """Seconds of ``call()``, waiting for a GPU's queued work before and after."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started

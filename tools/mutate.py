@@ -152,8 +152,8 @@ MUTATIONS = (
         "Hutchinson probes in {0, 1} instead of {-1, 1}",
         "estimators",
         "nrnn/metrics.py",
-        "v = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.dtype) * 2 - 1",
-        "v = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.dtype)",
+        "v = signs.to(operator.dtype) * 2 - 1",
+        "v = signs.to(operator.dtype)",
         ("tests/test_metrics.py", "-k", "hutchinson"),
     ),
     # ---------------------------------------------------------------------- attacks
