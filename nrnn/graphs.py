@@ -34,7 +34,10 @@ from then on and one line names the reason.
 Every objective's step is captured: the noisy and clean losses on the fused or the
 reference recurrence, and the explicit regularizer (exact, or probes drawn on the device
 from its default generator). Evaluation and the attacks run eagerly (no_grad forward
-passes whose results are read back per batch).
+passes whose results are read back per batch). The path simulator (``nrnn.paths``) is not
+captured: it draws from the caller's generator (a CPU one in the verification, so that a
+seed's numbers do not depend on the device), which a graph cannot replay, and it calls
+arbitrary observers per step.
 """
 
 from __future__ import annotations
@@ -143,9 +146,10 @@ class _SavedState:
         saved.generator = torch.cuda.get_rng_state(device)
         return saved
 
-    def restore(self) -> None:
+    def restore(self, *, after_failure: bool = False) -> None:
         """Everything in place; an optimiser state the warm-up created goes back to Adam's
-        initial one (zero step count and moments)."""
+        initial one (zero step count and moments). ``after_failure``: see
+        :meth:`restore_generator`."""
         with torch.no_grad():
             for p, value in zip(self.step.parameters, self.parameters, strict=True):
                 p.copy_(value)
@@ -160,11 +164,22 @@ class _SavedState:
                         value.zero_()
                     else:
                         value.copy_(before[key])
-        self.restore_generator()
+        self.restore_generator(after_failure=after_failure)
 
-    def restore_generator(self) -> None:
+    def restore_generator(self, *, after_failure: bool = False) -> None:
+        """The CUDA generator's seed and offset as saved. ``after_failure``: first give the
+        generator a fresh copy of its state: a capture that failed can leave the state
+        marked as capturing, and every later draw would fail ("Offset increment outside
+        graph capture")."""
         assert self.generator is not None
+        if after_failure:
+            generator = torch.cuda.default_generators[_index(self.device)]
+            generator.graphsafe_set_state(generator.clone_state())
         torch.cuda.set_rng_state(self.generator, self.device)
+
+
+def _index(device: torch.device) -> int:
+    return torch.cuda.current_device() if device.index is None else device.index
 
 
 def _copy(value: Any) -> Any:
@@ -189,7 +204,7 @@ class CapturedStep:
             raise ValueError("a captured step needs torch.optim.Adam with capturable=True")
         self.eager = eager
         self.batch_size = batch_size
-        self.device = device
+        self.device = torch.device("cuda", _index(device))
         self.report = report or _to_stderr
         self.graphs: dict[tuple, _Graph] = {}
         self.captured = 0  # graphs captured so far (held or dropped)
@@ -220,6 +235,8 @@ class CapturedStep:
         saved = _SavedState.of(self.eager, self.device)
         static_x, static_y = x.clone(), y.clone()
         try:
+            # The capturing device must be current: its default generator is the one a
+            # graph registers. Warm-up and capture share one side stream.
             with torch.cuda.device(self.device):
                 side = torch.cuda.Stream()
                 side.wait_stream(torch.cuda.current_stream())
@@ -230,15 +247,16 @@ class CapturedStep:
                 saved.restore()
                 graph = torch.cuda.CUDAGraph()
                 self.eager.optimizer.zero_grad(set_to_none=True)
-                with torch.cuda.graph(graph):
+                with torch.cuda.graph(graph, stream=side):
                     loss = self.eager(static_x, static_y)
                 saved.restore_generator()
         except Exception as error:  # a failed capture raises RuntimeError or torch's own
-            self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+            lines = str(error).strip().splitlines() or [""]
+            self.failure = f"{type(error).__name__}: {lines[0]}"
             self.graphs.clear()
             torch.cuda.synchronize(self.device)
             self.eager.optimizer.zero_grad(set_to_none=True)
-            saved.restore()
+            saved.restore(after_failure=True)
             self.report(f"train.cuda_graph: capture failed ({self.failure}); training eagerly")
             return None
         return _Graph(graph, static_x, static_y, loss)
