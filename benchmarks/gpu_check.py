@@ -56,6 +56,7 @@ from nrnn.model import NoisyRNN
 from nrnn.noise import Noise, NoiseForm, ReferenceNoise
 from nrnn.train import objective_loss
 
+from .model_speed import TorchRNNClassifier
 from .timing import aim, environment
 
 DEFAULT_OUT = Path("benchmarks") / "results" / "gpu_check.json"
@@ -178,19 +179,6 @@ def noisy_rnn(noise: NoiseForm, recurrence: str, device: torch.device, seed: int
     return model.to(device)
 
 
-class TorchRNNClassifier(nn.Module):
-    """``torch.nn.RNN`` (tanh, cuDNN on a GPU) and a linear readout of h_M."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rnn = nn.RNN(INPUT_DIM, HIDDEN, nonlinearity="tanh", batch_first=True)
-        self.readout = nn.Linear(HIDDEN, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, last = self.rnn(x)
-        return self.readout(last[-1])
-
-
 class HandWrittenLipschitz(nn.Module):
     """The Lipschitz cell as the shortest loop: h += Δt (A h + tanh(W h + U x_k + b)) +
     √Δt σ ξ_k, with A h and W h one product of the stacked (2d, d) matrix and the noise of
@@ -282,7 +270,7 @@ def time_variants(device: torch.device, repeats: int) -> dict[str, dict[str, Any
             timings[name][mode] = time_step(step, x, y, few)
             print(f"{name} {mode}: {timings[name][mode]['median_ms']:.1f} ms", file=sys.stderr)
     torch.manual_seed(0)
-    cudnn = TorchRNNClassifier().to(device)
+    cudnn = TorchRNNClassifier(INPUT_DIM, HIDDEN, CLASSES).to(device)  # cuDNN on a GPU
     timings["torch_rnn_cudnn"] = {
         "eager": time_step(
             _step_of(lambda x, y: F.cross_entropy(cudnn(x), y), cudnn, device, False),

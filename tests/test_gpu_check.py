@@ -5,6 +5,7 @@ itself runs on a GPU (``python -m nrnn.benchmarks.gpu_check``)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -177,3 +178,27 @@ def test_gpu_timings_are_kept_apart_from_cpu_timings(tmp_path):
     assert on_gpu["step"] > 0 and on_cpu["step"] > 0
     cached = json.loads((tmp_path / "timings.json").read_text())
     assert len(cached) == 2
+
+
+def test_the_measuring_code_runs_end_to_end_with_eager_steps_standing_in(monkeypatch):
+    """The timing and equality parts at a tiny size on the CPU, every step eager (a graph
+    needs a GPU): what the GPU run will execute, minus the capture."""
+    for name, value in {"HIDDEN": 6, "STEPS": 5, "BATCH": 4}.items():
+        monkeypatch.setattr(gpu_check, name, value)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    eager_only = gpu_check.graphs.training_step
+
+    def eager_step(loss_of, optimizer, **options):
+        for group in optimizer.param_groups:
+            group["capturable"] = False  # capturable Adam refuses CPU tensors
+        return eager_only(loss_of, optimizer, **{**options, "capture": False})
+
+    monkeypatch.setattr(gpu_check.graphs, "training_step", eager_step)
+    cpu = torch.device("cpu")
+    timings = gpu_check.time_variants(cpu, repeats=1)
+    assert set(timings) == {*gpu_check.VARIANTS, "torch_rnn_cudnn", "handwritten_lipschitz_loop"}
+    ratios, aims = gpu_check.summarise(timings)
+    assert all(math.isfinite(value) and value > 0 for value in ratios.values())
+    assert len(aims) == 3
+    equality = gpu_check.captured_equals_eager(cpu, steps=2)
+    assert equality["bitwise_equal"] and equality["within_round_off"]
