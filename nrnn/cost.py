@@ -132,8 +132,8 @@ def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
     device it would train on, with the training step it would use."""
     import torch
 
-    from . import data, graphs
-    from .train import build_model, objective_loss
+    from . import data
+    from .train import build_model, make_optimizer, make_step
 
     info = data.info(config.data.name, recipe=config.data.recipe)
     device = _device(config)
@@ -148,24 +148,8 @@ def _measure(config: RunConfig, repeats: int = 2) -> dict[str, float]:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(0)
             model = build_model(config).to(device)
-            capture = graphs.captures(config.train.cuda_graph, device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, capturable=capture)
+            step = make_step(config, model, make_optimizer(config, model, device), device)
             batch = config.data.batch_size
-            step = graphs.training_step(
-                lambda x, y: objective_loss(
-                    model,
-                    x,
-                    y,
-                    config.train.objective,
-                    regularizer_method=config.train.regularizer_method,
-                    probes=config.train.probes,
-                ),
-                optimizer,
-                grad_clip=config.optim.grad_clip,
-                capture=capture,
-                batch_size=batch,
-                device=device,
-            )
             x = torch.randn(batch, probe_steps, info.input_dim, device=device)
             y = torch.randint(0, info.num_classes, (batch,), device=device)
             # the first step warms up (and, on CUDA, captures)

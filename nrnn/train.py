@@ -181,6 +181,40 @@ def evaluate(
     return {"loss": total_loss / len(labels), "accuracy": correct / len(labels)}
 
 
+def make_optimizer(config: RunConfig, model: NoisyRNN, device: torch.device) -> torch.optim.Adam:
+    """The run's Adam (``optim.lr``, ``optim.weight_decay``), capturable when the training
+    step is captured (``nrnn.graphs.captures``)."""
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=config.optim.lr,
+        weight_decay=config.optim.weight_decay,
+        capturable=graphs.captures(config.train.cuda_graph, device),
+    )
+
+
+def make_step(
+    config: RunConfig, model: NoisyRNN, optimizer: torch.optim.Optimizer, device: torch.device
+) -> graphs.TrainingStep:
+    """The run's training step on ``device``: the objective's loss, backward, clipping to
+    ``optim.grad_clip`` and ``optimizer``; captured in a CUDA graph where
+    ``train.cuda_graph`` says so."""
+    return graphs.training_step(
+        lambda x, y: objective_loss(
+            model,
+            x,
+            y,
+            config.train.objective,
+            regularizer_method=config.train.regularizer_method,
+            probes=config.train.probes,
+        ),
+        optimizer,
+        grad_clip=config.optim.grad_clip,
+        capture=graphs.captures(config.train.cuda_graph, device),
+        batch_size=config.data.batch_size,
+        device=device,
+    )
+
+
 # ----------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves half a file."""
@@ -332,13 +366,7 @@ def train(
     }
     torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
-    capture = graphs.captures(config.train.cuda_graph, device)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.optim.lr,
-        weight_decay=config.optim.weight_decay,
-        capturable=capture,
-    )
+    optimizer = make_optimizer(config, model, device)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer,
         step_size=config.optim.lr_decay_every or 10**9,
@@ -377,21 +405,7 @@ def train(
         for split, ds in eval_sets.items()
     }
     batch_size = config.data.batch_size
-    step = graphs.training_step(
-        lambda x, y: objective_loss(
-            model,
-            x,
-            y,
-            config.train.objective,
-            regularizer_method=config.train.regularizer_method,
-            probes=config.train.probes,
-        ),
-        optimizer,
-        grad_clip=config.optim.grad_clip,
-        capture=capture,
-        batch_size=batch_size,
-        device=device,
-    )
+    step = make_step(config, model, optimizer, device)
     # Reading a loss back waits for a GPU: there, once per epoch unless on_batch asks.
     read_each_batch = graphs.read_back_is_free(device) or on_batch is not None
     last_epoch = first_epoch - 1 if stopped else config.train.epochs
