@@ -14,8 +14,10 @@ A config has five sections, each a TOML table::
     [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
     [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
              ("exact" | "probe", for the explicit objective), probes, divergence_factor,
-             threads, device ("cpu" | "cuda" | "cuda:N" | "auto"), the stopping rule
-             stop_window, stop_min_gain, plateau_decays (see ``TrainConfig``)
+             threads, device ("cpu" | "cuda" | "cuda:N" | "auto"), cuda_graph ("auto" |
+             "off": capture the training step in a CUDA graph on CUDA, ``nrnn.graphs``),
+             the stopping rule stop_window, stop_min_gain, plateau_decays (see
+             ``TrainConfig``)
 
 Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``; ``nrnn/configs/cells/``
 holds a config per built-in cell (``nrnn train --config nrnn/configs/cells/cornn.toml``).
@@ -41,13 +43,15 @@ CELL_KEYS = {
 """The model keys that configure one cell only (a key of another cell must keep its default)."""
 ADDED_KEYS = {
     "model": ("cell", "activation", "oscillator_gamma", "oscillator_epsilon", "recurrence"),
-    "train": ("stop_window", "stop_min_gain", "plateau_decays"),
+    "train": ("stop_window", "stop_min_gain", "plateau_decays", "cuda_graph"),
 }
 """Keys added after runs were cached by their hash, by section: left out of it at their
 defaults, so that those runs keep their hashes. (Runs stored before ``recurrence`` existed
 were computed op by op; the store tells them apart by :data:`nrnn.store.CODE_VERSION`,
 which changed with the fused default.)"""
 REGULARIZER_METHODS = ("exact", "probe")
+CUDA_GRAPH_MODES = ("auto", "off")
+"""``train.cuda_graph``: capture the training step on CUDA (``auto``) or never (``off``)."""
 NOISE_FORMS = ("paper", "reference")
 
 
@@ -133,6 +137,9 @@ class TrainConfig:
     plateau_decays: int = 0
     threads: int = 0  # 0 = torch's default
     device: str = "cpu"  # "auto": CUDA when available
+    # On CUDA, replay the training step from a CUDA graph ("auto") or run it op by op
+    # ("off"); no effect on a CPU (nrnn.graphs).
+    cuda_graph: str = "auto"
 
 
 @dataclass
@@ -168,6 +175,10 @@ class RunConfig:
         device = self.train.device
         if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
             raise ValueError(f"train.device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        if self.train.cuda_graph not in CUDA_GRAPH_MODES:
+            raise ValueError(
+                f"train.cuda_graph must be one of {CUDA_GRAPH_MODES}, got {self.train.cuda_graph!r}"
+            )
         if self.noise.form not in NOISE_FORMS:
             raise ValueError(f"noise.form must be one of {NOISE_FORMS}, got {self.noise.form!r}")
         if self.train.objective not in OBJECTIVES:

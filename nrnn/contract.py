@@ -15,6 +15,10 @@ integer class indices.
 
 Inputs are cast to the model's dtype and device. A cast that loses precision (float64
 inputs to a float32 model) is not silent: it warns once per call site, naming both dtypes.
+
+Checks that read tensor values (finite entries, labels in range) wait for the values on a
+GPU; inside :func:`values_checked` they are skipped, for a caller that checked the values
+once beforehand (the training step, which a CUDA graph captures: ``nrnn.graphs``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -45,6 +51,7 @@ __all__ = [
     "real",
     "seed",
     "sequences",
+    "values_checked",
 ]
 
 T = TypeVar("T")
@@ -161,7 +168,25 @@ def _tensor(name: str, value: object, shape: str) -> torch.Tensor:
     return value
 
 
+_VALUES_CHECKED: ContextVar[bool] = ContextVar("nrnn_values_checked", default=False)
+
+
+@contextmanager
+def values_checked() -> Iterator[None]:
+    """Inside, the checks that read tensor values (finite entries, labels in range) are
+    skipped: the caller checked those values once beforehand. Reading a value of a GPU
+    tensor waits for the GPU (a host synchronisation, which a CUDA graph cannot capture).
+    Types, shapes and dtypes are still checked (they read no tensor data)."""
+    token = _VALUES_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _VALUES_CHECKED.reset(token)
+
+
 def _finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    if _VALUES_CHECKED.get():
+        return value
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return value
@@ -207,11 +232,12 @@ def labels(y: torch.Tensor, batch: int, classes: int | None = None) -> torch.Ten
         raise TypeError(f"y must hold integer (int64) class indices, got dtype {y.dtype}")
     if tuple(y.shape) != (batch,):
         raise ValueError(f"y must have shape (batch,) = ({batch},), got {tuple(y.shape)}")
-    if classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
-        raise ValueError(
-            f"y must lie in 0 .. {classes - 1} (class indices), got values in "
-            f"{int(y.min())} .. {int(y.max())}"
-        )
+    if classes is not None and y.numel() and not _VALUES_CHECKED.get():
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"y must lie in 0 .. {classes - 1} (class indices), got values in {low} .. {high}"
+            )
     return y.long()
 
 

@@ -12,6 +12,12 @@ wrong: every entry keeps up to :data:`SAMPLES` measurements taken by different c
 estimate is the fastest), each with when it was taken, the load average then and the
 digest of the code it timed; an entry of other code (``nrnn.store.code_digest``) or older
 than :data:`MAX_AGE_DAYS` is measured again.
+
+The step is measured where the run would train: on the device ``train.device`` resolves
+to here (``"auto"``: a GPU when torch sees one), with the run's training step
+(``nrnn.graphs``: replayed from a CUDA graph on CUDA unless ``train.cuda_graph = "off"``),
+at the full sequence length on a GPU (a captured step is quick to measure). A GPU's
+timings are kept under its name, so ``--plan`` on a GPU machine estimates GPU-hours.
 """
 
 from __future__ import annotations
@@ -96,9 +102,15 @@ class Timings:
         once per instance)."""
         import torch
 
-        key = hash_content(
-            {"shape": _shape(config), "torch": torch.__version__, "machine": platform.node()}
-        )
+        content: dict[str, Any] = {
+            "shape": _shape(config),
+            "torch": torch.__version__,
+            "machine": platform.node(),
+        }
+        device = _device(config)
+        if device.type != "cpu":  # CPU timings keep the keys they had before GPUs counted
+            content["device"] = {"name": _device_name(device), "graph": config.train.cuda_graph}
+        key = hash_content(content)
         entry = self._cache.get(key)
         if entry is None or not self._current(entry):
             entry = {"host": platform.node(), "code": self._code_digest(), "samples": []}
@@ -156,53 +168,73 @@ def _subset(size: int, subset: int) -> int:
     return min(size, subset) if subset > 0 else size
 
 
+def _device(config: RunConfig) -> Any:
+    """Where ``config`` would train on this machine (the CPU for a CUDA device torch does
+    not see here: the estimate is then this machine's)."""
+    import torch
+
+    from .train import resolve_device
+
+    try:
+        return resolve_device(config.train.device)
+    except ValueError:
+        return torch.device("cpu")
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
 def _measure(config: RunConfig, repeats: int = 3) -> dict[str, float]:
-    """Time training steps and an evaluation forward pass of ``config``'s model."""
+    """Time training steps and an evaluation forward pass of ``config``'s model on the
+    device it would train on, with the training step it would use."""
     import torch
 
     from . import data
-    from .train import build_model, objective_loss
+    from .train import build_model, make_optimizer, make_step
 
     info = data.info(config.data.name, recipe=config.data.recipe)
+    device = _device(config)
     exact = config.train.objective == "explicit" and config.train.regularizer_method == "exact"
     probe_steps = min(info.seq_len, PROBE_STEPS_EXACT if exact else PROBE_STEPS)
+    if device.type == "cuda" and not exact:
+        probe_steps = info.seq_len
     scale = info.seq_len / probe_steps
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, config.train.threads))
     try:
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        model = build_model(config)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        batch = config.data.batch_size
-        x = torch.randn(batch, probe_steps, info.input_dim)
-        y = torch.randint(0, info.num_classes, (batch,))
-        seconds = []
-        for repeat in range(repeats + 1):
-            started = time.perf_counter()
-            loss = objective_loss(
-                model,
-                x,
-                y,
-                config.train.objective,
-                regularizer_method=config.train.regularizer_method,
-                probes=config.train.probes,
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if repeat:  # the first step warms up
-                seconds.append(time.perf_counter() - started)
-        model.eval()
-        eval_batch = min(config.data.eval_batch_size, 256)
-        x_eval = torch.randn(eval_batch, probe_steps, info.input_dim)
-        forwards = []
-        with torch.no_grad():
-            for _ in range(2):
-                started = time.perf_counter()
-                model(x_eval)
-                forwards.append((time.perf_counter() - started) / eval_batch)
-        torch.random.set_rng_state(generator_state)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            model = build_model(config).to(device)
+            step = make_step(config, model, make_optimizer(config, model, device), device)
+            batch = config.data.batch_size
+            x = torch.randn(batch, probe_steps, info.input_dim, device=device)
+            y = torch.randint(0, info.num_classes, (batch,), device=device)
+            # the first step warms up (and, on CUDA, captures)
+            seconds = [_timed(lambda: step(x, y), device) for _ in range(repeats + 1)]
+            model.eval()
+            eval_batch = min(config.data.eval_batch_size, 256)
+            x_eval = torch.randn(eval_batch, probe_steps, info.input_dim, device=device)
+            with torch.no_grad():
+                forward = min(_timed(lambda: model(x_eval), device) for _ in range(2))
+            forward /= eval_batch
     finally:
         torch.set_num_threads(threads)
-    return {"step": min(seconds) * scale, "forward": min(forwards) * scale}
+    return {"step": min(seconds[1:]) * scale, "forward": forward * scale}
+
+
+def _timed(call: Any, device: Any) -> float:
+    """Seconds of ``call()``, waiting for a GPU's queued work before and after."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started

@@ -299,8 +299,9 @@ def hessian_trace(
     generator = torch.Generator().manual_seed(seed)
     samples = []
     for _ in range(probes):
-        v = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.dtype) * 2 - 1
-        samples.append(float(v.to(operator.device) @ operator(v)))
+        signs = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.device)
+        v = signs.to(operator.dtype) * 2 - 1
+        samples.append(float(v @ operator(v)))
     values = torch.tensor(samples, dtype=torch.float64)
     if probes == 1:
         return TraceEstimate(float(values[0]), math.nan, probes, "hutchinson")
@@ -337,14 +338,14 @@ def top_hessian_eigenvalue(
     operator = _HessianOperator(model, x, y)
     steps = min(iterations, operator.dim)
     generator = torch.Generator().manual_seed(seed)
-    start = torch.randn(operator.dim, generator=generator, dtype=torch.float64)
+    start = torch.randn(operator.dim, generator=generator, dtype=torch.float64).to(operator.device)
     basis, alphas, betas = _lanczos(operator, start / start.norm(), steps)
     tridiagonal = torch.diag(alphas)
     if len(betas):
         tridiagonal += torch.diag(betas, 1) + torch.diag(betas, -1)
     eigenvalues, eigenvectors = torch.linalg.eigh(tridiagonal)
     theta = eigenvalues[-1]
-    ritz = basis.T @ eigenvectors[:, -1]
+    ritz = basis.T @ eigenvectors[:, -1].to(basis.device)
     ritz = ritz / ritz.norm()
     residual = (operator(ritz).to(torch.float64) - theta * ritz).norm()
     return EigenEstimate(float(theta), float(residual), len(alphas), ritz.to(operator.dtype))
@@ -428,9 +429,10 @@ def jacobian_products(
     jacobians = list(_iter_step_jacobians(model, x))
     batch, d = jacobians[0].shape[0], jacobians[0].shape[-1]
     steps = len(jacobians)
-    norms = torch.full((batch, steps + 1), math.nan, dtype=jacobians[0].dtype)
+    dtype, device = jacobians[0].dtype, jacobians[0].device
+    norms = torch.full((batch, steps + 1), math.nan, dtype=dtype, device=device)
     norms[:, steps] = 1.0
-    product = torch.eye(d, dtype=jacobians[0].dtype).expand(batch, d, d)
+    product = torch.eye(d, dtype=dtype, device=device).expand(batch, d, d)
     for k in range(steps - 1, -1, -1):
         product = product @ jacobians[k]
         if per_step or k == 0:
@@ -505,9 +507,9 @@ def _linearised_step(
 ) -> torch.Tensor:
     """The DeepFool step to the nearest linearised boundary, (batch, M, p)."""
     ratio = gaps.abs() / (_dual_norm(gradients, norm) + 1e-12)
-    ratio[torch.arange(len(y)), y] = math.inf
+    rows = torch.arange(len(y), device=ratio.device)
+    ratio[rows, y] = math.inf
     nearest = ratio.argmin(dim=1)
-    rows = torch.arange(len(y))
     direction = -gradients[rows, nearest]  # moving along −∇(z_y − z_j) shrinks the gap
     if norm == "l2":
         unit = direction / (direction.flatten(1).norm(dim=1).view(-1, 1, 1) + 1e-12)

@@ -76,7 +76,7 @@ def _exact_laplacian(model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, chunk: i
     for start in range(0, count, chunk):
         index = torch.arange(start, min(start + chunk, count), device=xi.device)
         basis = torch.zeros(len(index), count, dtype=xi.dtype, device=xi.device)
-        basis[torch.arange(len(index)), index] = 1.0
+        basis[torch.arange(len(index), device=xi.device), index] = 1.0
         directions = basis.view(len(index), 1, steps, width).expand(-1, batch, -1, -1)
         products = _hessian_vector_products(xi, gradient, directions)
         products = products.reshape(len(index), batch, count)

@@ -47,7 +47,8 @@ def noise_rule(
     model: NoisyRNN, steps: int, nodes: int, dtype: torch.dtype = torch.float64
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The tensor rule over every noise variable of ``steps`` steps: points (P, M, r) and
-    weights (P,), P = nodes^(M r); each variable follows its law (``noise.families``).
+    weights (P,), P = nodes^(M r); each variable follows its law (``noise.families``). On
+    the model's device.
 
     Raises:
         ValueError: P above :data:`MAX_POINTS` (before anything is allocated).
@@ -55,8 +56,9 @@ def noise_rule(
     rule_size(model, steps, nodes)
     families = model.noise.families(model.state_dim) * steps
     rules = {family: one_dimensional_rule(family, nodes) for family in set(families)}
-    points = [torch.tensor(rules[f][0], dtype=dtype) for f in families]
-    weights = [torch.tensor(rules[f][1], dtype=dtype) for f in families]
+    device = model.readout.weight.device
+    points = [torch.tensor(rules[f][0], dtype=dtype, device=device) for f in families]
+    weights = [torch.tensor(rules[f][1], dtype=dtype, device=device) for f in families]
     grid = torch.stack(torch.meshgrid(*points, indexing="ij"), -1)
     weight = torch.stack(torch.meshgrid(*weights, indexing="ij"), -1)
     return grid.reshape(-1, steps, model.noise_dim), weight.reshape(-1, len(families)).prod(-1)

@@ -229,6 +229,7 @@ def exact_moments(path: DeterministicPath) -> tuple[torch.Tensor, torch.Tensor]:
                 points,
                 diffusion_points,
                 use_reentrant=False,
+                preserve_rng_state=False,  # the segment draws nothing (and capture forbids it)
             )
         else:
             covariance, mean = _exact_segment(path, covariance, mean, points, diffusion_points)
@@ -318,7 +319,8 @@ def _expansion(
     logit_covariance: torch.Tensor,
 ) -> Expansion:
     """Q = 2 ∇ℓᵀ m and R = tr(∇²ℓ C) in the logits, from m (batch, n) and V C Vᵀ."""
-    onehot = F.one_hot(y, model.num_classes).to(logits.dtype)
+    # e_y by a scatter: F.one_hot checks the labels' range by reading them back on a CPU
+    onehot = torch.zeros_like(logits).scatter_(1, y[:, None], 1.0)
     readout = model.readout.weight
     # Argument order as written: it is the order of first use (see deterministic_path).
     q = q_term(cross_entropy_grad(logits, onehot), model.cell.output(mean) @ readout.T)

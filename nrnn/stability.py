@@ -262,7 +262,7 @@ def em_mean_square_matrix(
         for row- and column-major vec (both factors of each product are equal).
     """
     A = torch.as_tensor(drift_matrix)
-    B = torch.as_tensor(noise_matrices, dtype=A.dtype)
+    B = torch.as_tensor(noise_matrices, dtype=A.dtype, device=A.device)
     if A.ndim < 2 or A.shape[-1] != A.shape[-2] or B.ndim < 3 or B.shape[-2:] != A.shape[-2:]:
         raise ValueError(
             f"drift_matrix must be (..., d, d) and noise_matrices (..., n, d, d), got "

@@ -10,6 +10,10 @@ A run lives in a directory (by default ``runs/<dataset>/<config hash>``) holding
                      device), so an interrupted and resumed run shows where it picked up
     final.json       the last epoch's metrics, written when the run completes
 
+The training step (forward, backward, Adam) comes from ``nrnn.graphs``: on CUDA it is captured
+in a CUDA graph (``train.cuda_graph``), and every batch's loss stays on the device until
+the epoch ends, when the losses are read back once (checked finite, averaged).
+
 With ``train.stop_window`` set, training stops when the validation accuracy stops improving
 (:func:`plateau_decision`); ``train.epochs`` is then a cap. The epoch at which the rule
 found a plateau carries ``"plateau": "decay" | "stop"`` in its metrics record, and the
@@ -33,7 +37,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
-from . import data
+from . import data, graphs
 from .config import RunConfig
 from .files import write_atomic, write_text_atomic
 from .interrupt import DeferredSignals
@@ -175,6 +179,40 @@ def evaluate(
         correct += (logits.argmax(-1) == target).sum().item()
     model.train(was_training)
     return {"loss": total_loss / len(labels), "accuracy": correct / len(labels)}
+
+
+def make_optimizer(config: RunConfig, model: NoisyRNN, device: torch.device) -> torch.optim.Adam:
+    """The run's Adam (``optim.lr``, ``optim.weight_decay``), capturable when the training
+    step is captured (``nrnn.graphs.captures``)."""
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=config.optim.lr,
+        weight_decay=config.optim.weight_decay,
+        capturable=graphs.captures(config.train.cuda_graph, device),
+    )
+
+
+def make_step(
+    config: RunConfig, model: NoisyRNN, optimizer: torch.optim.Optimizer, device: torch.device
+) -> graphs.TrainingStep:
+    """The run's training step on ``device``: the objective's loss, backward, clipping to
+    ``optim.grad_clip`` and ``optimizer``; captured in a CUDA graph where
+    ``train.cuda_graph`` says so."""
+    return graphs.training_step(
+        lambda x, y: objective_loss(
+            model,
+            x,
+            y,
+            config.train.objective,
+            regularizer_method=config.train.regularizer_method,
+            probes=config.train.probes,
+        ),
+        optimizer,
+        grad_clip=config.optim.grad_clip,
+        capture=graphs.captures(config.train.cuda_graph, device),
+        batch_size=config.data.batch_size,
+        device=device,
+    )
 
 
 # ----------------------------------------------------------------------- checkpoints
@@ -330,9 +368,7 @@ def train(
     }
     torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
+    optimizer = make_optimizer(config, model, device)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer,
         step_size=config.optim.lr_decay_every or 10**9,
@@ -377,6 +413,9 @@ def train(
         for split, ds in eval_sets.items()
     }
     batch_size = config.data.batch_size
+    step = make_step(config, model, optimizer, device)
+    # Reading a loss back waits for a GPU: there, once per epoch unless on_batch asks.
+    read_each_batch = graphs.read_back_is_free(device) or on_batch is not None
     last_epoch = first_epoch - 1 if stopped else config.train.epochs
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
@@ -384,43 +423,29 @@ def train(
         order = torch.randperm(len(labels), device="cpu").to(device)
         batches = range(math.ceil(len(labels) / batch_size))
         bar = _progress(batches, f"epoch {epoch}/{config.train.epochs}", progress)
-        running_loss, seen = 0.0, 0
+        losses = graphs.BatchLosses(len(batches))
         for batch in bar:
             index = order[batch * batch_size : (batch + 1) * batch_size]
             batch_number = batch + 1
             x, y = inputs[index], labels[index]
-            loss = objective_loss(
-                model,
-                x,
-                y,
-                config.train.objective,
-                regularizer_method=config.train.regularizer_method,
-                probes=config.train.probes,
-            )
-            if not torch.isfinite(loss):
-                last = first_epoch - 1 if not metrics else metrics[-1]["epoch"]
-                kept = f"the last good checkpoint (epoch {last}) is kept at {checkpoint_path}"
-                raise TrainingDivergedError(
-                    f"loss is {loss.item()} at epoch {epoch}, batch {batch_number} of "
-                    f"{len(batches)}; "
-                    + (kept if checkpoint_path.exists() else "no checkpoint was written yet")
-                    + "; try a smaller optim.lr or model.dt, or optim.grad_clip"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            running_loss += loss.item() * len(y)
-            seen += len(y)
+            losses.add(step(x, y), len(y))
+            if not read_each_batch:
+                continue
+            loss = losses.last()
+            if not math.isfinite(loss):
+                raise _diverged(loss, epoch, batch_number, len(batches), metrics, checkpoint_path)
             if on_batch is not None:
-                on_batch(epoch, batch_number, loss.item())
+                on_batch(epoch, batch_number, loss)
             if progress:
-                bar.set_postfix(loss=f"{running_loss / seen:.4f}")
+                bar.set_postfix(loss=f"{losses.mean():.4f}")
+        non_finite = losses.first_non_finite()
+        if non_finite is not None:
+            batch_number, loss = non_finite
+            raise _diverged(loss, epoch, batch_number, len(batches), metrics, checkpoint_path)
         record = {
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
-            "train_objective": running_loss / seen,
+            "train_objective": losses.mean(),
         }
         for split, dataset in eval_sets.items():
             for key, value in evaluate(model, dataset, config.data.eval_batch_size).items():
@@ -465,6 +490,27 @@ def train(
         write_text_atomic(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
+
+
+def _diverged(
+    loss: float,
+    epoch: int,
+    batch_number: int,
+    batches: int,
+    metrics: list[dict],
+    checkpoint_path: Path,
+) -> TrainingDivergedError:
+    """The error for a NaN or infinite loss at (epoch, batch); the last good checkpoint
+    stays (no epoch with such a loss is saved)."""
+    if checkpoint_path.exists():
+        last = metrics[-1]["epoch"] if metrics else epoch - 1
+        kept = f"the last good checkpoint (epoch {last}) is kept at {checkpoint_path}"
+    else:
+        kept = "no checkpoint was written yet"
+    return TrainingDivergedError(
+        f"loss is {loss} at epoch {epoch}, batch {batch_number} of {batches}; {kept}; "
+        "try a smaller optim.lr or model.dt, or optim.grad_clip"
+    )
 
 
 def _check_growth(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nrnn
-from nrnn import metrics, perturb
+from nrnn import metrics, perturb, quadrature
 from nrnn.config import default_config
 from nrnn.train import resolve_device, train
 
@@ -49,6 +49,16 @@ def everything(device: torch.device) -> dict[str, torch.Tensor]:
         "exact": exact.q + exact.r,
         "trace": torch.tensor(metrics.hessian_trace(model, x, y, probes=4, seed=0).value),
         "products": torch.tensor(metrics.jacobian_products(model, x).mean_full),
+        "top_eigenvalue": torch.tensor(
+            metrics.top_hessian_eigenvalue(model, x, y, iterations=4, seed=0).value
+        ),
+        "quadrature": quadrature.expected_loss(
+            model,
+            x[:1, :1],
+            y[:1],
+            quadrature.noise_rule(model, steps=1, nodes=2, dtype=torch.float32),
+            0.1,
+        ),
         "white": perturb.white_noise(x, 0.1, seed=0),
         "pgd": perturb.pgd(model, x, y, 0.2, norm="l2", steps=3, seed=0),
     }

@@ -153,8 +153,8 @@ MUTATIONS = (
         "Hutchinson probes in {0, 1} instead of {-1, 1}",
         "estimators",
         "nrnn/metrics.py",
-        "v = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.dtype) * 2 - 1",
-        "v = torch.randint(0, 2, (operator.dim,), generator=generator).to(operator.dtype)",
+        "v = signs.to(operator.dtype) * 2 - 1",
+        "v = signs.to(operator.dtype)",
         ("tests/test_metrics.py", "-k", "hutchinson"),
     ),
     # ---------------------------------------------------------------------- attacks
@@ -218,9 +218,9 @@ MUTATIONS = (
     Mutation(
         "gradient clipping applied when it is off",
         "training",
-        "nrnn/train.py",
-        "if config.optim.grad_clip:",
-        "if not config.optim.grad_clip:",
+        "nrnn/graphs.py",
+        "if self.grad_clip:",
+        "if not self.grad_clip:",
         ("tests/test_lipschitz_pins.py",),
     ),
     Mutation(
