@@ -7,7 +7,8 @@ workers finished, and the last epoch checkpoint of every run they started, stays
 store, so running the same command again resumes.
 
 - :class:`LocalBackend`: ``jobs`` spawned worker processes (one job in this process when
-  ``jobs`` is 1 or there is only one job).
+  ``jobs`` is 1 or there is only one job). A worker process that dies (``kill -9``, out of
+  memory) fails the runs it had not finished as worker failures.
 - :class:`RayBackend`: one Ray task per job, with its resource request (the run's threads as
   CPUs; one GPU when the run's device is CUDA, or ``auto`` on a cluster with GPUs). A task
   whose worker dies is retried (``max_retries``) and resumes from its checkpoint. Without an
@@ -21,6 +22,8 @@ import concurrent.futures
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from .harness import Job, RunOutcome, execute
@@ -69,11 +72,36 @@ class LocalBackend:
         try:
             futures = {pool.submit(execute, job): position for position, job in enumerate(jobs)}
             for future in concurrent.futures.as_completed(futures):
-                finished(futures[future], future.result())
+                position = futures[future]
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    outcome = _worker_died(jobs[position])
+                finished(position, outcome)
         except BaseException:
             _stop_pool(pool)
             raise
         pool.shutdown()
+
+
+def _worker_died(job: Job) -> RunOutcome:
+    """A run whose worker process died: a pool that lost a worker fails every run it had
+    not finished (each keeps its last checkpoint)."""
+    run_dir = _run_dir(job)
+    return RunOutcome(
+        job.spec,
+        run_dir,
+        "failed",
+        "a worker process of this machine died (killed, or out of memory) before the run "
+        f"finished; its last checkpoint is kept in {run_dir}",
+        failure="worker",
+    )
+
+
+def _run_dir(job: Job) -> Path:
+    from .store import RunStore
+
+    return RunStore(job.store_root).run_dir(job.spec.config)
 
 
 def _init_worker() -> None:
