@@ -136,6 +136,8 @@ class RunOutcome:
     seconds: float = 0.0
     failure: str = ""
     notes: list[str] = field(default_factory=list)
+    placement: dict = field(default_factory=dict)
+    """Where it executed on Ray: the node's id and the resources Ray assigned the task."""
 
 
 @dataclass(frozen=True)
@@ -477,8 +479,11 @@ def plan(
     return rows
 
 
-def format_plan(rows: Sequence[PlanRow], workers: int, title: str = "") -> str:
-    """A table of a plan and its totals (sequential seconds and wall time on ``workers``)."""
+def format_plan(
+    rows: Sequence[PlanRow], workers: int, title: str = "", workers_from: str = ""
+) -> str:
+    """A table of a plan and its totals (sequential seconds and wall time on ``workers``,
+    whose source ``workers_from`` names)."""
     lines = [title] if title else []
     width = max([len(row.label) for row in rows] + [5])
     lines.append(f"{'run'.ljust(width)}  {'key':16s}  {'state':28s}  estimated")
@@ -491,8 +496,10 @@ def format_plan(rows: Sequence[PlanRow], workers: int, title: str = "") -> str:
     stored = sum(1 for row in rows if row.state == "stored")
     lines.append(
         f"{len(rows)} runs, {stored} stored; remaining work {format_duration(total)} on one "
-        f"worker, about {format_duration(_wall_time(rows, workers))} on {workers} workers "
-        "(estimated from measured seconds per training step on this machine)"
+        f"worker, about {format_duration(_wall_time(rows, workers))} on {workers} workers"
+        + (f" ({workers_from})" if workers_from else "")
+        + "; estimated from seconds per training step measured on this machine, with one "
+        "worker as fast as this machine's"
     )
     return "\n".join(lines)
 
