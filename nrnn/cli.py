@@ -46,6 +46,7 @@ def _train(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={json.dumps(value)}")
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
+    run_config.validate()  # before the run directory (and its lease) is created
     run_dir = args.out or default_run_dir(run_config)
     from .lease import Lease
 

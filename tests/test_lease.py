@@ -242,3 +242,24 @@ def test_a_local_worker_process_that_dies_is_an_infrastructure_failure(tmp_path)
     message = str(error.value)
     assert "digits-rows/lipschitz/s" in message and "run the same command again" in message
     assert "\n" not in message
+
+
+def test_nrnn_train_refuses_a_run_directory_in_use(tmp_path, capsys):
+    """`nrnn train --resume` on a directory another process is training: one line naming
+    the holder, exit 1, the holder's lease untouched; once released, it trains."""
+    from nrnn.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits-rows", "--epochs", "1", "--out", str(out), "--quiet"]
+    argv += ["--set", "data.train_subset=32", "--set", "model.hidden_dim=4"]
+    holder = Lease(out)
+    assert holder.try_acquire() is None
+    try:
+        assert main([*argv, "--start-if-missing"]) == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"{out} is being trained by process {os.getpid()}" in line
+        assert read_holder(out).token == holder.token
+    finally:
+        holder.release()
+    assert main([*argv, "--start-if-missing"]) == 0
+    assert training.verified_epochs(out) == 1
