@@ -291,9 +291,18 @@ class RayBackend:
         becomes a worker failure, reported under the run's label."""
         try:
             return ray.get(reference)
-        except ray.exceptions.RayTaskError as error:  # not raised by execute; kept for safety
-            cause = str(error.cause if hasattr(error, "cause") else error).splitlines()[0]
-            return RunOutcome(job.spec, _run_dir(job), "failed", cause, failure="run")
+        except ray.exceptions.RayTaskError as error:  # execute itself never raises: the
+            # task failed around it (the job could not be unpickled, nrnn not importable)
+            cause = getattr(error, "cause", error)
+            first = (str(cause).strip().splitlines() or [""])[0]
+            return RunOutcome(
+                job.spec,
+                _run_dir(job),
+                "failed",
+                f"the Ray task of run {job.spec.label} failed before the run started "
+                f"({type(cause).__name__}: {first}): is this package installed on every node?",
+                failure="environment",
+            )
         except ray.exceptions.RayError as error:
             run_dir = _run_dir(job)
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
