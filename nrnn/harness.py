@@ -181,9 +181,10 @@ def check_worker(job: Job, store: RunStore) -> None:
     """Raise unless this worker runs the driver's code and sees the driver's store."""
     if job.code and job.code != source_digest():
         raise WorkerMismatch(
-            f"node {socket.gethostname()} runs other nrnn code than the driver (source digest "
-            f"{source_digest()}, the driver's {job.code}): install the driver's version of "
-            "the package on every node (the same commit, e.g. pip install -e on a shared "
+            f"a worker on {socket.gethostname()} runs other nrnn code than the driver (source "
+            f"digest {source_digest()}, the driver's {job.code}): a node has another version "
+            "of the package, or its files changed since the command started; install the "
+            "driver's version on every node (the same commit, e.g. pip install -e on a shared "
             "checkout) and start the command again"
         )
     if job.store_id:
