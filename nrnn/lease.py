@@ -134,6 +134,8 @@ class Lease:
                 continue
             self._descriptor = descriptor
             self._since = time.time()
+            self._stop.clear()
+            self._lost.clear()
             self._write()
             self._thread = threading.Thread(target=self._beat_loop, daemon=True)
             self._thread.start()

@@ -68,6 +68,15 @@ def test_one_holder_at_a_time(tmp_path):
     assert read_holder(tmp_path) is None
     assert second.try_acquire() is None
     second.release()
+    again = Lease(tmp_path, heartbeat=0.05, stale_after=1.0)
+    for _ in range(2):  # a released lease can be taken again, and beats again
+        assert again.try_acquire() is None
+        beat = read_holder(tmp_path).beat
+        deadline = time.monotonic() + 30
+        while read_holder(tmp_path).beat == beat:
+            assert time.monotonic() < deadline, "no heartbeat"
+            time.sleep(0.01)
+        again.release()
 
 
 def test_a_holder_killed_outright_on_this_host_is_replaced_at_once(tmp_path):
