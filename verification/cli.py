@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nrnn.errors import CLAIM_FAILED
 from nrnn.experiments import (
     REGISTRY,
     add_common_arguments,
@@ -32,8 +33,9 @@ from .core import (
     write_report,
 )
 
-CHECKS_FAILED = 3
-"""Exit code when the verification ran to the end and some check failed."""
+CHECKS_FAILED = CLAIM_FAILED
+"""Exit code when the verification ran to the end and some check failed (3; the exit codes
+are defined in ``nrnn.errors``: 4 is a failure of the machinery, never a claim)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
