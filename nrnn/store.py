@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .files import write_json_atomic
+from .files import TEMPORARY_SUFFIX, write_json_atomic
 
 CODE_VERSION = 3
 """Version of the training and evaluation code. Bump it whenever a change can alter the
@@ -172,7 +172,7 @@ class RunStore:
         path = self.root / self.IDENTITY_FILE
         if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            claim = self.root / f".nrnn-store.{uuid.uuid4().hex}.claim"
+            claim = self.root / f".nrnn-store.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
             write_json_atomic(claim, {"id": uuid.uuid4().hex, "created_on": socket.gethostname()})
             try:
                 os.link(claim, path)  # atomic: the first driver's id wins
