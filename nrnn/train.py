@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from . import data
 from .config import RunConfig
+from .errors import InfrastructureError
 from .files import write_bytes_atomic, write_text_atomic
 from .interrupt import DeferredSignals
 from .model import NoisyRNN
@@ -57,10 +58,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or belongs to another configuration."""
 
 
-class DamagedRunError(CheckpointError):
+class DamagedRunError(CheckpointError, InfrastructureError):
     """A run directory whose checkpoint or metrics are damaged (unreadable, failing the
     checkpoint's digest, or metrics that do not cover the checkpoint's epochs). ``problem``
-    names the file and what is wrong; the message adds what to do."""
+    names the file and what is wrong; the message adds what to do. A failure of the
+    machinery, not of a claim: a command that meets one exits 4 with the message."""
 
     def __init__(self, problem: str, run_dir: str | Path) -> None:
         super().__init__(

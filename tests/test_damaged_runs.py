@@ -17,6 +17,7 @@ import nrnn.files as files
 import nrnn.train as training
 from nrnn.backends import LocalBackend
 from nrnn.cli import main
+from nrnn.errors import InfrastructureError
 from nrnn.figures import runs
 from nrnn.harness import EvaluationTask, ensure_runs, with_threads
 from nrnn.lease import Lease
@@ -130,6 +131,18 @@ def test_the_harness_sets_a_damaged_run_aside_and_trains_it_again(tmp_path, dama
     again = training.load_model(run_dir)[0].state_dict()
     assert all(torch.equal(first[name], again[name]) for name in first)
     assert [m["epoch"] for m in training.read_metrics(run_dir)] == [1, 2]
+
+
+def test_a_garbage_metrics_line_is_named_with_its_line_and_exits_4(tmp_path):
+    """Reading a damaged metrics.jsonl gave "Expecting value: line 1 column 1 (char 0)"
+    and no file name; now the file and line, and a command meeting it exits 4 (the
+    machinery, not a claim)."""
+    training.train(tiny_spec().config, tmp_path, progress=False)
+    assert [m["epoch"] for m in training.read_metrics(tmp_path)] == [1, 2]  # control
+    garbage_metrics_line(tmp_path / "checkpoint.pt")
+    with pytest.raises(InfrastructureError, match=r"metrics.jsonl line 2 is damaged") as error:
+        training.read_metrics(tmp_path)
+    assert str(tmp_path) in str(error.value) and error.value.exit_code == 4
 
 
 def test_metrics_one_epoch_ahead_of_the_checkpoint_are_not_damage(tmp_path):
