@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import multiprocessing
 import os
 import socket
@@ -75,7 +76,7 @@ def _check_jobs(jobs: int) -> int:
 
 def check_gpus_per_run(gpus: float) -> float:
     """A fraction of one GPU (0 < g <= 1) or a whole number of GPUs, as Ray accepts."""
-    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or not gpus > 0:
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or not 0 < gpus < math.inf:
         raise ValueError(f"--gpus-per-run must be a positive number, got {gpus!r}")
     if gpus > 1 and gpus != int(gpus):
         raise ValueError(

@@ -19,7 +19,7 @@ import torch
 
 import nrnn.harness as harness
 import nrnn.train as training
-from nrnn.backends import LocalBackend, RayBackend, check_satisfiable
+from nrnn.backends import LocalBackend, RayBackend, check_gpus_per_run, check_satisfiable
 from nrnn.errors import InfrastructureError
 from nrnn.figures import runs
 from nrnn.harness import EvaluationTask, ensure_runs, make_jobs
@@ -170,6 +170,13 @@ def test_gpu_runs_on_a_cluster_without_gpus_are_refused_not_left_waiting(ray_ins
     """train.device=cuda on a Ray instance without GPUs sat at 0/N forever: now refused."""
     with pytest.raises(InfrastructureError, match="has no GPU: set train.device to auto or cpu"):
         ensure_runs(tiny(device="cuda"), RunStore(tmp_path), RayBackend(jobs=1), progress=False)
+
+
+def test_gpus_per_run_is_a_fraction_of_one_gpu_or_a_whole_number():
+    assert [check_gpus_per_run(g) for g in (0.25, 1, 2)] == [0.25, 1.0, 2.0]
+    for bad in (0, -0.5, 1.5, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="--gpus-per-run must be"):
+            check_gpus_per_run(bad)
 
 
 def test_requests_are_checked_against_every_node():
