@@ -1,8 +1,8 @@
-"""The ``nrnn`` command: ``derive``, ``train``, ``verify``, ``figures``, ``bench``.
+"""The ``nrnn`` command: ``derive``, ``train``, ``verify``, ``figures``, ``bench``, ``runs``.
 
 Exit codes are those of :mod:`nrnn.exitcodes`: 0 done, 2 usage error, 3 a claim does not
 hold (``verify`` only), 4 infrastructure failure (a failed run, a damaged checkpoint or
-store, an I/O error), 130 / 143 interrupted.
+store, an unreachable cluster, an I/O error), 130 / 143 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import config as config_module
 from . import exitcodes
+from .exitcodes import InfrastructureError
 from .interrupt import Interrupted, as_interrupted, handle_termination
 
 
@@ -54,12 +55,23 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
-    run_config.validate()
+    run_config.validate()  # before the run directory (and its lease) is created
     run_dir = Path(args.out or default_run_dir(run_config))
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} is a file, not a directory")
     prepare_directory(run_dir.parent, f"the folder of --out {run_dir}:")  # train makes run_dir
     resume = args.resume or args.start_if_missing
+    from .lease import Lease
+
+    lease = Lease(run_dir)
+    holder = lease.try_acquire()
+    if holder is not None:
+        print(
+            f"nrnn train: {run_dir} is being trained by {holder.describe()} (its "
+            f"{lease.path.name}); wait for it to finish, or choose another --out",
+            file=sys.stderr,
+        )
+        return exitcodes.INFRASTRUCTURE
     try:
         result = train(
             run_config,
@@ -67,6 +79,7 @@ def _train(args: argparse.Namespace) -> int:
             resume=resume,
             start_if_missing=args.start_if_missing,
             progress=args.progress,
+            guard=lease.check,
         )
     except (CheckpointError, TrainingDivergedError) as error:
         print(f"nrnn train: {error}", file=sys.stderr)
@@ -84,8 +97,25 @@ def _train(args: argparse.Namespace) -> int:
             else "no epoch had finished, nothing was kept"
         )
         raise as_interrupted(error).with_message(f"interrupted: {where}") from None
+    finally:
+        lease.release()
     final = result.metrics[-1] if result.metrics else {}
     print(json.dumps({"run_dir": str(result.run_dir), **final}, indent=2))
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .inventory import format_runs, prune, scan
+    from .store import RunStore
+
+    store = RunStore(args.store)
+    if args.action == "list":
+        print(format_runs(scan(store), store))
+        return 0
+    removed = prune(store, partial=args.partial, dry_run=args.dry_run)
+    for line in removed:
+        print(line)
+    print(f"{len(removed)} {'to remove' if args.dry_run else 'removed'} from {store.root}")
     return 0
 
 
@@ -157,6 +187,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=_train)
 
+    runs = commands.add_parser(
+        "runs", help="list the stored trained runs, or prune what is of no further use"
+    )
+    actions = runs.add_subparsers(dest="action", required=True)
+    from .experiments import DEFAULT_STORE
+
+    for action, summary in (
+        ("list", "every run of the store: state (finished, partial, damaged, ...), labels, size"),
+        (
+            "prune",
+            "remove damaged runs, runs of another code version, temporary files left by "
+            "killed processes (never a run in use)",
+        ),
+    ):
+        command = actions.add_parser(action, help=summary, description=summary)
+        command.add_argument(
+            "--store", default=str(DEFAULT_STORE), help=f"the store (default {DEFAULT_STORE})"
+        )
+        if action == "prune":
+            command.add_argument(
+                "--partial", action="store_true", help="also remove unfinished runs"
+            )
+            command.add_argument(
+                "--dry-run", action="store_true", help="say what would be removed; remove nothing"
+            )
+    runs.set_defaults(handler=_runs)
+
     # These parse their own arguments (``nrnn verify --help`` etc.).
     for name, handler, summary in (
         (
@@ -187,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = as_interrupted(error)
         print(f"nrnn {args.command}: {interrupted.message or 'interrupted'}", file=sys.stderr)
         return interrupted.exit_code
+    except InfrastructureError as error:
+        print(f"nrnn {args.command}: {error}", file=sys.stderr)
+        return error.exit_code
     except BrokenPipeError:
         # The reader of stdout went away (``nrnn train ... | head``): stop quietly, and keep
         # Python from reporting the broken pipe again when it flushes stdout at exit.
@@ -195,6 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"nrnn {args.command}: {error}", file=sys.stderr)
         return exitcodes.USAGE
-    except (exitcodes.InfrastructureError, OSError) as error:
+    except OSError as error:
         print(f"nrnn {args.command}: {error}", file=sys.stderr)
         return exitcodes.INFRASTRUCTURE

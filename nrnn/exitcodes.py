@@ -30,5 +30,10 @@ TERMINATED = 128 + signal.SIGTERM
 
 
 class InfrastructureError(RuntimeError):
-    """The machinery failed (not the user's input, not a claim): commands exit
-    :data:`INFRASTRUCTURE` with this error's message."""
+    """The machinery failed, not the user's input and not a claim: a Ray cluster that cannot
+    be reached or joined (no cluster at the address, a missing token), a request no node can
+    satisfy, a store the workers cannot see, nodes that run other code, a worker that kept
+    dying, a run that failed. Commands exit :data:`INFRASTRUCTURE` and print the message
+    (one line that says what to do); finished runs stay in the store."""
+
+    exit_code = INFRASTRUCTURE

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .backends import check_gpus_per_run
 from .config import RunConfig, from_dict, parse_override
 from .cost import Timings
 from .harness import (
@@ -130,7 +131,11 @@ class Context:
         profile: one of :data:`PROFILES`.
         store: the store of trained runs.
         backend: executes runs (``nrnn.backends``), made on first use from ``backend_name``.
-        jobs: parallel workers (local processes, or CPUs of a local Ray instance).
+        jobs: parallel runs (local processes, or runs of a local Ray instance, which gets
+            jobs × threads_per_run CPUs; on a cluster, the most tasks submitted at once, None:
+            no limit, the cluster schedules them).
+        gpus_per_run: GPUs (a fraction of one, or a whole number) a run on a GPU asks Ray
+            for (None: one).
         out_dir: where the group writes its files.
         report_dir: the verification report's directory: figures read it, and write there
             the module reports they compute.
@@ -148,7 +153,8 @@ class Context:
     store: RunStore = field(default_factory=lambda: RunStore(DEFAULT_STORE))
     backend_name: str = "local"
     address: str | None = None
-    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    jobs: int | None = field(default_factory=lambda: os.cpu_count() or 1)
+    gpus_per_run: float | None = None
     out_dir: Path = Path(".")
     report_dir: Path = Path("verification")
     report_sources: tuple[Path, ...] = ()
@@ -163,7 +169,11 @@ class Context:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+        if self.jobs is None and not (self.backend_name == "ray" and self.address):
+            raise ValueError("jobs=None (no limit) is for a Ray cluster (an address) only")
+        if self.jobs is not None and (
+            isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1
+        ):
             raise ValueError(f"jobs must be a positive integer, got {self.jobs!r}")
         self.out_dir = Path(self.out_dir)
         self.report_dir = Path(self.report_dir)
@@ -174,7 +184,12 @@ class Context:
         if self._backend is None:
             from .backends import make_backend
 
-            self._backend = make_backend(self.backend_name, jobs=self.jobs, address=self.address)
+            self._backend = make_backend(
+                self.backend_name,
+                jobs=self.jobs,
+                address=self.address,
+                gpus_per_run=self.gpus_per_run,
+            )
         return self._backend
 
     def ensure(
@@ -244,6 +259,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: start a local Ray instance and shut it down at the end)",
     )
     parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=None,
+        metavar="G",
+        help="with --backend ray: GPUs each run on a GPU asks for (default 1); a fraction "
+        "such as 0.25 lets 4 small runs share one GPU",
+    )
+    parser.add_argument(
         "--store",
         type=Path,
         default=DEFAULT_STORE,
@@ -254,7 +277,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="parallel training runs (default: all cores / --threads-per-run)",
+        help="parallel training runs (default: all cores / --threads-per-run; with --address: "
+        "the most runs submitted to the cluster at once, default no limit)",
     )
     parser.add_argument(
         "--threads-per-run",
@@ -291,10 +315,19 @@ def context_from_arguments(
     threads = args.threads_per_run
     if threads < 1:
         parser.error(f"--threads-per-run must be >= 1, got {threads}")
-    jobs = max(1, cores // threads) if args.jobs is None else args.jobs
-    if jobs < 1:
+    jobs: int | None = max(1, cores // threads) if args.jobs is None else args.jobs
+    if args.jobs is None and args.address is not None:
+        jobs = None  # a cluster: no limit of this machine's cores
+    if jobs is not None and jobs < 1:
         parser.error(f"--jobs must be >= 1, got {jobs}")
-    if threads > 1 and args.backend == "local" and jobs * threads > cores:
+    if args.gpus_per_run is not None:
+        if args.backend != "ray":
+            parser.error("--gpus-per-run needs --backend ray")
+        try:
+            check_gpus_per_run(args.gpus_per_run)
+        except ValueError as error:
+            parser.error(str(error))
+    if jobs is not None and threads > 1 and args.backend == "local" and jobs * threads > cores:
         parser.error(
             f"--jobs {jobs} x --threads-per-run {threads} = {jobs * threads} threads would "
             f"oversubscribe the {cores} cores of this machine"
@@ -314,6 +347,7 @@ def context_from_arguments(
         backend_name=args.backend,
         address=args.address,
         jobs=jobs,
+        gpus_per_run=args.gpus_per_run,
         threads_per_run=threads,
         progress=args.progress,
         overrides=tuple(args.overrides),
@@ -328,6 +362,7 @@ def print_list(group: str) -> None:
 
 def print_plan(group: str, names: Sequence[str], context: Context) -> int:
     """``--plan``: every run the chosen experiments need, with state and estimated cost."""
+    workers, source = plan_workers(context)  # first: a cluster that cannot be joined fails now
     rows: list[PlanRow] = []
     for name in names:
         experiment = load(group, name)
@@ -335,7 +370,6 @@ def print_plan(group: str, names: Sequence[str], context: Context) -> int:
             continue
         for specs, task in experiment.plan(experiment.sizes(context.profile), context):
             rows.extend(context.plan_rows(specs, task))
-    workers = context.jobs
     title = (
         f"nrnn {group} --profile {context.profile}: {', '.join(names)} "
         f"(backend {context.backend_name}, store {context.store.root})"
@@ -343,7 +377,7 @@ def print_plan(group: str, names: Sequence[str], context: Context) -> int:
     if not rows:
         print(f"{title}\nno trained runs needed")
         return 0
-    print(format_plan(rows, workers, title))
+    print(format_plan(rows, workers, title, workers_from=source))
     print(Timings(context.store.root / "timings.json").summary())
     return 0
 
@@ -405,3 +439,16 @@ def _refuse_overrides_of_varied_keys(experiment: Experiment, context: Context) -
                     f"runs ({shown}); overriding it would make them one run. Leave that key "
                     "to the experiment"
                 )
+
+
+def plan_workers(context: Context) -> tuple[int, str]:
+    """How many runs execute at once, and why: this machine's ``--jobs``, or what a Ray
+    cluster's nodes hold at ``--threads-per-run`` CPUs per run (connecting to it)."""
+    if context.backend_name == "ray":
+        from .backends import RayBackend
+
+        backend = context.backend
+        assert isinstance(backend, RayBackend)
+        return backend.capacity(context.threads_per_run)
+    jobs = context.jobs or 1
+    return jobs, f"--jobs {jobs} worker processes of this machine"

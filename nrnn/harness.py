@@ -10,10 +10,18 @@ Every run trains with ``threads_per_run`` torch threads (1 by default), which en
 store key: the numbers a run produces do not depend on ``--jobs``, the backend or the load
 of the machine. :func:`plan` lists every run, whether it is stored, and its estimated cost
 from measured seconds per training step at that size (``nrnn.cost``).
+
+A worker (:func:`execute`) first checks that it runs the driver's code and sees the
+driver's store, then takes the run's lease (``nrnn.lease``): a second driver on the same
+store, or a retried task whose first attempt still lives, waits for the holder and then
+reuses what it stored. Specs that ask for the same run (the same store key and task) are
+executed once per :func:`ensure_runs` call.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 import sys
 import time
 import traceback
@@ -25,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 from .config import RunConfig
 from .exitcodes import InfrastructureError
 from .interrupt import Interrupted, as_interrupted
-from .store import RunStore
+from .store import RunStore, StoreNotVisible, source_digest
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,12 @@ class RunOutcome:
 
     ``status``: ``"trained"`` (trained or resumed now), ``"stored"`` (finished before) or
     ``"failed"`` (``message`` holds the error). ``result`` is the task's output (None without
-    a task or on failure); ``task_cached`` says whether it came from the store.
+    a task or on failure); ``task_cached`` says whether it came from the store. ``failure``
+    says what failed: ``"run"`` (the run itself: it diverged, its config is invalid),
+    ``"worker"`` (the process or node executing it kept dying) or ``"environment"`` (the
+    worker runs other code or does not see the store). ``notes``: what the user should
+    know about a run that did not fail (a damaged run set aside and trained again, a wait
+    for another process that held its lease).
     """
 
     spec: RunSpec
@@ -122,6 +135,10 @@ class RunOutcome:
     result: dict | None = None
     task_cached: bool = False
     seconds: float = 0.0
+    failure: str = ""
+    notes: list[str] = field(default_factory=list)
+    placement: dict = field(default_factory=dict)
+    """Where it executed on Ray: the node's id and the resources Ray assigned the task."""
 
 
 class RunsFailedError(InfrastructureError):
@@ -150,11 +167,18 @@ def raise_if_failed(outcomes: Sequence[RunOutcome]) -> list[RunOutcome]:
 
 @dataclass(frozen=True)
 class Job:
-    """What a backend executes: one spec, the store root and the task."""
+    """What a backend executes: one spec, the store root (absolute) and the task.
+
+    ``store_id`` and ``code`` are the driver's store identity and source digest (the worker
+    refuses to run where they differ; empty: not checked); ``labels`` are the labels of
+    every spec this job stands for (identical specs run once)."""
 
     spec: RunSpec
     store_root: str
     task: RunTask | None
+    store_id: str = ""
+    code: str = ""
+    labels: tuple[str, ...] = ()
 
     @property
     def threads(self) -> int:
@@ -174,47 +198,107 @@ def _copy_config(config: RunConfig) -> RunConfig:
     return from_dict(config.to_dict())
 
 
+class WorkerMismatch(RuntimeError):
+    """A worker that runs other code than the driver."""
+
+
+def check_worker(job: Job, store: RunStore) -> None:
+    """Raise unless this worker runs the driver's code and sees the driver's store."""
+    if job.code and job.code != source_digest():
+        raise WorkerMismatch(
+            f"a worker on {socket.gethostname()} runs other nrnn code than the driver (source "
+            f"digest {source_digest()}, the driver's {job.code}): a node has another version "
+            "of the package, or its files changed since the command started; install the "
+            "driver's version on every node (the same commit, e.g. pip install -e on a shared "
+            "checkout) and start the command again"
+        )
+    if job.store_id:
+        store.check_visible(job.store_id)
+
+
+LEASE_ATTEMPTS = 3
+"""How often a worker whose lease was broken (judged dead) waits and starts again."""
+
+
 def execute(job: Job) -> RunOutcome:
-    """Train (or resume) one run if needed, then run the task if its result is not stored.
+    """Train (or resume) one run if needed, then run the task if its result is not stored,
+    holding the run's lease.
 
     Never raises for a failed run (the error is in the outcome); an interruption propagates.
     """
     import torch
 
     from .memory import keep_freed_memory
-    from .train import load_model, train
 
     keep_freed_memory()
-    spec, task = job.spec, job.task
     store = RunStore(job.store_root)
-    run_dir = store.run_dir(spec.config)
+    run_dir = store.run_dir(job.spec.config)
     started = time.perf_counter()
+    notes: list[str] = []
     threads = torch.get_num_threads()
     try:
+        check_worker(job, store)
         torch.set_num_threads(job.threads)
-        status = "stored"
-        if not store.is_finished(spec.config):
-            train(spec.config, run_dir, resume=True, start_if_missing=True, progress=False)
-            status = "trained"
-        store.add_label(spec.config, spec.label)
-        outcome = RunOutcome(spec, run_dir, status)
-        if task is not None:
-            cached = store.read_task(spec.config, task.name, task.key())
-            if cached is not None:
-                outcome.result, outcome.task_cached = cached, True
-            else:
-                model, config = load_model(run_dir)
-                outcome.result = task(model, config, run_dir)
-                store.write_task(spec.config, task.name, task.key(), outcome.result)
+        outcome = _execute_leased(job, store, run_dir, notes)
+    except (WorkerMismatch, StoreNotVisible) as error:
+        outcome = RunOutcome(job.spec, run_dir, "failed", str(error), failure="environment")
     except Exception as error:  # report it and keep the other runs going
         detail = traceback.format_exc(limit=4)
         outcome = RunOutcome(
-            spec, run_dir, "failed", message=f"{type(error).__name__}: {error}\n{detail}"
+            job.spec, run_dir, "failed", f"{type(error).__name__}: {error}\n{detail}", failure="run"
         )
     finally:
         torch.set_num_threads(threads)
+    outcome.notes = notes
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _execute_leased(job: Job, store: RunStore, run_dir: Path, notes: list[str]) -> RunOutcome:
+    from .files import remove_temporaries
+    from .lease import Lease, LeaseLost
+    from .train import load_model, train
+
+    spec, task = job.spec, job.task
+
+    def waiting(holder: Any) -> None:
+        notes.append(f"waited for {holder.describe()}, which held the run's lease")
+
+    for attempt in range(1, LEASE_ATTEMPTS + 1):
+        lease = Lease(run_dir).acquire(on_wait=waiting)
+        try:
+            remove_temporaries(run_dir)  # left by writers killed outright; no one writes now
+            status = "stored"
+            if not store.is_finished(spec.config):
+                result = train(
+                    spec.config,
+                    run_dir,
+                    resume=True,
+                    start_if_missing=True,
+                    progress=False,
+                    on_damage="restart",
+                    guard=lease.check,
+                )
+                notes.extend(result.notes)
+                status = "trained"
+            store.add_labels(spec.config, job.labels or (spec.label,))
+            outcome = RunOutcome(spec, run_dir, status)
+            if task is not None:
+                cached = store.read_task(spec.config, task.name, task.key())
+                if cached is not None:
+                    outcome.result, outcome.task_cached = cached, True
+                else:
+                    model, config = load_model(run_dir)
+                    outcome.result = task(model, config, run_dir)
+                    store.write_task(spec.config, task.name, task.key(), outcome.result)
+            return outcome
+        except LeaseLost as error:
+            if attempt == LEASE_ATTEMPTS:
+                raise
+            notes.append(str(error))  # wait for the process that took over, then reuse
+        finally:
+            lease.release()
+    raise AssertionError("unreachable")
 
 
 def stored_outcome(job: Job) -> RunOutcome | None:
@@ -235,6 +319,8 @@ def stored_outcome(job: Job) -> RunOutcome | None:
 def make_jobs(
     specs: Iterable[RunSpec], store: RunStore, task: TaskChoice, threads_per_run: int
 ) -> list[Job]:
+    """One job per spec, with ``train.threads`` set (the store identity and code digest are
+    added by :func:`ensure_runs` to the jobs it submits)."""
     jobs = []
     for spec in specs:
         spec = with_threads(spec, threads_per_run)
@@ -256,45 +342,87 @@ def ensure_runs(
 ) -> list[RunOutcome]:
     """Make sure every run is trained (and its task done); return outcomes in spec order.
 
-    Stored runs are read here; the others go to ``backend`` (``nrnn.backends``). On Ctrl-C
-    or SIGTERM the backend cancels queued runs and ends its workers; finished runs and the
-    last checkpoint of every started run stay in the store, and :class:`Interrupted` is
-    raised with a one-line summary.
+    Stored runs are read here; the others go to ``backend`` (``nrnn.backends``), each
+    distinct run once however many specs ask for it. On Ctrl-C or SIGTERM the backend
+    cancels queued runs and ends its workers; finished runs and the last checkpoint of every
+    started run stay in the store, and :class:`Interrupted` is raised with a one-line
+    summary. A failed run is logged and returned as failed; a failure of the machinery
+    raises :class:`nrnn.exitcodes.InfrastructureError` (a worker that does not see the store or
+    runs other code: at once; runs whose worker died, on Ray after every retry: once the
+    others are done).
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     jobs = make_jobs(specs, store, task, threads_per_run)
     outcomes: dict[int, RunOutcome] = {}
-    pending: list[int] = []
+    same_work: dict[tuple, list[int]] = {}
     for index, job in enumerate(jobs):
         stored = stored_outcome(job)
         if stored is None:
-            pending.append(index)
+            same_work.setdefault(_work_key(job), []).append(index)
         else:
             outcomes[index] = stored
     # The most expensive runs first, so that none of them finishes last alone.
-    pending.sort(key=lambda i: -_priority(jobs[i]))
-    bar = _progress_bar(len(pending), description, progress)
+    groups = sorted(same_work.values(), key=lambda indices: -_priority(jobs[indices[0]]))
+    submitted = []
+    if groups:
+        store_id, code = store.identity(), source_digest()
+        for indices in groups:
+            labels = tuple(dict.fromkeys(jobs[index].spec.label for index in indices))
+            submitted.append(
+                dataclasses.replace(jobs[indices[0]], store_id=store_id, code=code, labels=labels)
+            )
+    bar = _progress_bar(len(submitted), description, progress)
 
     def finished(position: int, outcome: RunOutcome) -> None:
-        outcomes[pending[position]] = outcome
+        for index in groups[position]:
+            outcomes[index] = dataclasses.replace(outcome, spec=jobs[index].spec)
+        if outcome.failure == "environment":
+            raise InfrastructureError(outcome.message)
         if bar is not None:
             spec = outcome.spec
             bar.set_postfix_str(f"{spec.label} {outcome.status} ({outcome.seconds:.0f}s)")
             bar.update(1)
 
     try:
-        if pending:
-            backend.map([jobs[i] for i in pending], finished)
+        if submitted:
+            backend.map(submitted, finished)
     except (KeyboardInterrupt, Interrupted) as error:
         interrupted = as_interrupted(error)
         raise interrupted.with_message(_interruption_summary(jobs, outcomes, store)) from None
     finally:
         if bar is not None:
             bar.close()
-    for outcome in outcomes.values():
-        if outcome.status == "failed":
+    crashed = []
+    for indices in groups:
+        outcome = outcomes[indices[0]]
+        for note in outcome.notes:
+            log(f"run {outcome.spec.label} ({outcome.run_dir}): {note}")
+        if outcome.failure == "worker":
+            crashed.append(outcome)
+        elif outcome.status == "failed":
             log(f"run {outcome.run_dir} ({outcome.spec.label}) failed: {outcome.message}")
+    if crashed:
+        raise InfrastructureError(_crash_summary(crashed, len(groups), store))
     return [outcomes[index] for index in range(len(jobs))]
+
+
+def _work_key(job: Job) -> tuple:
+    """What makes two jobs the same work: the run (its store key) and the task."""
+    task = job.task
+    return (
+        RunStore(job.store_root).key(job.spec.config),
+        None if task is None else (task.name, task.key()),
+    )
+
+
+def _crash_summary(crashed: list[RunOutcome], total: int, store: RunStore) -> str:
+    shown = "; ".join(f"{o.spec.label}: {o.message}" for o in crashed[:3])
+    more = f"; and {len(crashed) - 3} more" if len(crashed) > 3 else ""
+    return (
+        f"{len(crashed)} of {total} runs failed because the process executing them died "
+        f"({shown}{more}); finished runs and checkpoints are kept in {store.root}: run the "
+        "same command again to resume"
+    )
 
 
 def _priority(job: Job) -> float:
@@ -377,8 +505,11 @@ def plan(
     return rows
 
 
-def format_plan(rows: Sequence[PlanRow], workers: int, title: str = "") -> str:
-    """A table of a plan and its totals (sequential seconds and wall time on ``workers``)."""
+def format_plan(
+    rows: Sequence[PlanRow], workers: int, title: str = "", workers_from: str = ""
+) -> str:
+    """A table of a plan and its totals (sequential seconds and wall time on ``workers``,
+    whose source ``workers_from`` names)."""
     lines = [title] if title else []
     width = max([len(row.label) for row in rows] + [5])
     lines.append(f"{'run'.ljust(width)}  {'key':16s}  {'state':28s}  estimated")
@@ -391,8 +522,10 @@ def format_plan(rows: Sequence[PlanRow], workers: int, title: str = "") -> str:
     stored = sum(1 for row in rows if row.state == "stored")
     lines.append(
         f"{len(rows)} runs, {stored} stored; remaining work {format_duration(total)} on one "
-        f"worker, about {format_duration(_wall_time(rows, workers))} on {workers} workers "
-        "(estimated from measured seconds per training step on this machine)"
+        f"worker, about {format_duration(_wall_time(rows, workers))} on {workers} workers"
+        + (f" ({workers_from})" if workers_from else "")
+        + "; estimated from seconds per training step measured on this machine, with one "
+        "worker as fast as this machine's"
     )
     return "\n".join(lines)
 

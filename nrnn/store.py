@@ -6,26 +6,42 @@ thing with the same code. Every command that trains (``nrnn figures``, ``nrnn ve
 trained``, any sweep) asks the same store, so a model trained for one figure is reused by
 another that needs the same configuration. Layout::
 
+    <root>/.nrnn-store.json            the store's identity (a random id)
     <root>/<dataset>/<key>/            the run directory of ``nrnn.train.train``
         config.json, checkpoint.pt, metrics.jsonl, events.jsonl, final.json
         labels.json                    the names experiments gave this run
         task-<name>-<task key>.json    results of work done on the trained model
+        lease.json                     while a process works on the run (``nrnn.lease``)
 
-A run is finished when its checkpoint holds its last epoch or its stopping rule stopped
-it (``train.stop_window``); an unfinished run is resumed
-from its checkpoint. Every file is written atomically (write, then rename), so an
-interrupted run never leaves a half-written file and the store is always consistent.
+A run is finished when its checkpoint holds its last epoch (or its stopping rule,
+``train.stop_window``, stopped it) and its metrics cover every epoch; an unfinished run is
+resumed from its checkpoint, and a damaged one (a checkpoint that fails its digest, a
+metrics file that does not parse) is set aside and trained again by the harness. Every file
+is written atomically (write, flush, rename), so an interrupted run never leaves a
+half-written file. One process at a time works on a run: the harness takes the run's lease
+first, so two drivers on one store, or a retried task while its first attempt still lives,
+never train the same run twice.
+
+The root is made absolute when the store is created, so that every worker of a cluster
+writes where the driver reads. A worker checks that it sees the driver's store (the same
+identity file) before it writes anything: a path that is not on a file system shared by
+every node is refused, not filled on one node while the driver's stays empty.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
+import os
+import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .files import write_json_atomic
+from .files import TEMPORARY_SUFFIX, write_json_atomic
 
 CODE_VERSION = 4
 """Version of the training and evaluation code. Bump it whenever a change can alter the
@@ -44,6 +60,8 @@ NOT_CODE_PATH = (
     "files.py",
     "graph_safety.py",
     "interrupt.py",
+    "inventory.py",
+    "lease.py",
     "memory.py",
     "store.py",
 )
@@ -66,7 +84,7 @@ def code_path() -> list[str]:
     )
 
 
-CODE_DIGEST = "d943ad9f1ebe3413"
+CODE_DIGEST = "c49ee4e64a94f8e3"
 """:func:`code_digest` of the code path when :data:`CODE_VERSION` was last reviewed. A
 test fails when the code changes: whoever changed it decides whether results can change
 (then bumps CODE_VERSION) and records the new digest here."""
@@ -95,6 +113,28 @@ def code_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.cache
+def source_digest() -> str:
+    """A hash of the bytes of every Python source file of the installed package (``nrnn``
+    and the subpackages mapped from the repository's other folders), computed once per
+    process. A worker refuses a job sent by a driver whose digest differs: the nodes of a
+    cluster must run the driver's code. Stricter than :func:`code_digest` (a comment
+    counts), and fast enough for every worker process."""
+    digest = hashlib.sha256()
+    for package in ("nrnn", *(f"nrnn.{name.rstrip('/')}" for name in MAPPED_SUBPACKAGES)):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for location in spec.submodule_search_locations:
+            base = Path(location)
+            for path in sorted(base.rglob("*.py")):
+                relative = path.relative_to(base).as_posix()
+                if relative.startswith(MAPPED_SUBPACKAGES) and package == "nrnn":
+                    continue
+                digest.update(f"{package}/{relative}".encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def key_content(config: RunConfig) -> dict[str, Any]:
     """What a run's key is a hash of: the full configuration and the code version.
 
@@ -114,8 +154,10 @@ def hash_content(content: Any, length: int = 16) -> str:
 class RunStore:
     """Trained runs under ``root``, one directory per configuration (see the module doc)."""
 
+    IDENTITY_FILE = ".nrnn-store.json"
+
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(root))  # workers elsewhere get the driver's path
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -126,13 +168,63 @@ class RunStore:
     def run_dir(self, config: RunConfig) -> Path:
         return self.root / config.data.name / self.key(config)
 
+    def identity(self) -> str:
+        """The store's id, from its identity file (created now if absent, so call it on the
+        driver); a worker compares it with :meth:`check_visible`."""
+        path = self.root / self.IDENTITY_FILE
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            claim = self.root / f".nrnn-store.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
+            write_json_atomic(claim, {"id": uuid.uuid4().hex, "created_on": socket.gethostname()})
+            try:
+                os.link(claim, path)  # atomic: the first driver's id wins
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links on this file system
+                if not path.exists():
+                    os.replace(claim, path)
+            finally:
+                claim.unlink(missing_ok=True)
+        return self._read_identity(path)
+
+    def check_visible(self, expected: str) -> None:
+        """Raise :class:`StoreNotVisible` unless this process sees the store whose id is
+        ``expected`` (what the driver's :meth:`identity` returned)."""
+        path = self.root / self.IDENTITY_FILE
+        host = socket.gethostname()
+        advice = (
+            "put --store on a file system that every node mounts at the same path (the "
+            "store's path is resolved on the driver)"
+        )
+        if not self.root.is_dir():
+            raise StoreNotVisible(
+                f"the store {self.root} does not exist on node {host}, where a run was sent: "
+                + advice
+            )
+        try:
+            found = self._read_identity(path)
+        except (OSError, ValueError):
+            found = None
+        if found != expected:
+            raise StoreNotVisible(
+                f"node {host} sees another directory at the store's path {self.root} (its "
+                f"{self.IDENTITY_FILE} is {'absent' if found is None else 'different'}): " + advice
+            )
+
+    @staticmethod
+    def _read_identity(path: Path) -> str:
+        content = json.loads(path.read_text())
+        if not isinstance(content, dict) or not isinstance(content.get("id"), str):
+            raise ValueError(f"{path} is not a store identity file")
+        return content["id"]
+
     def finished_epochs(self, config: RunConfig) -> int:
-        """Epochs in the run's checkpoint (0 without one or with a damaged one: training
-        it again reports the damage)."""
-        from .train import CheckpointError, finished_epochs
+        """Epochs the run's checkpoint holds and its metrics cover (0 without a checkpoint,
+        or when the run is damaged: the harness then sets it aside and trains it again)."""
+        from .train import CheckpointError, verified_epochs
 
         try:
-            return finished_epochs(self.run_dir(config))
+            return verified_epochs(self.run_dir(config))
         except CheckpointError:
             return 0
 
@@ -160,13 +252,18 @@ class RunStore:
     def write_task(self, config: RunConfig, name: str, key: str, result: dict) -> Path:
         return write_json_atomic(self.task_path(config, name, key), result, indent=1)
 
-    def add_label(self, config: RunConfig, label: str) -> None:
-        """Record that an experiment refers to this run as ``label`` (for people browsing
-        the store; never read by the code)."""
+    def add_labels(self, config: RunConfig, labels: list[str] | tuple[str, ...]) -> None:
+        """Record that experiments refer to this run as ``labels`` (for people browsing the
+        store and ``nrnn runs list``; never read by the code). Call it under the run's lease
+        (a read-modify-write)."""
         path = self.run_dir(config) / "labels.json"
         try:
-            labels = json.loads(path.read_text())
+            known = json.loads(path.read_text())
         except (OSError, ValueError):
-            labels = []
-        if label not in labels:
-            write_json_atomic(path, sorted([*labels, label]))
+            known = []
+        if not set(labels) <= set(known):
+            write_json_atomic(path, sorted({*known, *labels}))
+
+
+class StoreNotVisible(RuntimeError):
+    """A worker does not see the driver's store at the path it was given."""

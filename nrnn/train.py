@@ -4,10 +4,13 @@ checkpoints and exact resumption.
 A run lives in a directory (by default ``runs/<dataset>/<config hash>``) holding
 
     config.json      the resolved configuration
-    checkpoint.pt    model, optimiser and scheduler state after the last finished epoch
-    metrics.jsonl    one JSON object per finished epoch
+    checkpoint.pt    model, optimiser and scheduler state after the last finished epoch, with
+                     a digest of its content (a damaged file is detected, not used)
+    metrics.jsonl    one JSON object per finished epoch (written before the checkpoint, so
+                     it covers every epoch the checkpoint holds)
     events.jsonl     one JSON object per start or resumption of training (epoch, process id,
-                     device), so an interrupted and resumed run shows where it picked up
+                     device, time), so an interrupted and resumed run shows where it picked
+                     up; and per damaged run set aside
     final.json       the last epoch's metrics, written when the run completes
 
 The training step (forward, backward, Adam) comes from ``nrnn.graphs``: on CUDA it is captured
@@ -21,16 +24,22 @@ checkpoint of the last epoch says ``"stopped": true``.
 
 Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a run resumed
 from the checkpoint of epoch k continues exactly as the uninterrupted run would have.
+Identical runs write byte-identical checkpoints.
+
+:func:`train` does not lock its directory: the harness (``nrnn.harness``) and ``nrnn train``
+hold the run's lease (``nrnn.lease``) around it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,20 +48,37 @@ import torch.nn.functional as F
 
 from . import data, graphs
 from .config import RunConfig
-from .files import write_atomic, write_text_atomic
+from .exitcodes import InfrastructureError
+from .files import write_bytes_atomic, write_text_atomic
 from .interrupt import DeferredSignals
 from .model import NoisyRNN
 from .noise import Noise, NoiseForm, ReferenceNoise
 
 T = TypeVar("T")
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""Format 2 adds ``digest`` (:func:`state_digest`); format 1 files (no digest) still load."""
+READABLE_FORMATS = (1, 2)
 SUBSET_SEED = 20211206
 """Seed of the fixed random subsets chosen by ``data.train_subset`` and ``data.eval_subset``."""
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or belongs to another configuration."""
+
+
+class DamagedRunError(CheckpointError, InfrastructureError):
+    """A run directory whose checkpoint or metrics are damaged (unreadable, failing the
+    checkpoint's digest, or metrics that do not cover the checkpoint's epochs). ``problem``
+    names the file and what is wrong; the message adds what to do. A failure of the
+    machinery, not of a claim: a command that meets one exits 4 with the message."""
+
+    def __init__(self, problem: str, run_dir: str | Path) -> None:
+        super().__init__(
+            f"{problem}; the harness sets a damaged run aside and trains it again, or delete "
+            f"{run_dir} (`nrnn runs prune` removes damaged runs from a store)"
+        )
+        self.problem = problem
 
 
 class TrainingDivergedError(RuntimeError):
@@ -65,6 +91,8 @@ class TrainResult:
     run_dir: Path
     model: NoisyRNN
     metrics: list[dict]
+    notes: list[str] = field(default_factory=list)
+    """What the caller should tell the user (a damaged run set aside and started again)."""
 
 
 # ---------------------------------------------------------------------------- building
@@ -216,20 +244,59 @@ def make_step(
 
 
 # ----------------------------------------------------------------------- checkpoints
+def state_digest(state: dict) -> str:
+    """A SHA-256 of a checkpoint's content: every key, value and tensor (dtype, shape and
+    bytes), in a canonical order; the ``digest`` entry itself is left out."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            digest.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, list | tuple):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:  # str, int, float, bool, None: repr is exact
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed({key: value for key, value in state.items() if key != "digest"})
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a file."""
-    write_atomic(path, lambda temporary: torch.save(state, temporary))
+    """Save ``state`` with its digest, atomically (temporary file, flush, rename). The
+    archive is built in memory: saved to a path, torch names the archive after the file, and
+    the temporary file's random name would make identical runs' checkpoints differ."""
+    buffer = io.BytesIO()
+    torch.save({**state, "digest": state_digest(state)}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
-    """Read a checkpoint; with ``config``, check that it belongs to that configuration."""
+    """Read a checkpoint and check its digest; with ``config``, check that it belongs to that
+    configuration. A damaged file raises :class:`DamagedRunError` naming it."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {error}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"checkpoint {path} is not a noisy-rnn checkpoint of format {CHECKPOINT_FORMAT}"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DamagedRunError(
+            f"checkpoint {path} is corrupt or unreadable ({reason})", path.parent
+        ) from None
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+        formats = " or ".join(map(str, READABLE_FORMATS))
+        raise DamagedRunError(
+            f"checkpoint {path} is not a noisy-rnn checkpoint of format {formats}", path.parent
+        )
+    if state["format"] >= 2 and state.get("digest") != state_digest(state):
+        raise DamagedRunError(
+            f"checkpoint {path} is damaged: its content does not match its digest", path.parent
         )
     if config is not None and state["config_hash"] != config.identity_hash():
         saved, wanted = state["config"], config.to_dict()
@@ -247,15 +314,16 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
 
 def finished_epochs(run_dir: str | Path) -> int:
     """The last epoch saved in the run's checkpoint (0 if it has none); a damaged checkpoint
-    raises :class:`CheckpointError`."""
+    raises :class:`DamagedRunError`."""
     return _progress_of(run_dir)[0]
 
 
 def is_complete(run_dir: str | Path, config: RunConfig) -> bool:
     """Whether the run in ``run_dir`` is done: its checkpoint holds the last epoch of
-    ``config.train.epochs`` or says the stopping rule stopped it. A damaged checkpoint
-    raises :class:`CheckpointError`."""
+    ``config.train.epochs`` or says the stopping rule stopped it, and ``metrics.jsonl``
+    covers every epoch of it. Damage raises :class:`DamagedRunError`."""
     epoch, stopped = _progress_of(run_dir)
+    covering_metrics(run_dir, epoch)
     return stopped or epoch >= config.train.epochs
 
 
@@ -300,6 +368,54 @@ def plateau_decision(history: list[dict], train_config: Any) -> str | None:
     return "decay" if decays < train_config.plateau_decays else "stop"
 
 
+def verified_epochs(run_dir: str | Path) -> int:
+    """:func:`finished_epochs`, after checking that ``metrics.jsonl`` records every epoch
+    1..k of the checkpoint's k. A run is finished when this equals its epochs; damage raises
+    :class:`DamagedRunError`."""
+    epochs = finished_epochs(run_dir)
+    covering_metrics(run_dir, epochs)
+    return epochs
+
+
+def covering_metrics(run_dir: str | Path, epochs: int) -> list[dict]:
+    """The metrics of epochs 1..``epochs`` (the file may hold one more: metrics are written
+    before the checkpoint); :class:`DamagedRunError` when they are not all there."""
+    records = read_metrics(run_dir)[:epochs]
+    recorded = [record.get("epoch") for record in records]
+    if recorded != list(range(1, epochs + 1)):
+        raise DamagedRunError(
+            f"{Path(run_dir) / 'metrics.jsonl'} does not record epochs 1..{epochs} of the "
+            f"checkpoint (it has {_describe_epochs(recorded)})",
+            run_dir,
+        )
+    return records
+
+
+def _describe_epochs(epochs: list) -> str:
+    if not epochs:
+        return "none"
+    if len(epochs) <= 6:
+        return "epochs " + ", ".join(map(str, epochs))
+    return f"{len(epochs)} records, epochs {epochs[0]}..{epochs[-1]}"
+
+
+def set_aside(run_dir: str | Path, reason: str) -> str:
+    """Move a damaged run's checkpoint, metrics and final metrics to ``*.damaged`` (kept
+    for inspection; replacing earlier ones) so that the run starts again; return a note."""
+    run_dir = Path(run_dir)
+    moved = []
+    for name in ("checkpoint.pt", "metrics.jsonl", "final.json"):
+        path = run_dir / name
+        if path.exists():
+            os.replace(path, run_dir / f"{name}.damaged")
+            moved.append(name)
+    _append_event(run_dir, {"event": "set aside", "reason": reason, "pid": os.getpid()})
+    return (
+        f"{reason}; moved {', '.join(moved) or 'nothing'} to *.damaged and trained the run "
+        "again from epoch 1"
+    )
+
+
 def load_model(run_dir: str | Path) -> tuple[NoisyRNN, RunConfig]:
     """The trained model and its config from a run directory."""
     from .config import from_dict
@@ -321,6 +437,8 @@ def train(
     start_if_missing: bool = False,
     progress: bool = True,
     on_batch: Callable[[int, int, float], None] | None = None,
+    guard: Callable[[], None] | None = None,
+    on_damage: str = "raise",
 ) -> TrainResult:
     """Train the model ``config`` describes; return the run directory, model and metrics.
 
@@ -333,7 +451,13 @@ def train(
         start_if_missing: with ``resume``, start a fresh run when there is no checkpoint.
         progress: show a progress bar over the batches of each epoch.
         on_batch: called as ``on_batch(epoch, batch, loss)`` after every optimiser step
-            (epoch and batch counted from 1).
+            (epoch and batch counted from 1; on a GPU it reads every batch's loss back).
+        guard: called before anything of an epoch is written (and before the first write):
+            it raises to stop the run without writing (a lost lease, ``nrnn.lease``).
+        on_damage: with ``resume``, what a damaged checkpoint or metrics file does:
+            ``"raise"`` a :class:`DamagedRunError` naming the file, or ``"restart"``: set the
+            damaged files aside (:func:`set_aside`) and train from epoch 1 (a note in the
+            result says so).
 
     Raises:
         TrainingDivergedError: the loss became NaN or inf, or an epoch's objective exceeded
@@ -343,6 +467,8 @@ def train(
         ValueError: an invalid config, or (with ``resume``) a checkpoint with more epochs
             than ``train.epochs``.
     """
+    if on_damage not in ("raise", "restart"):
+        raise ValueError(f"on_damage must be 'raise' or 'restart', got {on_damage!r}")
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -378,21 +504,31 @@ def train(
     metrics: list[dict] = []
     first_epoch = 1
     stopped = False
+    notes: list[str] = []
     if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, config)
-        if state["epoch"] > config.train.epochs:
-            raise ValueError(
-                f"{checkpoint_path} holds {state['epoch']} finished epochs, more than the "
-                f"{config.train.epochs} asked for (train.epochs): a run is never shortened; "
-                f"ask for at least {state['epoch']} epochs, or train a new run elsewhere"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        first_epoch = state["epoch"] + 1
-        stopped = bool(state.get("stopped", False))
-        metrics = [m for m in read_metrics(run_dir) if m["epoch"] <= state["epoch"]]
+        try:
+            state = load_checkpoint(checkpoint_path, config)
+            metrics = covering_metrics(run_dir, state["epoch"])
+        except DamagedRunError as error:
+            if on_damage == "raise":
+                raise
+            notes.append(set_aside(run_dir, error.problem))
+        else:
+            if state["epoch"] > config.train.epochs:
+                raise ValueError(
+                    f"{checkpoint_path} holds {state['epoch']} finished epochs, more than the "
+                    f"{config.train.epochs} asked for (train.epochs): a run is never "
+                    f"shortened; ask for at least {state['epoch']} epochs, or train a new "
+                    "run elsewhere"
+                )
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            first_epoch = state["epoch"] + 1
+            stopped = bool(state.get("stopped", False))
 
+    if guard is not None:
+        guard()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
     _write_metrics(run_dir, metrics)
@@ -461,9 +597,13 @@ def train(
         stopped = decision == "stop"
         record["seconds"] = time.perf_counter() - started
         metrics.append(record)
-        # The epoch's checkpoint and metrics are written together: a Ctrl-C or SIGTERM in
-        # between is acted on after both (else the metrics would miss a saved epoch).
+        # The epoch's metrics, then its checkpoint: a Ctrl-C or SIGTERM in between is acted
+        # on after both; a kill -9 in between leaves metrics one epoch ahead of the
+        # checkpoint, which a resumption overwrites (never a saved epoch without metrics).
+        if guard is not None:
+            guard()
         with DeferredSignals() as signals:
+            _write_metrics(run_dir, metrics)
             save_checkpoint(
                 checkpoint_path,
                 {
@@ -477,7 +617,6 @@ def train(
                     "scheduler": scheduler.state_dict(),
                 },
             )
-            _write_metrics(run_dir, metrics)
         signals.check()
         if progress:
             summary = ", ".join(
@@ -489,7 +628,7 @@ def train(
     if metrics:
         write_text_atomic(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
     model.eval()
-    return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
+    return TrainResult(run_dir=run_dir, model=model, metrics=metrics, notes=notes)
 
 
 def _diverged(
@@ -535,18 +674,15 @@ def _check_growth(
 
 
 def _append_event(run_dir: Path, event: dict) -> None:
-    """Add one line to ``events.jsonl`` (rewritten atomically)."""
+    """Add one line to ``events.jsonl`` (rewritten atomically), with the time."""
     path = run_dir / "events.jsonl"
     previous = path.read_text() if path.exists() else ""
-    write_text_atomic(path, previous + json.dumps(event) + "\n")
+    write_text_atomic(path, previous + json.dumps({**event, "time": time.time()}) + "\n")
 
 
 def read_events(run_dir: str | Path) -> list[dict]:
     """The starts and resumptions recorded in a run directory's ``events.jsonl``."""
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _read_json_lines(Path(run_dir) / "events.jsonl")
 
 
 def _progress(iterable: Iterable[T], description: str, enabled: bool) -> Any:
@@ -558,11 +694,28 @@ def _progress(iterable: Iterable[T], description: str, enabled: bool) -> Any:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of a run directory's ``metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
+    """The per-epoch records of a run directory's ``metrics.jsonl``; a line that is not a
+    JSON object raises :class:`DamagedRunError` naming the file and the line."""
+    return _read_json_lines(Path(run_dir) / "metrics.jsonl")
+
+
+def _read_json_lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raise DamagedRunError(
+                f"{path} line {number} is damaged (not a JSON object: {line[:40]!r})", path.parent
+            )
+        records.append(record)
+    return records
 
 
 def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:

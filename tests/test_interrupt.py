@@ -133,13 +133,16 @@ def test_a_signal_stops_every_process_and_keeps_a_consistent_store(
         time.sleep(0.2)
     assert not [pid for pid in workers if alive(pid)], "processes outlived the command"
 
-    # The store is consistent: every checkpoint loads and matches its metrics, the runs are
-    # seen as partial (to resume), nothing is finished that was not.
+    # The store is consistent: every checkpoint loads and its metrics record every epoch it
+    # holds (a worker killed outright between an epoch's two writes, as Ray's forced cancel
+    # does, leaves the metrics one epoch ahead, written first; a resumption rewrites it),
+    # the runs are seen as partial (to resume), nothing is finished that was not.
     for spec in specs:
         run_dir = store.run_dir(spec.config)
-        epochs = training.finished_epochs(run_dir)
+        epochs = training.verified_epochs(run_dir)
         assert 1 <= epochs < 40
-        assert [m["epoch"] for m in training.read_metrics(run_dir)] == list(range(1, epochs + 1))
+        recorded = [m["epoch"] for m in training.read_metrics(run_dir)]
+        assert recorded in (list(range(1, epochs + 1)), list(range(1, epochs + 2)))
     states = [row.state for row in plan(specs, store)]
     assert all(state.startswith("partial") for state in states), states
 

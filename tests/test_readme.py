@@ -232,8 +232,14 @@ def test_the_common_flags_and_their_defaults_are_the_parsers():
     # the defaults stated in words
     assert "on this machine (default)" in table["--backend"]
     assert parser.get_default("backend") == "local"
-    assert "(default: all cores / `--threads-per-run`)" in table["--jobs"]
+    assert "(default: all cores / `--threads-per-run`;" in table["--jobs"]
+    assert (
+        "with `--address`: the most runs submitted to the cluster at once, default no limit"
+        in (table["--jobs"])
+    )
     assert parser.get_default("jobs") is None  # resolved from the cores and the threads
+    assert "(default 1;" in table["--gpus-per-run"]
+    assert parser.get_default("gpus_per_run") is None  # one GPU (RayBackend)
     assert "(default 1," in table["--threads-per-run"]
     assert parser.get_default("threads_per_run") == 1
     assert "(default: start a local Ray instance" in table["--address"]

@@ -244,8 +244,8 @@ MUTATIONS = (
         "finished runs are trained again",
         "harness",
         "nrnn/harness.py",
-        "if not store.is_finished(spec.config):\n            train(",
-        "if True:\n            train(",
+        "if not store.is_finished(spec.config):\n                result = train(",
+        "if True:\n                result = train(",
         ("tests/test_harness.py",),
     ),
     Mutation(
