@@ -289,7 +289,8 @@ def translation_record(dataset: str, settings: Settings, task: RobustnessTask) -
     (its seed-0 config): the variance the matched model leaves out relative to what it
     keeps, and the logit noise tr Cov(logits) of the matched model (same weights, σ₁ =
     s_a/√Δt, σ₂ = 0) and of the older convention (σ₂ = s_m/√Δt added) over the released
-    model's, each ratio with its standard error (delta method)."""
+    model's, and of the matched model over the released one with its mean training step made
+    Δt (the noise alone), each ratio with its standard error (delta method)."""
     import torch
 
     from nrnn.train import build_model
@@ -315,7 +316,7 @@ def translation_record(dataset: str, settings: Settings, task: RobustnessTask) -
             "matched": (translation.paper.additive, 0.0),
             "convention": (translation.paper.additive, translation.multiplicative / dt_root),
         }
-        noises = {}
+        models = {}
         for name, paper_levels in levels.items():
             model = released
             if paper_levels is not None:  # the same weights with paper-form noise
@@ -324,6 +325,15 @@ def translation_record(dataset: str, settings: Settings, task: RobustnessTask) -
                 paper.noise.additive, paper.noise.multiplicative = paper_levels
                 model = build_model(paper)
                 model.load_state_dict(weights)
+            models[name] = model
+        # the released model with its mean training step δ (1 − s_m/2) made Δt: it differs
+        # from the matched one in the noise alone
+        torch.manual_seed(config.train.seed)
+        models["released-mean-step"] = build_model(config)
+        with torch.no_grad():
+            models["released-mean-step"].step_size.fill_(config.model.dt / translation.drift_scale)
+        noises = {}
+        for name, model in models.items():
             generator = torch.Generator().manual_seed(settings.eval_seed)
             estimate = logit_noise(
                 model, x, paths=TRANSLATION_PATHS, generator=generator, dtype=torch.float32
@@ -332,15 +342,18 @@ def translation_record(dataset: str, settings: Settings, task: RobustnessTask) -
                 estimate.variance.sum().item(),
                 estimate.stderr.pow(2).sum().sqrt().item(),
             )
-        base, base_se = noises["released"]
         measured: dict[str, Any] = {
             "dropped_variance_share": dropped_variance_share(released, x),
             "sequences": len(x),
             "paths": TRANSLATION_PATHS,
-            "released_logit_noise": base,
+            "released_logit_noise": noises["released"][0],
         }
-        for name in ("matched", "convention"):
-            value, se = noises[name]
+        for name, numerator, denominator in (
+            ("matched", "matched", "released"),
+            ("convention", "convention", "released"),
+            ("matched_same_step", "matched", "released-mean-step"),
+        ):
+            (value, se), (base, base_se) = noises[numerator], noises[denominator]
             ratio = value / base
             measured[f"{name}_ratio"] = ratio
             measured[f"{name}_ratio_se"] = (

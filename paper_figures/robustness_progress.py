@@ -55,13 +55,23 @@ def run_progress(store: RunStore, config) -> dict[str, Any]:
     }
 
 
-def progress_markdown(profile: str, store: RunStore, datasets: tuple[str, ...] | None) -> str:
-    """The table of every run of ``profile`` (optionally on ``datasets``) in ``store``."""
+def progress_markdown(
+    profile: str,
+    store: RunStore,
+    datasets: tuple[str, ...] | None,
+    threads_per_run: int = 1,
+    shown_store: str | None = None,
+) -> str:
+    """The table of every run of ``profile`` (optionally on ``datasets``) in ``store``, as
+    the harness keys them (``threads_per_run`` torch threads, as ``--threads-per-run``)."""
+    from nrnn.harness import with_threads
+
     settings = settings_for(profile, datasets)
     size = settings.size
     rows = []
     counts: dict[str, int] = {}
     for spec in runs.grid(settings.datasets, settings.variants, size):
+        spec = with_threads(spec, threads_per_run)
         found = run_progress(store, spec.config)
         counts[found["state"]] = counts.get(found["state"], 0) + 1
 
@@ -80,7 +90,7 @@ def progress_markdown(profile: str, store: RunStore, datasets: tuple[str, ...] |
     return "\n".join(
         [
             f"**Progress of the `{profile}` robustness runs** ({summary}; store "
-            f"`{store.root}`). A run stops when the best validation accuracy of its last "
+            f"`{shown_store or store.root}`). A run stops when the best validation accuracy of its last "
             f"{size.stop_window} epochs gains less than {100 * size.stop_min_gain:g} points "
             f"over the best before them, after {size.plateau_decays} learning-rate drop(s) "
             "at such plateaus; the gain column is that difference now.",
@@ -99,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--datasets", default=None)
+    parser.add_argument("--threads-per-run", type=int, default=1)
     args = parser.parse_args(argv)
     datasets = tuple(args.datasets.split(",")) if args.datasets else None
-    text = progress_markdown(args.profile, RunStore(args.store), datasets)
+    text = progress_markdown(
+        args.profile, RunStore(args.store), datasets, args.threads_per_run, str(args.store)
+    )
     path = args.out / f"robustness_{args.profile}_progress.md"
     write_text_atomic(path, text + "\n")
     print(path)

@@ -188,7 +188,8 @@ def contrast(variant: dict, reference: dict, kind: str) -> dict[str, Any]:
 
 def contrasts(variants: list[dict]) -> list[dict[str, Any]]:
     """Every noisy variant against its twin (``kind`` "twin"), and every variant but the
-    baseline against the Lipschitz RNN (``kind`` "lipschitz"), when both are present."""
+    baseline against the Lipschitz RNN (``kind`` "lipschitz") unless its twin is the
+    Lipschitz RNN's own run, when both are present."""
     by_name = {v["name"]: v for v in variants}
     found = []
     for variant in variants:
@@ -198,7 +199,11 @@ def contrasts(variants: list[dict]) -> list[dict[str, Any]]:
         if control is not None:
             found.append(contrast(variant, control, "twin"))
         baseline = by_name.get(BASELINE)
-        if baseline is not None and variant["name"] != BASELINE:
+        twin_is_baseline = control is not None and BASELINE in (
+            control["name"],
+            control["same_run_as"],
+        )
+        if baseline is not None and variant["name"] != BASELINE and not twin_is_baseline:
             found.append(contrast(variant, baseline, "lipschitz"))
     return found
 

@@ -411,13 +411,13 @@ def test_progress_of_a_profile_read_from_its_store(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "store")
     table = robustness_progress.progress_markdown("quick", store, (DATASET,))
     assert table.count("| not started |") == 3 and "(3 not started;" in table
-    (first, *_) = runs.grid([DATASET], settings.variants, size)
+    (first, *_) = [with_threads(s, 1) for s in runs.grid([DATASET], settings.variants, size)]
     training.train(first.config, store.run_dir(first.config), progress=False)
     found = robustness_progress.run_progress(store, first.config)
     # a gain of 0.9 is never reached: the first plateau (epoch 2) stops the run
     assert (found["state"], found["epochs"], found["plateaus"]) == ("stopped", 2, ["stop at 2"])
     assert found["window_gain"] < 0.9
-    capped = runs.make_config(first.name, DATASET, 0, runs.Size(8, 2, (0,)))
+    capped = with_threads(runs.grid([DATASET], [first.name], runs.Size(8, 2, (0,)))[0], 1).config
     training.train(capped, store.run_dir(capped), progress=False)
     assert robustness_progress.run_progress(store, capped)["state"] == "capped"
     out = tmp_path / "out"

@@ -72,7 +72,7 @@ def test_drops_are_paired_by_seed_not_by_position():
         seeds=[3, 2, 1, 0],
         control="lipschitz",
     )
-    (twin, _) = summary_module.contrasts([BASE, shifted])
+    (twin,) = summary_module.contrasts([BASE, shifted])
     assert twin["seeds"] == [3, 2, 1, 0]
     assert twin["clean"]["per_seed"] == pytest.approx([-0.02] * 4)
     # the white-noise drop is 5 points smaller on every seed, the FGSM drop the same
@@ -112,7 +112,7 @@ def _treated(white_gain, fgsm_gain, noise=(0.01, -0.01, 0.005, -0.005)):
     ],
 )
 def test_verdicts(white_gain, fgsm_gain, verdict, more, less):
-    (twin, _) = summary_module.contrasts([BASE, _treated(white_gain, fgsm_gain)])
+    (twin,) = summary_module.contrasts([BASE, _treated(white_gain, fgsm_gain)])
     assert (twin["verdict"], twin["more_robust"], twin["less_robust"]) == (verdict, more, less)
 
 
@@ -140,3 +140,17 @@ def test_the_claim9_page_states_only_resolved_differences():
     sentence = next(line for line in unresolved.splitlines() if line.startswith("- toy"))
     assert "no perturbation resolves a difference" in sentence
     assert "Verdict: not shown." in sentence
+
+
+def test_a_twin_that_is_the_lipschitz_rnn_is_compared_once():
+    """Where the twin's runs are the Lipschitz RNN's (the default recipe), the contrast
+    against the Lipschitz RNN would repeat the twin contrast: it is left out."""
+    twin = BASE | {"name": "paper-clean", "same_run_as": "lipschitz"}
+    noisy = _treated(0.05, 0.0) | {"control": "paper-clean"}
+    found = summary_module.contrasts([BASE, twin, noisy])
+    assert [(c["variant"], c["reference"], c["kind"]) for c in found] == [
+        ("noisy", "paper-clean", "twin")
+    ]
+    other = BASE | {"name": "released-clean"}  # a twin with runs of its own
+    found = summary_module.contrasts([BASE, other, noisy | {"control": "released-clean"}])
+    assert [c["kind"] for c in found] == ["lipschitz", "twin", "lipschitz"]
