@@ -31,6 +31,7 @@ def _train(args: argparse.Namespace) -> int:
     from .train import (
         CheckpointError,
         TrainingDivergedError,
+        check_request,
         default_run_dir,
         finished_epochs,
         train,
@@ -61,6 +62,11 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {run_dir} is a file, not a directory")
     prepare_directory(run_dir.parent, f"the folder of --out {run_dir}:")  # train makes run_dir
     resume = args.resume or args.start_if_missing
+    try:  # before the lease, which creates the run directory
+        check_request(run_dir, resume=resume, start_if_missing=args.start_if_missing)
+    except CheckpointError as error:
+        print(f"nrnn train: {error}", file=sys.stderr)
+        return exitcodes.USAGE
     from .lease import Lease
 
     lease = Lease(run_dir)

@@ -471,17 +471,8 @@ def train(
         raise ValueError(f"on_damage must be 'raise' or 'restart', got {on_damage!r}")
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    check_request(run_dir, resume=resume, start_if_missing=start_if_missing)
     checkpoint_path = run_dir / "checkpoint.pt"
-    if checkpoint_path.exists() and not resume:
-        raise CheckpointError(
-            f"{run_dir} already holds a checkpoint; pass resume=True (--resume) to continue "
-            "it or choose another run directory"
-        )
-    if resume and not checkpoint_path.exists() and not start_if_missing:
-        raise CheckpointError(
-            f"nothing to resume: {checkpoint_path} does not exist (is the run directory "
-            "right?); start_if_missing=True (--start-if-missing) starts a fresh run instead"
-        )
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
@@ -629,6 +620,26 @@ def train(
         write_text_atomic(run_dir / "final.json", json.dumps(metrics[-1], indent=2))
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics, notes=notes)
+
+
+def check_request(run_dir: Path, *, resume: bool, start_if_missing: bool) -> None:
+    """Refuse, before anything is written, a request the run directory cannot satisfy: a
+    fresh start over an existing checkpoint, or a resumption with nothing to resume.
+
+    Raises:
+        CheckpointError: saying which, and the flag that would do otherwise.
+    """
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if checkpoint_path.exists() and not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds a checkpoint; pass resume=True (--resume) to continue "
+            "it or choose another run directory"
+        )
+    if resume and not checkpoint_path.exists() and not start_if_missing:
+        raise CheckpointError(
+            f"nothing to resume: {checkpoint_path} does not exist (is the run directory "
+            "right?); start_if_missing=True (--start-if-missing) starts a fresh run instead"
+        )
 
 
 def _diverged(

@@ -90,10 +90,11 @@ def progress_markdown(
     return "\n".join(
         [
             f"**Progress of the `{profile}` robustness runs** ({summary}; store "
-            f"`{shown_store or store.root}`). A run stops when the best validation accuracy of its last "
-            f"{size.stop_window} epochs gains less than {100 * size.stop_min_gain:g} points "
-            f"over the best before them, after {size.plateau_decays} learning-rate drop(s) "
-            "at such plateaus; the gain column is that difference now.",
+            f"`{shown_store or store.root}`). A run stops when the best validation accuracy "
+            f"of its last {size.stop_window} epochs gains less than "
+            f"{100 * size.stop_min_gain:g} points over the best before them, after "
+            f"{size.plateau_decays} learning-rate drop(s) at such plateaus; the gain column "
+            "is that difference now.",
             "",
             "| dataset | model | seed | state | epochs / cap | validation accuracy (%) | best "
             "(%) | gain of the last window (points) | plateaus |",

@@ -15,6 +15,7 @@ import torch
 
 import nrnn.files as files
 import nrnn.train as training
+from nrnn import exitcodes
 from nrnn.backends import LocalBackend
 from nrnn.cli import main
 from nrnn.exitcodes import InfrastructureError
@@ -84,7 +85,7 @@ def test_a_checkpoint_without_a_digest_still_loads(tmp_path):
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_run_is_named_by_nrnn_train(tmp_path, capsys, damage):
     """``nrnn train --resume`` on a damaged run: one line naming the file and what to do
-    (exit 1), nothing overwritten."""
+    (exit 4, an infrastructure failure), nothing overwritten."""
     spoil, expected = DAMAGE[damage]
     out = tmp_path / "run"
     argv = ["train", "--dataset", "digits-rows", "--epochs", "1", "--out", str(out), "--quiet"]
@@ -97,7 +98,7 @@ def test_a_damaged_run_is_named_by_nrnn_train(tmp_path, capsys, damage):
     else:
         spoil(out / "checkpoint.pt")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert main([*argv[:4], "2", *argv[5:], "--resume"]) == 1
+    assert main([*argv[:4], "2", *argv[5:], "--resume"]) == exitcodes.INFRASTRUCTURE
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert expected in line and str(out) in line and "delete" in line
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

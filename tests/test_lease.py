@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import nrnn.train as training
+from nrnn import exitcodes
 from nrnn.backends import LocalBackend
 from nrnn.exitcodes import InfrastructureError
 from nrnn.figures import runs
@@ -264,7 +265,7 @@ def test_nrnn_train_refuses_a_run_directory_in_use(tmp_path, capsys):
     holder = Lease(out)
     assert holder.try_acquire() is None
     try:
-        assert main([*argv, "--start-if-missing"]) == 1
+        assert main([*argv, "--start-if-missing"]) == exitcodes.INFRASTRUCTURE
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert f"{out} is being trained by process {os.getpid()}" in line
         assert read_holder(out).token == holder.token
