@@ -101,7 +101,11 @@ def _header(sources: Iterable[str]) -> str:
 
 
 def _render_module(
-    name: str, functions: list[GeneratedFunction], backend: Backend, summary: str | None = None
+    name: str,
+    functions: list[GeneratedFunction],
+    backend: Backend,
+    summary: str | None = None,
+    constants: dict[str, object] | None = None,
 ) -> str:
     rendered = [render_function(f, backend, "" if f.outputs else latex(f.expr)) for f in functions]
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
@@ -112,6 +116,8 @@ def _render_module(
     if helpers:
         lines += ["", f"from ._helpers import {', '.join(helpers)}"]
     lines += ["", f"__all__ = [{', '.join(repr(f.name) for f in functions)}]", ""]
+    for constant, value in (constants or {}).items():
+        lines += [f"{constant} = {value!r}", ""]
     text = "\n".join(lines)
     for function in rendered:
         text += "\n\n" + function.source
@@ -147,16 +153,21 @@ def generate(derivations: list[Derivation] | None = None) -> dict[str, str]:
     if derivations is None:
         derivations = [module.derive() for module in DERIVATIONS] + cells.derive_all()
     modules: dict[str, list[GeneratedFunction]] = {}
+    constants: dict[str, dict[str, object]] = {}
     for derivation in derivations:
         for function in derivation.functions:
             modules.setdefault(function.module, []).append(function)
+        for module, values in derivation.constants.items():
+            constants.setdefault(module, {}).update(values)
     files: dict[str, str] = {}
     for backend in (TORCH, NUMPY):
         package = PACKAGES[backend.name]
         files[f"{package}/__init__.py"] = _render_init(backend, list(modules))
         files[f"{package}/_helpers.py"] = _render_helpers(backend)
         for name, functions in modules.items():
-            files[f"{package}/{name}.py"] = _render_module(name, functions, backend)
+            files[f"{package}/{name}.py"] = _render_module(
+                name, functions, backend, constants=constants.get(name)
+            )
     files[SHEET] = render_sheet(derivations)
     return files
 
@@ -199,7 +210,7 @@ def generate_cell(spec: CellSpec) -> dict[str, str]:
         files[f"{package}__init__.py"] = _render_init(backend, [module], {module: summary})
         files[f"{package}_helpers.py"] = _render_helpers(backend)
         files[f"{package}{module}.py"] = _render_module(
-            module, derivation.functions, backend, summary
+            module, derivation.functions, backend, summary, derivation.constants.get(module)
         )
     files[f"{spec.name}.md"] = render_sheet([derivation])
     return files

@@ -24,6 +24,7 @@ g = tanh(U_g (r ∘ h) + c_g): its curvature has products of activation derivati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -45,7 +46,10 @@ from nrnn.derivations.step_adjoint import prove as prove_step
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = [
+    "ACTIVATION_POINTS",
     "BUILT_IN",
+    "activation_points",
+    "built_in",
     "CellFormulas",
     "coupled_oscillator",
     "derive_all",
@@ -294,7 +298,29 @@ def derive_cell(spec: CellSpec) -> Derivation:
             raise AssertionError(step_result.statement())
         derivation.checks.append(step_result.statement())
     derivation.functions += generated_functions(formulas)
+    derivation.constants[f"cell_{spec.name}"] = {
+        ACTIVATION_POINTS: activation_points(spec, derivation.functions)
+    }
     return derivation
+
+
+ACTIVATION_POINTS = "ACTIVATION_POINTS"
+"""The constant of a generated cell module that declares its activation arguments."""
+
+
+def activation_points(spec: CellSpec, functions: list[GeneratedFunction]) -> dict:
+    """Every argument of ``functions`` that is an activation derivative at the path, by name:
+    (the activation use's label, the derivative's order: 0 value, 1 slope, 2 curvature).
+    The runtime cell computes these from its pre-activations (``Cell.step_point``)."""
+    used = {argument.name for function in functions for argument in function.arguments}
+    points = {}
+    for use in spec.applied():
+        applied = use
+        for order in range(3):
+            if point_name(applied) in used:
+                points[point_name(applied)] = (use.label, order)
+            applied = applied.derivative()
+    return dict(sorted(points.items()))
 
 
 def _step_formula(spec: CellSpec) -> Formula:
@@ -316,6 +342,20 @@ def _step_formula(spec: CellSpec) -> Formula:
 
 
 # ---------------------------------------------------------------------- the built-in cells
+BUILT_IN: list[Callable[[], CellSpec]] = []
+"""The specs ``nrnn derive`` builds into ``nrnn._generated.cell_<name>``, in the order they
+were registered with :func:`built_in`: one per registered cell with generated formulas
+(``nrnn.cells.CELLS``)."""
+
+
+def built_in(spec: Callable[[], CellSpec]) -> Callable[[], CellSpec]:
+    """Register a function returning a built-in cell's spec (a decorator): ``nrnn derive``
+    derives it into ``nrnn/_generated/cell_<name>.py``, the module the cell's class names
+    as its ``formulas``."""
+    BUILT_IN.append(spec)
+    return spec
+
+
 def _matrix(name, rows, cols, code, description) -> Symbol:
     symbol = sp.MatrixSymbol(name, rows, cols)
     shape = "(..., d)" if cols == 1 else f"(..., {rows}, {cols})"
@@ -329,6 +369,7 @@ def _selection(d: int, block: int) -> sp.Matrix:
     return sp.Matrix.hstack(*blocks)
 
 
+@built_in
 @cache
 def lipschitz() -> CellSpec:
     """f = A h + φ(W h + c): the Lipschitz RNN (A = 0: the Antisymmetric RNN)."""
@@ -357,6 +398,7 @@ def lipschitz() -> CellSpec:
     )
 
 
+@built_in
 @cache
 def coupled_oscillator() -> CellSpec:
     """coRNN (Rusch & Mishra 2021) as a first-order system in h = (y, z = y')."""
@@ -401,6 +443,7 @@ def coupled_oscillator() -> CellSpec:
     )
 
 
+@built_in
 @cache
 def gated() -> CellSpec:
     """The GRU-ODE cell: f = (1 − u) ∘ (g − h)."""
@@ -434,9 +477,6 @@ def gated() -> CellSpec:
     )
 
 
-BUILT_IN = (lipschitz, coupled_oscillator, gated)
-
-
 def derive_all() -> list[Derivation]:
-    """One derivation per built-in cell."""
+    """One derivation per built-in cell (:data:`BUILT_IN`)."""
     return [derive_cell(spec()) for spec in BUILT_IN]

@@ -73,3 +73,5 @@ class Derivation:
     formulas: list[Formula] = field(default_factory=list)
     functions: list[GeneratedFunction] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    constants: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Module -> name -> a constant printed into the generated module (plain data, repr)."""

@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import activations, cells, data, metrics, perturb, quadrature, stability
 from .model import NoisyRNN
-from .noise import Noise, ReferenceNoise
+from .noise import Noise, ReferenceNoise, ReleasedNoise
 from .oracle import noise_laplacian
 from .regularizer import Expansion, explicit_regularizer
 
@@ -13,6 +13,7 @@ __all__ = [
     "Noise",
     "NoisyRNN",
     "ReferenceNoise",
+    "ReleasedNoise",
     "activations",
     "cells",
     "data",

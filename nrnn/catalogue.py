@@ -2,8 +2,10 @@
 and the figures.
 
 - **Cells and noises** (:data:`CELLS`, :data:`NOISE_FORMS`, :data:`MODEL_CASES`): a
-  small float64 model of every built-in cell with every noise form, and a batch for it.
-  Generic tests run over :data:`MODEL_CASES`; the known answers are the oracles below.
+  small float64 model of every registered cell with every registered noise form (the
+  variants their registrations name: ``nrnn.cells.register_cell``,
+  ``nrnn.noise.register_noise``), and a batch for it. Generic tests run over
+  :data:`MODEL_CASES`; the known answers are the oracles below.
 - **Linear SDEs** dX = A X dt + s X dβ (:class:`LinearSystem`: :data:`SCALAR_CASES`,
   :data:`SCALAR`, :data:`ROTATION`, :data:`NON_NORMAL`, :func:`second_moment_systems`)
   realised by :func:`linear_model`, a Lipschitz-cell model whose separation h − h' obeys
@@ -19,16 +21,20 @@ and the figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, overload
 
 import numpy as np
 import torch
 from scipy import integrate
 
-from .cells import Cell, CoRNNCell, GRUODECell, LipschitzCell
+from .cells import CELLS as CELLS_REGISTRY
+from .cells import Cell, CoRNNCell
 from .model import NoisyRNN
-from .noise import Noise, NoiseForm, ReferenceNoise
+from .noise import NOISE_KINDS, Noise, NoiseForm
+
+T = TypeVar("T")
 
 __all__ = [
     "CELLS",
@@ -60,29 +66,56 @@ __all__ = [
 DTYPE = torch.float64
 
 
-# ------------------------------------------------------------------------ noise forms
-NOISE_FORMS = ("diagonal", "scalar", "reference")
-"""The paper's noise with one Brownian motion per unit or a scalar one, and the released
-code's noise."""
+# ----------------------------------------------------------- cells and noise forms
+class _Variants(Mapping[str, T]):
+    """A read-only view of the variants of every registered entry, by name: read from the
+    registry at each access, so a cell or noise form registered later is in it."""
+
+    def __init__(self, collect: Callable[[], dict[str, T]]) -> None:
+        self._collect = collect
+
+    def __getitem__(self, name: str) -> T:
+        variants = self._collect()
+        if name not in variants:
+            raise KeyError(f"{name!r} is not in the catalogue; expected one of {tuple(variants)}")
+        return variants[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._collect())
+
+    def __len__(self) -> int:
+        return len(self._collect())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._collect())})"
+
+
+def _noise_variants() -> dict[str, Callable[[float], NoiseForm]]:
+    return {name: make for kind in NOISE_KINDS.entries() for name, make in kind.catalogue().items()}
+
+
+def _cell_variants() -> dict[str, Callable[[int], Cell]]:
+    return {
+        name: make for kind in CELLS_REGISTRY.entries() for name, make in kind.catalogue().items()
+    }
+
+
+NOISE_FORMS: Mapping[str, Callable[[float], NoiseForm]] = _Variants(_noise_variants)
+"""Every registered noise form's variants by name: level -> noise (the paper's noise with one
+Brownian motion per unit, ``"diagonal"``, or a scalar one, ``"scalar"``; the released
+code's noise, ``"released"``; then any registered later)."""
+
+CELLS: Mapping[str, Callable[[int], Cell]] = _Variants(_cell_variants)
+"""Every registered cell's variants by name: hidden size d -> a cell (weights from torch's
+RNG): ``lipschitz``, ``antisymmetric``, ``lipschitz-arctan``, ``cornn``, ``gru``, then any
+registered later."""
 
 
 def make_noise(form: str, level: float) -> NoiseForm:
-    """The noise ``form`` at ``level``: σ₁ = σ₂ = level (paper), or s_a = level / 4 and
-    s_m = min(level, 1) (released code, whose additive level is not scaled by √dt)."""
-    if form == "reference":
-        return ReferenceNoise(additive=level / 4, multiplicative=min(level, 1.0))
-    return Noise(additive=level, multiplicative=level, brownian=form)
-
-
-# ----------------------------------------------------------------------------- cells
-CELLS: dict[str, Callable[[int], Cell]] = {
-    "lipschitz": lambda hidden: LipschitzCell(hidden),
-    "antisymmetric": lambda hidden: LipschitzCell(hidden, antisymmetric=True, gamma_w=0.01),
-    "lipschitz-arctan": lambda hidden: LipschitzCell(hidden, activation="arctan"),
-    "cornn": lambda hidden: CoRNNCell(hidden),
-    "gru": lambda hidden: GRUODECell(hidden),
-}
-"""Every built-in cell by name: hidden size d -> a cell (weights from torch's RNG)."""
+    """The noise variant ``form`` (a name in :data:`NOISE_FORMS`) at ``level``: σ₁ = σ₂ =
+    level (paper), or s_a = level / 4 and s_m = min(level, 1) (released code, whose additive
+    level is not scaled by √dt)."""
+    return NOISE_FORMS[form](level)
 
 
 def cell_factory(cell: str | Callable[[int], Cell]) -> Callable[[int], Cell]:
@@ -168,8 +201,31 @@ class ModelCase:
         return model, x, y
 
 
-MODEL_CASES = tuple(ModelCase(cell, noise) for cell in CELLS for noise in NOISE_FORMS)
-"""Every built-in cell with every noise form."""
+class _ModelCases(Sequence[ModelCase]):
+    """Every cell variant of :data:`CELLS` with every noise variant of :data:`NOISE_FORMS`,
+    read from the registries at each access."""
+
+    def _cases(self) -> tuple[ModelCase, ...]:
+        return tuple(ModelCase(cell, noise) for cell in CELLS for noise in NOISE_FORMS)
+
+    @overload
+    def __getitem__(self, index: int) -> ModelCase: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ModelCase]: ...
+
+    def __getitem__(self, index: int | slice) -> ModelCase | Sequence[ModelCase]:
+        return self._cases()[index]
+
+    def __len__(self) -> int:
+        return len(self._cases())
+
+    def __repr__(self) -> str:
+        return f"MODEL_CASES({[case.label for case in self._cases()]})"
+
+
+MODEL_CASES: Sequence[ModelCase] = _ModelCases()
+"""Every registered cell with every registered noise form (their catalogue variants)."""
 
 
 # ----------------------------------------------------------------------- linear SDEs

@@ -145,6 +145,7 @@ def _figures(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .objectives import OBJECTIVES
     from .store import CODE_VERSION
 
     parser = argparse.ArgumentParser(
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", help="dataset name (selects its shipped default config)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--seed", type=int)
-    train.add_argument("--objective", choices=config_module.OBJECTIVES)
+    train.add_argument("--objective", choices=OBJECTIVES.names())
     train.add_argument(
         "--set",
         action="append",

@@ -2,22 +2,34 @@
 
 A config has five sections, each a TOML table::
 
-    [data]   name, recipe ("default" | "authors"), train_subset, eval_subset, batch_size,
-             eval_batch_size
-    [model]  hidden_dim, dt, cell ("lipschitz" | "cornn" | "gru"), activation ("tanh" |
-             "arctan" | "sigmoid": the Lipschitz and coRNN cells' φ), init_std;
-             the Lipschitz cell's beta, gamma_a, gamma_w, antisymmetric, init_divisor
-             ("sqrt-hidden" | "hidden"); the coRNN's oscillator_gamma, oscillator_epsilon;
-             recurrence ("fused" | "reference": how gradients are computed, see
-             ``nrnn.NoisyRNN``; they differ at rounding level only)
-    [noise]  form ("paper" | "reference"), additive, multiplicative, brownian
-    [optim]  lr, weight_decay, lr_decay, lr_decay_every, grad_clip
-    [train]  epochs, seed, objective ("noise" | "clean" | "explicit"), regularizer_method
-             ("exact" | "probe", for the explicit objective), probes, divergence_factor,
-             threads, device ("cpu" | "cuda" | "cuda:N" | "auto"), cuda_graph ("auto" |
-             "off": capture the training step in a CUDA graph on CUDA, ``nrnn.graphs``),
-             the stopping rule stop_window, stop_min_gain, plateau_decays (see
-             ``TrainConfig``)
+    [data]        name, recipe ("default" | "authors"), train_subset, eval_subset, batch_size,
+                  eval_batch_size
+    [model]       hidden_dim, dt, recurrence ("fused" | "reference": how gradients are
+                  computed, see ``nrnn.NoisyRNN``; they differ at rounding level only)
+    [model.cell]  kind (a registered cell: "lipschitz" | "cornn" | "gru" | ...) and that
+                  cell's options (``nrnn.cells``: the Lipschitz cell's beta, gamma_a,
+                  gamma_w, antisymmetric, init_std, init_divisor, activation; the coRNN's
+                  gamma, epsilon, activation, init_std; the GRU-ODE's init_std)
+    [noise]       kind (a registered noise form: "paper" | "released" | ...) and its
+                  options (both: additive, multiplicative; the paper's: brownian)
+    [optim]       lr, weight_decay, lr_decay, lr_decay_every, grad_clip
+    [train]       epochs, seed, objective (a registered objective: "noise" | "clean" |
+                  "explicit"), regularizer_method ("exact" | "probe", for the explicit
+                  objective), probes, divergence_factor, threads, device ("cpu" | "cuda" |
+                  "cuda:N" | "auto"), cuda_graph ("auto" | "off": capture the training step
+                  in a CUDA graph on CUDA, ``nrnn.graphs``), the stopping rule stop_window,
+                  stop_min_gain, plateau_decays (see ``TrainConfig``)
+
+``[model.cell]`` and ``[noise]`` are tagged unions: ``kind`` chooses the cell (noise form)
+and the other keys are its options, the rest at their defaults. Without ``kind`` the keys
+change the options of the cell (noise form) the config holds. A cell or noise form of your
+own, registered (``nrnn.cells.register_cell``, ``nrnn.noise.register_noise``), is named the
+same way.
+
+The flat layout of older configs still loads (``[model] cell = "cornn"``,
+``oscillator_gamma = 2.5``; ``[noise] form = "reference"``: the released-code form), and
+the hashes of every run are computed from that layout (``nrnn.canonical``), so no stored
+run changes its key.
 
 Defaults for a dataset live in ``nrnn/configs/<dataset>.toml``; ``nrnn/configs/cells/``
 holds a config per built-in cell (``nrnn train --config nrnn/configs/cells/cornn.toml``).
@@ -26,33 +38,22 @@ holds a config per built-in cell (``nrnn train --config nrnn/configs/cells/cornn
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-OBJECTIVES = ("noise", "clean", "explicit")
-CELL_KEYS = {
-    "lipschitz": ("beta", "gamma_a", "gamma_w", "antisymmetric", "init_divisor", "activation"),
-    "cornn": ("oscillator_gamma", "oscillator_epsilon", "activation"),
-    "gru": (),
-}
-"""The model keys that configure one cell only (a key of another cell must keep its default)."""
-ADDED_KEYS = {
-    "model": ("cell", "activation", "oscillator_gamma", "oscillator_epsilon", "recurrence"),
-    "train": ("stop_window", "stop_min_gain", "plateau_decays", "cuda_graph"),
-}
-"""Keys added after runs were cached by their hash, by section: left out of it at their
-defaults, so that those runs keep their hashes. (Runs stored before ``recurrence`` existed
-were computed op by op; the store tells them apart by :data:`nrnn.store.CODE_VERSION`,
-which changed with the fused default.)"""
-REGULARIZER_METHODS = ("exact", "probe")
+from . import canonical
+from .cells import CELLS, LipschitzOptions
+from .hashing import content_hash
+from .noise import NOISE_KINDS, Noise, NoiseForm, kind_of
+from .options import Options
+
 CUDA_GRAPH_MODES = ("auto", "off")
 """``train.cuda_graph``: capture the training step on CUDA (``auto``) or never (``off``)."""
-NOISE_FORMS = ("paper", "reference")
+ADDED_KEYS = canonical.ADDED_KEYS
 
 
 @dataclass
@@ -69,46 +70,14 @@ class DataConfig:
 class ModelConfig:
     hidden_dim: int = 64
     dt: float = 0.1
-    beta: float = 0.75
-    gamma_a: float = 0.001
-    gamma_w: float = 0.001
-    antisymmetric: bool = False
-    init_std: float = 1.0
-    init_divisor: str = "sqrt-hidden"  # hidden matrices ~ N(0, (init_std / √d)²); "hidden": / d
-    cell: str = "lipschitz"  # the drift: "lipschitz" | "cornn" | "gru"
-    activation: str = "tanh"  # φ of the lipschitz and cornn cells
-    oscillator_gamma: float = 2.7  # cornn: restoring constant γ
-    oscillator_epsilon: float = 4.7  # cornn: damping constant ε
+    cell: Options = field(default_factory=LipschitzOptions)
+    """The cell's options: the options dataclass of a registered cell (``nrnn.cells``)."""
     recurrence: str = "fused"  # "reference": the op-by-op autograd path (rounding-level changes)
 
-    def cell_options(self) -> dict[str, Any]:
-        """The keyword arguments of the cell's constructor (``nrnn.cells.CELL_TYPES``)."""
-        if self.cell == "lipschitz":
-            return {
-                "beta": self.beta,
-                "gamma_a": self.gamma_a,
-                "gamma_w": self.gamma_w,
-                "antisymmetric": self.antisymmetric,
-                "init_std": self.init_std,
-                "init_divisor": self.init_divisor,
-                "activation": self.activation,
-            }
-        if self.cell == "cornn":
-            return {
-                "gamma": self.oscillator_gamma,
-                "epsilon": self.oscillator_epsilon,
-                "activation": self.activation,
-                "init_std": self.init_std,
-            }
-        return {"init_std": self.init_std}
-
-
-@dataclass
-class NoiseConfig:
-    form: str = "paper"
-    additive: float = 0.0
-    multiplicative: float = 0.0
-    brownian: str = "diagonal"
+    @property
+    def cell_kind(self) -> str:
+        """The name of the registered cell :attr:`cell` configures."""
+        return canonical.cell_kind_of(self.cell).name
 
 
 @dataclass
@@ -146,50 +115,53 @@ class TrainConfig:
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    noise: NoiseForm = field(default_factory=Noise)
+    """The noise form with its levels (a registered ``nrnn.noise.NoiseForm``)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        """Every section as plain data; the cell and the noise as ``{"kind": ..., options}``
+        (what ``config.json`` of a run holds; :func:`from_dict` reads it back)."""
+        content = {
+            section.name: dataclasses.asdict(getattr(self, section.name))
+            for section in dataclasses.fields(self)
+            if section.name not in ("model", "noise")
+        }
+        model = self.model
+        content["model"] = {
+            "hidden_dim": model.hidden_dim,
+            "dt": model.dt,
+            "cell": {"kind": model.cell_kind, **model.cell.as_dict()},
+            "recurrence": model.recurrence,
+        }
+        content["noise"] = {"kind": kind_of(self.noise).name, **self.noise.options()}
+        return {name: content[name] for name in SECTIONS}
 
     def validate(self) -> RunConfig:
-        """Check the values a model cannot check itself; returns self."""
-        from . import data
-        from .model import INIT_DIVISORS, RECURRENCES
+        """Check the values a model cannot check itself; returns self. (The cell's options
+        and the noise form were checked when they were made.)"""
+        from . import contract, data
+        from .model import RECURRENCES
+        from .objectives import OBJECTIVES
+        from .regularizer import METHODS
 
         if self.data.recipe not in data.RECIPES:
             raise ValueError(f"data.recipe must be one of {data.RECIPES}, got {self.data.recipe!r}")
         if self.data.name in data.NAMES:
             data.info(self.data.name, recipe=self.data.recipe)  # an unknown pairing raises
-        if self.model.recurrence not in RECURRENCES:
-            raise ValueError(
-                f"model.recurrence must be one of {RECURRENCES}, got {self.model.recurrence!r}"
-            )
-        if self.model.init_divisor not in INIT_DIVISORS:
-            raise ValueError(
-                f"model.init_divisor must be one of {INIT_DIVISORS}, "
-                f"got {self.model.init_divisor!r}"
-            )
-        self._validate_cell()
+        contract.choice("model.recurrence", self.model.recurrence, RECURRENCES)
+        canonical.cell_kind_of(self.model.cell)
+        try:
+            kind_of(self.noise)
+        except ValueError as error:
+            raise ValueError(f"noise: {error}") from None
         device = self.train.device
         if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
             raise ValueError(f"train.device must be cpu, cuda, cuda:N or auto, got {device!r}")
-        if self.train.cuda_graph not in CUDA_GRAPH_MODES:
-            raise ValueError(
-                f"train.cuda_graph must be one of {CUDA_GRAPH_MODES}, got {self.train.cuda_graph!r}"
-            )
-        if self.noise.form not in NOISE_FORMS:
-            raise ValueError(f"noise.form must be one of {NOISE_FORMS}, got {self.noise.form!r}")
-        if self.train.objective not in OBJECTIVES:
-            raise ValueError(
-                f"train.objective must be one of {OBJECTIVES}, got {self.train.objective!r}"
-            )
-        if self.train.regularizer_method not in REGULARIZER_METHODS:
-            raise ValueError(
-                f"train.regularizer_method must be one of {REGULARIZER_METHODS}, "
-                f"got {self.train.regularizer_method!r}"
-            )
+        contract.choice("train.cuda_graph", self.train.cuda_graph, CUDA_GRAPH_MODES)
+        contract.choice("train.objective", self.train.objective, OBJECTIVES.names())
+        contract.choice("train.regularizer_method", self.train.regularizer_method, METHODS.names())
         self._validate_numbers()
         return self
 
@@ -197,9 +169,8 @@ class RunConfig:
         """Every number in its range (finite), so that a run never starts with a value it
         cannot train with (a negative or infinite learning rate, a decay of 0 or -1)."""
         from . import contract
-        from .noise import BROWNIAN_MODES
 
-        data, model, noise, optim, run = self.data, self.model, self.noise, self.optim, self.train
+        data, model, optim, run = self.data, self.model, self.optim, self.train
         counts = {
             "data.batch_size": (data.batch_size, 1),
             "data.eval_batch_size": (data.eval_batch_size, 1),
@@ -216,20 +187,8 @@ class RunConfig:
         }
         for name, (value, minimum) in counts.items():
             contract.integer(name, value, minimum=minimum)
-        reference = noise.form == "reference"
         ranges: dict[str, tuple[float, dict[str, Any]]] = {
             "model.dt": (model.dt, {"minimum": 0, "strict": True}),
-            "model.init_std": (model.init_std, {"minimum": 0}),
-            "model.beta": (model.beta, {"minimum": 0, "maximum": 1}),
-            "model.gamma_a": (model.gamma_a, {}),
-            "model.gamma_w": (model.gamma_w, {}),
-            "model.oscillator_gamma": (model.oscillator_gamma, {}),
-            "model.oscillator_epsilon": (model.oscillator_epsilon, {}),
-            "noise.additive": (noise.additive, {"minimum": 0}),
-            "noise.multiplicative": (
-                noise.multiplicative,
-                {"minimum": 0, "maximum": 1} if reference else {"minimum": 0},
-            ),
             "optim.lr": (optim.lr, {"minimum": 0, "strict": True}),
             "optim.weight_decay": (optim.weight_decay, {"minimum": 0}),
             "optim.grad_clip": (optim.grad_clip, {"minimum": 0}),
@@ -242,10 +201,6 @@ class RunConfig:
             raise ValueError(
                 f"optim.lr_decay must be in (0, 1] (the factor the learning rate is multiplied "
                 f"by every optim.lr_decay_every epochs), got {optim.lr_decay}"
-            )
-        if noise.brownian not in BROWNIAN_MODES:
-            raise ValueError(
-                f"noise.brownian must be one of {BROWNIAN_MODES}, got {noise.brownian!r}"
             )
         self._validate_stopping()
         factor = run.divergence_factor
@@ -272,38 +227,11 @@ class RunConfig:
                     f"{self.data.name!r} has only {splits}"
                 )
 
-    def _validate_cell(self) -> None:
-        from .activations import ACTIVATIONS
-
-        model, defaults = self.model, ModelConfig()
-        if model.cell not in CELL_KEYS:
-            raise ValueError(f"model.cell must be one of {tuple(CELL_KEYS)}, got {model.cell!r}")
-        if model.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"model.activation must be one of {tuple(ACTIVATIONS)}, got {model.activation!r}"
-            )
-        own = set(CELL_KEYS[model.cell])
-        for cell, keys in CELL_KEYS.items():
-            for key in set(keys) - own:
-                if getattr(model, key) != getattr(defaults, key):
-                    raise ValueError(
-                        f"model.{key} configures the {cell} cell, not model.cell = "
-                        f"{model.cell!r}; leave it at its default {getattr(defaults, key)!r}"
-                    )
-
     def canonical_dict(self) -> dict[str, dict[str, Any]]:
-        """:meth:`to_dict` without the keys added later (:data:`ADDED_KEYS`) where they
-        hold their defaults: what hashes of a run are computed from, so that runs stored
-        before those keys existed keep their hashes."""
-        content = self.to_dict()
-        defaults = RunConfig().to_dict()
-        for section, added in ADDED_KEYS.items():
-            content[section] = {
-                k: v
-                for k, v in content[section].items()
-                if not (k in added and v == defaults[section][k])
-            }
-        return content
+        """The canonical content of the config (``nrnn.canonical``, version
+        ``canonical.VERSION``): what hashes of a run are computed from, so that runs stored
+        before the tagged unions and before later keys (``ADDED_KEYS``) keep their hashes."""
+        return canonical.canonical_dict(self)
 
     def identity_hash(self) -> str:
         """Hash of everything that defines the run except ``train.epochs`` (of
@@ -311,15 +239,19 @@ class RunConfig:
         for more epochs."""
         content = self.canonical_dict()
         content["train"] = {k: v for k, v in content["train"].items() if k != "epochs"}
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return content_hash(content, length=12)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
+PLAIN_SECTIONS = ("data", "optim", "train")
+MODEL_KEYS = ("hidden_dim", "dt", "cell", "recurrence")
+"""The keys of ``[model]`` (``cell``: the ``[model.cell]`` table)."""
 
 
 def from_dict(content: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """A config from nested dicts, on top of ``base``; unknown keys are errors."""
+    """A config from nested dicts, on top of ``base`` (changed in place and returned);
+    unknown keys are errors. Reads the layout :meth:`RunConfig.to_dict` writes and the flat
+    layout of older configs (see the module docstring)."""
     config = base if base is not None else RunConfig()
     for section, values in content.items():
         if section not in SECTIONS:
@@ -328,15 +260,119 @@ def from_dict(content: dict[str, Any], base: RunConfig | None = None) -> RunConf
             )
         if not isinstance(values, dict):
             raise ValueError(f"config section [{section}] must be a table, got {values!r}")
-        target = getattr(config, section)
-        known = {f.name: f for f in dataclasses.fields(target)}
-        for key, value in values.items():
-            if key not in known:
-                raise ValueError(
-                    f"unknown config key {section}.{key}; expected one of {sorted(known)}"
-                )
-            setattr(target, key, _coerce(f"{section}.{key}", value, type(getattr(target, key))))
+        if section == "model":
+            _set_model(config.model, values)
+        elif section == "noise":
+            config.noise = _noise(config.noise, values)
+        else:
+            target = getattr(config, section)
+            known = {f.name: f for f in dataclasses.fields(target)}
+            for key, value in values.items():
+                if key not in known:
+                    raise ValueError(
+                        f"unknown config key {section}.{key}; expected one of {sorted(known)}"
+                    )
+                expected = type(getattr(target, key))
+                setattr(target, key, _coerce(f"{section}.{key}", value, expected))
     return config
+
+
+def _set_model(model: ModelConfig, values: dict[str, Any]) -> None:
+    flat = {
+        key: value
+        for key, value in values.items()
+        if key in canonical.LEGACY_MODEL and not (key == "cell" and isinstance(value, dict))
+    }
+    for key, value in values.items():
+        if key in flat:
+            continue
+        if key not in MODEL_KEYS:
+            known = sorted({*MODEL_KEYS, *canonical.LEGACY_MODEL})
+            raise ValueError(f"unknown config key model.{key}; expected one of {known}")
+        if key == "cell":
+            model.cell = _cell(model.cell, value)
+        else:
+            setattr(model, key, _coerce(f"model.{key}", value, type(getattr(model, key))))
+    if flat:  # the flat layout of older configs
+        if isinstance(values.get("cell"), dict):
+            raise ValueError(
+                f"model.{next(iter(flat))} is a key of the old flat layout; with a "
+                "[model.cell] table, put the cell's options there"
+            )
+        keys = canonical.flat_cell(model.cell)
+        if keys is None:
+            keys = dict(canonical.LEGACY_MODEL)
+            keys["cell"] = model.cell_kind
+        for key, value in flat.items():
+            expected = type(canonical.LEGACY_MODEL[key])
+            keys[key] = _coerce(f"model.{key}", value, expected)
+        model.cell = canonical.cell_from_flat(keys)
+
+
+def _cell(current: Options, values: Any) -> Options:
+    """``[model.cell]``: a new cell of ``kind`` with the given options, or (without
+    ``kind``) the current cell with them changed."""
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"model.cell must be a table (kind = ..., options) or a name, got {values!r}"
+        )
+    values = dict(values)
+    if "kind" in values:
+        name = values.pop("kind")
+        if name not in CELLS:
+            raise ValueError(f"model.cell.kind must be one of {CELLS.names()}, got {name!r}")
+        options_type = CELLS.get(name).options
+        merged: dict[str, Any] = {}
+    else:
+        options_type = type(current)
+        merged = current.as_dict()
+    merged |= _typed("model.cell", options_type, values)
+    return canonical._make(options_type, merged, "model.cell.")
+
+
+def _noise(current: NoiseForm, values: dict[str, Any]) -> NoiseForm:
+    """``[noise]``: a new form of ``kind``, the flat layout (``form``), or (with neither)
+    the current form with the given levels changed."""
+    values = dict(values)
+    if "form" in values:  # the flat layout of older configs
+        if "kind" in values:
+            raise ValueError("noise.kind and noise.form name the noise twice; use noise.kind")
+        flat = canonical.flat_noise(current) or dict(canonical.LEGACY_NOISE)
+        for key, value in values.items():
+            if key not in canonical.LEGACY_NOISE:
+                known = sorted(canonical.LEGACY_NOISE)
+                raise ValueError(f"unknown config key noise.{key}; expected one of {known}")
+            flat[key] = _coerce(f"noise.{key}", value, type(canonical.LEGACY_NOISE[key]))
+        return canonical.noise_from_flat(flat)
+    if "kind" in values:
+        name = values.pop("kind")
+        if name not in NOISE_KINDS:
+            raise ValueError(f"noise.kind must be one of {NOISE_KINDS.names()}, got {name!r}")
+        noise_type = NOISE_KINDS.get(name).noise_type
+        merged: dict[str, Any] = {}
+    else:
+        noise_type = type(current)
+        merged = current.options()
+    merged |= _typed("noise", noise_type, values)
+    return canonical._make(noise_type, merged, "noise.")
+
+
+def _typed(prefix: str, dataclass_type: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked against the fields of ``dataclass_type`` (names and types)."""
+    hints = typing.get_type_hints(dataclass_type)
+    known = [entry.name for entry in dataclasses.fields(dataclass_type)]
+    typed = {}
+    for key, value in values.items():
+        if key not in known:
+            kind = "kind, " if prefix in ("noise", "model.cell") else ""
+            raise ValueError(
+                f"unknown config key {prefix}.{key}; expected one of [{kind}{', '.join(known)}]"
+            )
+        expected = hints[key]
+        typed[key] = (
+            _coerce(f"{prefix}.{key}", value, expected) if isinstance(expected, type) else value
+        )
+    return typed
 
 
 def _coerce(name: str, value: Any, expected: type) -> Any:
@@ -374,15 +410,18 @@ def load_toml(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 
 
 def parse_override(text: str) -> dict[str, dict[str, Any]]:
-    """``"noise.additive=0.1"`` -> ``{"noise": {"additive": 0.1}}`` (TOML value syntax;
-    a bare word is taken as a string)."""
+    """``"noise.additive=0.1"`` -> ``{"noise": {"additive": 0.1}}``, ``"model.cell.gamma=2"``
+    -> ``{"model": {"cell": {"gamma": 2}}}`` (TOML value syntax; a bare word is taken as a
+    string)."""
     key, sep, raw = text.partition("=")
-    section, dot, name = key.strip().partition(".")
-    if not sep or not dot or not section or not name:
+    parts = [part.strip() for part in key.strip().split(".")]
+    if not sep or len(parts) < 2 or not all(parts):
         raise ValueError(f"override must look like section.key=value, got {text!r}")
     raw = raw.strip()
     try:
         value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
         value = raw
-    return {section: {name: value}}
+    for part in reversed(parts[1:]):
+        value = {part: value}
+    return {parts[0]: value}

@@ -38,7 +38,8 @@ from .store import hash_content
 PROBE_STEPS = 64
 """Sequence steps timed per training step (the time is scaled linearly to M)."""
 PROBE_STEPS_EXACT = 8
-"""The same for the explicit objective with the exact method (O(M d³) per sequence)."""
+"""The same for an objective whose regularizer method is cubic in the state size (the
+explicit objective with the exact method, O(M d³) per sequence)."""
 SAMPLES = 3
 """Measurements kept per shape, one per call of :meth:`Timings.measure` until there are
 this many; the estimate is the fastest."""
@@ -195,11 +196,13 @@ def _measure(config: RunConfig, repeats: int = 3) -> dict[str, float]:
     import torch
 
     from . import data
+    from .objectives import OBJECTIVES
     from .train import build_model, make_optimizer, make_step
 
     info = data.info(config.data.name, recipe=config.data.recipe)
     device = _device(config)
-    exact = config.train.objective == "explicit" and config.train.regularizer_method == "exact"
+    method = OBJECTIVES.get(config.train.objective).method(config.train)
+    exact = method is not None and method.cubic
     probe_steps = min(info.seq_len, PROBE_STEPS_EXACT if exact else PROBE_STEPS)
     if device.type == "cuda" and not exact:
         probe_steps = info.seq_len

@@ -58,6 +58,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 __all__ = [
+    "SUBSET_SEED",
+    "fixed_subset_indices",
     "NAMES",
     "SPLITS",
     "DatasetInfo",
@@ -306,6 +308,28 @@ def load(name: str, split: str, *, recipe: str = "default") -> TensorDataset:
     label_tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     check_finite(input_tensor, f"dataset {dataset.name!r}, split {split!r}")
     return TensorDataset(input_tensor, label_tensor)
+
+
+SUBSET_SEED = 20211206
+"""Seed of the fixed random subsets (``data.train_subset``, ``data.eval_subset`` of a run
+config, the sequences the trained-model verification measures)."""
+
+
+def fixed_subset_indices(
+    total: int, size: int, seed: int = SUBSET_SEED, *, order: str = "sorted"
+) -> torch.Tensor:
+    """Indices of a fixed random subset of ``size`` of ``total`` items, drawn without
+    replacement from ``seed`` (``torch.randperm`` on a CPU generator): ascending
+    (``order="sorted"``) or in the order drawn (``"drawn"``). A ``size`` of 0 or at least
+    ``total`` takes every item: ``arange(total)`` sorted, the whole permutation drawn."""
+    if order not in ("sorted", "drawn"):
+        raise ValueError(f"order must be 'sorted' or 'drawn', got {order!r}")
+    everything = size <= 0 or size >= total
+    if everything and order == "sorted":
+        return torch.arange(total)
+    generator = torch.Generator().manual_seed(seed)
+    drawn = torch.randperm(total, generator=generator)[: total if everything else size]
+    return drawn if order == "drawn" else drawn.sort().values
 
 
 def check_finite(values: T, what: str) -> T:

@@ -427,18 +427,33 @@ def _refuse_overrides_of_varied_keys(experiment: Experiment, context: Context) -
     bare = dataclasses.replace(context, overrides=(), log=lambda message: None)
     for specs, _task in experiment.plan(experiment.sizes(context.profile), bare):
         for text in context.overrides:
-            ((section, values),) = parse_override(text).items()
-            (key,) = values
-            seen = sorted(
-                {json.dumps(getattr(getattr(spec.config, section), key)) for spec in specs}
-            )
+            parse_override(text)  # checked
+            path = [part.strip() for part in text.partition("=")[0].split(".")]
+            seen = sorted({json.dumps(_setting(spec.config, path)) for spec in specs})
             if len(seen) > 1:
                 shown = ", ".join(seen[:4]) + (", ..." if len(seen) > 4 else "")
                 raise ValueError(
-                    f"--set {text}: {experiment.name} varies {section}.{key} between its "
+                    f"--set {text}: {experiment.name} varies {'.'.join(path)} between its "
                     f"runs ({shown}); overriding it would make them one run. Leave that key "
                     "to the experiment"
                 )
+
+
+def _setting(config: RunConfig, path: Sequence[str]) -> Any:
+    """The value a ``--set`` key names: a key of the flat layout of older configs
+    (``model.beta``, ``model.cell=cornn``) in that layout, any other in the config's
+    content; None if neither has it."""
+    from .canonical import flat_dict
+
+    for content in (flat_dict(config), config.to_dict()):
+        value: Any = content
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            return value
+    return None
 
 
 def plan_workers(context: Context) -> tuple[int, str]:

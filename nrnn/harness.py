@@ -427,15 +427,16 @@ def _crash_summary(crashed: list[RunOutcome], total: int, store: RunStore) -> st
 
 def _priority(job: Job) -> float:
     """Work in a run relative to others: epochs × sequence length × hidden size² × cost of
-    the objective (the explicit regularizer's exact method costs about d times a step)."""
+    the objective relative to a noisy step (``nrnn.objectives``: the explicit regularizer's
+    exact method costs about d times a step)."""
     config = job.spec.config
     from . import data
+    from .objectives import OBJECTIVES
 
     steps = data.info(config.data.name).seq_len
-    weight = 1.0
-    if config.train.objective == "explicit":
-        weight = config.model.hidden_dim if config.train.regularizer_method == "exact" else 10.0
-    return config.train.epochs * steps * config.model.hidden_dim**2 * weight
+    hidden = config.model.hidden_dim
+    weight = OBJECTIVES.get(config.train.objective).relative_cost(config.train, hidden)
+    return config.train.epochs * steps * hidden**2 * weight
 
 
 def _interruption_summary(jobs: list[Job], outcomes: dict[int, RunOutcome], store: RunStore) -> str:

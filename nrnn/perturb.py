@@ -35,6 +35,7 @@ all, and :func:`evaluate_under` measures a model's accuracy under one at several
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -285,6 +286,14 @@ class Perturbation:
     symbol: str  # the level's symbol, e.g. "σ" or "ε"
     adversarial: bool
     apply: Callable[..., torch.Tensor]
+    gradient_steps: int = 0
+    """Gradients of the loss an application takes per sequence (0: a random perturbation)."""
+    with_steps: Callable[[int], Perturbation] | None = None
+    """For an iterative attack: the same attack with another number of steps."""
+
+    def iterations(self, steps: int) -> Perturbation:
+        """The attack with ``steps`` steps if it is iterative (PGD), else itself."""
+        return self if self.with_steps is None else self.with_steps(steps)
 
 
 def _white(
@@ -349,28 +358,35 @@ def _pgd(norm: str, steps: int = 10) -> Callable[..., torch.Tensor]:
     return apply
 
 
+def pgd_perturbation(norm: str, steps: int) -> Perturbation:
+    """A PGD registry entry with ``steps`` steps (named ``pgd-<norm>``)."""
+    norm = contract.norm(norm)
+    contract.integer("steps", steps)
+    label = f"PGD ({'L∞' if norm == 'linf' else 'L2'}, {steps} steps)"
+    return Perturbation(
+        f"pgd-{norm}",
+        label,
+        "ε",
+        True,
+        _pgd(norm, steps),
+        gradient_steps=steps,
+        with_steps=functools.partial(pgd_perturbation, norm),
+    )
+
+
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
         Perturbation("white", "white noise", "σ", False, _white),
         Perturbation("multiplicative", "multiplicative noise", "σ", False, _multiplicative),
         Perturbation("salt-and-pepper", "salt and pepper", "α", False, _salt_and_pepper),
-        Perturbation("fgsm-linf", "FGSM (L∞)", "ε", True, _fgsm("linf")),
-        Perturbation("fgsm-l2", "FGSM (L2)", "ε", True, _fgsm("l2")),
-        Perturbation("pgd-linf", "PGD (L∞, 10 steps)", "ε", True, _pgd("linf")),
-        Perturbation("pgd-l2", "PGD (L2, 10 steps)", "ε", True, _pgd("l2")),
+        Perturbation("fgsm-linf", "FGSM (L∞)", "ε", True, _fgsm("linf"), 1),
+        Perturbation("fgsm-l2", "FGSM (L2)", "ε", True, _fgsm("l2"), 1),
+        *(pgd_perturbation(norm, 10) for norm in NORMS[::-1]),
     )
 }
 """Every perturbation by name. PGD here takes 10 steps of 2.5 · level / 10 from a random start;
 call :func:`pgd_perturbation` for other step counts."""
-
-
-def pgd_perturbation(norm: str, steps: int) -> Perturbation:
-    """A PGD registry entry with ``steps`` steps (named ``pgd-<norm>``)."""
-    norm = contract.norm(norm)
-    contract.integer("steps", steps)
-    label = f"PGD ({'L∞' if norm == 'linf' else 'L2'}, {steps} steps)"
-    return Perturbation(f"pgd-{norm}", label, "ε", True, _pgd(norm, steps))
 
 
 def get(perturbation: str | Perturbation) -> Perturbation:

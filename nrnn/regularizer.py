@@ -43,7 +43,7 @@ the Laplacian of the loss in ξ at ξ = 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -59,19 +59,19 @@ from .cells.base import Derivatives, Point
 from .model import NoisyRNN, check_batch
 from .noise import NoiseForm
 from .probes import ProbeMoments, probe_moments, zero_noise_is_evaluation
+from .registry import Registry
 from .steps import PerUnitStep, UniformStep
 
 __all__ = [
     "METHODS",
     "DeterministicPath",
     "Expansion",
+    "RegularizerMethod",
     "deterministic_path",
     "exact_moments",
     "explicit_regularizer",
     "probe_expansion",
 ]
-
-METHODS = ("exact", "probe")
 
 CHECKPOINT_BYTES = 256 * 2**20
 """``exact`` recomputes segments in the backward pass when the tensors it keeps for the
@@ -271,7 +271,7 @@ def explicit_regularizer(
         parameter. For ``ReferenceNoise``, ``loss`` is along the mean path (see the module
         docstring). A model without noise gives q = r = 0.
     """
-    contract.choice("method", method, METHODS)
+    entry = METHODS.get(contract.choice("method", method, METHODS.names()))
     contract.choice("derivatives", derivatives, DERIVATIVE_ROUTES)
     contract.choice("probe_distribution", probe_distribution, draws.DISTRIBUTIONS)
     x, y = check_batch(model, x, y, probes=probes)
@@ -281,23 +281,67 @@ def explicit_regularizer(
         )
         zero = torch.zeros_like(loss)
         return Expansion(loss, zero, zero)
+    settings = MethodSettings(probes, generator, derivatives, probe_distribution)
+    return entry.expansion(model, x, y, settings)
 
-    if method == "probe":
-        moments = probe_moments(
-            model,
-            x,
-            probes,
-            generator=generator,
-            distribution=probe_distribution,
-            derivatives=derivatives,
-        )
-        return probe_expansion(model, y, moments)
-    path = deterministic_path(model, x, derivatives)
+
+class MethodSettings(NamedTuple):
+    """The arguments of :func:`explicit_regularizer` a method may use."""
+
+    probes: int
+    generator: torch.Generator | None
+    derivatives: str
+    probe_distribution: str
+
+
+def _exact_expansion(
+    model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, settings: MethodSettings
+) -> Expansion:
+    path = deterministic_path(model, x, settings.derivatives)
     loss = F.cross_entropy(path.logits, y, reduction="none")
     mean, covariance = exact_moments(path)
     readout = model.readout.weight  # V, (c, output_dim)
     logit_covariance = readout @ model.cell.output_covariance(covariance) @ readout.T
     return _expansion(model, y, path.logits, loss, mean, logit_covariance)
+
+
+def _probe_expansion(
+    model: NoisyRNN, x: torch.Tensor, y: torch.Tensor, settings: MethodSettings
+) -> Expansion:
+    moments = probe_moments(
+        model,
+        x,
+        settings.probes,
+        generator=settings.generator,
+        distribution=settings.probe_distribution,
+        derivatives=settings.derivatives,
+    )
+    return probe_expansion(model, y, moments)
+
+
+@dataclass(frozen=True)
+class RegularizerMethod:
+    """A way to compute the expansion (``explicit_regularizer(method=name)``).
+
+    Attributes:
+        name: the method's name (``train.regularizer_method`` of a run config).
+        expansion: ``expansion(model, x, y, settings)`` -> :class:`Expansion`.
+        relative_cost: the cost of a training step with it relative to a noisy step, from
+            the state size n (for the harness's schedule and the cost estimates).
+        cubic: its cost grows as n³ per step (the harness then times fewer steps).
+    """
+
+    name: str
+    expansion: Callable[[NoisyRNN, torch.Tensor, torch.Tensor, MethodSettings], Expansion]
+    relative_cost: Callable[[int], float]
+    cubic: bool = False
+
+
+METHODS: Registry[RegularizerMethod] = Registry("regularizer method")
+"""The methods by name: ``exact`` (covariance recursion, O(M n³)) and ``probe`` (random
+linear-response paths, O(M n² K))."""
+METHODS.register(RegularizerMethod("exact", _exact_expansion, lambda n: float(n), cubic=True))
+METHODS.register(RegularizerMethod("probe", _probe_expansion, lambda n: 10.0))
 
 
 def probe_expansion(model: NoisyRNN, y: torch.Tensor, moments: ProbeMoments) -> Expansion:

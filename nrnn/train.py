@@ -52,15 +52,14 @@ from .exitcodes import InfrastructureError
 from .files import write_bytes_atomic, write_text_atomic
 from .interrupt import DeferredSignals
 from .model import NoisyRNN
-from .noise import Noise, NoiseForm, ReferenceNoise
 
 T = TypeVar("T")
 
 CHECKPOINT_FORMAT = 2
 """Format 2 adds ``digest`` (:func:`state_digest`); format 1 files (no digest) still load."""
 READABLE_FORMATS = (1, 2)
-SUBSET_SEED = 20211206
-"""Seed of the fixed random subsets chosen by ``data.train_subset`` and ``data.eval_subset``."""
+SUBSET_SEED = data.SUBSET_SEED
+fixed_subset_indices = data.fixed_subset_indices
 
 
 class CheckpointError(RuntimeError):
@@ -108,15 +107,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def fixed_subset_indices(total: int, size: int, seed: int = SUBSET_SEED) -> torch.Tensor:
-    """Sorted indices of a fixed random subset of ``size`` out of ``total`` items (all of
-    them when ``size`` is 0 or at least ``total``)."""
-    if size <= 0 or size >= total:
-        return torch.arange(total)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(total, generator=generator)[:size].sort().values
-
-
 def load_split(config: RunConfig, split: str, subset: int = 0) -> torch.utils.data.TensorDataset:
     """One split of the config's dataset (its recipe), optionally a fixed random subset."""
     dataset = data.load(config.data.name, split, recipe=config.data.recipe)
@@ -130,23 +120,17 @@ def load_split(config: RunConfig, split: str, subset: int = 0) -> torch.utils.da
 def build_model(config: RunConfig) -> NoisyRNN:
     """The model a config describes, for its dataset's shapes (weights drawn from the
     current torch RNG: the cell's first, then the input map and the readout)."""
-    from . import cells
+    from .canonical import cell_kind_of
 
     dataset = data.info(config.data.name)
-    noise_config = config.noise
-    noise: NoiseForm
-    if noise_config.form == "reference":
-        noise = ReferenceNoise(noise_config.additive, noise_config.multiplicative)
-    else:
-        noise = Noise(noise_config.additive, noise_config.multiplicative, noise_config.brownian)
     m = config.model
-    cell = cells.build(m.cell, m.hidden_dim, **m.cell_options())
+    cell = cell_kind_of(m.cell).build(m.hidden_dim, m.cell)
     return NoisyRNN(
         dataset.input_dim,
         m.hidden_dim,
         dataset.num_classes,
         dt=m.dt,
-        noise=noise,
+        noise=config.noise,
         cell=cell,
         recurrence=m.recurrence,
     )
@@ -170,25 +154,19 @@ def objective_loss(
     regularizer_method: str = "exact",
     probes: int = 8,
 ) -> torch.Tensor:
-    """Mean training loss of a batch under ``objective``:
+    """Mean training loss of a batch under the registered ``objective``
+    (``nrnn.objectives``: ``noise``, ``clean`` or ``explicit``, the last with the
+    regularizer's ``regularizer_method`` and ``probes``)."""
+    from .objectives import OBJECTIVES
 
-    - ``noise``: cross-entropy with the model's noise on (the noisy RNN);
-    - ``clean``: cross-entropy with the noise off (the deterministic baseline);
-    - ``explicit``: noise off, plus the explicit regularizer (q + r)/2 of the model's noise,
-      computed by ``regularizer_method`` ("exact" or "probe" with ``probes`` probes).
-    """
-    if objective == "noise":
-        model.train()
-        return F.cross_entropy(model(x), y)
-    model.eval()  # the model has no dropout or batch norm: eval only turns the noise off
-    if objective == "clean":
-        return F.cross_entropy(model(x), y)
-    if objective == "explicit":
-        from .regularizer import explicit_regularizer
+    settings = _ObjectiveSettings(regularizer_method, probes)
+    return OBJECTIVES.get(objective).loss(model, x, y, settings)
 
-        expansion = explicit_regularizer(model, x, y, method=regularizer_method, probes=probes)
-        return (expansion.loss + 0.5 * (expansion.q + expansion.r)).mean()
-    raise ValueError(f"unknown objective {objective!r}")
+
+@dataclass(frozen=True)
+class _ObjectiveSettings:
+    regularizer_method: str
+    probes: int
 
 
 @torch.no_grad()
@@ -299,17 +277,29 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict:
             f"checkpoint {path} is damaged: its content does not match its digest", path.parent
         )
     if config is not None and state["config_hash"] != config.identity_hash():
-        saved, wanted = state["config"], config.to_dict()
+        from .config import from_dict
+
+        saved, wanted = _dotted(from_dict(state["config"]).to_dict()), _dotted(config.to_dict())
         differing = [
-            f"{section}.{key}: checkpoint {saved[section].get(key)!r} vs config {value!r}"
-            for section, values in wanted.items()
-            for key, value in values.items()
-            if key != "epochs" and saved.get(section, {}).get(key) != value
+            f"{key}: checkpoint {saved.get(key)!r} vs config {value!r}"
+            for key, value in wanted.items()
+            if key != "train.epochs" and saved.get(key) != value
         ]
         raise CheckpointError(
             f"checkpoint {path} belongs to a different configuration: " + "; ".join(differing)
         )
     return state
+
+
+def _dotted(content: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested config content as ``{"model.cell.gamma": value, ...}``."""
+    flat: dict[str, Any] = {}
+    for key, value in content.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def finished_epochs(run_dir: str | Path) -> int:

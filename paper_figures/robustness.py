@@ -293,6 +293,7 @@ def translation_record(dataset: str, settings: Settings, task: RobustnessTask) -
     Δt (the noise alone), each ratio with its standard error (delta method)."""
     import torch
 
+    from nrnn.config import from_dict
     from nrnn.train import build_model
     from nrnn.translation import dropped_variance_share, logit_noise
 
@@ -321,9 +322,9 @@ def translation_record(dataset: str, settings: Settings, task: RobustnessTask) -
             model = released
             if paper_levels is not None:  # the same weights with paper-form noise
                 paper = runs.make_config(variant, dataset, config.train.seed, settings.size)
-                paper.noise.form = "paper"
-                paper.noise.additive, paper.noise.multiplicative = paper_levels
-                model = build_model(paper)
+                additive, multiplicative = paper_levels
+                noise = {"kind": "paper", "additive": additive, "multiplicative": multiplicative}
+                model = build_model(from_dict({"noise": noise}, paper))
                 model.load_state_dict(weights)
             models[name] = model
         # the released model with its mean training step δ (1 − s_m/2) made Δt: it differs

@@ -139,7 +139,7 @@ def training_table(summary: dict) -> str:
             if noise["additive"] == noise["multiplicative"] == 0
             else f"{noise['additive']:.4g} / {noise['multiplicative']:.4g}"
         )
-        form = "released" if noise["form"] == "reference" else noise["form"]
+        form = noise["form"]
         if noise["learnable_step"]:
             form += ", learnable δ"
         valid = [a for a in training["valid_accuracy"] if a is not None]

@@ -25,6 +25,7 @@ import math
 from typing import Any
 
 from nrnn.harness import RunOutcome
+from nrnn.noise import kind_of
 
 from . import runs
 
@@ -82,11 +83,11 @@ def overall_verdict(directions: list[int]) -> str:
 def _noise_section(config) -> dict[str, Any]:
     noise = config.noise
     return {
-        "form": noise.form,
+        "form": kind_of(noise).name,
         "additive": noise.additive,
         "multiplicative": noise.multiplicative,
-        "brownian": noise.brownian if noise.form == "paper" else None,
-        "learnable_step": noise.form == "reference",
+        "brownian": getattr(noise, "brownian", None),
+        "learnable_step": "step_size" in noise.parameter_names,
     }
 
 

@@ -12,12 +12,11 @@ from . import runs
 
 
 def perturbation(name: str, pgd_steps: int):
-    """The ``nrnn.perturb.Perturbation`` called ``name`` (PGD with ``pgd_steps`` steps)."""
+    """The ``nrnn.perturb.Perturbation`` called ``name``, an iterative attack (PGD) with
+    ``pgd_steps`` steps."""
     from nrnn import perturb
 
-    if name.startswith("pgd-"):
-        return perturb.pgd_perturbation(name.removeprefix("pgd-"), pgd_steps)
-    return perturb.get(name)
+    return perturb.get(name).iterations(pgd_steps)
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,7 @@ class RobustnessTask:
         forward, backward = 1, 0  # clean
         for name, levels in self.levels:
             forward += len(levels)
-            if perturbation(name, self.pgd_steps).adversarial:
-                steps = self.pgd_steps if name.startswith("pgd-") else 1
-                backward += len(levels) * steps
+            backward += len(levels) * perturbation(name, self.pgd_steps).gradient_steps
         return samples * forward, samples * backward
 
     def __call__(self, model, config, run_dir) -> dict:
@@ -111,7 +108,6 @@ def evaluation_data(config, samples: int | None, seed: int):
     random subset of ``samples`` sequences drawn with ``seed``, (min, max) of the training
     inputs).
     """
-    import torch
     from torch.utils.data import TensorDataset
 
     from nrnn import data
@@ -120,8 +116,7 @@ def evaluation_data(config, samples: int | None, seed: int):
     test = data.load(dataset, "test", recipe=recipe)
     inputs, labels = test.tensors
     if samples is not None and samples < len(labels):
-        generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(labels), generator=generator)[:samples].sort().values
+        chosen = data.fixed_subset_indices(len(labels), samples, seed)
         inputs, labels = inputs[chosen], labels[chosen]
     train_inputs = data.load(dataset, "train", recipe=recipe).tensors[0]
     return TensorDataset(inputs, labels), (float(train_inputs.min()), float(train_inputs.max()))

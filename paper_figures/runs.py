@@ -17,7 +17,7 @@ explicit            noise off, loss + explicit regularizer of paper-high's noise
 
 The released settings. The authors' scripts train the noisy RNN with ``--add_noise s_a
 --mult_noise s_m``: (0.02, 0.02) "small noise" and (0.05, 0.02) "high noise", in their
-code's noise form (``noise.form = "reference"``, ``nrnn.ReferenceNoise``): a uniform random
+code's noise form (``[noise] kind = "released"``, ``nrnn.ReleasedNoise``): a uniform random
 multiplier of a learnable per-unit step δ and additive noise not scaled by √Δt. The
 ``paper-*`` variants carry the same noise in the paper's SDE form, translated by the
 derived SDE equivalent (``nrnn.translation.released_to_paper``): σ₁ = s_a/√Δt exactly, and
@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from nrnn import config as config_module
 from nrnn.config import RunConfig
 from nrnn.harness import RunSpec
-from nrnn.store import hash_content
+from nrnn.hashing import content_hash
 from nrnn.translation import ReleasedTranslation, released_to_paper
 
 RELEASED_NOISE = {"small": (0.02, 0.02), "high": (0.05, 0.02)}
@@ -73,28 +73,32 @@ def translation(setting: str, dt: float) -> ReleasedTranslation:
 # ---------------------------------------------------------------------------- variants
 def _clean(form: str, antisymmetric: bool = False) -> Callable[[RunConfig], None]:
     def configure(config: RunConfig) -> None:
-        config.train.objective = "clean"
-        config.noise.form = form
-        config.model.antisymmetric = antisymmetric
+        config_module.from_dict(
+            {
+                "train": {"objective": "clean"},
+                "noise": {"kind": form},
+                "model": {"cell": {"antisymmetric": antisymmetric}},
+            },
+            config,
+        )
 
     return configure
 
 
 def _released(setting: str) -> Callable[[RunConfig], None]:
     def configure(config: RunConfig) -> None:
-        config.train.objective = "noise"
-        config.noise.form = "reference"
-        config.noise.additive, config.noise.multiplicative = RELEASED_NOISE[setting]
+        additive, multiplicative = RELEASED_NOISE[setting]
+        noise = {"kind": "released", "additive": additive, "multiplicative": multiplicative}
+        config_module.from_dict({"train": {"objective": "noise"}, "noise": noise}, config)
 
     return configure
 
 
 def _paper(setting: str, objective: str = "noise") -> Callable[[RunConfig], None]:
     def configure(config: RunConfig) -> None:
-        config.train.objective = objective
-        config.noise.form = "paper"
         matched = translation(setting, config.model.dt).paper
-        config.noise.additive, config.noise.multiplicative = matched.additive, 0.0
+        noise = {"kind": "paper", "additive": matched.additive, "multiplicative": 0.0}
+        config_module.from_dict({"train": {"objective": objective}, "noise": noise}, config)
 
     return configure
 
@@ -128,7 +132,7 @@ VARIANTS: dict[str, Variant] = {
             _clean("paper", antisymmetric=True),
             tuning="antisymmetric",
         ),
-        Variant("released-clean", "Released form, no noise", _clean("reference")),
+        Variant("released-clean", "Released form, no noise", _clean("released")),
         Variant(
             "released-small", "Released form, small noise", _released("small"), "released-clean"
         ),
@@ -251,27 +255,27 @@ DATASET_OVERRIDES: dict[str, dict] = {
     # No shipped config for the 784-step tasks: the released scripts' step and learning rate.
     "mnist-pixels": {
         "data": {"batch_size": 128},
-        "model": {"dt": 0.03, "init_std": 0.5},
+        "model": {"dt": 0.03, "cell": {"init_std": 0.5}},
         "optim": {"lr": 0.003},
     },
     "pmnist-pixels": {
         "data": {"batch_size": 128},
-        "model": {"dt": 0.03, "init_std": 0.5},
+        "model": {"dt": 0.03, "cell": {"init_std": 0.5}},
         "optim": {"lr": 0.003},
     },
 }
 
 _AUTHORS_NOISY = {
-    "model": {"dt": 0.01, "beta": 0.75, "gamma_a": 0.001, "gamma_w": 0.001},
+    "model": {"dt": 0.01, "cell": {"beta": 0.75, "gamma_a": 0.001, "gamma_w": 0.001}},
     "optim": {"lr": 0.001},
 }
 _AUTHORS_ORDERED = {
     "lipschitz": {
-        "model": {"dt": 0.03, "beta": 0.75, "gamma_a": 0.001, "gamma_w": 0.001},
+        "model": {"dt": 0.03, "cell": {"beta": 0.75, "gamma_a": 0.001, "gamma_w": 0.001}},
         "optim": {"lr": 0.003},
     },
     "antisymmetric": {
-        "model": {"dt": 0.01, "beta": 1.0, "gamma_a": 1e-4, "gamma_w": 1e-4},
+        "model": {"dt": 0.01, "cell": {"beta": 1.0, "gamma_a": 1e-4, "gamma_w": 1e-4}},
         "optim": {"lr": 0.002},
     },
     "noisy": _AUTHORS_NOISY,
@@ -290,7 +294,7 @@ ran in the released noise form; every variant with noise, and its twin, takes th
 row (:attr:`Variant.tuning`)."""
 _AUTHORS_COMMON = {
     "data": {"batch_size": 128, "recipe": "authors"},
-    "model": {"init_std": 0.1, "init_divisor": "hidden"},
+    "model": {"cell": {"init_std": 0.1, "init_divisor": "hidden"}},
     "optim": {"lr_decay": 0.1},
 }
 
@@ -322,7 +326,7 @@ def make_config(variant: str, dataset: str, seed: int, size: Size) -> RunConfig:
         config.optim.lr_decay_every = 0
     else:
         config.optim.lr_decay_every = max(1, round(size.lr_decay_fraction * size.epochs))
-    config.noise.additive = config.noise.multiplicative = 0.0
+    config.noise = config.noise.with_levels(0.0, 0.0)
     chosen.configure(config)
     return config.validate()
 
@@ -352,7 +356,7 @@ def same_runs(dataset: str, variants: Iterable[str], size: Size) -> dict[str, st
     aliases = {}
     for variant in variants:
         seed = size.seeds_for(variant)[0]
-        content = hash_content(make_config(variant, dataset, seed, size).canonical_dict())
+        content = content_hash(make_config(variant, dataset, seed, size).canonical_dict())
         if content in seen:
             aliases[variant] = seen[content]
         else:
@@ -362,7 +366,7 @@ def same_runs(dataset: str, variants: Iterable[str], size: Size) -> dict[str, st
 
 def task_key(content: dict) -> str:
     """A short stable hash of a JSON-serialisable dict, for ``RunTask.key``."""
-    return hash_content(content, length=12)
+    return content_hash(content, length=12)
 
 
 __all__ = [

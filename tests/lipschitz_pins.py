@@ -446,8 +446,9 @@ def _train_config(
     config.data.eval_subset = 50
     config.data.batch_size = 32
     config.model.hidden_dim = 6
-    config.noise.form = form
-    config.noise.additive = config.noise.multiplicative = 0.1
+    config_module.from_dict(
+        {"noise": {"kind": form, "additive": 0.1, "multiplicative": 0.1}}, config
+    )
     config.optim.grad_clip = 1.0
     config.train.objective = objective
     config.train.regularizer_method = "probe"
@@ -459,7 +460,7 @@ def _train_config(
 TRAININGS = {
     "noise-paper": ("noise", "paper"),
     "explicit-paper": ("explicit", "paper"),
-    "noise-reference": ("noise", "reference"),
+    "noise-reference": ("noise", "released"),  # the pin's name from before "released"
 }
 
 

@@ -131,34 +131,68 @@ def changed(value):
     raise TypeError(f"no changed value for {value!r}")
 
 
+ALTERNATIVES = {"tanh": "arctan", "sqrt-hidden": "hidden", "diagonal": "scalar"}
+"""Another valid value of the options checked when they are made (a cell's, a noise's)."""
+
+
 def every_config_field(config: RunConfig):
-    for section in dataclasses.fields(config):
-        for entry in dataclasses.fields(getattr(config, section.name)):
-            yield section.name, entry.name
+    """(section, key path) of every value of the config's content (``to_dict``) but the
+    names of the cell and the noise form (``kind``), which choose them."""
+    for section, values in config.to_dict().items():
+        for name, value in values.items():
+            if isinstance(value, dict):
+                yield from ((section, (name, key)) for key in value if key != "kind")
+            elif name != "kind":
+                yield section, (name,)
 
 
-def with_field(config: RunConfig, section: str, name: str, value) -> RunConfig:
-    copy = from_dict(config.to_dict())
-    setattr(getattr(copy, section), name, value)
-    return copy
+def value_at(config: RunConfig, section: str, path: tuple):
+    value = config.to_dict()[section]
+    for key in path:
+        value = value[key]
+    return value
+
+
+def with_field(config: RunConfig, section: str, path, value) -> RunConfig:
+    path = (path,) if isinstance(path, str) else path
+    for key in reversed(path):
+        value = {key: value}
+    return from_dict({section: value}, from_dict(config.to_dict()))
+
+
+def with_changed_field(config: RunConfig, section: str, path: tuple) -> RunConfig:
+    """The config with the value at ``path`` changed to another valid one."""
+    value = value_at(config, section, path)
+    candidates = [ALTERNATIVES.get(value, changed(value))] if isinstance(value, str) else []
+    candidates += [changed(value)] if not isinstance(value, str) else []
+    if isinstance(value, float):
+        candidates.append(value * 0.5 + 0.01)
+    for candidate in candidates:
+        try:
+            return with_field(config, section, path, candidate)
+        except ValueError:
+            continue
+    raise AssertionError(f"no valid changed value for {section}.{'.'.join(path)} = {value!r}")
 
 
 @pytest.mark.parametrize("dataset", ["digits", "ecg5000"])
 def test_every_field_of_a_config_changes_its_store_key(tmp_path, dataset):
-    """Generic over the dataclass fields, so a key added later is covered; the run identity
-    hash (a resumable run) changes with every field but the epoch count."""
+    """Generic over the config's content (the options of its cell and noise form included),
+    so a key added later is covered; the run identity hash (a resumable run) changes with
+    every field but the epoch count."""
     store = RunStore(tmp_path)
     config = trained.run_config(trained.DatasetPlan(dataset), 3, "noise", 0.1)
     key, identity = store.key(config), config.identity_hash()
     fields = list(every_config_field(config))
-    assert len(fields) == sum(
-        len(dataclasses.fields(getattr(config, s.name))) for s in dataclasses.fields(config)
-    )
-    for section, name in fields:
-        other = with_field(config, section, name, changed(getattr(getattr(config, section), name)))
-        assert store.key(other) != key, f"{section}.{name} must change the store key"
-        if (section, name) != ("train", "epochs"):
-            assert other.identity_hash() != identity, f"{section}.{name}"
+    sections = [config.data, config.optim, config.train, config.model.cell, config.noise]
+    assert len(fields) == sum(len(dataclasses.fields(s)) for s in sections) + 3  # hidden_dim,
+    # dt and recurrence of [model]
+    for section, path in fields:
+        other = with_changed_field(config, section, path)
+        label = f"{section}.{'.'.join(path)}"
+        assert store.key(other) != key, f"{label} must change the store key"
+        if (section, path) != ("train", ("epochs",)):
+            assert other.identity_hash() != identity, label
     assert with_field(config, "train", "epochs", 99).identity_hash() == identity
 
 

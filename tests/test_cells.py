@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nrnn import Noise, NoisyRNN, ReferenceNoise, explicit_regularizer, noise_laplacian, quadrature
+from nrnn import Noise, NoisyRNN, ReleasedNoise, explicit_regularizer, noise_laplacian, quadrature
 from nrnn import stability as stability_tools
 from nrnn.catalogue import CELLS, MODEL_CASES, NOISE_FORMS, ModelCase
 from nrnn.cells import AutodiffDerivatives, Cell, CoRNNCell, GRUODECell, LipschitzCell
@@ -26,7 +26,7 @@ IDS = {"ids": lambda case: case.label}
 def test_given_noise_replays_exactly_and_sets_the_width(case):
     model, x, _ = case.build()
     n = model.state_dim
-    width = {"diagonal": n, "scalar": n + 1, "reference": 2 * n}[case.noise]
+    width = {"diagonal": n, "scalar": n + 1, "released": 2 * n}[case.noise]
     assert model.noise_dim == width
     xi = torch.randn(*x.shape[:2], width, dtype=DTYPE, generator=torch.Generator().manual_seed(1))
     model.train()
@@ -51,9 +51,9 @@ def test_state_sizes_and_readout_of_the_built_in_cells():
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_state_dicts_round_trip(name):
     torch.manual_seed(0)
-    model = NoisyRNN(2, 3, 4, cell=CELLS[name](3), noise=ReferenceNoise(0.1, 0.2))
+    model = NoisyRNN(2, 3, 4, cell=CELLS[name](3), noise=ReleasedNoise(0.1, 0.2))
     torch.manual_seed(1)
-    other = NoisyRNN(2, 3, 4, cell=CELLS[name](3), noise=ReferenceNoise(0.1, 0.2))
+    other = NoisyRNN(2, 3, 4, cell=CELLS[name](3), noise=ReleasedNoise(0.1, 0.2))
     other.load_state_dict(model.state_dict())
     x = torch.randn(2, 5, 2)
     assert torch.equal(model.eval()(x), other.eval()(x))
@@ -153,13 +153,13 @@ class SineCell(Cell):
         return -state + torch.sin(state @ W.T) * torch.tanh(drive)
 
 
-@pytest.mark.parametrize("noise", ["diagonal", "scalar", "reference"])
+@pytest.mark.parametrize("noise", ["diagonal", "scalar", "released"])
 def test_a_cell_without_formulas_gets_its_regularizer_from_torch_func(noise):
     torch.manual_seed(4)
     noises = {
         "diagonal": Noise(0.4, 0.5),
         "scalar": Noise(0.4, 0.5, "scalar"),
-        "reference": ReferenceNoise(0.1, 0.5),
+        "released": ReleasedNoise(0.1, 0.5),
     }
     model = NoisyRNN(2, 3, 3, dt=0.3, cell=SineCell(3), noise=noises[noise]).double()
     x = torch.randn(3, 4, 2, dtype=DTYPE)

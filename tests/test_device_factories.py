@@ -64,8 +64,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("cells/lipschitz.py", "LipschitzCell.__init__", "randn"): _INIT,
     ("cells/cornn.py", "CoRNNCell.__init__", "randn"): _INIT,
     ("cells/gru.py", "GRUODECell.__init__", "randn"): _INIT,
-    ("noise.py", "ReferenceNoise.parameters", "full"): _INIT,
-    ("noise.py", "Noise.noise_matrices", "eye"): (
+    ("noise/released.py", "ReleasedNoise.parameters", "full"): _INIT,
+    ("noise/paper.py", "Noise.noise_matrices", "eye"): (
         "float64 matrices of the linear-SDE analysis; em_mean_square_matrix moves them to the "
         "drift matrix's device"
     ),
@@ -76,8 +76,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("catalogue.py", "random_inputs", "randn"): _CPU_FIXTURE,
     ("data.py", "check_finite", "as_tensor"): _CPU_DATA,
     ("data.py", "authors_permutation", "randperm"): _CPU_DATA,
-    ("train.py", "fixed_subset_indices", "arange"): _CPU_DATA,
-    ("train.py", "fixed_subset_indices", "randperm"): _CPU_DATA,
+    ("data.py", "fixed_subset_indices", "arange"): _CPU_DATA,
+    ("data.py", "fixed_subset_indices", "randperm"): _CPU_DATA,
     ("draws.py", "_signs", "arange"): (
         "a constant table built once on the CPU and cached per (dtype, device) after .to()"
     ),

@@ -3,6 +3,8 @@ generators on the run's device. The device path runs on the CPU everywhere (an e
 ``device`` argument and ``train.device``); on a machine with CUDA the same computations run
 on the GPU and agree with the CPU, elsewhere those tests skip with the reason."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -19,7 +21,7 @@ CUDA = pytest.mark.skipif(
 def tiny_config(device: str):
     config = default_config("digits-rows")
     config.model.hidden_dim = 8
-    config.noise.additive = config.noise.multiplicative = 0.1
+    config.noise = dataclasses.replace(config.noise, additive=0.1, multiplicative=0.1)
     config.data.train_subset = 256
     config.data.eval_subset = 64
     config.train.epochs = 1

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nrnn import Noise, NoisyRNN, ReferenceNoise, fused, noise_laplacian
+from nrnn import Noise, NoisyRNN, ReleasedNoise, fused, noise_laplacian
 from nrnn import config as config_module
 from nrnn.catalogue import CELLS, make_noise
 from nrnn.cells import Cell
@@ -29,15 +29,15 @@ from nrnn.metrics import hessian_trace
 from nrnn.train import build_model, train
 
 DTYPE = torch.float64
-NOISES = ("diagonal", "scalar", "reference", "paper-quiet", "reference-quiet")
+NOISES = ("diagonal", "scalar", "released", "paper-quiet", "released-quiet")
 ROUND_OFF = dict(rtol=1e-10, atol=1e-13)
 
 
 def _noise(name: str, level: float):
     if name == "paper-quiet":
         return Noise()
-    if name == "reference-quiet":
-        return ReferenceNoise()
+    if name == "released-quiet":
+        return ReleasedNoise()
     return make_noise(name, level)
 
 
@@ -126,7 +126,7 @@ def test_fused_gradients_equal_the_reference_path(
             torch.testing.assert_close(gradient, reference, **ROUND_OFF)
 
 
-@pytest.mark.parametrize("noise", ["diagonal", "scalar", "reference"])
+@pytest.mark.parametrize("noise", ["diagonal", "scalar", "released"])
 def test_a_seed_draws_the_same_noise_on_both_paths(noise, monkeypatch):
     """Training mode, no replayed xi: the model draws the noise itself. After the same
     seed both paths give the same logits bit for bit (the same draws), and the generator
@@ -164,7 +164,7 @@ def test_the_fused_path_is_taken_when_a_gradient_is_wanted(monkeypatch):
     assert spy.calls == 2
 
 
-@pytest.mark.parametrize("noise", ["diagonal", "scalar", "reference", "reference-quiet"])
+@pytest.mark.parametrize("noise", ["diagonal", "scalar", "released", "released-quiet"])
 @pytest.mark.parametrize("cell", ["lipschitz", "antisymmetric", "cornn", "gru"])
 def test_gradcheck(cell, noise, monkeypatch):
     """Finite differences of the logits in x, the replayed noise and every parameter."""
@@ -186,7 +186,7 @@ def test_gradcheck(cell, noise, monkeypatch):
     assert spy.calls > 0
 
 
-@pytest.mark.parametrize("noise", ["scalar", "reference"])
+@pytest.mark.parametrize("noise", ["scalar", "released"])
 def test_second_derivatives_recompute_the_reference_path(noise):
     """create_graph=True differentiates the reference path: gradgradcheck, and the noise
     Laplacian and Hessian trace equal the reference path's to round-off."""
@@ -275,12 +275,9 @@ def _run_config(**model_overrides) -> config_module.RunConfig:
     config = config_module.default_config("digits")
     config.data.train_subset, config.data.eval_subset, config.data.batch_size = 96, 50, 32
     config.model.hidden_dim = 6
-    config.noise.form = "reference"
-    config.noise.additive = config.noise.multiplicative = 0.1
     config.train.epochs = 2
-    for key, value in model_overrides.items():
-        setattr(config.model, key, value)
-    return config.validate()
+    noise = {"kind": "released", "additive": 0.1, "multiplicative": 0.1}
+    return config_module.from_dict({"noise": noise, "model": model_overrides}, config).validate()
 
 
 def _numbers(result) -> list[dict]:

@@ -12,6 +12,7 @@ to eager with one line, and training with the graph resumes exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import pytest
@@ -228,7 +229,7 @@ def test_the_losses_read_back_once_are_the_losses_read_back_per_batch():
 def tiny_config(device: str = "cpu", **train_options) -> RunConfig:
     config = default_config("digits-rows")
     config.model.hidden_dim = 8
-    config.noise.additive = config.noise.multiplicative = 0.1
+    config.noise = dataclasses.replace(config.noise, additive=0.1, multiplicative=0.1)
     config.data.train_subset, config.data.eval_subset = 200, 64
     config.data.batch_size = 32  # 6 batches of 32 and a last one of 8
     config.train.epochs = 2

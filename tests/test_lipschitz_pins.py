@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from nrnn import Noise, NoisyRNN
+from nrnn import config as config_module
 
 import lipschitz_pins as pins_module
 
@@ -145,9 +146,8 @@ def test_a_slightly_different_training_run_fails_the_tolerance(tmp_path, section
     explicit objective through its regularizer)."""
 
     def configure(config):
-        target = getattr(config, section)
-        setattr(target, key, getattr(target, key) * factor)
-        return config
+        value = getattr(getattr(config, section), key) * factor
+        return config_module.from_dict({section: {key: value}}, config)
 
     with pins_module.one_thread():
         pins = pins_module.training_pins(tmp_path, configure)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import nrnn.train as training
-from nrnn import perturb
+from nrnn import Noise, ReleasedNoise, perturb
 from nrnn.experiments import (
     REGISTRY,
     Context,
@@ -55,14 +55,14 @@ def test_variants_carry_the_released_settings_and_their_derived_translation():
         clean = configs[name]
         assert clean.train.objective == "clean", name
         assert clean.noise.additive == clean.noise.multiplicative == 0.0, name
-    assert configs["antisymmetric"].model.antisymmetric
-    assert configs["released-clean"].noise.form == "reference"  # learnable δ, no noise
+    assert configs["antisymmetric"].model.cell.antisymmetric
+    assert isinstance(configs["released-clean"].noise, ReleasedNoise)  # learnable δ, no noise
     for setting, (s_a, s_m) in runs.RELEASED_NOISE.items():
         released = configs[f"released-{setting}"]
-        assert released.noise.form == "reference" and released.train.objective == "noise"
+        assert isinstance(released.noise, ReleasedNoise) and released.train.objective == "noise"
         assert (released.noise.additive, released.noise.multiplicative) == (s_a, s_m)
         paper = configs[f"paper-{setting}"].noise
-        assert paper.form == "paper"
+        assert isinstance(paper, Noise)
         # the derived equivalent: sigma_1 = s_a / sqrt(dt) exactly, no state-proportional part
         assert paper.additive == pytest.approx(s_a / math.sqrt(dt), rel=1e-12)
         assert paper.multiplicative == 0.0
@@ -78,7 +78,7 @@ def test_variants_carry_the_released_settings_and_their_derived_translation():
         noisy, twin = configs[name].to_dict(), configs[variant.control].to_dict()
         for section in ("data", "model", "optim"):
             assert noisy[section] == twin[section], (name, section)
-        assert noisy["noise"]["form"] == twin["noise"]["form"], name
+        assert noisy["noise"]["kind"] == twin["noise"]["kind"], name
         assert twin["noise"]["additive"] == twin["noise"]["multiplicative"] == 0.0
     # with the default recipe, the paper-form twin is the Lipschitz RNN itself
     assert configs["paper-clean"].identity_hash() == configs["lipschitz"].identity_hash()
@@ -122,13 +122,13 @@ def test_the_authors_recipe_and_tuning_table():
     configs = {name: runs.make_config(name, "pmnist-pixels", 0, size) for name in runs.VARIANTS}
     for config in configs.values():
         assert config.data.recipe == "authors" and config.data.batch_size == 128
-        assert (config.model.init_std, config.model.init_divisor) == (0.1, "hidden")
+        assert (config.model.cell.init_std, config.model.cell.init_divisor) == (0.1, "hidden")
         assert config.optim.lr_decay == 0.1 and config.optim.lr_decay_every == 9
     lipschitz, antisymmetric = configs["lipschitz"], configs["antisymmetric"]
     assert (lipschitz.model.dt, lipschitz.optim.lr) == (0.03, 0.0035)  # permuted: 0.0035
     assert runs.make_config("lipschitz", "mnist-pixels", 0, size).optim.lr == 0.003
     assert (antisymmetric.model.dt, antisymmetric.optim.lr) == (0.01, 0.002)
-    assert antisymmetric.model.gamma_w == 1e-4 and antisymmetric.model.antisymmetric
+    assert antisymmetric.model.cell.gamma_w == 1e-4 and antisymmetric.model.cell.antisymmetric
     for name in (
         "released-clean",
         "released-small",
@@ -139,7 +139,7 @@ def test_the_authors_recipe_and_tuning_table():
         "explicit",
     ):
         config = configs[name]  # the noisy models' tuning, twins included
-        assert (config.model.dt, config.optim.lr, config.model.beta) == (0.01, 0.001, 0.75)
+        assert (config.model.dt, config.optim.lr, config.model.cell.beta) == (0.01, 0.001, 0.75)
     released = configs["released-high"].noise
     assert (released.additive, released.multiplicative) == (0.05, 0.02)
     high = configs["paper-high"].noise  # the released level in the paper's form at dt 0.01
@@ -186,7 +186,7 @@ def test_robustness_smoke_writes_every_file_and_hits_the_store(tmp_path):
     assert lipschitz["seeds"] == [0, 1] and lipschitz["control"] is None
     assert high["control"] == "released-clean" and twin["control"] is None
     assert high["noise"] == {
-        "form": "reference",
+        "form": "released",
         "additive": 0.05,
         "multiplicative": 0.02,
         "brownian": None,
@@ -242,7 +242,7 @@ def test_a_failed_run_fails_the_figure_and_overwrites_nothing(tmp_path, monkeypa
     silently lost the failed variant and the command succeeded.)"""
 
     def diverge_lipschitz(config, *args, **kwargs):
-        if config.train.objective == "clean" and config.noise.form == "paper":
+        if config.train.objective == "clean" and isinstance(config.noise, Noise):
             raise training.TrainingDivergedError("loss is nan at epoch 1, batch 0")
         return original(config, *args, **kwargs)
 
@@ -397,7 +397,9 @@ def test_set_overrides_every_run_and_leaves_out_invalid_variants(tmp_path, monke
     assert [v["name"] for v in summary["variants"]] == ["paper-high"]
     assert summary["settings"]["overrides"] == ["model.cell=cornn"]
     (run_dir,) = summary["variants"][0]["run_dirs"]
-    assert json.loads((Path(run_dir) / "config.json").read_text())["model"]["cell"] == "cornn"
+    assert (
+        json.loads((Path(run_dir) / "config.json").read_text())["model"]["cell"]["kind"] == "cornn"
+    )
 
 
 def test_progress_of_a_profile_read_from_its_store(tmp_path, monkeypatch):

@@ -98,7 +98,7 @@ def probe_regularizer(seed):
 
 
 def small_model(seed):
-    return list(catalogue.small_model("cornn", "reference", seed=seed).parameters())
+    return list(catalogue.small_model("cornn", "released", seed=seed).parameters())
 
 
 def random_batch(seed):

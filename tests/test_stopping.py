@@ -67,7 +67,7 @@ def _config(epochs: int, window: int = 2, **train) -> config_module.RunConfig:
     config.model.hidden_dim = 6
     config.data.train_subset, config.data.eval_subset = 96, 50
     config.data.batch_size = 32
-    config.noise.additive = config.noise.multiplicative = 0.0
+    config.noise = dataclasses.replace(config.noise, additive=0.0, multiplicative=0.0)
     config.optim.lr_decay_every = 0
     config.train.epochs = epochs
     config.train.stop_window = window

@@ -1,11 +1,13 @@
 """Training: reproducibility, exact resumption, divergence, checkpoints and config errors."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 import nrnn.train as training
+from nrnn import Noise
 from nrnn import config as config_module
 from nrnn.cli import main as cli_main
 from nrnn.train import CheckpointError, TrainingDivergedError, load_model, train
@@ -15,7 +17,7 @@ def small_config(**train_overrides) -> config_module.RunConfig:
     """A run of a few seconds: digits row by row, 16 hidden units, noise on."""
     config = config_module.default_config("digits-rows")
     config.model.hidden_dim = 16
-    config.noise.additive = config.noise.multiplicative = 0.1
+    config.noise = Noise(0.1, 0.1)
     config.data.batch_size = 128
     config.train.epochs = 2
     for key, value in train_overrides.items():
@@ -151,7 +153,7 @@ def test_subsets_and_the_authors_initialisation(tmp_path):
     config = small_config(epochs=1)
     config.data.train_subset = 300
     config.data.eval_subset = 50
-    config.model.init_divisor = "hidden"
+    config.model.cell = dataclasses.replace(config.model.cell, init_divisor="hidden")
     subset = training.load_split(config, "train", 300)
     assert len(subset) == 300
     whole = training.load_split(config, "train")
@@ -198,6 +200,7 @@ def test_load_model_restores_the_trained_model(tmp_path):
     [
         ("train.objective='sgd'", "train.objective must be one of"),
         ("noise.form='ito'", "noise.form must be one of"),
+        ("noise.kind='ito'", "noise.kind must be one of"),
         ("data.batch_size=0", "data.batch_size must be an integer >= 1"),
         ("optim.lr=-1", "optim.lr must be a finite number > 0"),
         ("optim.lr=inf", "optim.lr must be a finite number > 0, got inf"),
@@ -211,6 +214,7 @@ def test_load_model_restores_the_trained_model(tmp_path):
         ("model.hidden_dim=0", "model.hidden_dim must be an integer >= 1"),
         ("model.dt=0", "model.dt must be a finite number > 0"),
         ("model.beta=1.5", r"model.beta must be in \[0, 1\]"),
+        ("model.cell.beta=1.5", r"model.cell.beta must be in \[0, 1\]"),
         ("noise.additive=-0.1", "noise.additive must be a finite number >= 0"),
         ("noise.brownian='full'", "noise.brownian must be one of"),
         ("train.seed=-1", "train.seed must be an integer >= 0"),
@@ -218,14 +222,15 @@ def test_load_model_restores_the_trained_model(tmp_path):
         ("data.recipe='paper'", "data.recipe must be one of"),
         ("data.recipe='authors'", "recipe='authors' exists for mnist-pixels, pmnist-pixels only"),
         ("model.init_divisor='d'", "model.init_divisor must be one of"),
+        ("model.cell.init_divisor='d'", "model.cell.init_divisor must be one of"),
         ("train.device='tpu'", "train.device must be cpu, cuda, cuda:N or auto"),
         ("train.divergence_factor=0.5", "train.divergence_factor must be 0"),
     ],
 )
 def test_bad_config_values(override, message):
-    config = config_module.from_dict(config_module.parse_override(override), small_config())
+    """Refused when read (a cell option, a noise level) or when validated (the rest)."""
     with pytest.raises(ValueError, match=message):
-        config.validate()
+        config_module.from_dict(config_module.parse_override(override), small_config()).validate()
 
 
 @pytest.mark.parametrize(

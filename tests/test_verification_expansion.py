@@ -21,7 +21,7 @@ import independent
 TINY = expansion.ExpansionSizes(
     quadrature=(
         expansion.QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=4, seed=1),
-        expansion.QuadratureCase(hidden=2, steps=2, noise="reference", nodes=3, seed=2),
+        expansion.QuadratureCase(hidden=2, steps=2, noise="released", nodes=3, seed=2),
     ),
     monte_carlo=(
         expansion.MonteCarloCase(
@@ -179,7 +179,7 @@ def test_z_of_every_statistical_check_is_the_bonferroni_quantile(tiny_checks):
 
 
 def test_quadrature_rule_integrates_moments_exactly():
-    model, _, _ = expansion.quadrature_model(TINY.quadrature[1], 0.5, 0.5)  # reference noise
+    model, _, _ = expansion.quadrature_model(TINY.quadrature[1], 0.5, 0.5)  # released-code noise
     points, weights = quadrature.noise_rule(model, 2, nodes=3)
     assert points.shape == (3 ** (2 * 4), 2, 4) and weights.sum().item() == pytest.approx(1)
     second = (weights[:, None, None] * points**2).sum(0)
@@ -194,7 +194,7 @@ def test_a_quadrature_too_big_is_refused_before_any_work(monkeypatch):
     released-code noise's rule has 4^12 points); now it is refused at once, naming the
     size, and the largest case of the shipped profiles stays within the limit."""
     monkeypatch.setattr(expansion, "timed", lambda *args: pytest.fail("a check ran"))
-    with pytest.raises(ValueError, match=r"reference: .* 4\^\(2·6\) = 16,777,216 points"):
+    with pytest.raises(ValueError, match=r"released: .* 4\^\(2·6\) = 16,777,216 points"):
         expansion.verify_cell("lipschitz", hidden=3)
     model, _, _ = expansion.quadrature_model(TINY.quadrature[0], 0.5, 0.5)
     with pytest.raises(ValueError, match="more than the limit"):

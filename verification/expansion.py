@@ -52,7 +52,8 @@ import torch.nn.functional as F
 from nrnn import data, quadrature
 from nrnn._generated.cross_entropy import cross_entropy_grad, cross_entropy_hessian
 from nrnn._generated.expansion import covariance_rhs, mean_rhs, q_term, r_term
-from nrnn.catalogue import cell_name, random_batch, small_model
+from nrnn.catalogue import NOISE_FORMS, cell_name, random_batch, small_model
+from nrnn.cells import CELLS
 from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.montecarlo import mean_and_stderr, z_threshold
@@ -76,7 +77,7 @@ class QuadratureCase:
 
     hidden: int
     steps: int
-    noise: str  # "diagonal", "scalar" or "reference"
+    noise: str  # a variant of nrnn.catalogue.NOISE_FORMS: "diagonal", "scalar", "released"
     nodes: int  # quadrature nodes per noise variable
     seed: int
     cell: object = "lipschitz"  # a name in nrnn.catalogue.CELLS, or a cell class
@@ -141,10 +142,10 @@ class ExpansionSizes:
 NEW_CELL_QUADRATURE = (
     QuadratureCase(hidden=1, steps=2, noise="diagonal", nodes=5, seed=51, cell="cornn"),
     QuadratureCase(hidden=1, steps=2, noise="scalar", nodes=5, seed=52, cell="cornn"),
-    QuadratureCase(hidden=1, steps=2, noise="reference", nodes=4, seed=53, cell="cornn"),
+    QuadratureCase(hidden=1, steps=2, noise="released", nodes=4, seed=53, cell="cornn"),
     QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=5, seed=61, cell="gru"),
     QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=62, cell="gru"),
-    QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=63, cell="gru"),
+    QuadratureCase(hidden=2, steps=2, noise="released", nodes=4, seed=63, cell="gru"),
     QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=71, cell="lipschitz-arctan"),
 )
 """The coRNN (state 2d), GRU-ODE and arctan Lipschitz cells with every noise form."""
@@ -154,17 +155,17 @@ QUICK = ExpansionSizes(
         QuadratureCase(hidden=2, steps=3, noise="diagonal", nodes=5, seed=1),
         QuadratureCase(hidden=2, steps=2, noise="scalar", nodes=5, seed=2),
         QuadratureCase(hidden=3, steps=2, noise="diagonal", nodes=5, seed=3),
-        QuadratureCase(hidden=2, steps=2, noise="reference", nodes=4, seed=4),
+        QuadratureCase(hidden=2, steps=2, noise="released", nodes=4, seed=4),
     )
     + NEW_CELL_QUADRATURE,
     monte_carlo=(
         MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=3, seed=11),
         MonteCarloCase(dataset="ecg5000", hidden=128, noise="scalar", sequences=2, seed=12),
-        MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=2, seed=13),
+        MonteCarloCase(dataset="digits", hidden=64, noise="released", sequences=2, seed=13),
         MonteCarloCase("digits", 16, "diagonal", sequences=2, seed=17, cell="cornn"),
-        MonteCarloCase("ecg5000", 16, "reference", sequences=1, seed=18, cell="cornn"),
+        MonteCarloCase("ecg5000", 16, "released", sequences=1, seed=18, cell="cornn"),
         MonteCarloCase("digits", 32, "scalar", sequences=2, seed=19, cell="gru"),
-        MonteCarloCase("ecg5000", 16, "reference", sequences=1, seed=20, cell="gru"),
+        MonteCarloCase("ecg5000", 16, "released", sequences=1, seed=20, cell="gru"),
     ),
     convergence_cells=("lipschitz", "cornn", "gru"),
     gradient_cases=(
@@ -182,21 +183,21 @@ FULL = dataclasses.replace(
     + (
         QuadratureCase(hidden=3, steps=3, noise="diagonal", nodes=5, seed=5),
         QuadratureCase(hidden=3, steps=3, noise="scalar", nodes=3, seed=6),
-        QuadratureCase(hidden=3, steps=2, noise="reference", nodes=3, seed=7),
+        QuadratureCase(hidden=3, steps=2, noise="released", nodes=3, seed=7),
         QuadratureCase(hidden=2, steps=2, noise="diagonal", nodes=4, seed=54, cell="cornn"),
         QuadratureCase(hidden=3, steps=2, noise="scalar", nodes=4, seed=64, cell="gru"),
     ),
     monte_carlo=(
         MonteCarloCase(dataset="digits", hidden=16, noise="diagonal", sequences=4, seed=11),
         MonteCarloCase(dataset="ecg5000", hidden=128, noise="scalar", sequences=4, seed=12),
-        MonteCarloCase(dataset="digits", hidden=64, noise="reference", sequences=4, seed=13),
+        MonteCarloCase(dataset="digits", hidden=64, noise="released", sequences=4, seed=13),
         MonteCarloCase(dataset="digits", hidden=128, noise="scalar", sequences=4, seed=14),
         MonteCarloCase(dataset="ecg5000", hidden=32, noise="diagonal", sequences=4, seed=15),
-        MonteCarloCase(dataset="ecg5000", hidden=64, noise="reference", sequences=4, seed=16),
+        MonteCarloCase(dataset="ecg5000", hidden=64, noise="released", sequences=4, seed=16),
         MonteCarloCase("digits", 64, "scalar", sequences=4, seed=17, cell="cornn"),
         MonteCarloCase("ecg5000", 32, "diagonal", sequences=4, seed=18, cell="cornn"),
         MonteCarloCase("digits", 64, "diagonal", sequences=4, seed=19, cell="gru"),
-        MonteCarloCase("ecg5000", 32, "reference", sequences=4, seed=20, cell="gru"),
+        MonteCarloCase("ecg5000", 32, "released", sequences=4, seed=20, cell="gru"),
     ),
     monte_carlo_paths=20000,
     convergence_halvings=10,
@@ -857,8 +858,8 @@ def cell_sizes(cell, *, hidden: int = 2, steps: int = 2, seed: int = 0) -> Expan
     """Tiny sizes that verify one cell without data: exact quadrature with each noise form
     (claims 1 and 2), Δt -> 0 with both Brownian modes (claim 3) and the gradient's
     remainder order (claim 4). ``cell``: a name in ``nrnn.catalogue.CELLS`` or a cell class
-    (hidden size -> cell)."""
-    forms = ("diagonal", "scalar", "reference")
+    (hidden size -> cell). The noise forms: every variant of ``nrnn.catalogue.NOISE_FORMS``."""
+    forms = tuple(NOISE_FORMS)
     return ExpansionSizes(
         quadrature=tuple(
             QuadratureCase(hidden, steps, form, nodes=4, seed=seed + index, cell=cell)
@@ -871,6 +872,35 @@ def cell_sizes(cell, *, hidden: int = 2, steps: int = 2, seed: int = 0) -> Expan
         gradient_cases=(
             QuadratureCase(hidden, steps, "diagonal", nodes=4, seed=seed + 9, cell=cell),
         ),
+    )
+
+
+def with_registered(sizes: ExpansionSizes) -> ExpansionSizes:
+    """``sizes`` with the tiny cases of :func:`cell_sizes` for every registered cell
+    (``nrnn.cells.CELLS``) that no quadrature case of the quick profile names, and a
+    quadrature case of the Lipschitz cell for every noise variant
+    (``nrnn.catalogue.NOISE_FORMS``) that none of them uses: a cell or noise form registered
+    after the built-in ones is verified in every profile."""
+    named = {case.cell_name for case in QUICK.quadrature}
+    added = [
+        cell_sizes(next(iter(kind.catalogue())))
+        for kind in CELLS.entries()
+        if not named & set(kind.catalogue())
+    ]
+    used = {case.noise for case in QUICK.quadrature}
+    forms = [
+        QuadratureCase(2, 2, form, nodes=4, seed=90 + index)
+        for index, form in enumerate(NOISE_FORMS)
+        if form not in used
+    ]
+    if not added and not forms:
+        return sizes
+    return dataclasses.replace(
+        sizes,
+        quadrature=sizes.quadrature + tuple(forms) + sum((a.quadrature for a in added), ()),
+        convergence_cells=sizes.convergence_cells
+        + tuple(cell for a in added for cell in a.convergence_cells),
+        gradient_cases=sizes.gradient_cases + sum((a.gradient_cases for a in added), ()),
     )
 
 
@@ -923,5 +953,5 @@ EXPERIMENT = Experiment(
     title="small-noise expansion of the expected loss (claims 1-4)",
     claims=(1, 2, 3, 4),
     profiles=PROFILES,
-    run=lambda sizes, context: run(sizes),
+    run=lambda sizes, context: run(with_registered(sizes)),
 )

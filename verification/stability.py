@@ -34,7 +34,6 @@ import torch
 
 from nrnn import Noise, NoisyRNN, stability
 from nrnn.catalogue import (
-    CELLS,
     NON_NORMAL,
     ROTATION,
     SCALAR_CASES,
@@ -47,6 +46,7 @@ from nrnn.catalogue import (
     random_model,
     second_moment_systems,
 )
+from nrnn.cells import CELLS
 from nrnn.experiments import Experiment
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 
@@ -722,13 +722,15 @@ class CellCase(TypedDict):
 
 
 def check_cells(sizes: Sizes, seed: int = 700) -> Check:
-    """Every built-in cell: the measured a.s. exponent, against the Euler–Maruyama bound of
-    the cell's split f = L h + N(h) where one is derived (Lipschitz, coRNN), and otherwise
-    (GRU-ODE) reported with the statement that no closed-form bound is available."""
+    """Every registered cell at its defaults (``nrnn.cells.CELLS``: the built-in ones first,
+    in their order, so their seeds stay): the measured a.s. exponent, against the
+    Euler–Maruyama bound of the cell's split f = L h + N(h) where one is derived (Lipschitz,
+    coRNN), and otherwise (GRU-ODE) reported with the statement that no closed-form bound is
+    available."""
     burn_in = steps_for(sizes.burn_in_time, sizes.dt)
     total = burn_in + steps_for(sizes.rnn_time, sizes.dt)
     cases = []
-    for cell_index, name in enumerate(("lipschitz", "cornn", "gru")):
+    for cell_index, kind in enumerate(CELLS.entries()):
         for level_index, sigma in enumerate(CELL_NOISE_LEVELS):
             case_seed = seed + 10 * cell_index + level_index
             torch.manual_seed(seed + cell_index)
@@ -738,14 +740,14 @@ def check_cells(sizes: Sizes, seed: int = 700) -> Check:
                 2,
                 dt=sizes.dt,
                 noise=Noise(0.3, sigma, "scalar"),
-                cell=CELLS[name](sizes.hidden_dim),
+                cell=kind.build(sizes.hidden_dim),
             ).double()
             x = random_inputs(case_seed, sizes.rnn_paths, total)
             estimate = measure(
                 model, x, sizes, paths=sizes.rnn_paths, time=sizes.rnn_time, seed=case_seed
             )
             case: CellCase = {
-                "cell": name,
+                "cell": kind.name,
                 "sigma_mult": sigma,
                 "seed": case_seed,
                 "measured": estimate.exponent,

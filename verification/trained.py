@@ -71,7 +71,7 @@ REFERENCE_EFFECT = 1.0
 NOISE_LEVEL = 0.1
 """σ₁ = σ₂ of the noise-trained and explicitly regularised models (fixed a priori)."""
 OBJECTIVES = ("clean", "noise", "explicit")
-SUBSET_SEED = 20211206
+SUBSET_SEED = data.SUBSET_SEED
 """Seed of the fixed random subsets of the training and test splits that are measured."""
 
 
@@ -112,7 +112,7 @@ class Sizes:
 DIGITS_ROWS_SMALL = DatasetPlan(
     "digits-rows",
     {
-        "model": {"hidden_dim": 32, "dt": 0.2, "init_std": 0.5},
+        "model": {"hidden_dim": 32, "dt": 0.2, "cell": {"init_std": 0.5}},
         "optim": {"lr": 0.01, "lr_decay_every": 60, "lr_decay": 0.1},
         "train": {"epochs": 100},
     },
@@ -166,7 +166,8 @@ def run_config(plan: DatasetPlan, seed: int, objective: str, noise_level: float)
     """The run of one (dataset, seed, objective): the shipped default, then the plan's
     overrides, then σ₁ = σ₂ = ``noise_level``, the seed and the objective."""
     config = from_dict(plan.overrides, default_config(plan.name))
-    config.noise.additive = config.noise.multiplicative = float(noise_level)
+    level = float(noise_level)
+    config.noise = config.noise.with_levels(level, level)
     config.train.seed = seed
     config.train.objective = objective
     return config.validate()
@@ -215,8 +216,7 @@ def fixed_subset(config: RunConfig, split: str, size: int) -> tuple[torch.Tensor
     """``size`` sequences of a split of the config's dataset drawn without replacement with
     ``SUBSET_SEED``: (x (size, M, p), y (size,)); the whole split if it is smaller."""
     inputs, labels = data.load(config.data.name, split, recipe=config.data.recipe).tensors
-    generator = torch.Generator().manual_seed(SUBSET_SEED)
-    chosen = torch.randperm(len(labels), generator=generator)[: min(size, len(labels))]
+    chosen = data.fixed_subset_indices(len(labels), size, SUBSET_SEED, order="drawn")
     return inputs[chosen], labels[chosen]
 
 

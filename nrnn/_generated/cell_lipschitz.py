@@ -8,6 +8,8 @@ from ._helpers import lift
 
 __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_differential', 'drift_second_differential', 'step_vjp', 'step_vjp_multiplicative']
 
+ACTIVATION_POINTS = {'phi_curvature': ('phi', 2), 'phi_slope': ('phi', 1)}
+
 
 def drift(state, a_matrix, w_matrix, drive, phi):
     r"""Lipschitz RNN: The drift f(h, c).

@@ -11,18 +11,19 @@ and ε > 0 damps; they are fixed numbers, not trained.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from .. import activations, contract
+from .. import activations, contract, options
 from .._generated import cell_cornn as _formulas
-from ..activations import Activation
+from ..activations import ACTIVATIONS, Activation
 from .base import Cell, Point, StabilitySplit
 
-__all__ = ["CoRNNCell", "CoRNNParameters"]
+__all__ = ["CoRNNCell", "CoRNNOptions", "CoRNNParameters"]
 
 
 class CoRNNParameters(NamedTuple):
@@ -146,3 +147,13 @@ class CoRNNCell(Cell[CoRNNParameters]):
             f"hidden_dim={self.hidden_dim}, gamma={self.gamma}, epsilon={self.epsilon}, "
             f"activation={self.activation.name!r}"
         )
+
+
+@dataclass(frozen=True)
+class CoRNNOptions(options.Options):
+    """The options of :class:`CoRNNCell` (``[model.cell] kind = "cornn"``)."""
+
+    gamma: float = options.real(2.7)
+    epsilon: float = options.real(4.7)
+    activation: str = options.choice("tanh", tuple(ACTIVATIONS))
+    init_std: float = options.real(1.0, minimum=0)

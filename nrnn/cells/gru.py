@@ -12,18 +12,19 @@ c = (c_u, c_r, c_g) = W x_k + b (the model's input map, width 3d).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from .. import activations, contract
+from .. import activations, contract, options
 from .._generated import cell_gru as _formulas
 from ..activations import Activation
 from .base import Cell, Point
 
-__all__ = ["GRUODECell", "GRUODEParameters"]
+__all__ = ["GRUODECell", "GRUODEOptions", "GRUODEParameters"]
 
 _SIGMOID, _TANH = activations.get("sigmoid"), activations.get("tanh")
 
@@ -118,3 +119,10 @@ class GRUODECell(Cell[GRUODEParameters]):
 
     def extra_repr(self) -> str:
         return f"hidden_dim={self.hidden_dim}"
+
+
+@dataclass(frozen=True)
+class GRUODEOptions(options.Options):
+    """The options of :class:`GRUODECell` (``[model.cell] kind = "gru"``)."""
+
+    init_std: float = options.real(1.0, minimum=0)

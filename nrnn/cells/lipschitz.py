@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from .. import activations, contract
+from .. import activations, contract, options
 from .._generated import cell_lipschitz as _formulas
-from ..activations import Activation
+from ..activations import ACTIVATIONS, Activation
 from .base import Cell, Point, StabilitySplit
 
-__all__ = ["INIT_DIVISORS", "LipschitzCell", "LipschitzParameters", "lipschitz_matrix"]
+__all__ = [
+    "INIT_DIVISORS",
+    "LipschitzCell",
+    "LipschitzOptions",
+    "LipschitzParameters",
+    "lipschitz_matrix",
+]
 
 INIT_DIVISORS = ("sqrt-hidden", "hidden")
 """How ``init_std`` is divided for the hidden matrices: by √d (default) or d (released code)."""
@@ -195,3 +202,16 @@ class LipschitzCell(Cell[LipschitzParameters]):
             f"gamma_a={self.gamma_a}, gamma_w={self.gamma_w}, "
             f"antisymmetric={self.antisymmetric}, activation={self.activation.name!r}"
         )
+
+
+@dataclass(frozen=True)
+class LipschitzOptions(options.Options):
+    """The options of :class:`LipschitzCell` (``[model.cell] kind = "lipschitz"``)."""
+
+    beta: float = options.real(0.75, minimum=0, maximum=1)
+    gamma_a: float = options.real(0.001)
+    gamma_w: float = options.real(0.001)
+    antisymmetric: bool = options.flag(False)
+    init_std: float = options.real(1.0, minimum=0)
+    init_divisor: str = options.choice("sqrt-hidden", INIT_DIVISORS)
+    activation: str = options.choice("tanh", tuple(ACTIVATIONS))
