@@ -29,15 +29,13 @@ forward-mode AD the model uses the reference path (:func:`applies`).
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .cells.base import Cell, check_drift_shape
+from .cells.base import Cell, argument_names, check_drift_shape
 from .noise import NoiseForm, Parameters
 from .recurrence import reference
 
@@ -66,11 +64,6 @@ def applies(cell: Cell[Any], noise: NoiseForm, tensors: Iterable[torch.Tensor | 
         and any(t is not None and t.requires_grad for t in tensors)
         and not _transforms_active()
     )
-
-
-@functools.cache
-def _argument_names(function: Callable[..., Any]) -> tuple[str, ...]:
-    return tuple(inspect.signature(function).parameters)
 
 
 @dataclass(frozen=True)
@@ -144,7 +137,7 @@ def _check_parameter_names(cell: Cell[Any], parameters: tuple[Any, ...]) -> None
         )
     formulas = cell.formulas
     assert formulas is not None  # supports(cell, noise) holds when the fused path runs
-    formula_names = set(_argument_names(formulas.step_vjp))
+    formula_names = set(argument_names(formulas.step_vjp))
     unknown = [
         name
         for name, value in zip(fields, parameters, strict=True)
@@ -217,7 +210,7 @@ def _fused_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor |
     static = cell.formula_arguments({}, parameters)
     known = ("cotangent", "step", "state", "multiplier")
     functions = {False: formulas.step_vjp, True: formulas.step_vjp_multiplicative}
-    names = {key: _argument_names(vjp) for key, vjp in functions.items()}
+    names = {key: argument_names(vjp) for key, vjp in functions.items()}
     point_names = {
         key: [n for n in ns if n not in known and n not in static] for key, ns in names.items()
     }

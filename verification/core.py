@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nrnn.exitcodes import InfrastructureError
 from nrnn.experiments import PROFILES, REGISTRY, Context, Experiment, load
 from nrnn.files import write_json_atomic, write_text_atomic
@@ -83,6 +85,17 @@ def clearly_above(estimate: float, limit: float, stderr: float, z: float) -> boo
 def clearly_below(estimate: float, limit: float, stderr: float, z: float) -> bool:
     """estimate + z·SE < limit: the estimate is significantly below the limit."""
     return estimate + z * stderr < limit
+
+
+def geometric(spec: tuple[float, float, int]) -> np.ndarray:
+    """A geometric grid from (low, high, count): ``count`` points from ``low`` to ``high``."""
+    low, high, count = spec
+    return np.geomspace(low, high, int(count))
+
+
+def log_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log|y| against log x (an observed order)."""
+    return float(np.polyfit(np.log(x), np.log(np.abs(y)), 1)[0])
 
 
 def timed(function: Callable[..., Check], *args, **kwargs) -> Check:

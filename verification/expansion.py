@@ -60,7 +60,7 @@ from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.paths import simulate
 from nrnn.regularizer import explicit_regularizer
 
-from .core import Check, timed, within
+from .core import Check, geometric, log_slope, timed, within
 
 DTYPE = torch.float64
 FALSE_FAILURE = 1e-5  # per statistical check (Bonferroni within the check)
@@ -225,11 +225,6 @@ PROFILES = {"smoke": SMOKE, "quick": QUICK, "medium": QUICK, "full": FULL}
 
 
 # ------------------------------------------------------------------------ helpers
-def geometric(spec: tuple[float, float, int]) -> np.ndarray:
-    low, high, count = spec
-    return np.geomspace(low, high, int(count))
-
-
 def make_model(input_dim, hidden, classes, *, cell, noise_form, level, dt, seed) -> NoisyRNN:
     """A seeded float64 model of the catalogue (released-code noise: a non-uniform δ)."""
     model = small_model(
@@ -243,11 +238,6 @@ def make_model(input_dim, hidden, classes, *, cell, noise_form, level, dt, seed)
         seed=seed,
     )
     return model.eval()
-
-
-def log_slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log|y| against log x."""
-    return float(np.polyfit(np.log(x), np.log(np.abs(y)), 1)[0])
 
 
 def regularizer_value(model, x, y) -> float:

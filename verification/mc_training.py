@@ -93,7 +93,7 @@ from nrnn.noise import Noise, ReferenceNoise
 from nrnn.quadrature import noise_rule
 from nrnn.regularizer import explicit_regularizer
 
-from .core import Check, timed, within
+from .core import Check, geometric, log_slope, timed, within
 
 CLAIM = 4
 DTYPE = torch.float64
@@ -491,19 +491,9 @@ def path_noise(seed: int, replicate: int, step: int, shape: tuple[int, ...]) -> 
 
 
 # ----------------------------------------------------------------------- fits
-def log_slope(epsilons: np.ndarray, distances: np.ndarray) -> float:
-    """Least-squares slope of log distance against log ε."""
-    return float(np.polyfit(np.log(epsilons), np.log(distances), 1)[0])
-
-
 def local_slopes(epsilons: np.ndarray, distances: np.ndarray) -> np.ndarray:
     """Slopes between neighbouring grid points, (count − 1,)."""
     return np.diff(np.log(distances)) / np.diff(np.log(epsilons))
-
-
-def geometric(spec: tuple[float, float, int]) -> np.ndarray:
-    low, high, count = spec
-    return np.geomspace(low, high, int(count))
 
 
 def within_band(slopes, order: float) -> bool:

@@ -97,13 +97,14 @@ class StabilitySplit:
 
 
 @functools.cache
-def _argument_names(function: Callable[..., Any]) -> tuple[str, ...]:
+def argument_names(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The parameter names of a (generated) function, in order."""
     return tuple(inspect.signature(function).parameters)
 
 
 def call_formula(function: Callable[..., Any], arguments: dict[str, Any]) -> Any:
     """Call a generated function with the entries of ``arguments`` it takes (by name)."""
-    return function(**{name: arguments[name] for name in _argument_names(function)})
+    return function(**{name: arguments[name] for name in argument_names(function)})
 
 
 class Cell(nn.Module, ABC, Generic[P]):
