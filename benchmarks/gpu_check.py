@@ -20,7 +20,7 @@ one H200-class GPU).
    parameters and CUDA generator state, every parameter and loss compared.
 4. **The full profile in GPU-hours**: ``--plan`` of ``nrnn verify`` and ``nrnn figures``
    ``--profile full`` (every run the two need, counted once) with timings measured on
-   this GPU (``nrnn.cost``: each shape of run timed once, captured as it would train).
+   this GPU (``nrnn.workflow.cost``: each shape of run timed once, captured as it would train).
 
 It writes ``--out`` (default ``benchmarks/results/gpu_check.json``) after each part, with
 the device's name, torch's version, the timings, the ratios and the aims (a failed aim is a
@@ -363,15 +363,16 @@ def captured_equals_eager(device: torch.device, steps: int = 3) -> dict[str, Any
 def profile_plan(profile: str = PLAN_PROFILE) -> dict[str, Any]:
     """Every run ``nrnn verify`` and ``nrnn figures`` need at ``profile`` (each store key
     once) with its estimated seconds on this machine's device (``--plan``'s estimate)."""
-    from nrnn.experiments import REGISTRY, Context, load
-    from nrnn.store import RunStore
+    from nrnn.workflow.experiments import Context, load
+    from nrnn.workflow.experiments import names as experiment_names
+    from nrnn.workflow.store import RunStore
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         context = Context(profile=profile, store=RunStore(directory), progress=False)
         seconds: dict[str, float] = {}
         for group in PLAN_GROUPS:
-            for name in REGISTRY[group]:
+            for name in experiment_names(group):
                 experiment = load(group, name)
                 if experiment.plan is None:
                     continue
@@ -387,9 +388,9 @@ def profile_plan(profile: str = PLAN_PROFILE) -> dict[str, Any]:
         "shapes_timed": shapes,
         "gpu_hours": sum(seconds.values()) / 3600,
         "seconds_to_plan": time.perf_counter() - started,
-        "how": "nrnn.cost.Timings on this GPU: each shape of run timed once with the training "
-        "step it would use (captured); a run's estimate is its steps and evaluations at those "
-        "rates, one run at a time on one GPU",
+        "how": "nrnn.workflow.cost.Timings on this GPU: each shape of run timed once with the "
+        "training step it would use (captured); a run's estimate is its steps and evaluations "
+        "at those rates, one run at a time on one GPU",
     }
 
 

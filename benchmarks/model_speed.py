@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
+from nrnn.workflow.experiments import Experiment
 
 from .timing import aim, check_finite_timings, median, time_interleaved
 

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 import torch
 
 from nrnn.draws import CHUNK_ELEMENTS, step_draws
-from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
 from nrnn.paths import simulate
+from nrnn.workflow.experiments import Experiment
 
 from .timing import (
     aim,

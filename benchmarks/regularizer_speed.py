@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import torch
 
-from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise
 from nrnn.oracle import noise_laplacian
 from nrnn.regularizer import explicit_regularizer
+from nrnn.workflow.experiments import Experiment
 
 from .model_speed import make_step
 from .timing import aim, check_finite_timings, median, time_interleaved

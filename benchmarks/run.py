@@ -2,10 +2,10 @@
 
 ``nrnn bench [--profile P] [--only NAME] [--threads N] [--out DIR] ...`` (also ``python -m
 nrnn.benchmarks``) runs the benchmarks of the ``bench`` group of
-``nrnn.experiments.REGISTRY``, prints a table and writes ``DIR/<benchmark>.json``
+``nrnn.workflow.experiments.REGISTRY``, prints a table and writes ``DIR/<benchmark>.json``
 atomically.
 
-To add a benchmark, write a module with ``EXPERIMENT`` (an ``nrnn.experiments.Experiment``
+To add a benchmark, write a module with ``EXPERIMENT`` (an ``nrnn.workflow.experiments.Experiment``
 whose ``parts`` can be chosen with ``--only`` and whose ``run(sizes, context)`` returns
 ``{"settings", "parts"}``, each part a dict with an ``aims`` list) and ``summary_rows(result)``,
 and add it to the ``bench`` group of the registry.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from nrnn.experiments import (
-    REGISTRY,
+from nrnn.files import write_json_atomic
+from nrnn.workflow.experiments import (
     Context,
     Experiment,
     add_common_arguments,
@@ -29,7 +29,9 @@ from nrnn.experiments import (
     load,
     print_plan,
 )
-from nrnn.files import write_json_atomic
+from nrnn.workflow.experiments import (
+    names as experiment_names,
+)
 
 from .timing import environment
 
@@ -38,7 +40,7 @@ DEFAULT_OUT = Path("benchmarks") / "results"
 
 def _module(name: str):
     """The benchmark module ``name`` (for its ``summary_rows``)."""
-    return importlib.import_module(REGISTRY["bench"][name])
+    return importlib.import_module(f"{__package__}.{name}")
 
 
 def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | None]:
@@ -48,7 +50,7 @@ def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | Non
     or a part name alone when no other benchmark has a part of that name.
     """
     if not only:
-        return {name: None for name in REGISTRY["bench"]}
+        return {name: None for name in experiment_names("bench")}
     chosen: dict[str, list[str] | None] = {}
     for value in only:
         name, part = _resolve_one(value)
@@ -63,7 +65,7 @@ def resolve_selection(only: list[str] | None) -> dict[str, tuple[str, ...] | Non
 
 
 def _resolve_one(value: str) -> tuple[str, str | None]:
-    benches = {name: load("bench", name) for name in REGISTRY["bench"]}
+    benches = {name: load("bench", name) for name in experiment_names("bench")}
     if value in benches:
         return value, None
     name, dot, part = value.partition(".")
@@ -78,7 +80,7 @@ def _resolve_one(value: str) -> tuple[str, str | None]:
 def choices() -> list[str]:
     """Every accepted ``--only`` value."""
     names: list[str] = []
-    for bench in (load("bench", name) for name in REGISTRY["bench"]):
+    for bench in (load("bench", name) for name in experiment_names("bench")):
         names.append(bench.name)
         names.extend(f"{bench.name}.{part}" for part in bench.parts)
     return names
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        for name in REGISTRY["bench"]:
+        for name in experiment_names("bench"):
             bench = load("bench", name)
             print(f"{bench.name}: {bench.title}")
             for part in bench.parts:

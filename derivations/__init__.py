@@ -15,5 +15,14 @@ Modules, one idea each:
 - :mod:`derivations.cross_entropy` -- gradient and Hessian of the cross-entropy loss.
 - :mod:`derivations.reference_noise` -- the released-code noise and its SDE equivalent.
 - :mod:`derivations.codegen` -- the torch / numpy printer; :mod:`derivations.latex` the sheet.
-- :mod:`derivations.build` -- ``nrnn derive [--check]``.
+- :mod:`derivations.build` -- ``nrnn derive [--check]`` (:data:`COMMAND`, found through the
+  ``nrnn.commands`` entry point; SymPy is imported when it runs).
 """
+
+from nrnn.workflow.commands import Command
+
+COMMAND = Command(
+    "derive",
+    "regenerate nrnn/_generated and docs/formulas.md [--check] [--cell FILE.py:NAME --out DIR]",
+    f"{__name__}.build:main",
+)

@@ -7,16 +7,14 @@ cases, config validation, command-line choices) reads the registry, so registeri
 entry is all it takes to add one. Lookups of an unknown name raise a ``ValueError`` that
 names the concept and the known names.
 
-An entry point group (``importlib.metadata``) can contribute entries: a registry made with
-``entry_points="nrnn.experiments"`` loads that group the first time it is read (each entry
-point names an object to register), so a package installed beside ``nrnn`` adds entries
-without ``nrnn`` naming it.
+A package installed beside ``nrnn`` registers its entries when it is imported; the
+command line and the harness's workers import such packages through entry points
+(``nrnn.workflow.plugins``), so ``nrnn`` never names them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from typing import Generic, Protocol, TypeVar
 
 __all__ = ["Named", "Registry"]
@@ -35,22 +33,12 @@ class Registry(Generic[T]):
 
     Args:
         concept: what an entry is, for messages ("cell", "noise form", ...).
-        entry_points: an entry point group whose entries are loaded (and registered) on the
-            first read, or None.
         key: the name under which an entry is registered (default its ``name``).
     """
 
-    def __init__(
-        self,
-        concept: str,
-        *,
-        entry_points: str | None = None,
-        key: Callable[[T], str] | None = None,
-    ) -> None:
+    def __init__(self, concept: str, *, key: Callable[[T], str] | None = None) -> None:
         self.concept = concept
         self._entries: dict[str, T] = {}
-        self._group = entry_points
-        self._loaded = entry_points is None
         self._key = key or (lambda entry: entry.name)
 
     def register(self, entry: T) -> T:
@@ -71,33 +59,24 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The entry ``name``; a ``ValueError`` naming the known ones otherwise."""
-        entries = self._read()
-        if not isinstance(name, str) or name not in entries:
+        if not isinstance(name, str) or name not in self._entries:
             raise ValueError(f"unknown {self.concept} {name!r}; expected one of {self.names()}")
-        return entries[name]
+        return self._entries[name]
 
     def names(self) -> tuple[str, ...]:
-        return tuple(self._read())
+        return tuple(self._entries)
 
     def entries(self) -> tuple[T, ...]:
-        return tuple(self._read().values())
+        return tuple(self._entries.values())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._read()
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._read())
+        return len(self._entries)
 
     def __repr__(self) -> str:
         return f"Registry({self.concept!r}, {list(self._entries)})"
-
-    def _read(self) -> dict[str, T]:
-        if not self._loaded:
-            self._loaded = True
-            assert self._group is not None
-            for point in sorted(metadata.entry_points(group=self._group), key=lambda p: p.name):
-                self.register(point.load())
-        return self._entries

@@ -27,8 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from nrnn.experiments import (
-    REGISTRY,
+from nrnn.files import prepare_directory
+from nrnn.verification.core import DEFAULT_REPORT_DIR, default_report_dir
+from nrnn.workflow.experiments import (
     add_common_arguments,
     context_from_arguments,
     load,
@@ -36,8 +37,9 @@ from nrnn.experiments import (
     print_plan,
     validate_request,
 )
-from nrnn.files import prepare_directory
-from nrnn.verification.core import DEFAULT_REPORT_DIR, default_report_dir
+from nrnn.workflow.experiments import (
+    names as experiment_names,
+)
 
 OUTPUT = Path("paper_figures") / "output"
 
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make the paper's figures and tables (PNG, PDF, CSV/JSON, Markdown).",
     )
     add_common_arguments(parser)
-    figures = list(REGISTRY["figures"])
+    figures = list(experiment_names("figures"))
     parser.add_argument(
         "--only",
         action="append",
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         report_sources=report_sources,
         datasets=args.datasets,
     )
-    names = list(dict.fromkeys(args.only or REGISTRY["figures"]))
+    names = list(dict.fromkeys(args.only or experiment_names("figures")))
     trains = validate_request("figures", names, context)
     if args.plan:
         return print_plan("figures", names, context)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nrnn.experiments import Context, Experiment
-from nrnn.harness import RunSpec
+from nrnn.workflow.experiments import DEFAULT_BACKEND, Context, Experiment
+from nrnn.workflow.harness import RunSpec
 
 from . import runs
 from .robustness_report import write, write_claim9, write_index
@@ -374,7 +374,7 @@ def make(settings: Settings, context: Context) -> list[Path]:
     command = f"nrnn figures --only robustness --profile {settings.profile}"
     if context.datasets:
         command += " --datasets " + ",".join(context.datasets)
-    if context.backend_name != "local":
+    if context.backend_name != DEFAULT_BACKEND:
         command += f" --backend {context.backend_name}"
     paths.append(write_index(summaries, context.out_dir, command, settings.profile))
     paths.append(write_claim9(context.out_dir))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nrnn.files import write_text_atomic
-from nrnn.store import RunStore
+from nrnn.workflow.store import RunStore
 
 from . import runs
 from .robustness import settings_for
@@ -64,7 +64,7 @@ def progress_markdown(
 ) -> str:
     """The table of every run of ``profile`` (optionally on ``datasets``) in ``store``, as
     the harness keys them (``threads_per_run`` torch threads, as ``--threads-per-run``)."""
-    from nrnn.harness import with_threads
+    from nrnn.workflow.harness import with_threads
 
     settings = settings_for(profile, datasets)
     size = settings.size

@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nrnn.harness import RunOutcome
 from nrnn.noise import kind_of
+from nrnn.workflow.harness import RunOutcome
 
 from . import runs
 

@@ -21,8 +21,9 @@ def perturbation(name: str, pgd_steps: int):
 
 @dataclass(frozen=True)
 class RobustnessTask:
-    """Clean and perturbed test accuracy of one trained model (an ``nrnn.harness.RunTask``),
-    and the record of its training (:func:`training_record`).
+    """Clean and perturbed test accuracy of one trained model (a
+    ``nrnn.workflow.harness.RunTask``), and the record of its training
+    (:func:`training_record`).
 
     ``levels`` is a tuple of (perturbation name, levels) pairs.
     """

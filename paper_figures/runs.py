@@ -43,8 +43,8 @@ the architecture flag. With ``Size.recipe = "authors"`` (pixel MNIST) each varia
 authors' released data preparation, initialisation and tuning (:data:`AUTHORS_TUNING`): the
 Lipschitz and Antisymmetric RNNs their own, every other variant the noisy models'.
 
-:func:`grid` gives the runs as ``nrnn.harness.RunSpec`` objects; experiments train them
-through ``nrnn.experiments.Context.ensure`` (one store of trained runs, local processes or
+:func:`grid` gives the runs as ``nrnn.workflow.harness.RunSpec`` objects; experiments train them
+through ``nrnn.workflow.experiments.Context.ensure`` (one store of trained runs, local processes or
 Ray).
 """
 
@@ -55,9 +55,9 @@ from dataclasses import dataclass
 
 from nrnn import config as config_module
 from nrnn.config import RunConfig
-from nrnn.harness import RunSpec
 from nrnn.hashing import content_hash
 from nrnn.translation import ReleasedTranslation, released_to_paper
+from nrnn.workflow.harness import RunSpec
 
 RELEASED_NOISE = {"small": (0.02, 0.02), "high": (0.05, 0.02)}
 """(s_a, s_m) of the authors' released training scripts: additive and multiplicative level."""

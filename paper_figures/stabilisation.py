@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from nrnn.catalogue import NON_NORMAL, ROTATION, SCALAR, LinearSystem
-from nrnn.experiments import Context, Experiment
+from nrnn.workflow.experiments import Context, Experiment
 
 from . import style
 

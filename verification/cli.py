@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from nrnn import exitcodes
-from nrnn.experiments import (
-    REGISTRY,
+from nrnn.files import prepare_directory
+from nrnn.workflow.experiments import (
     add_common_arguments,
     context_from_arguments,
     load,
@@ -28,7 +28,9 @@ from nrnn.experiments import (
     print_plan,
     validate_request,
 )
-from nrnn.files import prepare_directory
+from nrnn.workflow.experiments import (
+    names as experiment_names,
+)
 
 from .core import (
     DEFAULT_REPORT_DIR,
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "modules",
         nargs="*",
         metavar="MODULE",
-        help=f"modules to run (default: all of {', '.join(REGISTRY['verify'])})",
+        help=f"modules to run (default: all of {', '.join(experiment_names('verify'))})",
     )
     add_common_arguments(parser)
     parser.add_argument(
@@ -79,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print_list("verify")
         return 0
-    names = list(dict.fromkeys(args.modules)) or list(REGISTRY["verify"])
-    unknown = [name for name in names if name not in REGISTRY["verify"]]
+    names = list(dict.fromkeys(args.modules)) or list(experiment_names("verify"))
+    unknown = [name for name in names if name not in experiment_names("verify")]
     if unknown:
         parser.error(
-            f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY['verify'])}"
+            f"unknown module(s) {', '.join(unknown)}; choose from "
+            + ", ".join(experiment_names("verify"))
         )
     if args.threads is not None:
         if args.threads < 1:

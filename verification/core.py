@@ -1,14 +1,14 @@
 """What every verification module shares: the ``Check`` result and the report files.
 
 A verification module tests one group of the paper's claims (numbered as in
-``docs/design.md``). It defines ``EXPERIMENT``, an ``nrnn.experiments.Experiment`` with
+``docs/design.md``). It defines ``EXPERIMENT``, an ``nrnn.workflow.experiments.Experiment`` with
 sizes for every profile and ``run(sizes, context) -> list[Check]``. Each :class:`Check`
 carries the numbers it measured, its pass criterion in words, the tolerance, the verdict,
 the probability that it fails although the claim holds (0 for a deterministic check), the
 seeds and the time taken.
 
 To add a module, write ``verification/<name>.py`` defining ``EXPERIMENT`` and add it to the
-``verify`` group of ``nrnn.experiments.REGISTRY``.
+``verify`` group of ``nrnn.workflow.experiments.REGISTRY``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from nrnn.exitcodes import InfrastructureError
-from nrnn.experiments import PROFILES, REGISTRY, Context, Experiment, load
 from nrnn.files import write_json_atomic, write_text_atomic
+from nrnn.workflow.experiments import PROFILES, Context, Experiment, load
+from nrnn.workflow.experiments import names as experiment_names
 
 
 @dataclass
@@ -274,7 +275,7 @@ def merge_reports(previous: dict | None, modules: list[dict]) -> dict:
     merged = dict(previous["modules"]) if previous and "modules" in previous else {}
     for module in modules:
         merged[module["module"]] = module
-    ordered = {name: merged[name] for name in REGISTRY["verify"] if name in merged}
+    ordered = {name: merged[name] for name in experiment_names("verify") if name in merged}
     ordered.update({name: value for name, value in merged.items() if name not in ordered})
     passed = bool(ordered) and all(m["passed"] and m["checks"] for m in ordered.values())
     return {"format": 1, "passed": passed, "modules": ordered}

@@ -54,11 +54,11 @@ from nrnn._generated.cross_entropy import cross_entropy_grad, cross_entropy_hess
 from nrnn._generated.expansion import covariance_rhs, mean_rhs, q_term, r_term
 from nrnn.catalogue import NOISE_FORMS, cell_name, random_batch, small_model
 from nrnn.cells import CELLS
-from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.montecarlo import mean_and_stderr, z_threshold
 from nrnn.paths import simulate
 from nrnn.regularizer import explicit_regularizer
+from nrnn.workflow.experiments import Experiment
 
 from .core import Check, geometric, log_slope, timed, within
 

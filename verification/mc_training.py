@@ -87,11 +87,11 @@ from scipy import stats
 from torch.func import jvp
 
 from nrnn import data
-from nrnn.experiments import Experiment
 from nrnn.model import NoisyRNN
 from nrnn.noise import Noise, ReferenceNoise
 from nrnn.quadrature import noise_rule
 from nrnn.regularizer import explicit_regularizer
+from nrnn.workflow.experiments import Experiment
 
 from .core import Check, geometric, log_slope, timed, within
 

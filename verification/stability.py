@@ -47,8 +47,8 @@ from nrnn.catalogue import (
     second_moment_systems,
 )
 from nrnn.cells import CELLS
-from nrnn.experiments import Experiment
 from nrnn.montecarlo import mean_and_stderr, z_threshold
+from nrnn.workflow.experiments import Experiment
 
 from .core import Check, clearly_above, clearly_below, not_above, timed, within
 

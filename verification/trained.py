@@ -37,7 +37,7 @@ the finite-time Lyapunov exponent along data: two trajectories driven by the sam
 sequence, noise off, renormalised every step (``nrnn.stability.lyapunov_exponent``), the
 mean over the test subset (claim 7, ``lyapunov``).
 
-Trained runs come from the shared store (``nrnn.store``) through the command's backend
+Trained runs come from the shared store (``nrnn.workflow.store``) through the command's backend
 (local processes or Ray); the measurements are a task done in the training worker and
 stored beside the run, so a second invocation recomputes nothing.
 """
@@ -56,11 +56,11 @@ from scipy import stats
 
 from nrnn import data, metrics
 from nrnn.config import RunConfig, default_config, from_dict
-from nrnn.experiments import Context, Experiment
-from nrnn.harness import RunOutcome, RunSpec
+from nrnn.hashing import content_hash
 from nrnn.noise import Noise, ReferenceNoise
-from nrnn.store import hash_content
 from nrnn.train import read_metrics
+from nrnn.workflow.experiments import Context, Experiment
+from nrnn.workflow.harness import RunOutcome, RunSpec
 
 from .core import Check
 
@@ -177,7 +177,7 @@ def run_config(plan: DatasetPlan, seed: int, objective: str, noise_level: float)
 @dataclass(frozen=True)
 class MeasureTask:
     """Every metric of a trained model (:func:`measure`), done in the training worker and
-    stored beside the run (an ``nrnn.harness.RunTask``)."""
+    stored beside the run (an ``nrnn.workflow.harness.RunTask``)."""
 
     hessian_samples: int
     hessian_probes: int
@@ -197,7 +197,7 @@ class MeasureTask:
     def key(self) -> str:
         # version 3: the Lyapunov exponent along data of a released-code-noise model with
         # its noise off (version 2 kept its mean step multiplier 1 - s_m/2)
-        return hash_content({"version": 3, **dataclasses.asdict(self)}, length=12)
+        return content_hash({"version": 3, **dataclasses.asdict(self)}, length=12)
 
     def passes(self, config: RunConfig) -> tuple[int, int]:
         """(forward, forward-and-backward) sequence passes, roughly: Hessian-vector products
