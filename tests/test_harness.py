@@ -52,9 +52,7 @@ def test_store_key_covers_the_whole_config_and_the_code_version(tmp_path, monkey
 def _with(config, section, name, value):
     from nrnn.config import from_dict
 
-    copy = from_dict(config.to_dict())
-    setattr(getattr(copy, section), name, value)
-    return copy
+    return from_dict({section: {name: value}}, from_dict(config.to_dict()))
 
 
 # ----------------------------------------------------------------------- execution
@@ -116,7 +114,7 @@ def test_the_same_numbers_whatever_the_number_of_workers(tmp_path):
 
 
 def test_backend_choice_is_checked():
-    with pytest.raises(ValueError, match="backend must be one of"):
+    with pytest.raises(ValueError, match="unknown backend .slurm.; expected one of"):
         make_backend("slurm", jobs=1)
     with pytest.raises(ValueError, match="--address is for --backend ray"):
         make_backend("local", jobs=1, address="auto")
@@ -204,7 +202,7 @@ def test_the_code_digest_ignores_documentation_but_not_code(tmp_path, monkeypatc
     source.mkdir()
     module = source / "m.py"
     monkeypatch.setattr(store_module, "code_path", lambda: ["m.py"])
-    monkeypatch.setattr(store_module, "__file__", str(source / "store.py"))
+    monkeypatch.setattr(store_module, "__file__", str(source / "workflow" / "store.py"))
     module.write_text('"""Doc."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
     first = store_module.code_digest()
     module.write_text('"""Other doc."""\n# a comment\ndef f(x):\n    return x + 1  # same\n')
