@@ -13,7 +13,7 @@ Modules, one idea each:
 - :mod:`derivations.continuous` -- the continuous-time moment ODEs from Itô's formula.
 - :mod:`derivations.stability` -- Lyapunov exponent bounds and the Euler--Maruyama condition.
 - :mod:`derivations.cross_entropy` -- gradient and Hessian of the cross-entropy loss.
-- :mod:`derivations.reference_noise` -- the released-code noise and its SDE equivalent.
+- :mod:`derivations.released_noise` -- the released-code noise and its SDE equivalent.
 - :mod:`derivations.codegen` -- the torch / numpy printer; :mod:`derivations.latex` the sheet.
 - :mod:`derivations.build` -- ``nrnn derive [--check]`` (:data:`COMMAND`, found through the
   ``nrnn.commands`` entry point; SymPy is imported when it runs).

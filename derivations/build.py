@@ -28,7 +28,7 @@ from nrnn.derivations import (
     continuous,
     cross_entropy,
     expansion,
-    reference_noise,
+    released_noise,
     stability,
     step_adjoint,
 )
@@ -53,7 +53,7 @@ DERIVATIONS = (
     continuous,
     stability,
     cross_entropy,
-    reference_noise,
+    released_noise,
     step_adjoint,
 )
 PACKAGES = {TORCH.name: "nrnn/_generated", NUMPY.name: "nrnn/_generated/numpy"}
@@ -70,7 +70,7 @@ MODULE_SUMMARIES = {
         "Gradient and Hessian of the cross-entropy loss, with respect to the logits and through "
         "the readout."
     ),
-    "reference_noise": "The released code's noise and its SDE-equivalent levels.",
+    "released_noise": "The released code's noise and its SDE-equivalent levels.",
     "noise_adjoint": (
         "The fused recurrence: cotangents of one step's noise variables and of the released "
         "code's per-unit step."

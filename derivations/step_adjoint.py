@@ -49,7 +49,7 @@ from nrnn.derivations.drift import CellSpec, point_symbol
 from nrnn.derivations.expansion import SYMBOLS
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.nodes import BlockColumn, SampleSum
-from nrnn.derivations.reference_noise import S_ADD, S_MULT
+from nrnn.derivations.released_noise import S_ADD, S_MULT
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = [
@@ -62,7 +62,7 @@ __all__ = [
     "prove",
 ]
 
-FORMS = ("noise-free", "diagonal", "scalar", "reference", "reference-noise-free")
+FORMS = ("noise-free", "diagonal", "scalar", "released", "released-noise-free")
 """How the step's terms come from the noise variables (see the module docstring)."""
 
 N = SYMBOLS.n
@@ -249,7 +249,7 @@ def noise_step(form: str):
     ones = sp.OneMatrix(N, 1)
     if form in ("noise-free", "diagonal", "scalar"):
         step = DT * ones
-    elif form == "reference":
+    elif form == "released":
         step = sp.HadamardProduct(STEP_SIZE, STEP_MULTIPLIER)
     else:
         step = STEP_SIZE
@@ -259,7 +259,7 @@ def noise_step(form: str):
     elif form == "scalar":
         additive = ROOT_DT * SIGMA_ADD * XI_ADDITIVE
         multiplier = ROOT_DT * SIGMA_MULT * sp.MatMul(ones, XI_SCALAR)
-    elif form == "reference":
+    elif form == "released":
         additive = S_ADD * ZETA
     terms = [h, sp.HadamardProduct(step, f)]
     terms += [] if additive is None else [additive]
@@ -278,15 +278,15 @@ def noise_outputs() -> dict[str, sp.MatrixExpr]:
     cotangent = PAPER.cotangent
     diagonal = reverse(noise_step("diagonal")[0], cotangent, [XI]).columns[XI]
     scalar = reverse(noise_step("scalar")[0], cotangent, [XI_ADDITIVE, XI_SCALAR]).columns
-    reference = reverse(noise_step("reference")[0], cotangent, [ZETA, STEP_MULTIPLIER, STEP_SIZE])
-    uniform = reverse(step_multiplier_expression(), reference.columns[STEP_MULTIPLIER], [ETA])
+    released = reverse(noise_step("released")[0], cotangent, [ZETA, STEP_MULTIPLIER, STEP_SIZE])
+    uniform = reverse(step_multiplier_expression(), released.columns[STEP_MULTIPLIER], [ETA])
     return {
         "noise_cotangent_diagonal": diagonal,
         "noise_cotangent_scalar": BlockColumn(N + 1, scalar[XI_ADDITIVE], scalar[XI_SCALAR]),
-        "noise_cotangent_reference": BlockColumn(
-            2 * N, reference.columns[ZETA], uniform.columns[ETA]
+        "noise_cotangent_released": BlockColumn(
+            2 * N, released.columns[ZETA], uniform.columns[ETA]
         ),
-        "step_size_cotangent": SampleSum(reference.columns[STEP_SIZE]),
+        "step_size_cotangent": SampleSum(released.columns[STEP_SIZE]),
     }
 
 
@@ -305,9 +305,9 @@ def _noise_functions() -> list[GeneratedFunction]:
         ),
         SIGMA_ADD: Argument("sigma_add", SIGMA_ADD, "float", "the paper's additive level"),
         SIGMA_MULT: Argument("sigma_mult", SIGMA_MULT, "float", "the paper's multiplicative level"),
-        S_ADD: Argument("reference_add", S_ADD, "float", "the released code's additive level s_a"),
+        S_ADD: Argument("released_add", S_ADD, "float", "the released code's additive level s_a"),
         S_MULT: Argument(
-            "reference_mult", S_MULT, "float", "the released code's multiplicative level s_m"
+            "released_mult", S_MULT, "float", "the released code's multiplicative level s_m"
         ),
         DT: Argument("dt", DT, "float", "time step"),
     }
@@ -320,7 +320,7 @@ def _noise_functions() -> list[GeneratedFunction]:
             "The cotangent of xi = [xi_a, xi_s] (scalar Brownian motion) of one paper-form step.",
             "(..., n + 1)",
         ),
-        "noise_cotangent_reference": (
+        "noise_cotangent_released": (
             "The cotangent of xi = [zeta, eta] of one released-code step.",
             "(..., 2 n)",
         ),
@@ -448,7 +448,7 @@ def _noise_values(form: str, n: int) -> dict:
         STEP_SIZE: _explicit_column("delta", n),
         N: n,
     }
-    if form == "reference":
+    if form == "released":
         values[STEP_MULTIPLIER] = evaluate(step_multiplier_expression(), values)
     else:  # without noise the released code's step is delta itself
         values[STEP_MULTIPLIER] = sp.ones(n, 1)
@@ -469,12 +469,12 @@ def _noise_inputs(form: str, n: int) -> tuple:
             (XI_ADDITIVE, "noise_cotangent_scalar", 0),
             (XI_SCALAR, "noise_cotangent_scalar", n),
         ),
-        "reference": (
-            (ZETA, "noise_cotangent_reference", 0),
-            (ETA, "noise_cotangent_reference", n),
+        "released": (
+            (ZETA, "noise_cotangent_released", 0),
+            (ETA, "noise_cotangent_released", n),
             (STEP_SIZE, "step_size_cotangent", 0),
         ),
-        "reference-noise-free": ((STEP_SIZE, "step_size_cotangent", 0),),
+        "released-noise-free": ((STEP_SIZE, "step_size_cotangent", 0),),
     }.get(form, ())
 
 

@@ -8,7 +8,7 @@ State h ∈ R^n (the cell's ``state_dim``), inputs x_0..x_{M−1} ∈ R^p, step 
 
 The cell (``nrnn.cells``) owns the drift f and its parameters; the noise (``nrnn.noise``)
 owns the step terms s_k, a_k, m_k drawn from its noise variables ξ_k. For the paper's
-noise s_k = dt and a_k + h_k ⊙ m_k = √dt σ(h_k) ξ_k; for ``ReferenceNoise`` the step is the
+noise s_k = dt and a_k + h_k ⊙ m_k = √dt σ(h_k) ξ_k; for ``ReleasedNoise`` the step is the
 released code's. The model only calls the two objects: it never asks which kind they are.
 """
 
@@ -47,7 +47,7 @@ class NoisyRNN(nn.Module):
         num_classes: c.
         cell: a :class:`nrnn.cells.Cell` of size ``hidden_dim``; default a
             :class:`nrnn.cells.LipschitzCell` with the options below.
-        noise: ``Noise`` (paper form) or ``ReferenceNoise`` (released-code form).
+        noise: ``Noise`` (paper form) or ``ReleasedNoise`` (released-code form).
         dt: the Euler–Maruyama step (> 0).
         beta, gamma_a, gamma_w, antisymmetric, init_std, init_divisor: options of the
             default Lipschitz cell (see ``LipschitzCell``); with another ``cell`` they must
@@ -61,7 +61,7 @@ class NoisyRNN(nn.Module):
 
     Parameters, in this order: the cell's (``cell.*``; the Lipschitz cell's ``M_W`` and
     ``M_A``), the noise's (``noise_parameters.*``: ``step_size`` = δ (n,) for
-    ``ReferenceNoise``), ``input`` (Linear p → drive_dim: U, b) and ``readout`` (Linear →
+    ``ReleasedNoise``), ``input`` (Linear p → drive_dim: U, b) and ``readout`` (Linear →
     c: V, c). The cell's and the noise's are also reachable as ``model.M_W``,
     ``model.step_size`` etc., and a state dict written before cells existed (keys ``M_W``,
     ``M_A``, ``step_size`` at the top level) loads.
@@ -91,7 +91,7 @@ class NoisyRNN(nn.Module):
         self.num_classes = contract.integer("num_classes", num_classes)
         self.dt = contract.real("dt", dt, minimum=0, strict=True)
         self.noise = contract.instance(
-            "noise", noise, NoiseForm, "nrnn.Noise or nrnn.ReferenceNoise (an nrnn.noise.NoiseForm)"
+            "noise", noise, NoiseForm, "nrnn.Noise or nrnn.ReleasedNoise (an nrnn.noise.NoiseForm)"
         )
         options: dict[str, Any] = {
             "beta": beta,

@@ -8,7 +8,7 @@ by ε and ξ of mean 0, identity covariance and independent entries,
 
 so the Laplacian Δ_ξ ℓ(0) = Σ_{k,j} ∂²ℓ/∂ξ_{kj}² at ξ = 0 equals q + r of
 ``nrnn.regularizer.explicit_regularizer`` exactly, for every cell, both paper noise modes
-and ``ReferenceNoise`` (whose ξ = [ζ, η] has unit variance too; ξ = 0 is then the mean
+and ``ReleasedNoise`` (whose ξ = [ζ, η] has unit variance too; ξ = 0 is then the mean
 path). The oracle never uses the regularizer's recursions nor the cell's derivatives: it
 differentiates the model twice.
 

@@ -17,7 +17,7 @@ V C_M Vᵀ), the same numbers at a c-dimensional cost (V reads the cell's output
 The cell supplies F = ∂f/∂h and v (its generated formulas, or torch.func for a cell
 without them: ``derivatives="autodiff"`` forces that route); the noise supplies the drift
 step s (Δt, or the released code's per-unit δ(1 − s_m/2) on its mean path) and Σ. With
-``ReferenceNoise`` the path with ξ = [ζ, η] = 0 is the *mean path*
+``ReleasedNoise`` the path with ξ = [ζ, η] = 0 is the *mean path*
 h̄_{k+1} = h̄_k + δ(1 − s_m/2) ⊙ f(h̄_k), so ``loss`` is the loss along it (not along the
 evaluation path h + δ ⊙ f), and Δt Σ_k Σ_kᵀ = s_a² I + (s_m²/12) diag(δ ⊙ f)².
 
@@ -252,7 +252,7 @@ def explicit_regularizer(
 
     Args:
         model: the noisy RNN, any cell; its noise (``Noise`` in either Brownian mode, or
-            ``ReferenceNoise``) sets the regularizer. Its train/eval mode does not matter.
+            ``ReleasedNoise``) sets the regularizer. Its train/eval mode does not matter.
         x: inputs (batch, M, p).
         y: class indices (batch,).
         method: ``"exact"`` (covariance recursion, O(M n³)) or ``"probe"`` (``probes``
@@ -268,7 +268,7 @@ def explicit_regularizer(
 
     Returns:
         ``Expansion(loss, q, r)``, each (batch,), differentiable with respect to every
-        parameter. For ``ReferenceNoise``, ``loss`` is along the mean path (see the module
+        parameter. For ``ReleasedNoise``, ``loss`` is along the mean path (see the module
         docstring). A model without noise gives q = r = 0.
     """
     entry = METHODS.get(contract.choice("method", method, METHODS.names()))

@@ -124,7 +124,7 @@ def contraction_rate(model: NoisyRNN) -> torch.Tensor:
 
     For the Lipschitz cell κ = λ_max(sym A) + sup|φ'| ‖W‖₂ (A = 0 for the antisymmetric
     baseline). Deterministically, two trajectories with the same input satisfy
-    |h_t − h'_t| ≤ e^{κt} |h_0 − h'_0|. For ``ReferenceNoise`` models κ is that of the drift.
+    |h_t − h'_t| ≤ e^{κt} |h_0 − h'_0|. For ``ReleasedNoise`` models κ is that of the drift.
 
     Raises:
         NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
@@ -149,7 +149,7 @@ def almost_sure_bound(model: NoisyRNN) -> torch.Tensor:
     differs by O(dt) (see :func:`em_almost_sure_bound`).
 
     Raises:
-        NotImplementedError: for ``ReferenceNoise`` (the bound is stated for the paper form).
+        NotImplementedError: for ``ReleasedNoise`` (the bound is stated for the paper form).
         NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
     kappa = contraction_rate(model)
@@ -163,7 +163,7 @@ def mean_square_bound(model: NoisyRNN) -> torch.Tensor:
     never lowers it. The exponent of E|e|² itself is twice this. σ₂ = 0 gives κ.
 
     Raises:
-        NotImplementedError: for ``ReferenceNoise``.
+        NotImplementedError: for ``ReleasedNoise``.
         NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
     kappa = contraction_rate(model)
@@ -208,7 +208,7 @@ def em_almost_sure_bound(model: NoisyRNN, *, grid_points: int = 4001) -> torch.T
     Raises:
         ValueError: for one Brownian motion per unit with n > 1 (no useful discrete bound
             of this form: use :func:`almost_sure_bound`).
-        NotImplementedError: for ``ReferenceNoise``.
+        NotImplementedError: for ``ReleasedNoise``.
         NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
     """
     check_model(model)

@@ -1,21 +1,21 @@
 """The authors' released noise in the paper's SDE form, from the released step's derived
 SDE equivalent (never by a convention).
 
-The released step (``nrnn.ReferenceNoise``) is
+The released step (``nrnn.ReleasedNoise``) is
 
     h' = h + (δ ⊙ u) ⊙ f(h, x) + s_a ζ,   u ~ Uniform[1 − s_m, 1] per unit, ζ ~ N(0, I),
 
 with δ a learnable per-unit step initialised to Δt. Its first two moments per unit, at
-δ = Δt (derived in ``nrnn.derivations.reference_noise``; the formula sheet's "released
+δ = Δt (derived in ``nrnn.derivations.released_noise``; the formula sheet's "released
 code" section):
 
     mean      h + Δt (1 − s_m/2) f                        a drift shrunk by E u
-    variance  s_a² + (s_m²/12) (Δt f)²                    ``reference_step_variance``
+    variance  s_a² + (s_m²/12) (Δt f)²                    ``released_step_variance``
 
 The paper's Euler–Maruyama step h' = h + Δt f + √Δt σ(h) ξ with σ(h) = σ₁ I + σ₂ diag(h)
 adds the variance Δt (σ₁² + σ₂² h²). Term by term:
 
-- the additive part maps exactly: σ₁ = s_a / √Δt (``reference_additive_level``);
+- the additive part maps exactly: σ₁ = s_a / √Δt (``released_additive_level``);
 - the second part is proportional to the squared *drift step*, not to the squared state: no
   σ₂ reproduces it (σ₂ h would need h ∝ Δt f at every step). The matched paper-form model
   carries σ₂ = 0; what it leaves out is reported with its measured size
@@ -41,13 +41,13 @@ from typing import NamedTuple
 import torch
 
 from . import contract
-from ._generated.reference_noise import (
-    reference_additive_level,
-    reference_drift_scale,
-    reference_step_variance,
+from ._generated.released_noise import (
+    released_additive_level,
+    released_drift_scale,
+    released_step_variance,
 )
 from .model import NoisyRNN, check_model
-from .noise import Noise, ReferenceNoise
+from .noise import Noise, ReleasedNoise
 from .paths import simulate
 
 __all__ = [
@@ -80,8 +80,8 @@ class ReleasedTranslation:
     drift_noise_factor: float
 
     @property
-    def released(self) -> ReferenceNoise:
-        return ReferenceNoise(self.additive, self.multiplicative)
+    def released(self) -> ReleasedNoise:
+        return ReleasedNoise(self.additive, self.multiplicative)
 
     def as_dict(self) -> dict[str, float | str]:
         """The translation as JSON-ready numbers (what the robustness outputs record)."""
@@ -108,26 +108,26 @@ def released_to_paper(additive: float, multiplicative: float, dt: float) -> Rele
     Returns:
         the :class:`ReleasedTranslation`; its ``paper`` noise is ``Noise(s_a / √Δt, 0)``.
     """
-    released = ReferenceNoise(additive, multiplicative)  # validates both levels
+    released = ReleasedNoise(additive, multiplicative)  # validates both levels
     dt = contract.real("dt", dt, minimum=0, strict=True)
     s_m = released.multiplicative
     return ReleasedTranslation(
         additive=released.additive,
         multiplicative=s_m,
         dt=dt,
-        paper=Noise(float(reference_additive_level(released.additive, dt)), 0.0),
-        drift_scale=float(reference_drift_scale(s_m)),
+        paper=Noise(float(released_additive_level(released.additive, dt)), 0.0),
+        drift_scale=float(released_drift_scale(s_m)),
         drift_noise_factor=float(
-            reference_step_variance(0.0, s_m, torch.ones(1, dtype=torch.float64))[0]
+            released_step_variance(0.0, s_m, torch.ones(1, dtype=torch.float64))[0]
         ),
     )
 
 
-def _released_model(model: NoisyRNN) -> ReferenceNoise:
+def _released_model(model: NoisyRNN) -> ReleasedNoise:
     noise = check_model(model).noise
-    if not isinstance(noise, ReferenceNoise):
+    if not isinstance(noise, ReleasedNoise):
         raise TypeError(
-            f"model must use the released noise form (nrnn.ReferenceNoise), got {noise!r}"
+            f"model must use the released noise form (nrnn.ReleasedNoise), got {noise!r}"
         )
     return noise
 
@@ -139,7 +139,7 @@ def dropped_variance_share(model: NoisyRNN, x: torch.Tensor) -> float:
     released model's mean training path (ξ = 0: the step δ (1 − s_m/2)).
 
     Args:
-        model: a NoisyRNN with ``ReferenceNoise``.
+        model: a NoisyRNN with ``ReleasedNoise``.
         x: inputs (batch, M, p).
     Returns:
         the ratio (inf when s_a = 0 and s_m > 0; 0 when s_m = 0).
@@ -157,7 +157,7 @@ def dropped_variance_share(model: NoisyRNN, x: torch.Tensor) -> float:
     )
     drifts = flat.reshape(states.shape)
     step_drift = model.noise_parameters["step_size"] * drifts
-    total = reference_step_variance(noise.additive, noise.multiplicative, step_drift)
+    total = released_step_variance(noise.additive, noise.multiplicative, step_drift)
     kept = noise.additive**2 * total.numel()
     dropped = float((total - noise.additive**2).sum())
     if kept == 0:

@@ -35,7 +35,7 @@ def test_files_have_headers_and_docstrings(generated):
         "covariance_step",
         "mean_step",
         "em_mean_square_matrix",
-        "reference_diffusion",
+        "released_diffusion",
     ):
         assert any(f"def {name}(" in text and "Returns:" in text for text in generated.values()), (
             name

@@ -5,7 +5,7 @@ import sympy as sp
 
 from nrnn.derivations.activation import TANH, tanh_derivative
 from nrnn.derivations.cross_entropy import explicit_check, indexed_derivatives, readout_pullback
-from nrnn.derivations.reference_noise import (
+from nrnn.derivations.released_noise import (
     S_ADD,
     S_MULT,
     STEP_DRIFT,

@@ -10,7 +10,7 @@ from nrnn._generated import (
     cell_lipschitz,
     cross_entropy,
     expansion,
-    reference_noise,
+    released_noise,
     stability,
 )
 
@@ -94,12 +94,12 @@ CASES = {
         lambda k, s: stability.almost_sure_bound_diagonal(k, s, 3),
         (_scalar(0.2), _scalar(0.4)),
     ),
-    "reference_diffusion": lambda: (
-        reference_noise.reference_diffusion,
+    "released_diffusion": lambda: (
+        released_noise.released_diffusion,
         _inputs((2, 3)) + (_scalar(0.3), _scalar(0.5), _scalar(0.1)),
     ),
-    "reference_step_variance": lambda: (
-        reference_noise.reference_step_variance,
+    "released_step_variance": lambda: (
+        released_noise.released_step_variance,
         (_scalar(0.3), _scalar(0.5)) + _inputs((2, 3)),
     ),
 }

@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 import nrnn._generated.numpy.activation as np_activation
 import nrnn._generated.numpy.cross_entropy as np_cross_entropy
 import nrnn._generated.numpy.expansion as np_expansion
-import nrnn._generated.numpy.reference_noise as np_reference
+import nrnn._generated.numpy.released_noise as np_released
 import nrnn._generated.numpy.stability as np_stability
 from nrnn._generated import (
     activation,
     cell_lipschitz,
     cross_entropy,
     expansion,
-    reference_noise,
+    released_noise,
     stability,
 )
 from nrnn.catalogue import CELLS, CoRNNCell
@@ -34,7 +34,7 @@ TWINS = {
     expansion: np_expansion,
     stability: np_stability,
     cross_entropy: np_cross_entropy,
-    reference_noise: np_reference,
+    released_noise: np_released,
 }
 ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "arctan": torch.atan}
 
@@ -432,23 +432,23 @@ def test_reference_noise_mapping(case):
     step_drift = case.array(d, scale=0.1)
     close(
         case,
-        both(case, reference_noise, "reference_drift_scale", sigma_mult),
+        both(case, released_noise, "released_drift_scale", sigma_mult),
         1 - f64(sigma_mult) / 2,
     )
     close(
         case,
-        both(case, reference_noise, "reference_additive_level", sigma_add, dt),
+        both(case, released_noise, "released_additive_level", sigma_add, dt),
         f64(sigma_add) / f64(dt) ** 0.5,
     )
     variance = both(
-        case, reference_noise, "reference_step_variance", sigma_add, sigma_mult, step_drift
+        case, released_noise, "released_step_variance", sigma_add, sigma_mult, step_drift
     )
     expected_variance = (
         lifted(sigma_add, 1) ** 2 + lifted(sigma_mult, 1) ** 2 / 12 * f64(step_drift) ** 2
     )
     close(case, variance, expected_variance)
     diffusion = both(
-        case, reference_noise, "reference_diffusion", step_drift, sigma_add, sigma_mult, dt
+        case, released_noise, "released_diffusion", step_drift, sigma_add, sigma_mult, dt
     )
     assert diffusion.shape == case.batch + (d, 2 * d)
     sigma = diffusion.double()

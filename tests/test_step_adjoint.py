@@ -135,13 +135,13 @@ def _paper_step(state, drift, xi, sigma_add, sigma_mult, dt, scalar):
     return state + dt * drift + root * sigma_add * additive + state * root * sigma_mult * multiplier
 
 
-def _reference_step(state, drift, xi, step_size, s_a, s_m):
+def _released_step(state, drift, xi, step_size, s_a, s_m):
     n = state.shape[-1]
     uniform = 1 - s_m / 2 + s_m / math.sqrt(12) * xi[..., n:]
     return state + step_size * uniform * drift + s_a * xi[..., :n]
 
 
-@pytest.mark.parametrize("form", ["diagonal", "scalar", "reference", "reference-noise-free"])
+@pytest.mark.parametrize("form", ["diagonal", "scalar", "released", "released-noise-free"])
 def test_generated_noise_cotangents_are_autograd_of_the_step(form):
     generator = torch.Generator().manual_seed(5)
     batch, n = 3, 4
@@ -152,15 +152,15 @@ def test_generated_noise_cotangents_are_autograd_of_the_step(form):
     state, drift, cotangent = draw(batch, n), draw(batch, n), draw(batch, n)
     width = {"diagonal": n, "scalar": n + 1}.get(form, 2 * n)
     xi, step_size = draw(batch, width, grad=True), draw(n, grad=True)
-    levels = dict(sigma_add=0.3, sigma_mult=0.7, dt=0.2, reference_add=0.1, reference_mult=0.6)
+    levels = dict(sigma_add=0.3, sigma_mult=0.7, dt=0.2, released_add=0.1, released_mult=0.6)
     arguments = levels | {"cotangent": cotangent, "state": state, "drift": drift}
     arguments |= {"step_size": step_size.detach()}
     if form in ("diagonal", "scalar"):
         following = _paper_step(state, drift, xi, 0.3, 0.7, 0.2, scalar=form == "scalar")
         expected = {"xi": torch.autograd.grad(following, xi, cotangent)[0]}
         found = {"xi": f"noise_cotangent_{form}"}
-    elif form == "reference":
-        following = _reference_step(state, drift, xi, step_size, 0.1, 0.6)
+    elif form == "released":
+        following = _released_step(state, drift, xi, step_size, 0.1, 0.6)
         expected = dict(
             zip(
                 ("xi", "step_size"),
@@ -170,7 +170,7 @@ def test_generated_noise_cotangents_are_autograd_of_the_step(form):
         )
         uniform = 1 - 0.6 / 2 + 0.6 / math.sqrt(12) * xi.detach()[..., n:]
         arguments["step_multiplier"] = uniform
-        found = {"xi": "noise_cotangent_reference", "step_size": "step_size_cotangent"}
+        found = {"xi": "noise_cotangent_released", "step_size": "step_size_cotangent"}
     else:
         following = state + step_size * drift
         expected = {"step_size": torch.autograd.grad(following, step_size, cotangent)[0]}

@@ -9,7 +9,7 @@ With every noise variable scaled by ε (ξ -> εξ in ``model(x, ξ)``), the exp
 with q, r from ``nrnn.explicit_regularizer`` at ε = 1. The checks:
 
 1. ``quadrature_coefficient`` (claim 1): E ℓ_ε exactly by tensor Gauss quadrature over every
-   noise variable (Gauss–Hermite; Gauss–Legendre for the uniform η of ``ReferenceNoise``),
+   noise variable (Gauss–Hermite; Gauss–Legendre for the uniform η of ``ReleasedNoise``),
    d ≤ 3, M ≤ 3. A polynomial fit in ε² of (E ℓ_ε − ℓ)/ε² over small ε gives the ε²
    coefficient, which must equal (q + r)/2 to floating-point precision.
 2. ``quadrature_remainder_order`` (claim 2): the remainder E ℓ_ε − ℓ − ε²(q + r)/2 keeps its

@@ -88,7 +88,7 @@ from torch.func import jvp
 
 from nrnn import data
 from nrnn.model import NoisyRNN
-from nrnn.noise import Noise, ReferenceNoise
+from nrnn.noise import Noise, ReleasedNoise
 from nrnn.quadrature import noise_rule
 from nrnn.regularizer import explicit_regularizer
 from nrnn.workflow.experiments import Experiment
@@ -523,7 +523,7 @@ def scaled_model(model: NoisyRNN, epsilon: float) -> NoisyRNN:
     """A copy of ``model`` whose noise levels are multiplied by ε."""
     scaled = copy.deepcopy(model)
     noise = model.noise
-    if not isinstance(noise, Noise | ReferenceNoise):
+    if not isinstance(noise, Noise | ReleasedNoise):
         raise TypeError(f"cannot scale the levels of {type(noise).__name__}")
     scaled.noise = dataclasses.replace(
         noise, additive=epsilon * noise.additive, multiplicative=epsilon * noise.multiplicative

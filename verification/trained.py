@@ -57,7 +57,7 @@ from scipy import stats
 from nrnn import data, metrics
 from nrnn.config import RunConfig, default_config, from_dict
 from nrnn.hashing import content_hash
-from nrnn.noise import Noise, ReferenceNoise
+from nrnn.noise import Noise, ReleasedNoise
 from nrnn.train import read_metrics
 from nrnn.workflow.experiments import Context, Experiment
 from nrnn.workflow.harness import RunOutcome, RunSpec
@@ -272,7 +272,7 @@ def without_noise(model):
     """A copy of a NoisyRNN whose noise levels are 0 (its noise form, and the released-code
     form's learned step δ, kept): it steps as the model does in evaluation mode."""
     noise = model.noise
-    if not isinstance(noise, Noise | ReferenceNoise):
+    if not isinstance(noise, Noise | ReleasedNoise):
         raise TypeError(f"cannot turn off the noise of {type(noise).__name__}")
     quiet = copy.deepcopy(model)
     quiet.noise = dataclasses.replace(noise, additive=0.0, multiplicative=0.0)

@@ -4,7 +4,7 @@
 
 from ._helpers import join_blocks, lift, sample_sum
 
-__all__ = ['noise_cotangent_diagonal', 'noise_cotangent_scalar', 'noise_cotangent_reference', 'step_size_cotangent']
+__all__ = ['noise_cotangent_diagonal', 'noise_cotangent_scalar', 'noise_cotangent_released', 'step_size_cotangent']
 
 
 def noise_cotangent_diagonal(cotangent, state, sigma_add, sigma_mult, dt):
@@ -43,7 +43,7 @@ def noise_cotangent_scalar(cotangent, state, sigma_add, sigma_mult, dt):
     return join_blocks([lift(dt**0.5*sigma_add, 1) * cotangent, lift(dt**0.5*sigma_mult, 1) * (cotangent * state).sum(-1, keepdim=True)])
 
 
-def noise_cotangent_reference(cotangent, drift, step_size, reference_add, reference_mult):
+def noise_cotangent_released(cotangent, drift, step_size, released_add, released_mult):
     r"""The cotangent of xi = [zeta, eta] of one released-code step.
 
     Formula: ``\begin{pmatrix} s_{a} \lambda \\ \frac{\sqrt{3} s_{m}}{6} \left(\left(\lambda \circ f\right) \circ \delta\right) \end{pmatrix}``.
@@ -52,13 +52,13 @@ def noise_cotangent_reference(cotangent, drift, step_size, reference_add, refere
         cotangent: (..., n), lambda, the cotangent of h'.
         drift: (..., n), f(h, c), the drift at that state.
         step_size: (n,), delta, the per-unit step.
-        reference_add: float, the released code's additive level s_a.
-        reference_mult: float, the released code's multiplicative level s_m.
+        released_add: float, the released code's additive level s_a.
+        released_mult: float, the released code's multiplicative level s_m.
 
     Returns:
         (..., 2 n).
     """
-    return join_blocks([lift(reference_add, 1) * cotangent, lift(3**0.5*reference_mult/6, 1) * (cotangent * drift * step_size)])
+    return join_blocks([lift(released_add, 1) * cotangent, lift(3**0.5*released_mult/6, 1) * (cotangent * drift * step_size)])
 
 
 def step_size_cotangent(cotangent, drift, step_multiplier):

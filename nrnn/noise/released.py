@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import contract
-from .._generated.noise_adjoint import noise_cotangent_reference, step_size_cotangent
-from .._generated.reference_noise import reference_diffusion, reference_drift_scale
+from .._generated.noise_adjoint import noise_cotangent_released, step_size_cotangent
+from .._generated.released_noise import released_diffusion, released_drift_scale
 from ..steps import PerUnitStep
 from .base import NoiseForm, Parameters, StepNoise
 
@@ -117,14 +117,14 @@ class ReleasedNoise(NoiseForm):
             multiplier: float | torch.Tensor = 1.0 if xi is None else self.step_multiplier(xi)
             found["step_size"] = step_size_cotangent(cotangent, drift, multiplier)
         if "xi" in wanted and xi is not None:
-            found["xi"] = noise_cotangent_reference(
+            found["xi"] = noise_cotangent_released(
                 cotangent, drift, step_size, self.additive, self.multiplicative
             )
         return found
 
     def mean_step(self, dt: float, parameters: Parameters) -> PerUnitStep:
         """δ (1 − s_m/2): the mean path shrinks the drift by E u."""
-        return PerUnitStep(parameters["step_size"] * reference_drift_scale(self.multiplicative))
+        return PerUnitStep(parameters["step_size"] * released_drift_scale(self.multiplicative))
 
     def evaluation_step(self, dt: float, parameters: Parameters) -> PerUnitStep:
         return PerUnitStep(parameters["step_size"])
@@ -139,7 +139,7 @@ class ReleasedNoise(NoiseForm):
         return parameters["step_size"] * drifts()
 
     def diffusion(self, points: torch.Tensor, dt: float) -> torch.Tensor:
-        return reference_diffusion(points, self.additive, self.multiplicative, dt)
+        return released_diffusion(points, self.additive, self.multiplicative, dt)
 
     def unit_noise(self, xi: torch.Tensor, state_dim: int) -> torch.Tensor:
         return xi.unflatten(-1, (2, state_dim)).transpose(-1, -2)

@@ -8,7 +8,7 @@ Every function accepts any leading batch dimensions. Modules:
 - ``expansion``: The explicit regularizer for any cell: diffusion, covariance and mean-correction recursions (discrete and continuous time), Q and R.
 - ``stability``: Exponent bounds and the Euler--Maruyama mean-square stability operator.
 - ``cross_entropy``: Gradient and Hessian of the cross-entropy loss, with respect to the logits and through the readout.
-- ``reference_noise``: The released code's noise and its SDE-equivalent levels.
+- ``released_noise``: The released code's noise and its SDE-equivalent levels.
 - ``noise_adjoint``: The fused recurrence: cotangents of one step's noise variables and of the released code's per-unit step.
 - ``cell_lipschitz``: Lipschitz RNN: the drift, its Jacobians, curvature, differentials and the vector-Jacobian product of one step.
 - ``cell_cornn``: Coupled oscillatory RNN (coRNN): the drift, its Jacobians, curvature, differentials and the vector-Jacobian product of one step.

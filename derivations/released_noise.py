@@ -109,8 +109,8 @@ def generated_functions() -> list[GeneratedFunction]:
     dt = Argument("dt", DT, scalar, "time step dt (= the initial per-unit step delta)")
     return [
         GeneratedFunction(
-            "reference_drift_scale",
-            "reference_noise",
+            "released_drift_scale",
+            "released_noise",
             __name__,
             "Drift shrink factor E u = 1 - s_m / 2 of the released-code noise.",
             (sigma_mult,),
@@ -119,8 +119,8 @@ def generated_functions() -> list[GeneratedFunction]:
             elementwise=True,
         ),
         GeneratedFunction(
-            "reference_additive_level",
-            "reference_noise",
+            "released_additive_level",
+            "released_noise",
             __name__,
             "SDE-equivalent additive level s_a / sqrt(dt).",
             (sigma_add, dt),
@@ -129,8 +129,8 @@ def generated_functions() -> list[GeneratedFunction]:
             elementwise=True,
         ),
         GeneratedFunction(
-            "reference_step_variance",
-            "reference_noise",
+            "released_step_variance",
+            "released_noise",
             __name__,
             "Per-step variance s_a^2 + (s_m^2 / 12) (delta f)^2 of one released-code step.",
             (
@@ -144,8 +144,8 @@ def generated_functions() -> list[GeneratedFunction]:
             per_batch=("sigma_add", "sigma_mult"),
         ),
         GeneratedFunction(
-            "reference_diffusion",
-            "reference_noise",
+            "released_diffusion",
+            "released_noise",
             __name__,
             "SDE-equivalent diffusion [(s_a / sqrt(dt)) I | diag(s_m delta f / sqrt(12 dt))].",
             (
@@ -216,7 +216,7 @@ def derive() -> Derivation:
         ),
     ]
     if not diffusion_check():
-        raise AssertionError("reference diffusion does not reproduce the step variance")
+        raise AssertionError("released diffusion does not reproduce the step variance")
     derivation.checks.append(
         "dt sigma sigma^T = diag(s_a^2 + (s_m^2/12)(delta f)_i^2) for the equivalent diffusion "
         "(d = 2)."
