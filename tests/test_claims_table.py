@@ -29,5 +29,5 @@ def test_claims_table_groups_checks_and_marks_failures():
     assert "by_case" not in first
     assert first.endswith("| 2/2 | pass |")
     seventh = next(line for line in lines if line.startswith("| 7."))
-    assert seventh.endswith("| 0/1 | **does not hold in part** |") and "cases" not in seventh
+    assert seventh.endswith("| 0/1 | **does not hold**: `b.w` |") and "cases" not in seventh
     assert lines[-1] == "Could not run: c (see report.md)."

@@ -291,7 +291,8 @@ def format_claims(report: dict) -> str:
             f"`{module}.{check['name']}`: {_headline(check['measured'])}"
             for module, check in checks
         )
-        result = "pass" if passed == len(checks) else "**does not hold in part**"
+        failing = [f"`{module}.{check['name']}`" for module, check in checks if not check["passed"]]
+        result = "pass" if not failing else "**does not hold**: " + ", ".join(failing)
         title = CLAIM_TITLES.get(claim, "")
         lines.append(f"| {claim}. {title} | {cell} | {passed}/{len(checks)} | {result} |")
     if failed_modules:
