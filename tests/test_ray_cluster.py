@@ -109,8 +109,9 @@ def test_a_relative_store_is_the_drivers_store(cluster, tmp_path):
 
 def test_jobs_caps_the_runs_at_once_and_a_gpu_fraction_is_asked_for(cluster, tmp_path):
     """With --jobs 1 on a cluster, one run at a time (without it the same two runs are
-    submitted at once and usually overlap); with --gpus-per-run 0.5 and ``train.device=auto`` on a cluster
-    with a GPU, each run asks Ray for half a GPU (Ray then places two runs on one GPU)."""
+    submitted at once and usually overlap); with --gpus-per-run 0.5 and
+    ``train.device=auto`` on a cluster with a GPU, each run asks Ray for half a GPU (Ray then
+    places two runs on one GPU)."""
     result = drive(
         cluster.driver_env(),
         tmp_path,
