@@ -274,7 +274,7 @@ def test_figures_with_set_measure_the_runs_the_plan_lists(tmp_path, monkeypatch)
     assert seen == [[8], [4]]  # the second time, from small/report.json
     assert default_report.read_bytes() == before
     written = sorted(p.name for p in (tmp_path / "verification").rglob("*"))
-    assert written == ["report.json", "report.md", "smoke"]
+    assert written == ["claims.md", "report.json", "report.md", "smoke"]
 
 
 def test_trained_metrics_check_names_and_bad_reports():

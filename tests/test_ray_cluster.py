@@ -83,7 +83,9 @@ def test_a_relative_store_is_the_drivers_store(cluster, tmp_path):
     """The driver resolves ``--store runs`` against its own working directory and sends the
     absolute path: every run and its evaluation land in the driver's store, none in the
     head's working directory (where the workers start), none lost. (Two runs of 20 epochs,
-    no --jobs: they run together on the cluster's 2 CPUs, the control of the next test.)"""
+    no --jobs: both are submitted at once and usually run together on the cluster's 2 CPUs;
+    whether they overlap is Ray's scheduling, not asserted: a worker that starts late can
+    begin after the other run ended, as it did once on 2 cores.)"""
     driver_cwd = tmp_path / "driver"
     result = drive(
         cluster.driver_env(),
@@ -103,14 +105,13 @@ def test_a_relative_store_is_the_drivers_store(cluster, tmp_path):
         assert 0 <= outcome["result"]["accuracy"] <= 1
         assert outcome["placement"]["CPU"] == 1 and "GPU" not in outcome["placement"]
     assert not (cluster.head_cwd / "runs").exists()
-    (_, first_end), (second_start, _) = _intervals(outcomes)
-    assert second_start < first_end  # together
 
 
 def test_jobs_caps_the_runs_at_once_and_a_gpu_fraction_is_asked_for(cluster, tmp_path):
-    """With --jobs 1 on a cluster, one run at a time (the same two runs as above ran
-    together without it); with --gpus-per-run 0.5 and ``train.device=auto`` on a cluster
-    with a GPU, each run asks Ray for half a GPU (Ray then places two runs on one GPU)."""
+    """With --jobs 1 on a cluster, one run at a time (without it the same two runs are
+    submitted at once and usually overlap); with --gpus-per-run 0.5 and
+    ``train.device=auto`` on a cluster with a GPU, each run asks Ray for half a GPU (Ray then
+    places two runs on one GPU)."""
     result = drive(
         cluster.driver_env(),
         tmp_path,

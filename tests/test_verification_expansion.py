@@ -262,7 +262,7 @@ def test_report_files_merge_by_module(tmp_path):
     assert report["modules"]["other"]["checks"][0]["details"]["nan"] == "nan"
     markdown = (tmp_path / "report.md").read_text()
     assert "| c | 1 |" in markdown and "**FAIL**" in markdown and "value is fine" in markdown
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claims.md", "report.json", "report.md"]
 
 
 def test_table_lists_every_check():

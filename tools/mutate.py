@@ -352,17 +352,17 @@ MUTATIONS = (
         "bookkeeping",
         "nrnn/backends.py",
         "for future in concurrent.futures.as_completed(futures):\n"
-        "                finished(futures[future], future.result())",
+        "                position = futures[future]",
         "for done, future in enumerate(concurrent.futures.as_completed(futures)):\n"
-        "                finished(done, future.result())",
+        "                position = done",
         ("tests/test_bookkeeping.py", "-k", "two_workers"),
     ),
     Mutation(
         "outcomes stored by position among the pending runs",
         "bookkeeping",
         "nrnn/harness.py",
-        "outcomes[pending[position]] = outcome",
-        "outcomes[position] = outcome",
+        "outcomes[index] = dataclasses.replace(outcome, spec=jobs[index].spec)",
+        "outcomes[position] = dataclasses.replace(outcome, spec=jobs[position].spec)",
         ("tests/test_bookkeeping.py", "-k", "reverse"),
     ),
     Mutation(

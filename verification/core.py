@@ -248,6 +248,72 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+CLAIM_TITLES = {
+    1: "ε² coefficient = (q + r)/2",
+    2: "remainder O(ε⁴), odd orders vanish",
+    3: "discrete → continuous, order 1 in Δt",
+    4: "∇E ℓ ≈ ∇(loss + (q + r)/2)",
+    5: "stochastic stabilisation",
+    6: "flatter minima",
+    7: "stability bias",
+    8: "larger margins",
+}
+"""The claims of docs/design.md that the verification modules test (claim 9, robustness,
+is the robustness experiment's: ``nrnn figures --only robustness``)."""
+
+
+def _headline(measured: dict[str, Any]) -> str:
+    """A check's measured values: numbers as they are, a list of numbers as its range
+    (``min..max``); per-case breakdowns (dicts, nested lists, labels) are left out."""
+    parts = []
+    for key, value in measured.items():
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            low, high = min(value), max(value)
+            text = (
+                format_value(low) if low == high else f"{format_value(low)}..{format_value(high)}"
+            )
+            parts.append(f"{key}={text}")
+        elif not isinstance(value, (dict, list)):
+            parts.append(f"{key}={format_value(value)}")
+    return ", ".join(parts)
+
+
+def format_claims(report: dict) -> str:
+    """``claims.md``: one row per claim with every check that tests it (its measured
+    values, its module) and the result: generated, so the README's summary of the
+    verification is the last run's (the details are in ``report.md``)."""
+    by_claim: dict[int, list[tuple[str, dict]]] = {}
+    failed_modules = []
+    for module in report["modules"].values():
+        if "error" in module or not module["checks"]:
+            failed_modules.append(module["module"])
+            continue
+        for check in module["checks"]:
+            by_claim.setdefault(check["claim"], []).append((module["module"], check))
+    lines = [
+        "| claim | checks (module: measured) | passed | result |",
+        "|---|---|---:|---|",
+    ]
+    for claim in sorted(by_claim):
+        checks = by_claim[claim]
+        passed = sum(check["passed"] for _, check in checks)
+        cell = "; ".join(
+            f"`{module}.{check['name']}`: {_headline(check['measured'])}"
+            for module, check in checks
+        )
+        failing = [f"`{module}.{check['name']}`" for module, check in checks if not check["passed"]]
+        result = "pass" if not failing else "**does not hold**: " + ", ".join(failing)
+        title = CLAIM_TITLES.get(claim, "")
+        lines.append(f"| {claim}. {title} | {cell} | {passed}/{len(checks)} | {result} |")
+    if failed_modules:
+        lines += ["", "Could not run: " + ", ".join(failed_modules) + " (see report.md)."]
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- files
 def _fields(sizes: Any) -> Any:
     """A dataclass instance's fields as a dict; anything else unchanged."""
@@ -291,11 +357,13 @@ def read_report(path: Path) -> dict | None:
 
 
 def write_report(out_dir: Path, modules: list[dict]) -> tuple[Path, Path]:
-    """Merge ``modules`` into ``out_dir/report.json`` and rewrite ``report.md``."""
+    """Merge ``modules`` into ``out_dir/report.json`` and rewrite ``report.md`` and the
+    summary by claim, ``claims.md``."""
     out_dir = Path(out_dir)
     report = merge_reports(read_report(out_dir / "report.json"), modules)
     json_path = write_json_atomic(out_dir / "report.json", report)
     md_path = write_text_atomic(out_dir / "report.md", format_markdown(report))
+    write_text_atomic(out_dir / "claims.md", format_claims(report))
     return json_path, md_path
 
 
