@@ -13,7 +13,17 @@ import nrnn.train as training
 from nrnn.backends import LocalBackend, make_backend
 from nrnn.cost import Timings
 from nrnn.figures import runs
-from nrnn.harness import EvaluationTask, RunSpec, ensure_runs, format_plan, plan, with_threads
+from nrnn.harness import (
+    EvaluationTask,
+    RunSpec,
+    ensure_runs,
+    execute,
+    format_plan,
+    make_jobs,
+    plan,
+    stored_outcome,
+    with_threads,
+)
 from nrnn.store import RunStore
 
 DATASET = "digits-rows"
@@ -80,6 +90,16 @@ def test_ensure_runs_resumes_a_partial_run_and_then_reuses_it(tmp_path):
     (again,) = ensure_runs([spec], store, backend, task=ACCURACY, progress=False)
     assert again.status == "stored" and again.task_cached and again.result == outcome.result
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamps
+
+    # Both checks that a run is stored: the driver's, before it submits a job, and the
+    # worker's, under the run's lease (a run another process finished in between).
+    (job,) = make_jobs([spec], store, ACCURACY, threads_per_run=1)
+    stored = stored_outcome(job)
+    assert stored is not None and stored.task_cached and stored.result == outcome.result
+    direct = execute(job)
+    assert direct.status == "stored", direct.message
+    assert direct.task_cached and direct.result == outcome.result
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def test_a_failed_run_is_reported_not_raised(tmp_path, monkeypatch):

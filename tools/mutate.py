@@ -71,7 +71,7 @@ MUTATIONS = (
     Mutation(
         "additive noise scaled by dt instead of sqrt(dt)",
         "mathematics",
-        "nrnn/noise.py",
+        "nrnn/noise/paper.py",
         "additive = (root_dt * self.additive * xi[..., :n]).unbind(0)",
         "additive = (dt * self.additive * xi[..., :n]).unbind(0)",
         ("tests/test_model.py",),
@@ -79,7 +79,7 @@ MUTATIONS = (
     Mutation(
         "released-code step multiplier mean 1 - s_m instead of 1 - s_m/2",
         "mathematics",
-        "nrnn/noise.py",
+        "nrnn/noise/released.py",
         "return (1.0 - s_m / 2) + (s_m / math.sqrt(12.0)) * xi[..., xi.shape[-1] // 2 :]",
         "return (1.0 - s_m) + (s_m / math.sqrt(12.0)) * xi[..., xi.shape[-1] // 2 :]",
         ("tests/test_model.py",),
@@ -202,7 +202,7 @@ MUTATIONS = (
     Mutation(
         "explicit objective adds q + r instead of (q + r)/2",
         "training",
-        "nrnn/train.py",
+        "nrnn/objectives.py",
         "return (expansion.loss + 0.5 * (expansion.q + expansion.r)).mean()",
         "return (expansion.loss + (expansion.q + expansion.r)).mean()",
         ("tests/test_regularizer.py", "-k", "objective"),
@@ -235,7 +235,7 @@ MUTATIONS = (
     Mutation(
         "store key ignores the code version",
         "harness",
-        "nrnn/store.py",
+        "nrnn/workflow/store.py",
         'return {"config": config.canonical_dict(), "code_version": CODE_VERSION}',
         'return {"config": config.canonical_dict()}',
         ("tests/test_harness.py",),
@@ -243,7 +243,7 @@ MUTATIONS = (
     Mutation(
         "finished runs are trained again",
         "harness",
-        "nrnn/harness.py",
+        "nrnn/workflow/harness.py",
         "if not store.is_finished(spec.config):\n                result = train(",
         "if True:\n                result = train(",
         ("tests/test_harness.py",),
@@ -251,7 +251,7 @@ MUTATIONS = (
     Mutation(
         "stored task results are recomputed",
         "harness",
-        "nrnn/harness.py",
+        "nrnn/workflow/harness.py",
         "    result = store.read_task(spec.config, task.name, task.key())\n    if result is None:",
         "    result = None\n    if result is None:",
         ("tests/test_harness.py",),
@@ -350,7 +350,7 @@ MUTATIONS = (
     Mutation(
         "local workers report the completion index instead of the position",
         "bookkeeping",
-        "nrnn/backends.py",
+        "nrnn/workflow/backends.py",
         "for future in concurrent.futures.as_completed(futures):\n"
         "                position = futures[future]",
         "for done, future in enumerate(concurrent.futures.as_completed(futures)):\n"
@@ -360,7 +360,7 @@ MUTATIONS = (
     Mutation(
         "outcomes stored by position among the pending runs",
         "bookkeeping",
-        "nrnn/harness.py",
+        "nrnn/workflow/harness.py",
         "outcomes[index] = dataclasses.replace(outcome, spec=jobs[index].spec)",
         "outcomes[position] = dataclasses.replace(outcome, spec=jobs[position].spec)",
         ("tests/test_bookkeeping.py", "-k", "reverse"),
@@ -368,7 +368,7 @@ MUTATIONS = (
     Mutation(
         "outcomes returned in completion order",
         "bookkeeping",
-        "nrnn/harness.py",
+        "nrnn/workflow/harness.py",
         "return [outcomes[index] for index in range(len(jobs))]",
         "return list(outcomes.values())",
         ("tests/test_bookkeeping.py", "-k", "reverse"),
@@ -376,17 +376,17 @@ MUTATIONS = (
     Mutation(
         "store key leaves out every key added later",
         "bookkeeping",
-        "nrnn/config.py",
-        "if not (k in added and v == defaults[section][k])",
-        "if k not in added",
+        "nrnn/canonical.py",
+        "if not (key in added and value == defaults[section].get(key, _ABSENT))",
+        "if key not in added",
         ("tests/test_bookkeeping.py", "-k", "config"),
     ),
     Mutation(
         "measurement task key from the sample count only",
         "bookkeeping",
         "verification/trained.py",
-        'return hash_content({"version": 3, **dataclasses.asdict(self)}, length=12)',
-        'return hash_content({"version": 3, "samples": self.hessian_samples}, length=12)',
+        'return content_hash({"version": 3, **dataclasses.asdict(self)}, length=12)',
+        'return content_hash({"version": 3, "samples": self.hessian_samples}, length=12)',
         ("tests/test_bookkeeping.py", "-k", "task"),
     ),
     Mutation(
@@ -417,9 +417,9 @@ MUTATIONS = (
     Mutation(
         "fixed subsets ignore their seed",
         "seeds",
-        "nrnn/train.py",
-        "manual_seed(seed)\n    return torch.randperm(total",
-        "manual_seed(SUBSET_SEED)\n    return torch.randperm(total",
+        "nrnn/data.py",
+        "manual_seed(seed)\n    drawn = torch.randperm(total",
+        "manual_seed(SUBSET_SEED)\n    drawn = torch.randperm(total",
         ("tests/test_seeds.py", "-k", "subset"),
     ),
     Mutation(
@@ -432,36 +432,36 @@ MUTATIONS = (
     ),
     # ----------------------------------------------------------------- configuration
     Mutation(
-        "coRNN activation not passed to the cell",
+        "a cell's options not passed to it (its defaults built)",
+        "configuration",
+        "nrnn/cells/kinds.py",
+        "return self.cell_type(hidden_dim, **chosen.as_dict())",
+        "return self.cell_type(hidden_dim)",
+        ("tests/test_config_cells.py", "-k", "reaches"),
+    ),
+    Mutation(
+        "GRU-ODE init_std not applied to its weights",
+        "configuration",
+        "nrnn/cells/gru.py",
+        'scale = contract.real("init_std", init_std) / math.sqrt(hidden_dim)',
+        'contract.real("init_std", init_std)\n        scale = 1.0 / math.sqrt(hidden_dim)',
+        ("tests/test_config_cells.py", "-k", "reaches"),
+    ),
+    Mutation(
+        "a config's [noise] options not applied (the form's defaults built)",
         "configuration",
         "nrnn/config.py",
-        '"epsilon": self.oscillator_epsilon,\n                "activation": self.activation,',
-        '"epsilon": self.oscillator_epsilon,',
+        '    merged |= _typed("noise", noise_type, values)\n    return canonical._make(noise_type',
+        "    return canonical._make(noise_type",
         ("tests/test_config_cells.py", "-k", "reaches"),
     ),
     Mutation(
-        "GRU-ODE init_std not passed to the cell",
+        "old-layout [noise] levels ignored (the form's defaults loaded)",
         "configuration",
-        "nrnn/config.py",
-        'return {"init_std": self.init_std}',
-        "return {}",
-        ("tests/test_config_cells.py", "-k", "reaches"),
-    ),
-    Mutation(
-        "paper noise built without its Brownian mode",
-        "configuration",
-        "nrnn/train.py",
-        "noise = Noise(noise_config.additive, noise_config.multiplicative, noise_config.brownian)",
-        "noise = Noise(noise_config.additive, noise_config.multiplicative)",
-        ("tests/test_config_cells.py", "-k", "reaches"),
-    ),
-    Mutation(
-        "released-code noise built with its levels swapped",
-        "configuration",
-        "nrnn/train.py",
-        "noise = ReferenceNoise(noise_config.additive, noise_config.multiplicative)",
-        "noise = ReferenceNoise(noise_config.multiplicative, noise_config.additive)",
-        ("tests/test_config_cells.py", "-k", "reaches"),
+        "nrnn/canonical.py",
+        'return _make(kind.noise_type, {key: flat[key] for key in own}, "noise.")',
+        'return _make(kind.noise_type, {key: LEGACY_NOISE[key] for key in own}, "noise.")',
+        ("tests/test_store_keys.py",),
     ),
     Mutation(
         "recurrence not passed to the model",
