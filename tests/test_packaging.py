@@ -4,6 +4,7 @@
 environment outside the checkout."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,12 +17,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+BUILD_LEFTOVERS = shutil.ignore_patterns(
+    ".*", "build", "*.egg-info", "__pycache__", "output", "runs"
+)
+"""What a build leaves in the checkout (a module removed since the last build stays in
+``build/lib`` and would land in the wheel), caches and outputs: not copied for the build."""
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "checkout"
+    shutil.copytree(ROOT, source, ignore=BUILD_LEFTOVERS)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(out), str(ROOT)],
+        + ["-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
