@@ -34,6 +34,7 @@ import math
 from pathlib import Path
 
 from nrnn.verification.core import report_figure
+from nrnn.verification.trained import BASELINE, OBJECTIVES
 
 from . import style
 
@@ -42,7 +43,7 @@ TITLE = (
     "margin by objective"
 )
 
-OBJECTIVE_ORDER = ("clean", "noise", "explicit")
+OBJECTIVE_ORDER = OBJECTIVES
 
 METRIC_LABELS = {
     "hessian_trace": (
@@ -71,9 +72,10 @@ def parse_check_name(name: str) -> tuple[str, str, str] | None:
     """(metric, dataset, treated) of a comparison check name
     ``"<metric>.<dataset>.<treated>_vs_clean"``; None for any other check."""
     parts = name.split(".")
-    if len(parts) != 3 or not parts[2].endswith("_vs_clean"):
+    suffix = f"_vs_{BASELINE}"
+    if len(parts) != 3 or not parts[2].endswith(suffix):
         return None
-    return parts[0], parts[1], parts[2].removesuffix("_vs_clean")
+    return parts[0], parts[1], parts[2].removesuffix(suffix)
 
 
 def _split_run_key(key: str) -> tuple[str, int]:
@@ -341,7 +343,7 @@ def _mean_sd(entry: dict) -> str:
 def markdown_dataset(summary: dict, dataset: dict) -> str:
     """The table of one dataset: means ± sd per objective, paired differences, p values."""
     objectives = dataset["objectives"]
-    treated = [o for o in objectives if o != "clean"]
+    treated = [o for o in objectives if o != BASELINE]
     header = (
         ["metric"]
         + [f"{o} (mean ± sd)" for o in objectives]

@@ -70,7 +70,10 @@ REFERENCE_EFFECT = 1.0
 """The paired effect size d_z at which ``false_failure`` (1 − power) is stated."""
 NOISE_LEVEL = 0.1
 """σ₁ = σ₂ of the noise-trained and explicitly regularised models (fixed a priori)."""
-OBJECTIVES = ("clean", "noise", "explicit")
+BASELINE = "clean"
+"""The objective every other one is compared with (the model trained without noise); its
+name is part of the check names (``<metric>.<dataset>.<treated>_vs_clean``)."""
+OBJECTIVES = (BASELINE, "noise", "explicit")
 SUBSET_SEED = data.SUBSET_SEED
 """Seed of the fixed random subsets of the training and test splits that are measured."""
 
@@ -124,7 +127,7 @@ DIGITS_ROWS_SMALL = DatasetPlan(
 ECG5000_SMALL = DatasetPlan(
     "ecg5000",
     {"model": {"hidden_dim": 16}, "optim": {"lr_decay_every": 30}, "train": {"epochs": 40}},
-    objectives=("clean", "noise"),
+    objectives=(BASELINE, "noise"),
 )
 
 TEN_SEEDS = tuple(range(10))
@@ -152,7 +155,7 @@ FULL = Sizes(
 SMOKE = Sizes(
     datasets=(DatasetPlan("digits-rows", {"model": {"hidden_dim": 8}, "train": {"epochs": 1}}),),
     seeds=(0, 1),
-    objectives=("clean", "noise"),
+    objectives=(BASELINE, "noise"),
     hessian_samples=24,
     hessian_probes=3,
     lanczos_iterations=3,
@@ -395,13 +398,13 @@ def _comparison_check(
     configs: dict,
     seconds: float,
 ) -> Check:
-    baseline = [results[("clean", s)][metric.key] for s in seeds]
+    baseline = [results[(BASELINE, s)][metric.key] for s in seeds]
     other = [results[(treated, s)][metric.key] for s in seeds]
     test = paired_test(baseline, other, metric.claimed)
     relation = "<" if metric.claimed == "less" else ">"
     secondary = {
         key: paired_test(
-            [results[("clean", s)][key] for s in seeds],
+            [results[(BASELINE, s)][key] for s in seeds],
             [results[(treated, s)][key] for s in seeds],
             metric.claimed,
         )
@@ -409,9 +412,9 @@ def _comparison_check(
     }
     return Check(
         claim=metric.claim,
-        name=f"{metric.key}.{dataset}.{treated}_vs_clean",
+        name=f"{metric.key}.{dataset}.{treated}_vs_{BASELINE}",
         measured={
-            "clean": test["baseline_mean"],
+            BASELINE: test["baseline_mean"],
             treated: test["treated_mean"],
             "mean_diff": test["mean_difference"],
             "se_diff": test["se_difference"],
@@ -427,7 +430,7 @@ def _comparison_check(
             f"and the one-sided paired t test gives p < {ALPHA}. P(false fail) = 1 − power "
             f"at d_z = {REFERENCE_EFFECT:g}"
         ),
-        tolerance={"alpha": ALPHA, "claimed": f"{treated} {relation} clean"},
+        tolerance={"alpha": ALPHA, "claimed": f"{treated} {relation} {BASELINE}"},
         passed=verdict(test) == "supported",
         false_failure=1.0 - test["power_at_reference_effect"],
         seeds=list(seeds),
@@ -435,19 +438,19 @@ def _comparison_check(
         details={
             "verdict": verdict(test),
             "test": test,
-            "per_seed": {"clean": baseline, treated: other},
+            "per_seed": {BASELINE: baseline, treated: other},
             "secondary": secondary,
             "measurements": {
                 f"{objective}/seed{s}": results[(objective, s)]
-                for objective in ("clean", treated)
+                for objective in (BASELINE, treated)
                 for s in seeds
             },
             "runs": {
                 f"{objective}/seed{s}": runs[(objective, s)]
-                for objective in ("clean", treated)
+                for objective in (BASELINE, treated)
                 for s in seeds
             },
-            "configs": {objective: configs[objective] for objective in ("clean", treated)},
+            "configs": {objective: configs[objective] for objective in (BASELINE, treated)},
             "configs_note": "shown for the first seed; other runs differ in train.seed only",
         },
     )
@@ -458,9 +461,10 @@ def plan(sizes: Sizes, context: Context | None = None) -> list[tuple[list[RunSpe
     if len(set(sizes.seeds)) < 2:
         raise ValueError(f"a paired test needs at least 2 seeds, got {list(sizes.seeds)}")
     for dataset in sizes.datasets:
-        if "clean" not in (dataset.objectives or sizes.objectives):
+        if BASELINE not in (dataset.objectives or sizes.objectives):
             raise ValueError(
-                f"{dataset.name}: the objectives must include 'clean', the baseline of every test"
+                f"{dataset.name}: the objectives must include {BASELINE!r}, the baseline of every "
+                "test"
             )
     task = MeasureTask.for_sizes(sizes)
     configure = context.configure if context is not None else (lambda config: config)
@@ -517,8 +521,8 @@ def _dataset_checks(
     )
     checks = []
     seeds = list(sizes.seeds)
-    for treated in (o for o in objectives if o != "clean"):
-        seconds = sum(cost[(o, s)] for o in ("clean", treated) for s in seeds)
+    for treated in (o for o in objectives if o != BASELINE):
+        seconds = sum(cost[(o, s)] for o in (BASELINE, treated) for s in seeds)
         for metric in METRICS:
             checks.append(
                 _comparison_check(metric, dataset, treated, seeds, results, runs, configs, seconds)
