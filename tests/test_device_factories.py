@@ -81,9 +81,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("draws.py", "_signs", "arange"): (
         "a constant table built once on the CPU and cached per (dtype, device) after .to()"
     ),
-    ("metrics.py", "_HessianOperator.diagonal", "tensor"): _CPU_STATISTIC,
-    ("metrics.py", "hessian_trace", "tensor"): _CPU_STATISTIC,
-    ("metrics.py", "_lanczos", "tensor"): (
+    ("metrics/curvature.py", "_HessianOperator.diagonal", "tensor"): _CPU_STATISTIC,
+    ("metrics/curvature.py", "hessian_trace", "tensor"): _CPU_STATISTIC,
+    ("metrics/curvature.py", "_lanczos", "tensor"): (
         "the Lanczos coefficients (Python floats) on the CPU; the Ritz vector is moved back"
     ),
     ("paths.py", "_factors", "tensor"): (

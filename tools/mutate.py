@@ -152,7 +152,7 @@ MUTATIONS = (
     Mutation(
         "Hutchinson probes in {0, 1} instead of {-1, 1}",
         "estimators",
-        "nrnn/metrics.py",
+        "nrnn/metrics/curvature.py",
         "v = signs.to(operator.dtype) * 2 - 1",
         "v = signs.to(operator.dtype)",
         ("tests/test_metrics.py", "-k", "hutchinson"),
@@ -401,7 +401,7 @@ MUTATIONS = (
     Mutation(
         "Hutchinson probes ignore the seed",
         "seeds",
-        "nrnn/metrics.py",
+        "nrnn/metrics/curvature.py",
         "generator = torch.Generator().manual_seed(seed)\n    samples = []",
         "generator = torch.Generator().manual_seed(0)\n    samples = []",
         ("tests/test_seeds.py", "-k", "hessian_trace"),
@@ -483,7 +483,7 @@ MUTATIONS = (
     Mutation(
         "step Jacobians along the mean step instead of the evaluation step",
         "noise off",
-        "nrnn/metrics.py",
+        "nrnn/metrics/dynamics.py",
         "step = model.noise.evaluation_step(model.dt, model.noise_parameters)",
         "step = model.noise.mean_step(model.dt, model.noise_parameters)",
         ("tests/test_noise_off.py", "-k", "jacobian"),
@@ -499,7 +499,7 @@ MUTATIONS = (
     Mutation(
         "mean loss of the Hessian measured with the noise on",
         "noise off",
-        "nrnn/metrics.py",
+        "nrnn/metrics/_base.py",
         "with deterministic(model):\n        logits = model(x)\n    _check_logits(logits, y)",
         "with contextlib.nullcontext():\n        logits = model(x)\n    _check_logits(logits, y)",
         ("tests/test_noise_off.py", "-k", "hessian or mean_loss"),
