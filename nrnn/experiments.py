@@ -233,8 +233,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         choices=PROFILES,
         default=None,
-        help="sizes: smoke (tests), quick (default; minutes on 2 cores), medium (pixel "
-        "MNIST, ~2 h on 2 cores), full (the paper's sizes)",
+        help="sizes: smoke (tests), quick (default; minutes on 2 cores), medium (bigger; "
+        "the pixel-MNIST robustness runs take days on 2 cores), full (the paper's sizes)",
     )
     size.add_argument(
         "--quick",
