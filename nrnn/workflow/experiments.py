@@ -10,7 +10,7 @@ names none of them.
 =========  ==========================================================================
 smoke      tiny sizes, seconds: what the tests run
 quick      the default: minutes on 2 CPU cores (``make reproduce``)
-medium     the paper's pixel-MNIST task at a size 2 cores finish in about two hours
+medium     bigger than quick; the pixel-MNIST robustness runs take days on 2 cores
 full       the paper's sizes, for a cluster or a GPU
 =========  ==========================================================================
 
@@ -238,8 +238,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         choices=PROFILES,
         default=None,
-        help="sizes: smoke (tests), quick (default; minutes on 2 cores), medium (pixel "
-        "MNIST, ~2 h on 2 cores), full (the paper's sizes)",
+        help="sizes: smoke (tests), quick (default; minutes on 2 cores), medium (bigger; "
+        "the pixel-MNIST robustness runs take days on 2 cores), full (the paper's sizes)",
     )
     size.add_argument(
         "--quick",
