@@ -39,7 +39,6 @@ SKIP_REASONS = (
     "needs a Ray cluster",
     "needs a SLURM allocation",
     "is what make test runs",
-    "trains for half an hour",
     "runs for hours",
     "runs for days",
 )
