@@ -12,6 +12,8 @@ import torch
 
 from nrnn import config as config_module
 from nrnn import data
+from nrnn.cost import Timings
+from nrnn.harness import RunSpec, plan, with_threads
 from nrnn.store import RunStore
 from nrnn.train import PLATEAU_KEY, is_complete, load_checkpoint, plateau_decision, train
 
@@ -124,13 +126,24 @@ def test_a_run_interrupted_after_its_decay_resumes_exactly(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_the_store_counts_a_stopped_run_as_finished(tmp_path):
-    config = _config(epochs=60)
+def test_the_store_and_the_plan_count_a_stopped_run_as_finished(tmp_path):
+    """A run the rule stopped before its cap is stored: ``--plan`` says so and estimates
+    nothing more for it (it used to show 'partial k/cap' and the cost of the epochs left).
+    Control: the same run cut short at that epoch without the rule is partial."""
+    spec = with_threads(RunSpec("rule", _config(epochs=60)), 1)  # as the plan keys it
+    config = spec.config
     store = RunStore(tmp_path)
     assert not store.is_finished(config)
     train(config, store.run_dir(config), progress=False)
     assert store.is_finished(config)
-    assert store.finished_epochs(config) < config.train.epochs
+    stopped = store.finished_epochs(config)
+    assert stopped < config.train.epochs
+    unfinished = with_threads(RunSpec("no rule", _config(epochs=60, window=0)), 1)
+    cut_short = _config(epochs=stopped, window=0)
+    train(cut_short, store.run_dir(unfinished.config), progress=False)
+    rows = plan([spec, unfinished], store, timings=Timings(tmp_path / "timings.json"))
+    assert [row.state for row in rows] == ["stored", f"partial {stopped}/60"]
+    assert rows[0].remaining_seconds == 0 < rows[1].remaining_seconds
 
 
 def test_added_keys_at_their_defaults_keep_old_hashes():

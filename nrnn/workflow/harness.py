@@ -501,7 +501,7 @@ def plan(
         config = job.spec.config
         done = store.finished_epochs(config)
         seconds = 0.0
-        if done < config.train.epochs:
+        if not store.is_finished(config):
             seconds += timings.training_seconds(config, epochs=config.train.epochs - done)
             state = f"partial {done}/{config.train.epochs}" if done else "to run"
         else:
