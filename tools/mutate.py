@@ -103,7 +103,7 @@ MUTATIONS = (
     Mutation(
         "contraction rate from the smallest eigenvalue",
         "mathematics",
-        "nrnn/stability.py",
+        "nrnn/stability/bounds.py",
         "top_eigenvalue = torch.linalg.eigvalsh(symmetric)[..., -1]",
         "top_eigenvalue = torch.linalg.eigvalsh(symmetric)[..., 0]",
         ("tests/test_stability.py", "-k", "kappa or contraction"),
@@ -144,7 +144,7 @@ MUTATIONS = (
     Mutation(
         "Lyapunov exponent per step instead of per unit time",
         "estimators",
-        "nrnn/stability.py",
+        "nrnn/stability/exponents.py",
         "samples = log_growth / run.time()",
         "samples = log_growth / run.steps",
         ("tests/test_stability.py", "-k", "lyapunov"),
@@ -409,7 +409,7 @@ MUTATIONS = (
     Mutation(
         "Lyapunov starting directions ignore the seed",
         "seeds",
-        "nrnn/stability.py",
+        "nrnn/stability/exponents.py",
         "torch.Generator().manual_seed(self.seed + _DIRECTION_SEED_OFFSET)",
         "torch.Generator().manual_seed(_DIRECTION_SEED_OFFSET)",
         ("tests/test_seeds.py", "-k", "data_lyapunov"),
