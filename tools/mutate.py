@@ -210,7 +210,7 @@ MUTATIONS = (
     Mutation(
         "randomness not re-seeded per epoch",
         "training",
-        "nrnn/train.py",
+        "nrnn/train/loop.py",
         "torch.manual_seed(_epoch_seed(config.train.seed, epoch))",
         "pass",
         ("tests/test_train.py", "-k", "resume"),
@@ -226,7 +226,7 @@ MUTATIONS = (
     Mutation(
         "learning-rate decay ignores its period",
         "training",
-        "nrnn/train.py",
+        "nrnn/train/loop.py",
         "step_size=config.optim.lr_decay_every or 10**9,",
         "step_size=10**9,",
         ("tests/test_train.py", "-k", "schedule"),
@@ -466,7 +466,7 @@ MUTATIONS = (
     Mutation(
         "recurrence not passed to the model",
         "configuration",
-        "nrnn/train.py",
+        "nrnn/train/factory.py",
         "        recurrence=m.recurrence,\n",
         "",
         ("tests/test_config_cells.py", "-k", "reaches"),
@@ -491,7 +491,7 @@ MUTATIONS = (
     Mutation(
         "evaluation keeps the training mode (noise on)",
         "noise off",
-        "nrnn/train.py",
+        "nrnn/train/objective.py",
         "    model.eval()\n    inputs, labels = dataset.tensors",
         "    inputs, labels = dataset.tensors",
         ("tests/test_noise_off.py", "-k", "evaluate"),
@@ -532,7 +532,7 @@ MUTATIONS = (
     Mutation(
         "stopping rule stops at the first plateau, whatever plateau_decays says",
         "claim 9",
-        "nrnn/train.py",
+        "nrnn/train/stopping.py",
         'return "decay" if decays < train_config.plateau_decays else "stop"',
         'return "stop"',
         ("tests/test_stopping.py",),
@@ -540,7 +540,7 @@ MUTATIONS = (
     Mutation(
         "stopping rule counts a gain equal to the minimum as a plateau",
         "claim 9",
-        "nrnn/train.py",
+        "nrnn/train/stopping.py",
         "if recent - before >= train_config.stop_min_gain:",
         "if recent - before > train_config.stop_min_gain:",
         ("tests/test_stopping.py", "-k", "decision"),
