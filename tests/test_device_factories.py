@@ -97,12 +97,12 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("perturb.py", "evaluate_under", "empty"): (
         "a sentinel whose device (the CPU) is the answer for a model without parameters"
     ),
-    ("stability.py", "em_almost_sure_bound", "linspace"): (
+    ("stability/bounds.py", "em_almost_sure_bound", "linspace"): (
         "a float64 quadrature grid, moved to the model's device where it meets the model "
         "(_em_norms, .to(step_norms))"
     ),
-    ("stability.py", "em_mean_square_bound", "ones"): "moved by _em_norms (shifts.to(L))",
-    ("stability.py", "em_mean_square_matrix", "as_tensor"): (
+    ("stability/bounds.py", "em_mean_square_bound", "ones"): "moved by _em_norms (shifts.to(L))",
+    ("stability/linear.py", "em_mean_square_matrix", "as_tensor"): (
         "the caller's drift matrix keeps its own device (as_tensor of a tensor does not move "
         "it); the noise matrices follow it"
     ),

@@ -277,7 +277,7 @@ def test_a_non_finite_loss_read_at_the_end_of_the_epoch_names_its_batch(tmp_path
         loss = original(model, x, y, objective, **options)
         return loss * float("nan") if calls["count"] == 10 else loss  # 7 batches per epoch
 
-    monkeypatch.setattr(training, "objective_loss", poisoned)
+    monkeypatch.setattr(training.objective, "objective_loss", poisoned)
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at epoch 2, batch 3 of 7;.*1"):
         train(tiny_config(), tmp_path, progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1

@@ -362,7 +362,9 @@ def test_tangent_step_is_the_jacobian_of_the_euler_step(case):
     terms = type(terms)(*(t.detach() if isinstance(t, torch.Tensor) else t for t in terms))
     tangents = torch.randn(3, n, 2, dtype=torch.float64)
     point = model.cell.linearisation(h, drive, parameters)
-    got = stability._tangent_step(model.cell.derivatives(), point, parameters, tangents, terms)
+    got = stability.exponents._tangent_step(
+        model.cell.derivatives(), point, parameters, tangents, terms
+    )
     for path in range(3):
 
         def one_step(state, path=path):

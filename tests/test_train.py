@@ -98,7 +98,7 @@ def test_divergence_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path, mo
         calls["count"] += 1
         return loss * float("nan") if calls["count"] == 12 else loss  # 10 batches per epoch
 
-    monkeypatch.setattr(training, "objective_loss", poisoned)
+    monkeypatch.setattr(training.objective, "objective_loss", poisoned)
     with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 2 of 10;.*epoch 1"):
         train(small_config(epochs=3), tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -131,7 +131,7 @@ def test_objective_growth_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
         loss = original(model, x, y, objective, **options)
         return loss * 1e4 if calls["count"] > 20 else loss  # epoch 3 onward (10 batches each)
 
-    monkeypatch.setattr(training, "objective_loss", exploding)
+    monkeypatch.setattr(training.objective, "objective_loss", exploding)
     config = small_config(epochs=4)
     with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 3: .* 100 × its best"):
         train(config, tmp_path, progress=False)

@@ -103,7 +103,7 @@ MUTATIONS = (
     Mutation(
         "contraction rate from the smallest eigenvalue",
         "mathematics",
-        "nrnn/stability.py",
+        "nrnn/stability/bounds.py",
         "top_eigenvalue = torch.linalg.eigvalsh(symmetric)[..., -1]",
         "top_eigenvalue = torch.linalg.eigvalsh(symmetric)[..., 0]",
         ("tests/test_stability.py", "-k", "kappa or contraction"),
@@ -144,7 +144,7 @@ MUTATIONS = (
     Mutation(
         "Lyapunov exponent per step instead of per unit time",
         "estimators",
-        "nrnn/stability.py",
+        "nrnn/stability/exponents.py",
         "samples = log_growth / run.time()",
         "samples = log_growth / run.steps",
         ("tests/test_stability.py", "-k", "lyapunov"),
@@ -210,7 +210,7 @@ MUTATIONS = (
     Mutation(
         "randomness not re-seeded per epoch",
         "training",
-        "nrnn/train.py",
+        "nrnn/train/loop.py",
         "torch.manual_seed(_epoch_seed(config.train.seed, epoch))",
         "pass",
         ("tests/test_train.py", "-k", "resume"),
@@ -226,7 +226,7 @@ MUTATIONS = (
     Mutation(
         "learning-rate decay ignores its period",
         "training",
-        "nrnn/train.py",
+        "nrnn/train/loop.py",
         "step_size=config.optim.lr_decay_every or 10**9,",
         "step_size=10**9,",
         ("tests/test_train.py", "-k", "schedule"),
@@ -409,7 +409,7 @@ MUTATIONS = (
     Mutation(
         "Lyapunov starting directions ignore the seed",
         "seeds",
-        "nrnn/stability.py",
+        "nrnn/stability/exponents.py",
         "torch.Generator().manual_seed(self.seed + _DIRECTION_SEED_OFFSET)",
         "torch.Generator().manual_seed(_DIRECTION_SEED_OFFSET)",
         ("tests/test_seeds.py", "-k", "data_lyapunov"),
@@ -466,7 +466,7 @@ MUTATIONS = (
     Mutation(
         "recurrence not passed to the model",
         "configuration",
-        "nrnn/train.py",
+        "nrnn/train/factory.py",
         "        recurrence=m.recurrence,\n",
         "",
         ("tests/test_config_cells.py", "-k", "reaches"),
@@ -491,7 +491,7 @@ MUTATIONS = (
     Mutation(
         "evaluation keeps the training mode (noise on)",
         "noise off",
-        "nrnn/train.py",
+        "nrnn/train/objective.py",
         "    model.eval()\n    inputs, labels = dataset.tensors",
         "    inputs, labels = dataset.tensors",
         ("tests/test_noise_off.py", "-k", "evaluate"),
@@ -532,7 +532,7 @@ MUTATIONS = (
     Mutation(
         "stopping rule stops at the first plateau, whatever plateau_decays says",
         "claim 9",
-        "nrnn/train.py",
+        "nrnn/train/stopping.py",
         'return "decay" if decays < train_config.plateau_decays else "stop"',
         'return "stop"',
         ("tests/test_stopping.py",),
@@ -540,7 +540,7 @@ MUTATIONS = (
     Mutation(
         "stopping rule counts a gain equal to the minimum as a plateau",
         "claim 9",
-        "nrnn/train.py",
+        "nrnn/train/stopping.py",
         "if recent - before >= train_config.stop_min_gain:",
         "if recent - before > train_config.stop_min_gain:",
         ("tests/test_stopping.py", "-k", "decision"),

@@ -1,103 +1,26 @@
-"""Stability of the noisy RNN: contraction rate, Lyapunov-exponent bounds, measured exponents.
-
-Two trajectories h, h' of one model, driven by the same inputs and the *same* noise
-(common noise), differ by e = h − h'. The additive noise cancels in e; the multiplicative
-noise does not. When the cell's drift splits as f(h) = L h + N(h) with N ρ-Lipschitz
-(``Cell.stability_split``), eᵀ(f(h) − f(h')) ≤ κ|e|² with the one-sided Lipschitz
-constant κ = λ_max(sym L) + ρ: for the Lipschitz cell L = A and ρ = sup|φ'| ‖W‖₂, so
-κ = λ_max(sym A) + ‖W‖₂ for tanh. With σ₂ the multiplicative level, Itô's formula on
-log|e|² gives (continuous time, paper-form noise, n entries in the state):
-
-    almost surely   limsup (1/t) log|e_t| ≤ κ − σ₂²/2            (one scalar Brownian motion)
-                    limsup (1/t) log|e_t| ≤ κ + σ₂²(1/2 − 1/n)   (one Brownian motion per unit)
-    in mean square  limsup (1/2t) log E|e_t|² ≤ κ + σ₂²/2         (either)
-
-A cell without such a split (the gated GRU-ODE cell: its gates multiply the state) has
-no closed-form bound: the bound functions raise :class:`NoClosedFormBound` and say so;
-the measured exponents work for every cell.
-
-so multiplicative noise on a scalar Brownian motion can make a model with κ > 0 contract
-(stochastic stabilisation), while the mean-square exponent only grows with noise.
-Exponents here are all *per unit time* and of the distance itself: the mean-square one is
-that of the root-mean-square distance √E|e|², i.e. half the exponent of E|e|² (for
-dX = aX dt + sX dB: a.s. a − s²/2, root-mean-square a + s²/2, E X² exponent 2a + s²).
-
-The formulas come from ``nrnn._generated.stability`` (derived with SymPy in
-``derivations/stability.py``). This module adds:
-
-- the bounds for a model (:func:`contraction_rate`, :func:`almost_sure_bound`,
-  :func:`mean_square_bound`, :func:`stabilising_noise_level`);
-- bounds that hold exactly for the Euler–Maruyama map the model actually runs
-  (:func:`em_almost_sure_bound`, :func:`em_mean_square_bound`), which differ from the
-  continuous ones by O(dt);
-- Monte Carlo exponents: :func:`lyapunov_exponent` (two trajectories, renormalised
-  separation) and :func:`linearised_lyapunov_exponent` (tangent dynamics, QR);
-- the exact Euler–Maruyama mean-square condition of a linear system
-  dX = A X dt + Σᵢ Bᵢ X dβᵢ (:func:`em_mean_square_matrix`, :func:`em_mean_square_exponent`,
-  :func:`em_mean_square_stable`, :func:`linear_noise_matrices`).
-"""
+"""Monte Carlo Lyapunov exponents (per unit time) of a model along noisy paths: two
+trajectories with common noise, renormalised every step (:func:`lyapunov_exponent`), and
+the tangent dynamics re-orthonormalised by QR (:func:`linearised_lyapunov_exponent`)."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils._pytree import tree_map
 
-from . import contract
-from ._generated import stability as _formulas
-from .cells import StabilitySplit
-from .cells.base import Derivatives, Point
-from .model import NoisyRNN, check_model
-from .montecarlo import mean_and_stderr
-from .noise import Noise, StepNoise
-from .paths import simulate
+from .. import contract
+from ..cells.base import Derivatives, Point
+from ..model import NoisyRNN, check_model
+from ..montecarlo import mean_and_stderr
+from ..noise import StepNoise
+from ..paths import simulate
 
-if TYPE_CHECKING:
-    from numpy.typing import ArrayLike
-
-__all__ = [
-    "LyapunovEstimate",
-    "NoClosedFormBound",
-    "almost_sure_bound",
-    "contraction_rate",
-    "em_almost_sure_bound",
-    "em_mean_square_bound",
-    "em_mean_square_exponent",
-    "em_mean_square_matrix",
-    "em_mean_square_stable",
-    "linear_noise_matrices",
-    "linearised_lyapunov_exponent",
-    "lyapunov_exponent",
-    "mean_square_bound",
-    "stabilising_noise_level",
-]
-
-
-# ------------------------------------------------------------------------- helpers
 _SINGLE_THREAD_ELEMENTS = 1 << 16  # per-step tensor size below which one thread is used
 _DIRECTION_SEED_OFFSET = 7_919  # separates the starting-direction stream from the noise stream
-
-
-class NoClosedFormBound(NotImplementedError):
-    """The model's cell has no derived one-sided Lipschitz constant (no closed-form bound)."""
-
-
-def _split(model: NoisyRNN) -> StabilitySplit:
-    """The cell's f = L h + N(h) split, or a clear error for a cell without one."""
-    check_model(model)
-    split = model.cell.stability_split(model.cell.drift_parameters())
-    if split is None:
-        raise NoClosedFormBound(
-            f"no closed-form bound is available for the {model.cell.name} cell: its drift "
-            "does not split as L h + N(h) with N Lipschitz (no one-sided Lipschitz constant "
-            "is derived). Measure the exponent with lyapunov_exponent instead."
-        )
-    return split
 
 
 @contextlib.contextmanager
@@ -118,181 +41,6 @@ def _threads_for(elements: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-# ---------------------------------------------------------------------- model bounds
-def contraction_rate(model: NoisyRNN) -> torch.Tensor:
-    """κ = λ_max((L + Lᵀ)/2) + ρ, a 0-dim tensor, differentiable in the parameters.
-
-    For the Lipschitz cell κ = λ_max(sym A) + sup|φ'| ‖W‖₂ (A = 0 for the antisymmetric
-    baseline). Deterministically, two trajectories with the same input satisfy
-    |h_t − h'_t| ≤ e^{κt} |h_0 − h'_0|. For ``ReleasedNoise`` models κ is that of the drift.
-
-    Raises:
-        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
-    """
-    split = _split(model)
-    linear = split.linear
-    symmetric = 0.5 * (linear + linear.transpose(-1, -2))
-    top_eigenvalue = torch.linalg.eigvalsh(symmetric)[..., -1]
-    return _formulas.contraction_rate(top_eigenvalue, split.nonlinear_lipschitz)
-
-
-def almost_sure_bound(model: NoisyRNN) -> torch.Tensor:
-    """Upper bound on the a.s. exponent limsup (1/t) log|h_t − h'_t| (common noise), 0-dim.
-
-    - ``Noise(brownian="scalar")``: κ − σ₂²/2. Noise can make it negative when κ > 0.
-    - ``Noise(brownian="diagonal")``: κ + σ₂²(1/2 − 1/n), the weaker bound: independent
-      Brownian motions per unit only guarantee Σᵢ uᵢ⁴ ≥ 1/n for the unit direction u of
-      h − h', so for n > 2 the bound *grows* with σ₂ (n = 1 gives κ − σ₂²/2, n = 2 gives κ).
-
-    Additive noise cancels in h − h', so a model without multiplicative noise (σ₂ = 0)
-    gets the deterministic bound κ. Continuous time: the Euler–Maruyama map with step dt
-    differs by O(dt) (see :func:`em_almost_sure_bound`).
-
-    Raises:
-        NotImplementedError: for ``ReleasedNoise`` (the bound is stated for the paper form).
-        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
-    """
-    kappa = contraction_rate(model)
-    return model.noise.almost_sure_bound(kappa, model.state_dim)
-
-
-def mean_square_bound(model: NoisyRNN) -> torch.Tensor:
-    """Upper bound κ + σ₂²/2 on the root-mean-square exponent limsup (1/2t) log E|h_t − h'_t|².
-
-    The same for both Brownian modes (the Itô term of |e|² is σ₂²|e|² either way); noise
-    never lowers it. The exponent of E|e|² itself is twice this. σ₂ = 0 gives κ.
-
-    Raises:
-        NotImplementedError: for ``ReleasedNoise``.
-        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
-    """
-    kappa = contraction_rate(model)
-    return model.noise.mean_square_bound(kappa)
-
-
-def stabilising_noise_level(model: NoisyRNN) -> torch.Tensor:
-    """The smallest σ₂ on a scalar Brownian motion at which the a.s. bound is ≤ 0: √(2 max(κ, 0)).
-
-    It depends on the drift only (not on the model's current noise). With one Brownian
-    motion per unit and n > 2 no noise level lowers the bound (see :func:`almost_sure_bound`).
-    """
-    kappa = contraction_rate(model)
-    return torch.sqrt(2.0 * torch.clamp(kappa, min=0.0))
-
-
-# --------------------------------------------------- bounds for the Euler–Maruyama map
-def _em_norms(model: NoisyRNN, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """‖c I + dt L‖₂ for every c in ``shifts`` (k,) -> (k,), and dt ρ (0-dim)."""
-    split = _split(model)
-    L = split.linear
-    identity = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
-    shifts = shifts.to(L)
-    stepped = shifts[:, None, None] * identity + model.dt * L
-    return torch.linalg.matrix_norm(stepped, ord=2), model.dt * split.nonlinear_lipschitz
-
-
-def em_almost_sure_bound(model: NoisyRNN, *, grid_points: int = 4001) -> torch.Tensor:
-    """A.s. exponent bound for the Euler–Maruyama map itself (scalar Brownian motion), 0-dim.
-
-    With common noise, e_{k+1} = (c_k I + dt L) e_k + dt (N(h_k) − N(h'_k)) with
-    c_k = 1 + σ₂ √dt ξ_k, so |e_{k+1}| ≤ (‖c_k I + dt L‖₂ + dt ρ) |e_k| and, by the law of
-    large numbers, a.s. (L = A, ρ = ‖W‖₂ for the tanh Lipschitz cell)
-
-        limsup (1/(K dt)) log|e_K| ≤ E_ξ log(‖(1 + σ₂√dt ξ) I + dt L‖₂ + dt ρ) / dt,
-
-    computed by the trapezoidal rule on ``grid_points`` nodes over ξ ∈ [−12, 12] (accurate
-    while σ₂√dt is small: the integrand dips where c ≈ 0, at ξ ≈ −1/(σ₂√dt)). It tends to
-    κ − σ₂²/2 as dt → 0 and is typically below it by ≈ dt(3σ₂⁴/4 − κσ₂² + κ²/2).
-    A numerical bound of this module, not a generated formula.
-
-    Raises:
-        ValueError: for one Brownian motion per unit with n > 1 (no useful discrete bound
-            of this form: use :func:`almost_sure_bound`).
-        NotImplementedError: for ``ReleasedNoise``.
-        NoClosedFormBound: for a cell without a one-sided Lipschitz constant.
-    """
-    check_model(model)
-    sigma = model.noise.common_multiplicative_level(model.state_dim, "em_almost_sure_bound")
-    contract.integer("grid_points", grid_points, minimum=3)
-    xi = torch.linspace(-12.0, 12.0, grid_points, dtype=torch.float64)
-    density = torch.exp(-0.5 * xi**2) / math.sqrt(2 * math.pi)
-    shifts = 1.0 + sigma * math.sqrt(model.dt) * xi
-    step_norms, w_term = _em_norms(model, shifts)
-    integrand = torch.log(step_norms + w_term) * density.to(step_norms)
-    return torch.trapezoid(integrand, xi.to(step_norms)) / model.dt
-
-
-def em_mean_square_bound(model: NoisyRNN) -> torch.Tensor:
-    """Root-mean-square exponent bound for the Euler–Maruyama map (either Brownian mode), 0-dim.
-
-    E|e_{k+1}|² = |(I + dt L) e_k + dt ΔN|² + σ₂² dt |e_k|² in expectation over ξ_k, so
-    (1/2K dt) log E|e_K|² ≤ log((‖I + dt L‖₂ + dt ρ)² + σ₂² dt) / (2 dt), which tends to
-    κ + σ₂²/2 as dt → 0. A numerical bound of this module, not a generated formula.
-    """
-    check_model(model)
-    sigma = model.noise.multiplicative_level("em_mean_square_bound")
-    step_norm, w_term = _em_norms(model, torch.ones(1))
-    growth = (step_norm[0] + w_term) ** 2 + sigma**2 * model.dt
-    return torch.log(growth) / (2 * model.dt)
-
-
-# ------------------------------------------------------------ linear systems, exactly
-def linear_noise_matrices(hidden_dim: int, sigma: float, brownian: str = "scalar") -> torch.Tensor:
-    """The Bᵢ of dX = A X dt + Σᵢ Bᵢ X dβᵢ for the model's multiplicative noise, float64.
-
-    ``"scalar"``: one matrix σ I, shape (1, d, d); ``"diagonal"``: σ eᵢeᵢᵀ for each unit,
-    shape (d, d, d).
-    """
-    contract.integer("hidden_dim", hidden_dim)
-    return Noise(0.0, sigma, brownian).noise_matrices(hidden_dim)
-
-
-def em_mean_square_matrix(
-    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
-) -> torch.Tensor:
-    """The matrix 𝓜 with vec E[X_{k+1}X_{k+1}ᵀ] = 𝓜 vec E[X_k X_kᵀ] for the Euler–Maruyama map
-    X_{k+1} = (I + dt A) X_k + √dt Σᵢ ξᵢ Bᵢ X_k of dX = A X dt + Σᵢ Bᵢ X dβᵢ.
-
-    Args:
-        drift_matrix: A, (..., d, d).
-        noise_matrices: B, (..., n, d, d).
-        dt: the step.
-    Returns:
-        𝓜 = (I + dt A)⊗(I + dt A) + dt Σᵢ Bᵢ⊗Bᵢ, (..., d², d²); it is the same matrix
-        for row- and column-major vec (both factors of each product are equal).
-    """
-    A = torch.as_tensor(drift_matrix)
-    B = torch.as_tensor(noise_matrices, dtype=A.dtype, device=A.device)
-    if A.ndim < 2 or A.shape[-1] != A.shape[-2] or B.ndim < 3 or B.shape[-2:] != A.shape[-2:]:
-        raise ValueError(
-            f"drift_matrix must be (..., d, d) and noise_matrices (..., n, d, d), got "
-            f"{tuple(A.shape)} and {tuple(B.shape)}"
-        )
-    identity = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-    return _formulas.em_mean_square_matrix(identity + dt * A, B, dt)
-
-
-def em_mean_square_exponent(
-    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
-) -> torch.Tensor:
-    """Exact root-mean-square exponent log ρ(𝓜) / (2 dt) of the Euler–Maruyama map, (...).
-
-    ρ is the spectral radius of :func:`em_mean_square_matrix`; E|X_K|² grows like ρ^K for a
-    generic start. As dt → 0 it tends to half the spectral abscissa of A⊕A + Σ Bᵢ⊗Bᵢ
-    (for Bᵢ = σ I: max Re eig(A) + σ²/2).
-    """
-    radius = torch.linalg.eigvals(em_mean_square_matrix(drift_matrix, noise_matrices, dt)).abs()
-    return torch.log(radius.amax(-1)) / (2 * dt)
-
-
-def em_mean_square_stable(
-    drift_matrix: torch.Tensor | ArrayLike, noise_matrices: torch.Tensor | ArrayLike, dt: float
-) -> torch.Tensor:
-    """Whether the Euler–Maruyama map is mean-square stable: ρ(𝓜) < 1, bool (...)."""
-    return em_mean_square_exponent(drift_matrix, noise_matrices, dt) < 0
-
-
-# ------------------------------------------------------------------ measured exponents
 @dataclass(frozen=True)
 class LyapunovEstimate:
     """A Monte Carlo Lyapunov exponent (per unit time) and its standard error over paths.
