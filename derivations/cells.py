@@ -48,6 +48,7 @@ from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunct
 __all__ = [
     "ACTIVATION_POINTS",
     "BUILT_IN",
+    "HAS_STEP_VJP",
     "activation_points",
     "built_in",
     "CellFormulas",
@@ -299,13 +300,19 @@ def derive_cell(spec: CellSpec) -> Derivation:
         derivation.checks.append(step_result.statement())
     derivation.functions += generated_functions(formulas)
     derivation.constants[f"cell_{spec.name}"] = {
-        ACTIVATION_POINTS: activation_points(spec, derivation.functions)
+        ACTIVATION_POINTS: activation_points(spec, derivation.functions),
+        # generated_functions always appends the step products (cell_step_functions).
+        HAS_STEP_VJP: True,
     }
     return derivation
 
 
 ACTIVATION_POINTS = "ACTIVATION_POINTS"
 """The constant of a generated cell module that declares its activation arguments."""
+
+HAS_STEP_VJP = "HAS_STEP_VJP"
+"""The constant of a generated cell module that declares whether it has the
+vector-Jacobian products of one step (the fused recurrence's backward pass needs them)."""
 
 
 def activation_points(spec: CellSpec, functions: list[GeneratedFunction]) -> dict:

@@ -426,7 +426,7 @@ def model_pins(name: str, noise, dtype, recorded: dict[str, Pin] | None = None) 
     if isinstance(noise, Noise):
         bounds = [stability.almost_sure_bound(model), stability.mean_square_bound(model)]
         bounds.append(stability.em_mean_square_bound(model))
-        if noise.brownian == "scalar":
+        if noise.layout.one_common_motion:
             bounds.append(stability.em_almost_sure_bound(model, grid_points=101))
         pins[f"{tag}/bounds"] = parts(bounds)
     estimate = stability.lyapunov_exponent(model, x[:1], paths=4, seed=8, steps=6, burn_in=2)

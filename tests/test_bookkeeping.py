@@ -20,6 +20,7 @@ from nrnn.figures.robustness import RobustnessTask
 from nrnn.harness import EvaluationTask, RunOutcome, RunSpec, ensure_runs, execute, with_threads
 from nrnn.store import RunStore
 from nrnn.verification import trained
+from nrnn.workflow.harness import RunStatus
 
 DATASET = "digits-rows"
 
@@ -222,7 +223,7 @@ def fake_outcome(tmp_path: Path, objective: str, seed: int, value: float) -> Run
     (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 1.0}) + "\n")
     keys = {m.key for m in trained.METRICS} | {k for m in trained.METRICS for k in m.secondary}
     return RunOutcome(
-        RunSpec(objective, config), run_dir, "stored", result=dict.fromkeys(keys, value)
+        RunSpec(objective, config), run_dir, RunStatus.STORED, result=dict.fromkeys(keys, value)
     )
 
 

@@ -53,6 +53,10 @@ _INIT = (
     "parameter initialisation on the CPU (one seed gives the same weights on every device); "
     "the module is moved with .to(device)"
 )
+_NOISE_MATRICES = (
+    "float64 matrices of the linear-SDE analysis; em_mean_square_matrix moves them to the "
+    "drift matrix's device"
+)
 _CPU_STATISTIC = (
     "Python floats gathered into a float64 statistic on the CPU (a result, not an operand "
     "of device tensors)"
@@ -65,10 +69,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("cells/cornn.py", "CoRNNCell.__init__", "randn"): _INIT,
     ("cells/gru.py", "GRUODECell.__init__", "randn"): _INIT,
     ("noise/released.py", "ReleasedNoise.parameters", "full"): _INIT,
-    ("noise/paper.py", "Noise.noise_matrices", "eye"): (
-        "float64 matrices of the linear-SDE analysis; em_mean_square_matrix moves them to the "
-        "drift matrix's device"
-    ),
+    ("noise/brownian.py", "_PerUnit.noise_matrices", "eye"): _NOISE_MATRICES,
+    ("noise/brownian.py", "_Scalar.noise_matrices", "eye"): _NOISE_MATRICES,
     ("catalogue.py", "small_model", "rand"): _CPU_FIXTURE,
     ("catalogue.py", "random_batch", "randn"): _CPU_FIXTURE,
     ("catalogue.py", "random_batch", "randint"): _CPU_FIXTURE,

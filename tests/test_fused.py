@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import types
 
 import pytest
 import torch
@@ -252,6 +253,21 @@ def test_a_torch_only_cell_and_the_reference_choice_run_op_by_op(monkeypatch):
     assert spy.calls == 0 and chosen.recurrence == "reference"
     with pytest.raises(ValueError, match="recurrence must be one of"):
         NoisyRNN(2, 3, 2, recurrence="fast")
+
+
+def test_the_step_products_are_used_when_the_formulas_declare_them(monkeypatch):
+    """The capability is the generated ``HAS_STEP_VJP``, not inferred from the functions: the
+    same module without the declaration (an older generation) runs op by op."""
+    cell = CELLS["cornn"](3)
+    formulas = cell.formulas
+    assert formulas is not None and formulas.HAS_STEP_VJP is True and cell.has_step_vjp
+    undeclared = types.ModuleType("undeclared")
+    undeclared.__dict__.update(
+        {name: value for name, value in vars(formulas).items() if name != "HAS_STEP_VJP"}
+    )
+    assert hasattr(undeclared, "step_vjp_multiplicative")
+    monkeypatch.setattr(type(cell), "formulas", undeclared)
+    assert not cell.has_step_vjp and not fused.supports(cell, Noise(0.1, 0.1))
 
 
 def test_drift_parameters_without_formula_names_are_refused_with_a_message():

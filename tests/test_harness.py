@@ -15,6 +15,7 @@ from nrnn.cost import Timings
 from nrnn.figures import runs
 from nrnn.harness import (
     EvaluationTask,
+    PlanState,
     RunSpec,
     ensure_runs,
     execute,
@@ -153,7 +154,17 @@ def test_plan_states_and_estimates(tmp_path):
         _with(partial.config, "train", "epochs", 1), store.run_dir(partial.config), progress=False
     )  # seed 1 half done
     rows = plan(specs, store, task=ACCURACY, timings=timings)
-    assert [row.state for row in rows] == ["stored, evaluation to run", "partial 1/2", "to run"]
+    assert [row.state for row in rows] == [
+        PlanState.TASK_TO_RUN,
+        PlanState.PARTIAL,
+        PlanState.TO_RUN,
+    ]
+    assert [row.description for row in rows] == [
+        "stored, evaluation to run",
+        "partial 1/2",
+        "to run",
+    ]
+    assert "3 runs, 0 stored;" in format_plan(rows, workers=1)
     assert rows[0].remaining_seconds < rows[1].remaining_seconds < rows[2].remaining_seconds
     # one epoch remains of two: about half the cost of a fresh run (same measured rates)
     task_cost = timings.task_seconds(with_threads(specs[2], 1).config, ACCURACY)

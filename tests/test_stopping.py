@@ -142,7 +142,7 @@ def test_the_store_and_the_plan_count_a_stopped_run_as_finished(tmp_path):
     cut_short = _config(epochs=stopped, window=0)
     train(cut_short, store.run_dir(unfinished.config), progress=False)
     rows = plan([spec, unfinished], store, timings=Timings(tmp_path / "timings.json"))
-    assert [row.state for row in rows] == ["stored", f"partial {stopped}/60"]
+    assert [row.description for row in rows] == ["stored", f"partial {stopped}/60"]
     assert rows[0].remaining_seconds == 0 < rows[1].remaining_seconds
 
 

@@ -72,8 +72,8 @@ MUTATIONS = (
         "additive noise scaled by dt instead of sqrt(dt)",
         "mathematics",
         "nrnn/noise/paper.py",
-        "additive = (root_dt * self.additive * xi[..., :n]).unbind(0)",
-        "additive = (dt * self.additive * xi[..., :n]).unbind(0)",
+        "additive = (root_dt * self.additive * added).unbind(0)",
+        "additive = (dt * self.additive * added).unbind(0)",
         ("tests/test_model.py",),
     ),
     Mutation(

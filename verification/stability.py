@@ -48,6 +48,7 @@ from nrnn.catalogue import (
 )
 from nrnn.cells import CELLS
 from nrnn.montecarlo import mean_and_stderr, z_threshold
+from nrnn.noise import BROWNIAN_LAYOUTS
 from nrnn.workflow.experiments import Experiment
 
 from .core import Check, clearly_above, clearly_below, not_above, timed, within
@@ -576,7 +577,7 @@ def rnn_cases(sizes: Sizes, seed: int = 500) -> list[RnnCase]:
                 "measured": estimate.exponent,
                 "stderr": estimate.stderr,
             }
-            if noise.brownian == "scalar":
+            if noise.layout.one_common_motion:
                 case["em_bound"] = number(stability.em_almost_sure_bound(model))
                 per_path = pathwise_bound(model, xi, burn_in)
                 case["pathwise_excess"] = float((estimate.samples - per_path).max())
@@ -588,20 +589,25 @@ def rnn_cases(sizes: Sizes, seed: int = 500) -> list[RnnCase]:
     return cases
 
 
+def _one_common_motion(case: RnnCase) -> bool:
+    """Whether the case's multiplicative noise rides one scalar Brownian motion."""
+    return BROWNIAN_LAYOUTS[case["brownian"]].one_common_motion
+
+
 def check_rnn_bound(sizes: Sizes) -> Check:
     """Measured exponents of the nonlinear RNN never exceed the a.s. bounds beyond z·SE."""
     cases = rnn_cases(sizes)
     z = z_threshold(FALSE_FAILURE, len(cases))
     passed = True
     for case in cases:
-        if case["brownian"] == "scalar":
+        if _one_common_motion(case):
             limit = case["em_bound"]
         else:
             limit = case["bound"] + case["allowance"]
         case["passed"] = not_above(case["measured"], limit, case["stderr"], z)
         passed &= case["passed"]
-    scalar = [c for c in cases if c["brownian"] == "scalar"]
-    diagonal = [c for c in cases if c["brownian"] == "diagonal"]
+    scalar = [c for c in cases if _one_common_motion(c)]
+    diagonal = [c for c in cases if not _one_common_motion(c)]
     return Check(
         claim=CLAIM,
         name="rnn_bound",
@@ -627,7 +633,7 @@ def check_rnn_bound(sizes: Sizes) -> Check:
 
 def check_rnn_pathwise(sizes: Sizes, cases: list[RnnCase]) -> Check:
     """Deterministic: every path's exponent ≤ its own accumulated per-step bound."""
-    scalar = [c for c in cases if c["brownian"] == "scalar"]
+    scalar = [c for c in cases if _one_common_motion(c)]
     worst = max(c["pathwise_excess"] for c in scalar)
     return Check(
         claim=CLAIM,

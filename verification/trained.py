@@ -60,7 +60,7 @@ from nrnn.hashing import content_hash
 from nrnn.noise import Noise, ReleasedNoise
 from nrnn.train import read_metrics
 from nrnn.workflow.experiments import Context, Experiment
-from nrnn.workflow.harness import RunOutcome, RunSpec
+from nrnn.workflow.harness import RunOutcome, RunSpec, RunStatus
 
 from .core import Check
 
@@ -500,7 +500,7 @@ def _dataset_checks(
         results[(objective, seed)] = outcome.result
         runs[(objective, seed)] = {
             "run_dir": str(outcome.run_dir),
-            "status": outcome.status,
+            "status": outcome.status.value,
             "store_key": outcome.run_dir.name,
             "training_seconds": sum(record["seconds"] for record in history),
             "final": {
@@ -514,8 +514,8 @@ def _dataset_checks(
     log(
         f"  {dataset}: {len(results)} models measured ("
         + ", ".join(
-            f"{sum(1 for o in outcomes if o.status == status)} {status}"
-            for status in ("trained", "stored")
+            f"{sum(1 for o in outcomes if o.status is status)} {status.value}"
+            for status in (RunStatus.TRAINED, RunStatus.STORED)
         )
         + ")"
     )

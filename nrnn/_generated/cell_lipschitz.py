@@ -10,6 +10,8 @@ __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_diffe
 
 ACTIVATION_POINTS = {'phi_curvature': ('phi', 2), 'phi_slope': ('phi', 1)}
 
+HAS_STEP_VJP = True
+
 
 def drift(state, a_matrix, w_matrix, drive, phi):
     r"""Lipschitz RNN: The drift f(h, c).

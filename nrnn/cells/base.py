@@ -188,9 +188,10 @@ class Cell(nn.Module, ABC, Generic[P]):
 
     @property
     def has_step_vjp(self) -> bool:
-        """The generated formulas include the vector–Jacobian product of one step (the
-        fused recurrence needs it)."""
-        return self.formulas is not None and hasattr(self.formulas, "step_vjp_multiplicative")
+        """The generated formulas declare the vector–Jacobian products of one step
+        (``HAS_STEP_VJP``; the fused recurrence needs them). Formulas generated before the
+        declaration, or written by hand without it, run the op-by-op recurrence."""
+        return self.formulas is not None and getattr(self.formulas, "HAS_STEP_VJP", False) is True
 
     def linearisation(self, states: torch.Tensor, drives: torch.Tensor, parameters: P) -> Point:
         """The point of every step: states (batch, M, n), drives (batch, M, drive_dim) ->

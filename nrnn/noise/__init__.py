@@ -1,9 +1,11 @@
 """Noise forms: the paper's SDE noise (:class:`Noise`) and the authors' released-code noise
 (:class:`ReleasedNoise`, also reachable as ``ReferenceNoise``), the interface every form
 implements (:class:`NoiseForm`, ``nrnn.noise.base``) and the registry of forms by name
-(:data:`NOISE_KINDS`, ``nrnn.noise.kinds``)."""
+(:data:`NOISE_KINDS`, ``nrnn.noise.kinds``); the paper form's Brownian layouts
+(:data:`BROWNIAN_LAYOUTS`, ``nrnn.noise.brownian``)."""
 
 from .base import NoiseForm, Parameters, StepNoise
+from .brownian import BROWNIAN_LAYOUTS, PER_UNIT, SCALAR, BrownianLayout
 from .kinds import NOISE_KINDS, NoiseKind, kind_of, register_noise
 from .paper import BROWNIAN_MODES, Noise
 from .released import ReferenceNoise, ReleasedNoise
@@ -30,8 +32,12 @@ register_noise(
 )
 
 __all__ = [
+    "BROWNIAN_LAYOUTS",
     "BROWNIAN_MODES",
     "NOISE_KINDS",
+    "PER_UNIT",
+    "SCALAR",
+    "BrownianLayout",
     "Noise",
     "NoiseForm",
     "NoiseKind",

@@ -12,16 +12,15 @@ import torch
 
 from .. import contract
 from .._generated import stability as _bounds
-from .._generated.expansion import diffusion_diagonal, diffusion_scalar
-from .._generated.noise_adjoint import noise_cotangent_diagonal, noise_cotangent_scalar
 from ..steps import UniformStep
 from .base import NoiseForm, Parameters, StepNoise
+from .brownian import BROWNIAN_LAYOUTS, BrownianLayout
 
 __all__ = ["BROWNIAN_MODES", "Noise"]
 
-BROWNIAN_MODES = ("diagonal", "scalar")
-"""One Brownian motion per unit (``"diagonal"``) or the multiplicative part on one scalar
-Brownian motion (``"scalar"``)."""
+BROWNIAN_MODES = tuple(BROWNIAN_LAYOUTS)
+"""The config values of the Brownian layouts: one Brownian motion per unit (``"diagonal"``)
+or the multiplicative part on one scalar Brownian motion (``"scalar"``)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,8 @@ class Noise(NoiseForm):
         multiplicative: σ₂ ≥ 0, the multiplicative level.
         brownian: ``"diagonal"``: σ(h) = σ₁ I + σ₂ diag(h) with one Brownian motion per
             unit (r = n); ``"scalar"``: σ₁ I on n Brownian motions plus σ₂ h on one extra
-            scalar Brownian motion (r = n + 1).
+            scalar Brownian motion (r = n + 1). The config value of :attr:`layout`, the
+            object that owns the difference (``nrnn.noise.brownian``).
     """
 
     additive: float = 0.0
@@ -47,11 +47,12 @@ class Noise(NoiseForm):
         contract.choice("brownian", self.brownian, BROWNIAN_MODES)
 
     @property
-    def _scalar(self) -> bool:
-        return self.brownian == "scalar"
+    def layout(self) -> BrownianLayout:
+        """The Brownian layout that :attr:`brownian` names."""
+        return BROWNIAN_LAYOUTS[self.brownian]
 
     def noise_dim(self, state_dim: int) -> int:
-        return state_dim + 1 if self._scalar else state_dim
+        return self.layout.noise_dim(state_dim)
 
     def families(self, state_dim: int) -> tuple[str, ...]:
         return ("normal",) * self.noise_dim(state_dim)
@@ -78,10 +79,9 @@ class Noise(NoiseForm):
         """Additive √Δt σ₁ ξ[:n]; multiplier √Δt σ₂ ξ (diagonal) or √Δt σ₂ ξ[n] (scalar)."""
         if xi is None:
             return [StepNoise(dt, None, None)] * steps
-        n = xi.shape[-1] - 1 if self._scalar else xi.shape[-1]
+        added, multiplied = self.layout.split(xi)
         root_dt = math.sqrt(dt)
-        multiplied = xi[..., n:] if self._scalar else xi
-        additive = (root_dt * self.additive * xi[..., :n]).unbind(0)
+        additive = (root_dt * self.additive * added).unbind(0)
         multiplier = (root_dt * self.multiplicative * multiplied).unbind(0)
         return [StepNoise(dt, a, m) for a, m in zip(additive, multiplier, strict=True)]
 
@@ -108,8 +108,11 @@ class Noise(NoiseForm):
         the units); the generated ``noise_adjoint`` formulas."""
         if "xi" not in wanted or xi is None:
             return {}
-        generated = noise_cotangent_scalar if self._scalar else noise_cotangent_diagonal
-        return {"xi": generated(cotangent, state, self.additive, self.multiplicative, dt)}
+        return {
+            "xi": self.layout.noise_cotangent(
+                cotangent, state, self.additive, self.multiplicative, dt
+            )
+        }
 
     def diffusion_points(
         self,
@@ -120,29 +123,20 @@ class Noise(NoiseForm):
         return states
 
     def diffusion(self, points: torch.Tensor, dt: float) -> torch.Tensor:
-        generated = diffusion_scalar if self._scalar else diffusion_diagonal
-        return generated(points, self.additive, self.multiplicative)
+        return self.layout.diffusion(points, self.additive, self.multiplicative)
 
     def unit_noise(self, xi: torch.Tensor, state_dim: int) -> torch.Tensor:
-        if not self._scalar:
-            return xi[..., None]
-        additive = xi[..., :state_dim]
-        return torch.stack([additive, xi[..., state_dim:].expand_as(additive)], dim=-1)
+        return self.layout.unit_noise(xi, state_dim)
 
     def noise_matrices(self, state_dim: int) -> torch.Tensor:
         """The Bᵢ of the multiplicative part Σᵢ Bᵢ h dβᵢ, float64: σ₂ I (1, n, n) for a
         scalar Brownian motion, σ₂ eᵢeᵢᵀ (n, n, n) for one per unit."""
-        identity = torch.eye(state_dim, dtype=torch.float64)
-        if self._scalar:
-            return self.multiplicative * identity[None]
-        return self.multiplicative * torch.diag_embed(identity)
+        return self.layout.noise_matrices(self.multiplicative, state_dim)
 
     def almost_sure_bound(self, kappa: torch.Tensor, state_dim: int) -> torch.Tensor:
         """κ − σ₂²/2 (scalar Brownian motion); κ + σ₂²(1/2 − 1/n) (one per unit, weaker)."""
         sigma = torch.as_tensor(self.multiplicative, dtype=kappa.dtype, device=kappa.device)
-        if self._scalar:
-            return _bounds.almost_sure_bound_scalar(kappa, sigma)
-        return _bounds.almost_sure_bound_diagonal(kappa, sigma, state_dim)
+        return self.layout.almost_sure_bound(kappa, sigma, state_dim)
 
     def mean_square_bound(self, kappa: torch.Tensor) -> torch.Tensor:
         sigma = torch.as_tensor(self.multiplicative, dtype=kappa.dtype, device=kappa.device)
@@ -152,7 +146,7 @@ class Noise(NoiseForm):
         return self.multiplicative
 
     def common_multiplicative_level(self, state_dim: int, what: str) -> float:
-        if not self._scalar and state_dim > 1:
+        if not self.layout.one_common_motion and state_dim > 1:
             raise ValueError(
                 f"{what} needs the multiplicative noise on one scalar Brownian motion "
                 "(Noise(brownian='scalar')) or a one-unit state; for per-unit noise use "

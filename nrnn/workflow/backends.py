@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from ..exitcodes import InfrastructureError
 from ..interrupt import DeferredSignals, detach_worker
 from ..registry import Registry
-from .harness import Job, RunOutcome, execute
+from .harness import Failure, Job, RunOutcome, RunStatus, execute
 
 Finished = Callable[[int, RunOutcome], None]
 
@@ -169,10 +169,10 @@ def _worker_died(job: Job) -> RunOutcome:
     return RunOutcome(
         job.spec,
         run_dir,
-        "failed",
+        RunStatus.FAILED,
         "a worker process of this machine died (killed, or out of memory) before the run "
         f"finished; its last checkpoint is kept in {run_dir}",
-        failure="worker",
+        failure=Failure.WORKER,
     )
 
 
@@ -342,10 +342,10 @@ class RayBackend:
             return RunOutcome(
                 job.spec,
                 _run_dir(job),
-                "failed",
+                RunStatus.FAILED,
                 f"the Ray task of run {job.spec.label} failed before the run started "
                 f"({type(cause).__name__}: {first}): is this package installed on every node?",
-                failure="environment",
+                failure=Failure.ENVIRONMENT,
             )
         except ray.exceptions.RayError as error:
             run_dir = _run_dir(job)
@@ -353,10 +353,10 @@ class RayBackend:
             return RunOutcome(
                 job.spec,
                 run_dir,
-                "failed",
+                RunStatus.FAILED,
                 f"its Ray worker died on each of {self.max_retries + 1} tries "
                 f"({type(error).__name__}: {first}); its last checkpoint is kept in {run_dir}",
-                failure="worker",
+                failure=Failure.WORKER,
             )
 
 

@@ -27,6 +27,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -115,28 +116,49 @@ class EvaluationTask:
 """One task for every spec, a function choosing each spec's task, or none."""
 
 
+class RunStatus(StrEnum):
+    """What happened to one run (its value is the text the outputs show)."""
+
+    TRAINED = "trained"
+    """Trained or resumed now."""
+    STORED = "stored"
+    """Finished before."""
+    FAILED = "failed"
+    """Failed; the outcome's ``message`` holds the error and ``failure`` what failed."""
+
+
+class Failure(StrEnum):
+    """What failed in a failed run (its value is the text the outputs show)."""
+
+    NONE = ""
+    """Nothing: the run did not fail."""
+    RUN = "run"
+    """The run itself: it diverged, its config is invalid."""
+    WORKER = "worker"
+    """The process or node executing it kept dying."""
+    ENVIRONMENT = "environment"
+    """The worker runs other code or does not see the store."""
+
+
 @dataclass
 class RunOutcome:
     """What happened to one run.
 
-    ``status``: ``"trained"`` (trained or resumed now), ``"stored"`` (finished before) or
-    ``"failed"`` (``message`` holds the error). ``result`` is the task's output (None without
-    a task or on failure); ``task_cached`` says whether it came from the store. ``failure``
-    says what failed: ``"run"`` (the run itself: it diverged, its config is invalid),
-    ``"worker"`` (the process or node executing it kept dying) or ``"environment"`` (the
-    worker runs other code or does not see the store). ``notes``: what the user should
-    know about a run that did not fail (a damaged run set aside and trained again, a wait
-    for another process that held its lease).
+    ``status``: a :class:`RunStatus`. ``result`` is the task's output (None without a task or
+    on failure); ``task_cached`` says whether it came from the store. ``failure``: a
+    :class:`Failure`. ``notes``: what the user should know about a run that did not fail (a
+    damaged run set aside and trained again, a wait for another process that held its
+    lease).
     """
 
     spec: RunSpec
     run_dir: Path
-    status: str
+    status: RunStatus
     message: str = ""
     result: dict | None = None
     task_cached: bool = False
     seconds: float = 0.0
-    failure: str = ""
+    failure: Failure = Failure.NONE
     notes: list[str] = field(default_factory=list)
     placement: dict = field(default_factory=dict)
     """Where it executed on Ray: the node's id and the resources Ray assigned the task."""
@@ -148,7 +170,7 @@ class RunsFailedError(InfrastructureError):
 
     def __init__(self, outcomes: Sequence[RunOutcome]) -> None:
         self.outcomes = list(outcomes)
-        failed = [outcome for outcome in self.outcomes if outcome.status == "failed"]
+        failed = [outcome for outcome in self.outcomes if outcome.status is RunStatus.FAILED]
         first = failed[0]
         reason = first.message.splitlines()[0] if first.message else "no message"
         super().__init__(
@@ -161,7 +183,7 @@ class RunsFailedError(InfrastructureError):
 
 def raise_if_failed(outcomes: Sequence[RunOutcome]) -> list[RunOutcome]:
     """``outcomes`` unchanged when every run succeeded; else :class:`RunsFailedError`."""
-    if any(outcome.status == "failed" for outcome in outcomes):
+    if any(outcome.status is RunStatus.FAILED for outcome in outcomes):
         raise RunsFailedError(outcomes)
     return list(outcomes)
 
@@ -246,12 +268,13 @@ def execute(job: Job) -> RunOutcome:
         torch.set_num_threads(job.threads)
         outcome = _execute_leased(job, store, run_dir, notes)
     except (WorkerMismatch, StoreNotVisible, ImportError) as error:
-        outcome = RunOutcome(job.spec, run_dir, "failed", str(error), failure="environment")
+        outcome = RunOutcome(
+            job.spec, run_dir, RunStatus.FAILED, str(error), failure=Failure.ENVIRONMENT
+        )
     except Exception as error:  # report it and keep the other runs going
         detail = traceback.format_exc(limit=4)
-        outcome = RunOutcome(
-            job.spec, run_dir, "failed", f"{type(error).__name__}: {error}\n{detail}", failure="run"
-        )
+        message = f"{type(error).__name__}: {error}\n{detail}"
+        outcome = RunOutcome(job.spec, run_dir, RunStatus.FAILED, message, failure=Failure.RUN)
     finally:
         torch.set_num_threads(threads)
     outcome.notes = notes
@@ -273,7 +296,7 @@ def _execute_leased(job: Job, store: RunStore, run_dir: Path, notes: list[str]) 
         lease = Lease(run_dir).acquire(on_wait=waiting)
         try:
             remove_temporaries(run_dir)  # left by writers killed outright; no one writes now
-            status = "stored"
+            status = RunStatus.STORED
             if not store.is_finished(spec.config):
                 result = train(
                     spec.config,
@@ -285,7 +308,7 @@ def _execute_leased(job: Job, store: RunStore, run_dir: Path, notes: list[str]) 
                     guard=lease.check,
                 )
                 notes.extend(result.notes)
-                status = "trained"
+                status = RunStatus.TRAINED
             store.add_labels(spec.config, job.labels or (spec.label,))
             outcome = RunOutcome(spec, run_dir, status)
             if task is not None:
@@ -314,11 +337,11 @@ def stored_outcome(job: Job) -> RunOutcome | None:
         return None
     run_dir = store.run_dir(spec.config)
     if task is None:
-        return RunOutcome(spec, run_dir, "stored")
+        return RunOutcome(spec, run_dir, RunStatus.STORED)
     result = store.read_task(spec.config, task.name, task.key())
     if result is None:
         return None
-    return RunOutcome(spec, run_dir, "stored", result=result, task_cached=True)
+    return RunOutcome(spec, run_dir, RunStatus.STORED, result=result, task_cached=True)
 
 
 def make_jobs(
@@ -387,7 +410,7 @@ def ensure_runs(
     def finished(position: int, outcome: RunOutcome) -> None:
         for index in groups[position]:
             outcomes[index] = dataclasses.replace(outcome, spec=jobs[index].spec)
-        if outcome.failure == "environment":
+        if outcome.failure is Failure.ENVIRONMENT:
             raise InfrastructureError(outcome.message)
         if bar is not None:
             spec = outcome.spec
@@ -408,9 +431,9 @@ def ensure_runs(
         outcome = outcomes[indices[0]]
         for note in outcome.notes:
             log(f"run {outcome.spec.label} ({outcome.run_dir}): {note}")
-        if outcome.failure == "worker":
+        if outcome.failure is Failure.WORKER:
             crashed.append(outcome)
-        elif outcome.status == "failed":
+        elif outcome.status is RunStatus.FAILED:
             log(f"run {outcome.run_dir} ({outcome.spec.label}) failed: {outcome.message}")
     if crashed:
         raise InfrastructureError(_crash_summary(crashed, len(groups), store))
@@ -472,15 +495,41 @@ def _progress_bar(total: int, description: str, enabled: bool) -> Any:
 
 
 # ------------------------------------------------------------------------------ plan
+class PlanState(StrEnum):
+    """Where one run of a plan stands (its value is the text the plan shows)."""
+
+    STORED = "stored"
+    """Trained, and its task (if any) stored."""
+    TASK_TO_RUN = "task to run"
+    """Trained; its task still to run."""
+    PARTIAL = "partial"
+    """Checkpointed part-way."""
+    TO_RUN = "to run"
+    """Not started."""
+
+
 @dataclass
 class PlanRow:
-    """One run of a plan: its label, store key, state and estimated remaining cost."""
+    """One run of a plan: its label, store key, state and estimated remaining cost;
+    ``finished_epochs`` of ``epochs`` for a partial run, ``task`` the task's name (if any)."""
 
     label: str
     key: str
-    state: str  # "stored", "partial k/N" or "to run"
+    state: PlanState
     remaining_seconds: float
     task: str = ""
+    finished_epochs: int = 0
+    epochs: int = 0
+
+    @property
+    def description(self) -> str:
+        """The state as the plan shows it: "stored", "stored, TASK to run", "partial k/N"
+        or "to run"."""
+        if self.state is PlanState.PARTIAL:
+            return f"partial {self.finished_epochs}/{self.epochs}"
+        if self.state is PlanState.TASK_TO_RUN:
+            return f"stored, {self.task} to run"
+        return self.state.value
 
 
 def plan(
@@ -503,17 +552,27 @@ def plan(
         seconds = 0.0
         if not store.is_finished(config):
             seconds += timings.training_seconds(config, epochs=config.train.epochs - done)
-            state = f"partial {done}/{config.train.epochs}" if done else "to run"
+            state = PlanState.PARTIAL if done else PlanState.TO_RUN
         else:
-            state = "stored"
+            state = PlanState.STORED
         task_name = ""
         if job.task is not None:
             task_name = job.task.name
             if store.read_task(config, job.task.name, job.task.key()) is None:
                 seconds += timings.task_seconds(config, job.task)
-                if state == "stored":
-                    state = f"stored, {job.task.name} to run"
-        rows.append(PlanRow(job.spec.label, store.key(config), state, seconds, task_name))
+                if state is PlanState.STORED:
+                    state = PlanState.TASK_TO_RUN
+        rows.append(
+            PlanRow(
+                job.spec.label,
+                store.key(config),
+                state,
+                seconds,
+                task_name,
+                finished_epochs=done,
+                epochs=config.train.epochs,
+            )
+        )
     return rows
 
 
@@ -527,11 +586,11 @@ def format_plan(
     lines.append(f"{'run'.ljust(width)}  {'key':16s}  {'state':28s}  estimated")
     for row in rows:
         lines.append(
-            f"{row.label.ljust(width)}  {row.key:16s}  {row.state:28s}  "
+            f"{row.label.ljust(width)}  {row.key:16s}  {row.description:28s}  "
             f"{format_duration(row.remaining_seconds)}"
         )
     total = sum(row.remaining_seconds for row in rows)
-    stored = sum(1 for row in rows if row.state == "stored")
+    stored = sum(1 for row in rows if row.state is PlanState.STORED)
     lines.append(
         f"{len(rows)} runs, {stored} stored; remaining work {format_duration(total)} on one "
         f"worker, about {format_duration(_wall_time(rows, workers))} on {workers} workers"
@@ -562,9 +621,12 @@ def format_duration(seconds: float) -> str:
 
 __all__ = [
     "EvaluationTask",
+    "Failure",
     "Job",
     "PlanRow",
+    "PlanState",
     "RunOutcome",
+    "RunStatus",
     "RunSpec",
     "RunTask",
     "RunsFailedError",

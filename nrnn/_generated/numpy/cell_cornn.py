@@ -10,6 +10,8 @@ __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_diffe
 
 ACTIVATION_POINTS = {'phi_curvature': ('phi', 2), 'phi_slope': ('phi', 1)}
 
+HAS_STEP_VJP = True
+
 
 def drift(state, w_matrix, velocity_matrix, drive, gamma, epsilon, select_position, select_velocity, phi):
     r"""Coupled oscillatory RNN (coRNN): The drift f(h, c).

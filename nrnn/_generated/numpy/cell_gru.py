@@ -10,6 +10,8 @@ __all__ = ['drift', 'drift_jacobian', 'step_jacobian', 'curvature', 'drift_diffe
 
 ACTIVATION_POINTS = {'g_curvature': ('g', 2), 'g_slope': ('g', 1), 'g_value': ('g', 0), 'r_curvature': ('r', 2), 'r_slope': ('r', 1), 'r_value': ('r', 0), 'u_curvature': ('u', 2), 'u_slope': ('u', 1), 'u_value': ('u', 0)}
 
+HAS_STEP_VJP = True
+
 
 def drift(state, update_matrix, reset_matrix, candidate_matrix, update_drive, reset_drive, candidate_drive, g, r, u):
     r"""GRU-ODE (gated): The drift f(h, c).
