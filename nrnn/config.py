@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -316,18 +317,9 @@ def _cell(current: Options, values: Any) -> Options:
         raise ValueError(
             f"model.cell must be a table (kind = ..., options) or a name, got {values!r}"
         )
-    values = dict(values)
-    if "kind" in values:
-        name = values.pop("kind")
-        if name not in CELLS:
-            raise ValueError(f"model.cell.kind must be one of {CELLS.names()}, got {name!r}")
-        options_type = CELLS.get(name).options
-        merged: dict[str, Any] = {}
-    else:
-        options_type = type(current)
-        merged = current.as_dict()
-    merged |= _typed("model.cell", options_type, values)
-    return canonical._make(options_type, merged, "model.cell.")
+    return _of_kind(
+        "model.cell", CELLS, lambda kind: kind.options, current, current.as_dict, values
+    )
 
 
 def _noise(current: NoiseForm, values: dict[str, Any]) -> NoiseForm:
@@ -344,17 +336,34 @@ def _noise(current: NoiseForm, values: dict[str, Any]) -> NoiseForm:
                 raise ValueError(f"unknown config key noise.{key}; expected one of {known}")
             flat[key] = _coerce(f"noise.{key}", value, type(canonical.LEGACY_NOISE[key]))
         return canonical.noise_from_flat(flat)
+    return _of_kind(
+        "noise", NOISE_KINDS, lambda kind: kind.noise_type, current, current.options, values
+    )
+
+
+def _of_kind(
+    prefix: str,
+    registry: Any,
+    type_of: Callable[[Any], type],
+    current: Any,
+    current_options: Callable[[], dict[str, Any]],
+    values: dict[str, Any],
+) -> Any:
+    """A table of a tagged union (``[model.cell]``, ``[noise]``): with ``kind``, a new value
+    of that registered kind from the given options alone; without, ``current`` (whose
+    options ``current_options()`` gives) with the given options changed."""
+    values = dict(values)
     if "kind" in values:
         name = values.pop("kind")
-        if name not in NOISE_KINDS:
-            raise ValueError(f"noise.kind must be one of {NOISE_KINDS.names()}, got {name!r}")
-        noise_type = NOISE_KINDS.get(name).noise_type
+        if name not in registry:
+            raise ValueError(f"{prefix}.kind must be one of {registry.names()}, got {name!r}")
+        value_type = type_of(registry.get(name))
         merged: dict[str, Any] = {}
     else:
-        noise_type = type(current)
-        merged = current.options()
-    merged |= _typed("noise", noise_type, values)
-    return canonical._make(noise_type, merged, "noise.")
+        value_type = type(current)
+        merged = current_options()
+    merged |= _typed(prefix, value_type, values)
+    return canonical._make(value_type, merged, f"{prefix}.")
 
 
 def _typed(prefix: str, dataclass_type: Any, values: dict[str, Any]) -> dict[str, Any]:
