@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     committed, other = (
         json.loads(path.read_text()) for path in (arguments.committed, arguments.other)
     )
-    comparison = compare(committed, other)
+    try:
+        comparison = compare(committed, other)
+    except ValueError as error:
+        parser.error(str(error))
     write_text_atomic(arguments.out, to_markdown(comparison, arguments.label))
     return 0
 

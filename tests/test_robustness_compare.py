@@ -94,7 +94,15 @@ def test_mismatched_inputs_are_refused(committed, tmp_path):
     other["variants"][0]["seeds"] = other["variants"][0]["seeds"][:-1]
     with pytest.raises(ValueError, match="seeds differ"):
         robustness_compare.compare(committed, other)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as missing:
         robustness_compare.main(
             [str(COMMITTED), str(tmp_path / "missing.json"), "--label", "x", "--out", "o.md"]
         )
+    other_path = tmp_path / "other.json"
+    other_path.write_text(json.dumps(other))
+    with pytest.raises(SystemExit) as mismatched:
+        robustness_compare.main(
+            [str(COMMITTED), str(other_path), "--label", "x", "--out", str(tmp_path / "o.md")]
+        )
+    assert missing.value.code == mismatched.value.code == 2  # usage errors, no traceback
+    assert not (tmp_path / "o.md").exists()
