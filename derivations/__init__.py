@@ -26,6 +26,7 @@ from nrnn.workflow.commands import Command
 
 COMMAND = Command(
     "derive",
-    "regenerate nrnn/_generated and docs/formulas.md [--check] [--cell FILE.py:NAME --out DIR]",
+    "regenerate nrnn/_generated and docs/formulas.md [--check] "
+    "[--cell or --noise FILE.py:NAME --out DIR]",
     f"{__name__}.build:main",
 )

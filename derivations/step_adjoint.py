@@ -30,6 +30,7 @@ explicit step equals the derived expressions, entry by entry, for every input x.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -54,6 +55,7 @@ __all__ = [
     "cell_step_functions",
     "cell_step_outputs",
     "derive",
+    "derive_noise",
     "noise_cotangents",
     "noise_functions",
     "noise_outputs",
@@ -288,6 +290,17 @@ def noise_functions(
         for function in spec.functions:
             expr = outputs[function.name]
             used = {node for node in sp.preorder_traversal(expr)} | expr.free_symbols
+            unnamed = {
+                node
+                for node in used
+                if isinstance(node, (sp.Symbol, sp.MatrixSymbol)) and node not in arguments
+            } - {N}  # n, the state's size, is a shape
+            if unnamed:
+                raise ValueError(
+                    f"NoiseSpec {spec.name!r}: {function.name} reads "
+                    f"{sorted(map(str, unnamed))}, expected an Argument for each in its "
+                    "arguments (their code names)"
+                )
             functions.append(
                 GeneratedFunction(
                     name=function.name,
@@ -354,6 +367,61 @@ def derive() -> Derivation:
         )
     )
     derivation.functions += noise_functions()
+    return derivation
+
+
+def noise_module(noise: NoiseSpec) -> str:
+    """The name of the generated module of a noise form of one's own: ``noise_<name>``."""
+    module = f"noise_{noise.name}"
+    if not module.isidentifier():
+        raise ValueError(
+            f"NoiseSpec name {noise.name!r}: expected letters, digits and _ only (it names "
+            f"the generated module {module})"
+        )
+    return module
+
+
+def derive_noise(noise: NoiseSpec, cells: Iterable[CellSpec]) -> Derivation:
+    """A noise form of one's own: its step terms and its variables' cotangents on the
+    formula sheet, the functions it defines printed into :func:`noise_module`, and the
+    proofs of the step with each of ``cells`` (at the cell's ``step_proof_size``)."""
+    from nrnn.derivations.latex import equation
+
+    if not noise.functions:
+        raise ValueError(f"NoiseSpec {noise.name!r} defines no functions: nothing to generate")
+    module = noise_module(noise)
+    derivation = Derivation(
+        title=f"Noise form: {noise.name}",
+        source=__name__,
+        summary=f"{noise.title}.",
+    )
+    terms = [("s", noise.step), ("a", noise.additive), ("m", noise.multiplier)]
+    derivation.formulas += [
+        Formula(
+            "Step terms",
+            tuple(equation(name, expr) for name, expr in terms if expr is not None)
+            + tuple(equation(symbol, expr) for symbol, expr in noise.derived),
+            "h' = h + s o f(h, c) + a + h o m with the noise variables "
+            + ", ".join(str(v.symbol) for v in noise.variables)
+            + ("; the code takes each derived symbol's value" if noise.derived else "")
+            + ".",
+        ),
+        Formula(
+            "Cotangents of the noise variables",
+            tuple(
+                equation(rf"\text{{{name.replace('_', ' ')}}}", expr)
+                for name, expr in noise_outputs((noise,)).items()
+            ),
+            "lambda is the cotangent of h', f the drift at the step's state; derived by "
+            "reverse-mode differentiation of the step (derivations.adjoint).",
+        ),
+    ]
+    for cell in cells:
+        result = prove(cell, cell.step_proof_size, noise)
+        if not result.proved:
+            raise AssertionError(result.statement())
+        derivation.checks.append(result.statement())
+    derivation.functions += noise_functions((noise,), module)
     return derivation
 
 
