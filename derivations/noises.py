@@ -46,6 +46,7 @@ __all__ = [
     "CotangentFunction",
     "NoiseSpec",
     "NoiseVariable",
+    "euler_step",
     "paper",
 ]
 
@@ -119,7 +120,7 @@ class NoiseSpec:
         terms = [t for t in (self.step, self.additive, self.multiplier) if t is not None]
         leaves = {
             node
-            for term in terms
+            for term in [*terms, *(expr for _, expr in self.derived)]
             for node in sp.preorder_traversal(term)
             if isinstance(node, sp.MatrixSymbol)
         }
@@ -127,8 +128,9 @@ class NoiseSpec:
         known = set(symbols) | {symbol for symbol, _ in self.derived}
         if leaves - known:
             raise ValueError(
-                f"NoiseSpec {self.name!r}: the terms read {sorted(map(str, leaves - known))}, "
-                "expected only its variables and derived symbols"
+                f"NoiseSpec {self.name!r}: the terms and derived expressions read "
+                f"{sorted(map(str, leaves - known))}, expected only its variables and derived "
+                "symbols"
             )
         for symbol in symbols:
             readers = int(any(term.has(symbol) for term in terms))
@@ -141,14 +143,19 @@ class NoiseSpec:
 
     def next_state(self, state, drift) -> sp.MatrixExpr:
         """h' = h + s ∘ f + a (+ h ∘ m) for the state h and the drift value f."""
-        terms = [state, sp.HadamardProduct(self.step, drift)]
-        terms += [] if self.additive is None else [self.additive]
-        terms += [] if self.multiplier is None else [sp.HadamardProduct(state, self.multiplier)]
-        return sp.MatAdd(*terms)
+        return euler_step(state, drift, self.step, self.additive, self.multiplier)
 
     def derived_from(self, symbol) -> sp.MatrixSymbol | None:
         """The derived symbol whose expression reads ``symbol``, or None."""
         return next((derived for derived, expr in self.derived if expr.has(symbol)), None)
+
+
+def euler_step(state, drift, step, additive=None, multiplier=None) -> sp.MatrixExpr:
+    """h' = h + s ∘ f + a + h ∘ m, a term left out where its a or m is None."""
+    terms = [state, sp.HadamardProduct(step, drift)]
+    terms += [] if additive is None else [additive]
+    terms += [] if multiplier is None else [sp.HadamardProduct(state, multiplier)]
+    return sp.MatAdd(*terms)
 
 
 # ------------------------------------------------------------------------ the built-in forms

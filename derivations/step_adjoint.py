@@ -47,7 +47,7 @@ from nrnn.derivations.drift import CellSpec, point_symbol
 from nrnn.derivations.expansion import SYMBOLS
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.nodes import BlockColumn, SampleSum
-from nrnn.derivations.noises import NoiseSpec
+from nrnn.derivations.noises import NoiseSpec, euler_step
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = [
@@ -96,14 +96,6 @@ class StepSymbols:
         return _column("f", self.rows)
 
 
-def step_expression(state, drift, symbols: StepSymbols, multiplicative: bool):
-    """h + s ∘ f + a (+ h ∘ m)."""
-    terms = [state, sp.HadamardProduct(symbols.step, drift), symbols.additive]
-    if multiplicative:
-        terms.append(sp.HadamardProduct(state, symbols.multiplier))
-    return sp.MatAdd(*terms)
-
-
 # ------------------------------------------------------------------------ cell side
 def _drives(spec: CellSpec) -> list:
     """The drive columns of a drift (every column symbol but the state)."""
@@ -130,7 +122,8 @@ def cell_step_outputs(spec: CellSpec, multiplicative: bool):
     code name (its cotangent) and every matrix parameter's (its gradient, summed over the
     samples); the drift cotangent s ∘ λ and each activation argument's cotangent named."""
     symbols = StepSymbols(spec.state_dimension)
-    step = step_expression(spec.state, spec.drift, symbols, multiplicative)
+    multiplier = symbols.multiplier if multiplicative else None
+    step = euler_step(spec.state, spec.drift, symbols.step, symbols.additive, multiplier)
     drives, parameters = _drives(spec), _parameters(spec)
     found = reverse(
         step,

@@ -70,6 +70,9 @@ def test_a_spec_reading_an_undeclared_symbol_is_refused():
     stray = sp.MatrixSymbol("z", noises.N, 1)
     with pytest.raises(ValueError, match="expected only its variables"):
         dataclasses.replace(noises.PAPER_PER_UNIT, additive=stray)
+    (u, uniform), *_ = noises.RELEASED.derived
+    with pytest.raises(ValueError, match="expected only its variables"):
+        dataclasses.replace(noises.RELEASED, derived=((u, uniform + stray),))
     variable = noises.PAPER_PER_UNIT.variables[0]
     with pytest.raises(ValueError, match="not both or neither"):
         dataclasses.replace(noises.NOISE_FREE, variables=(variable,))
