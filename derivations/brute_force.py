@@ -1,13 +1,13 @@
 """Brute-force small-noise expansion of a cell for small sizes, and the proof that it
 matches the one-step rules with the cell's derived Jacobian and curvature.
 
-For explicit sizes (the cell's hidden size ``d``, ``M`` steps, noise form ``"diagonal"`` or
-``"scalar"``), with symbolic parameters, noise levels, step ``dt`` and a generic smooth loss
-``l`` (its partial derivatives at ``h_bar_M`` are free symbols ``D_alpha``), the
-Euler--Maruyama recursion with all noise scaled by eps is pushed through as a jet in eps of
-order 3. This is "differentiating the recursion": the drift expression of the cell
-(:class:`derivations.drift.CellSpec`) is evaluated on jets, sums and linear maps
-coefficient by coefficient, elementwise products by the Cauchy product, and every
+For explicit sizes (the cell's hidden size ``d``, ``M`` steps, a Brownian layout of
+:mod:`derivations.brownian`), with symbolic parameters, noise levels, step ``dt`` and a
+generic smooth loss ``l`` (its partial derivatives at ``h_bar_M`` are free symbols
+``D_alpha``), the Euler--Maruyama recursion with all noise scaled by eps is pushed through
+as a jet in eps of order 3. This is "differentiating the recursion": the drift expression
+of the cell (:class:`derivations.drift.CellSpec`) is evaluated on jets, sums and linear
+maps coefficient by coefficient, elementwise products by the Cauchy product, and every
 activation by the chain rule (:mod:`derivations.jets`), so nothing is expanded as a nested
 expression and :func:`sympy.series` is never called. The eps^n coefficient of ``l(h_M)`` is
 a polynomial in the standard normals ``xi_{k,j}``; its expectation follows from Gaussian
@@ -38,26 +38,26 @@ from functools import cache, cached_property
 import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardProduct
 
+from nrnn.derivations.brownian import BrownianLayout
 from nrnn.derivations.drift import Applied, CellSpec, point_symbol
-from nrnn.derivations.expansion import SYMBOLS, diffusion_matrix, one_step_rules
+from nrnn.derivations.expansion import SYMBOLS, one_step_rules
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.ito import gaussian_expectation_poly, standard_normals
 from nrnn.derivations.jets import chain_rule, compose, evaluate_polynomial
 
-__all__ = ["FORMS", "BruteForceResult", "Problem", "expand_loss", "prove", "recursion_value"]
+__all__ = ["BruteForceResult", "Problem", "expand_loss", "prove", "recursion_value"]
 
 ORDER = 3
-FORMS = ("diagonal", "scalar")
 
 
 class Problem:
     """The explicit symbols of one cell at one size and the polynomial ring they generate."""
 
-    def __init__(self, spec: CellSpec, d: int, steps: int, form: str):
-        self.spec, self.d, self.steps, self.form = spec, d, steps, form
+    def __init__(self, spec: CellSpec, d: int, steps: int, layout: BrownianLayout):
+        self.spec, self.d, self.steps, self.layout = spec, d, steps, layout
         self.sizes = dict(spec.sizes(d))
         self.n = int(sp.sympify(spec.state_dimension).xreplace(self.sizes))
-        self.noise_dimension = self.n if form == "diagonal" else self.n + 1
+        self.noise_dimension = int(layout.noise_dimension(self.n))
         self.sqrt_dt = sp.Symbol("sqrt_dt", positive=True)
         self.values = {s.symbol: self._explicit(s.symbol) for s in spec.symbols}
         self.h_bar = [sp.zeros(self.n, 1)] + [
@@ -113,8 +113,8 @@ class Problem:
 
     @cached_property
     def diffusion_template(self) -> sp.Matrix:
-        """sigma(p) for the placeholder column p, from :func:`diffusion_matrix`."""
-        expr = diffusion_matrix(self.form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult)
+        """sigma(p) for the placeholder column p, from the layout's diffusion."""
+        expr = self.layout.diffusion(SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult, SYMBOLS.n)
         return evaluate(expr, {SYMBOLS.n: self.n, SYMBOLS.h: self.placeholder})
 
     def diffusion(self, h: list) -> list:
@@ -270,9 +270,9 @@ def _step(problem: Problem, step: int, jet: list) -> list:
     return [[problem.poly(x) for x in problem.h_bar[step + 1]]] + new[1:]
 
 
-def expand_loss(spec: CellSpec, d: int, steps: int, form: str) -> list:
+def expand_loss(spec: CellSpec, d: int, steps: int, layout: BrownianLayout) -> list:
     """Expectations of the eps^0..eps^3 coefficients of ``l(h_M)``, as ring elements."""
-    problem = Problem(spec, d, steps, form)
+    problem = Problem(spec, d, steps, layout)
     ring = problem.ring
     jet = [[ring.zero] * problem.n for _ in range(ORDER + 1)]
     for step in range(steps):
@@ -287,10 +287,12 @@ def expand_loss(spec: CellSpec, d: int, steps: int, form: str) -> list:
     return [gaussian_expectation_poly(c, normals) for c in loss_jet]
 
 
-def recursion_value(spec: CellSpec, formulas, d: int, steps: int, form: str) -> sp.Expr:
+def recursion_value(
+    spec: CellSpec, formulas, d: int, steps: int, layout: BrownianLayout
+) -> sp.Expr:
     """``grad l^T m_M + 1/2 tr(hess l C_M)`` from the one-step rules with the cell's derived
     step Jacobian and curvature (``formulas``: a :class:`derivations.cells.CellFormulas`)."""
-    problem = Problem(spec, d, steps, form)
+    problem = Problem(spec, d, steps, layout)
     rules = one_step_rules()
     s = SYMBOLS
     n = problem.n
@@ -298,7 +300,7 @@ def recursion_value(spec: CellSpec, formulas, d: int, steps: int, form: str) -> 
     mean = sp.zeros(n, 1)
     for step in range(steps):
         sigma = evaluate(
-            diffusion_matrix(form, s.h, s.sigma_add, s.sigma_mult),
+            layout.diffusion(s.h, s.sigma_add, s.sigma_mult, s.n),
             {s.n: n, s.h: problem.h_bar[step]},
         )
         bindings = dict(problem.sizes) | dict(problem.values)
@@ -344,7 +346,7 @@ class BruteForceResult:
     cell: str
     d: int
     steps: int
-    form: str
+    layout: BrownianLayout
     first_order_zero: bool
     third_order_zero: bool
     second_order_matches: bool
@@ -357,23 +359,24 @@ class BruteForceResult:
     def statement(self) -> str:
         verdict = "proved" if self.proved else "FAILED"
         return (
-            f"{self.cell}, d={self.d}, M={self.steps}, {self.form} noise: eps^1 and eps^3 "
+            f"{self.cell}, d={self.d}, M={self.steps}, {self.layout.name} noise: eps^1 and eps^3 "
             f"coefficients of E l(h_M) are identically 0; eps^2 coefficient ({self.terms} terms) "
             f"minus the recursion is 0: {verdict}."
         )
 
 
 @cache
-def prove(spec: CellSpec, formulas, d: int, steps: int, form: str) -> BruteForceResult:
-    """Run the brute force for one size and compare with the one-step rules."""
-    problem = Problem(spec, d, steps, form)
-    coefficients = expand_loss(spec, d, steps, form)
-    recursion = problem.poly(recursion_value(spec, formulas, d, steps, form))
+def prove(spec: CellSpec, formulas, d: int, steps: int, layout: BrownianLayout) -> BruteForceResult:
+    """Run the brute force for one size and one Brownian layout and compare with the
+    one-step rules."""
+    problem = Problem(spec, d, steps, layout)
+    coefficients = expand_loss(spec, d, steps, layout)
+    recursion = problem.poly(recursion_value(spec, formulas, d, steps, layout))
     return BruteForceResult(
         cell=spec.name,
         d=d,
         steps=steps,
-        form=form,
+        layout=layout,
         first_order_zero=coefficients[1] == 0,
         third_order_zero=coefficients[3] == 0,
         second_order_matches=coefficients[2] - recursion == 0,

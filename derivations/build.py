@@ -9,6 +9,12 @@ version: no timestamps, stable ordering, so a regeneration is byte-identical and
 :class:`derivations.drift.CellSpec`, or a function returning one) the same way: it proves
 its formulas by brute force and writes the package ``DIR`` (``cell_<name>.py``, its numpy
 twin in ``DIR/numpy``, their helpers, and ``<name>.md``, the cell's formula sheet).
+
+``--noise FILE.py:NAME --out DIR`` does the same for a noise form of one's own (a
+:class:`derivations.noises.NoiseSpec`, or a function returning one): it derives the
+cotangents of its noise variables, proves them with every built-in cell and writes
+``noise_<name>.py`` (the functions the spec defines, for the form's fused step), its numpy
+twin, their helpers and ``<name>.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import importlib.util
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import sympy as sp
 
@@ -43,9 +50,22 @@ from nrnn.derivations.codegen import (
 from nrnn.derivations.drift import CellSpec
 from nrnn.derivations.formula_sheet import render_sheet
 from nrnn.derivations.latex import latex
+from nrnn.derivations.noises import NoiseSpec
 from nrnn.derivations.topic import Derivation, GeneratedFunction
 
-__all__ = ["generate", "generate_cell", "load_spec", "main", "run", "run_cell"]
+__all__ = [
+    "generate",
+    "generate_cell",
+    "generate_noise",
+    "load_noise",
+    "load_spec",
+    "main",
+    "run",
+    "run_cell",
+    "run_noise",
+]
+
+Spec = TypeVar("Spec", CellSpec, NoiseSpec)
 
 DERIVATIONS = (
     activation,
@@ -172,28 +192,40 @@ def generate(derivations: list[Derivation] | None = None) -> dict[str, str]:
     return files
 
 
-def load_spec(target: str) -> CellSpec:
-    """The cell spec named by ``FILE.py:NAME`` or ``module:NAME`` (a spec or a function
-    returning one)."""
+def _load(target: str, option: str, kind: type[Spec]) -> Spec:
+    """The ``kind`` named by ``FILE.py:NAME`` or ``module:NAME`` (given to ``option``): a
+    spec or a function returning one."""
     location, separator, name = target.rpartition(":")
     if not separator or not location or not name:
-        raise ValueError(f"--cell must look like FILE.py:NAME or module:NAME, got {target!r}")
+        raise ValueError(f"{option} must look like FILE.py:NAME or module:NAME, got {target!r}")
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
-            raise FileNotFoundError(f"--cell: {path} does not exist")
+            raise FileNotFoundError(f"{option}: {path} does not exist")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:
-            raise ImportError(f"--cell: cannot load {path} as a Python module")
+            raise ImportError(f"{option}: cannot load {path} as a Python module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:
         module = importlib.import_module(location)
     value = getattr(module, name)
-    value = value() if callable(value) and not isinstance(value, CellSpec) else value
-    if not isinstance(value, CellSpec):
-        raise TypeError(f"--cell: {target} is not a CellSpec, got {type(value).__name__}")
+    value = value() if callable(value) and not isinstance(value, kind) else value
+    if not isinstance(value, kind):
+        raise TypeError(f"{option}: {target} is not a {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def load_spec(target: str) -> CellSpec:
+    """The cell spec named by ``FILE.py:NAME`` or ``module:NAME`` (a spec or a function
+    returning one)."""
+    return _load(target, "--cell", CellSpec)
+
+
+def load_noise(target: str) -> NoiseSpec:
+    """The noise spec named by ``FILE.py:NAME`` or ``module:NAME`` (a spec or a function
+    returning one)."""
+    return _load(target, "--noise", NoiseSpec)
 
 
 def generate_cell(spec: CellSpec) -> dict[str, str]:
@@ -213,6 +245,29 @@ def generate_cell(spec: CellSpec) -> dict[str, str]:
             module, derivation.functions, backend, summary, derivation.constants.get(module)
         )
     files[f"{spec.name}.md"] = render_sheet([derivation])
+    return files
+
+
+def _derive_noise(noise: NoiseSpec) -> Derivation:
+    """The noise form's derivation, proved with every built-in cell."""
+    return step_adjoint.derive_noise(noise, [spec() for spec in cells.BUILT_IN])
+
+
+def generate_noise(noise: NoiseSpec) -> dict[str, str]:
+    """A user noise form's files, relative to its output package: the torch module of the
+    functions it defines, its numpy twin, their helpers and ``__init__``, and its formula
+    sheet."""
+    derivation = _derive_noise(noise)
+    module = step_adjoint.noise_module(noise)
+    summary = f"{noise.title}: the cotangents of one step's noise variables."
+    files = {}
+    for backend, package in ((TORCH, ""), (NUMPY, "numpy/")):
+        files[f"{package}__init__.py"] = _render_init(backend, [module], {module: summary})
+        files[f"{package}_helpers.py"] = _render_helpers(backend)
+        files[f"{package}{module}.py"] = _render_module(
+            module, derivation.functions, backend, summary
+        )
+    files[f"{noise.name}.md"] = render_sheet([derivation])
     return files
 
 
@@ -258,6 +313,16 @@ def run_cell(target: str, out: Path, check: bool = False) -> int:
     return _sync(Path(out), files, [], check, f"python -m nrnn.derivations --cell {target}")
 
 
+def run_noise(target: str, out: Path, check: bool = False) -> int:
+    """Derive the noise form ``target`` and write (or check) its package ``out``; exit
+    code."""
+    noise = load_noise(target)
+    files = generate_noise(noise)
+    for statement in _derive_noise(noise).checks:
+        print(statement)
+    return _sync(Path(out), files, [], check, f"python -m nrnn.derivations --noise {target}")
+
+
 def _stale(root: Path, files: dict[str, str]) -> list[str]:
     """Python files in the generated packages that a regeneration would not produce."""
     stale = []
@@ -300,11 +365,24 @@ def main(argv: list[str] | None = None) -> int:
         help="derive a cell of your own (a CellSpec) instead of the built-in formulas",
     )
     parser.add_argument(
-        "--out", type=Path, help="with --cell: the package directory to write (required)"
+        "--noise",
+        metavar="FILE.py:NAME",
+        help="derive the fused step of a noise form of your own (a NoiseSpec) instead",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="with --cell or --noise: the package directory to write (required)",
     )
     arguments = parser.parse_args(argv)
-    if arguments.cell is not None:
-        if arguments.out is None:
-            parser.error("--cell needs --out DIR")
-        return run_cell(arguments.cell, arguments.out, check=arguments.check)
+    if arguments.cell is not None and arguments.noise is not None:
+        parser.error("--cell and --noise: give one of them")
+    for option, target, run_one in (
+        ("--cell", arguments.cell, run_cell),
+        ("--noise", arguments.noise, run_noise),
+    ):
+        if target is not None:
+            if arguments.out is None:
+                parser.error(f"{option} needs --out DIR")
+            return run_one(target, arguments.out, check=arguments.check)
     return run(check=arguments.check, root=arguments.root)

@@ -30,7 +30,9 @@ from functools import cache
 
 import sympy as sp
 
-from nrnn.derivations.brute_force import FORMS, prove
+from nrnn.derivations import noises
+from nrnn.derivations.brownian import LAYOUTS
+from nrnn.derivations.brute_force import prove
 from nrnn.derivations.differentials import (
     assemble,
     differentiate,
@@ -40,7 +42,6 @@ from nrnn.derivations.differentials import (
 )
 from nrnn.derivations.drift import Activation, Applied, CellSpec, Symbol, point_name, point_symbol
 from nrnn.derivations.expansion import SYMBOLS
-from nrnn.derivations.step_adjoint import FORMS as STEP_FORMS
 from nrnn.derivations.step_adjoint import cell_step_functions, cell_step_outputs
 from nrnn.derivations.step_adjoint import prove as prove_step
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
@@ -287,14 +288,14 @@ def derive_cell(spec: CellSpec) -> Derivation:
             )
         )
     for d, steps in spec.proof_cases:
-        for form in FORMS:
-            result = prove(spec, formulas, d, steps, form)
+        for layout in LAYOUTS:
+            result = prove(spec, formulas, d, steps, layout)
             if not result.proved:
                 raise AssertionError(result.statement())
             derivation.checks.append(result.statement())
     derivation.formulas.append(_step_formula(spec))
-    for form in STEP_FORMS:
-        step_result = prove_step(spec, spec.step_proof_size, form)
+    for noise in noises.BUILT_IN:
+        step_result = prove_step(spec, spec.step_proof_size, noise)
         if not step_result.proved:
             raise AssertionError(step_result.statement())
         derivation.checks.append(step_result.statement())

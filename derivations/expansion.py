@@ -30,6 +30,7 @@ from functools import cache
 
 import sympy as sp
 
+from nrnn.derivations.brownian import LAYOUTS
 from nrnn.derivations.jets import chain_rule, jet_shift
 from nrnn.derivations.matrix_rules import RandomModel, expectation, linear_coefficients
 from nrnn.derivations.nodes import NoiseJacobian
@@ -40,7 +41,6 @@ __all__ = [
     "SYMBOLS",
     "Symbols",
     "derive",
-    "diffusion_matrix",
     "one_step_rules",
     "scalar_function_jet",
 ]
@@ -122,15 +122,6 @@ class Symbols:
 
 
 SYMBOLS = Symbols()
-
-
-def diffusion_matrix(form: str, h, sigma_add, sigma_mult, n=SYMBOLS.n):
-    """The model's sigma(h): ``"diagonal"`` (n x n) or ``"scalar"`` (n x (n+1))."""
-    if form == "diagonal":
-        return sigma_add * sp.Identity(n) + sigma_mult * sp.DiagMatrix(h)
-    if form == "scalar":
-        return sp.BlockMatrix([[sigma_add * sp.Identity(n), sigma_mult * h]])
-    raise ValueError(f"unknown noise form {form!r}")
 
 
 def scalar_function_jet(gradient, hessian, jet: list) -> list:
@@ -309,24 +300,18 @@ def _function(name, summary, argument_names, expr, returns, notes=""):
 def generated_functions() -> list[GeneratedFunction]:
     rules = one_step_rules()
     s = SYMBOLS
-    return [
+    diffusions = [
         _function(
-            "diffusion_diagonal",
-            "Diffusion sigma(h) = sigma_1 I + sigma_2 diag(h) (one Brownian motion per unit).",
+            f"diffusion_{layout.name}",
+            f"Diffusion sigma(h) = {layout.diffusion_text} ({layout.motions}).",
             ("h", "sigma_add", "sigma_mult"),
-            diffusion_matrix("diagonal", s.h, s.sigma_add, s.sigma_mult),
-            "(..., n, n)",
+            layout.diffusion(s.h, s.sigma_add, s.sigma_mult, s.n),
+            f"(..., n, {layout.noise_dimension(s.n)})",
             notes="Model definition (docs/design.md), not derived.",
-        ),
-        _function(
-            "diffusion_scalar",
-            "Diffusion sigma(h) = [sigma_1 I | sigma_2 h] (multiplicative part on one scalar "
-            "Brownian motion).",
-            ("h", "sigma_add", "sigma_mult"),
-            diffusion_matrix("scalar", s.h, s.sigma_add, s.sigma_mult),
-            "(..., n, n + 1)",
-            notes="Model definition (docs/design.md), not derived.",
-        ),
+        )
+        for layout in LAYOUTS
+    ]
+    return diffusions + [
         _function(
             "covariance_step",
             "Covariance of the linear response, one step: J C J^T + dt Sigma Sigma^T.",

@@ -33,8 +33,9 @@ from functools import cache
 
 import sympy as sp
 
+from nrnn.derivations.brownian import LAYOUTS, PER_UNIT, SCALAR, BrownianLayout
 from nrnn.derivations.cells import coupled_oscillator
-from nrnn.derivations.expansion import SYMBOLS, diffusion_matrix
+from nrnn.derivations.expansion import SYMBOLS
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.ito import SDE
 from nrnn.derivations.matrix_rules import RandomModel, expectation, vec_operator
@@ -55,15 +56,16 @@ RHO = sp.Symbol(r"\rho", nonnegative=True)
 QUARTIC_SHARE = sp.Symbol("S", positive=True)
 
 
-def _difference_sde(form: str, d: int):
-    """The SDE of e = h - h' (explicit components), with the drift values g_i kept symbolic."""
+def _difference_sde(layout: BrownianLayout, d: int):
+    """The SDE of e = h - h' (explicit components) with the Brownian ``layout``: the drift
+    values g_i kept symbolic, the diffusion sigma(h' + e) - sigma(h') of the layout's."""
     e = sp.symbols(f"e_0:{d}", real=True)
     g = sp.Matrix(sp.symbols(f"g_0:{d}", real=True))
     h_prime = sp.Matrix(sp.symbols(f"hp_0:{d}", real=True))
 
     def sigma(h: sp.Matrix) -> sp.Matrix:
         return evaluate(
-            diffusion_matrix(form, SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult),
+            layout.diffusion(SYMBOLS.h, SYMBOLS.sigma_add, SYMBOLS.sigma_mult, SYMBOLS.n),
             {SYMBOLS.n: d, SYMBOLS.h: h},
         )
 
@@ -74,9 +76,10 @@ def _difference_sde(form: str, d: int):
 
 
 @cache
-def distance_corrections(form: str, d: int) -> dict:
-    """Itô corrections of log|e|^2 and |e|^2 (drift minus the drift-of-e part)."""
-    sde, e, g = _difference_sde(form, d)
+def distance_corrections(layout: BrownianLayout, d: int) -> dict:
+    """Itô corrections of log|e|^2 and |e|^2 (drift minus the drift-of-e part) with the
+    Brownian ``layout``."""
+    sde, e, g = _difference_sde(layout, d)
     norm2 = sum(x**2 for x in e)
     log_ito = sde.ito(sp.log(norm2))
     square_ito = sde.ito(norm2)
@@ -113,14 +116,14 @@ def exponent_bounds() -> dict:
     """The three exponent bounds as expressions in kappa, sigma_2 and d."""
     sigma = SYMBOLS.sigma_mult
     d = SYMBOLS.n
-    scalar = distance_corrections("scalar", 2)
+    scalar = distance_corrections(SCALAR, 2)
     if sp.simplify(scalar["log_correction"] + sigma**2) != 0:
         raise AssertionError("scalar Brownian motion: unexpected Itô correction")
     bounds = {"almost_sure_scalar": sp.expand((2 * KAPPA + scalar["log_correction"]) / 2)}
     # Per-unit Brownian motions: the correction is affine and decreasing in S, S >= 1/d.
     correction_in_share = sigma**2 * (1 - 2 * QUARTIC_SHARE)
     for size in (1, 2, 3, 4):
-        diagonal = distance_corrections("diagonal", size)
+        diagonal = distance_corrections(PER_UNIT, size)
         if (
             sp.simplify(
                 diagonal["log_correction"]
@@ -135,7 +138,7 @@ def exponent_bounds() -> dict:
         raise AssertionError("correction is not decreasing in S")
     worst = correction_in_share.subs(QUARTIC_SHARE, 1 / d)
     bounds["almost_sure_diagonal"] = sp.collect(sp.expand((2 * KAPPA + worst) / 2), sigma**2)
-    square = {distance_corrections(form, 2)["square_correction"] for form in ("scalar", "diagonal")}
+    square = {distance_corrections(layout, 2)["square_correction"] for layout in LAYOUTS}
     if square != {sigma**2}:
         raise AssertionError(f"mean-square corrections {square}")
     bounds["mean_square"] = sp.expand((2 * KAPPA + sigma**2) / 2)
@@ -388,8 +391,8 @@ def derive() -> Derivation:
             "Euler--Maruyama scheme for a linear system."
         ),
     )
-    scalar = distance_corrections("scalar", 2)
-    diagonal = distance_corrections("diagonal", 2)
+    scalar = distance_corrections(SCALAR, 2)
+    diagonal = distance_corrections(PER_UNIT, 2)
     e = r"\lvert e\rvert"
     second_moment_step, _, general, _ = em_mean_square_operator()
     derivation.formulas += [

@@ -15,18 +15,14 @@ cell (drift f written as a :class:`derivations.drift.CellSpec`):
   the gradient in place (one ``addmm``, no temporary), ``outer_sum`` sums a pair at once.
 
 These are printed into the cell's generated module (``step_vjp`` and
-``step_vjp_multiplicative``, rows layout, see :mod:`derivations.codegen`). The noise forms
-map their variables to (s, a, m):
+``step_vjp_multiplicative``, rows layout, see :mod:`derivations.codegen`). Each noise form
+declares how (s, a, m) come from its noise variables as a
+:class:`derivations.noises.NoiseSpec` (the built-in ones: :data:`derivations.noises.BUILT_IN`).
+The same reverse pass through a spec's terms (the drift value f held fixed) gives its noise
+variables' cotangents and δ's gradient (:func:`noise_outputs`, printed into
+``nrnn._generated.noise_adjoint``).
 
-- paper, one Brownian motion per unit: s = Δt, a = √Δt σ₁ ξ, m = √Δt σ₂ ξ;
-- paper, scalar Brownian motion: s = Δt, a = √Δt σ₁ ξ_a, m = √Δt σ₂ ξ_s 1 (ξ = [ξ_a, ξ_s]);
-- released code: s = δ ∘ u with u = 1 − s_m/2 + (s_m/√12) η, a = s_a ζ (ξ = [ζ, η]) and the
-  learnable per-unit step δ; without noise s = Δt (paper) or δ (released code).
-
-The same reverse pass through these maps (the drift value f held fixed) gives the noise
-variables' cotangents and δ's gradient (``nrnn._generated.noise_adjoint``).
-
-:func:`prove` checks the composition for explicit small sizes of a cell and a noise form:
+:func:`prove` checks the composition for explicit small sizes of a cell and a noise spec:
 with every parameter, state, drive, noise variable and the cotangent free symbols and
 every activation a generic smooth function, λᵀ ∂h'/∂x computed by ``sympy.diff`` of the
 explicit step equals the derived expressions, entry by entry, for every input x.
@@ -34,11 +30,13 @@ explicit step equals the derived expressions, entry by entry, for every input x.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
 import sympy as sp
 
+from nrnn.derivations import noises
 from nrnn.derivations.adjoint import (
     blocks_as_slices,
     matrix_gradient,
@@ -49,26 +47,22 @@ from nrnn.derivations.drift import CellSpec, point_symbol
 from nrnn.derivations.expansion import SYMBOLS
 from nrnn.derivations.explicit import evaluate
 from nrnn.derivations.nodes import BlockColumn, SampleSum
-from nrnn.derivations.released_noise import S_ADD, S_MULT
+from nrnn.derivations.noises import NoiseSpec, euler_step
 from nrnn.derivations.topic import Argument, Derivation, Formula, GeneratedFunction
 
 __all__ = [
-    "FORMS",
     "StepProof",
     "cell_step_functions",
     "cell_step_outputs",
     "derive",
+    "derive_noise",
+    "noise_cotangents",
+    "noise_functions",
     "noise_outputs",
     "prove",
 ]
 
-FORMS = ("noise-free", "diagonal", "scalar", "released", "released-noise-free")
-"""How the step's terms come from the noise variables (see the module docstring)."""
-
 N = SYMBOLS.n
-DT, SIGMA_ADD, SIGMA_MULT = SYMBOLS.dt, SYMBOLS.sigma_add, SYMBOLS.sigma_mult
-ROOT_DT = sp.sqrt(DT)
-UNIFORM_SCALE = S_MULT / sp.sqrt(12)
 
 
 def _column(name: str, rows=N) -> sp.MatrixSymbol:
@@ -102,14 +96,6 @@ class StepSymbols:
         return _column("f", self.rows)
 
 
-def step_expression(state, drift, symbols: StepSymbols, multiplicative: bool):
-    """h + s ∘ f + a (+ h ∘ m)."""
-    terms = [state, sp.HadamardProduct(symbols.step, drift), symbols.additive]
-    if multiplicative:
-        terms.append(sp.HadamardProduct(state, symbols.multiplier))
-    return sp.MatAdd(*terms)
-
-
 # ------------------------------------------------------------------------ cell side
 def _drives(spec: CellSpec) -> list:
     """The drive columns of a drift (every column symbol but the state)."""
@@ -136,7 +122,8 @@ def cell_step_outputs(spec: CellSpec, multiplicative: bool):
     code name (its cotangent) and every matrix parameter's (its gradient, summed over the
     samples); the drift cotangent s ∘ λ and each activation argument's cotangent named."""
     symbols = StepSymbols(spec.state_dimension)
-    step = step_expression(spec.state, spec.drift, symbols, multiplicative)
+    multiplier = symbols.multiplier if multiplicative else None
+    step = euler_step(spec.state, spec.drift, symbols.step, symbols.additive, multiplier)
     drives, parameters = _drives(spec), _parameters(spec)
     found = reverse(
         step,
@@ -232,119 +219,93 @@ def cell_step_functions(spec: CellSpec, arguments: dict) -> list[GeneratedFuncti
 
 
 # ----------------------------------------------------------------------- noise side
-XI = _column(r"\xi")
-XI_ADDITIVE = _column(r"\xi_{a}")
-XI_SCALAR = _column(r"\xi_{s}", 1)
-ZETA = _column(r"\zeta")
-ETA = _column(r"\eta")
-STEP_SIZE = _column(r"\delta")
-STEP_MULTIPLIER = _column("u")
-PAPER = StepSymbols(N)
+NOISE_STEP = StepSymbols(N)
+"""λ and f of the noise side (the drift value f held fixed)."""
 
 
-def noise_step(form: str):
-    """(h', the noise terms (s, a, m) in the noise variables) of one step of ``form`` with
-    the drift value f held fixed (``PAPER.drift``)."""
-    h, f = SYMBOLS.h, PAPER.drift
-    ones = sp.OneMatrix(N, 1)
-    if form in ("noise-free", "diagonal", "scalar"):
-        step = DT * ones
-    elif form == "released":
-        step = sp.HadamardProduct(STEP_SIZE, STEP_MULTIPLIER)
-    else:
-        step = STEP_SIZE
-    additive = multiplier = None
-    if form == "diagonal":
-        additive, multiplier = ROOT_DT * SIGMA_ADD * XI, ROOT_DT * SIGMA_MULT * XI
-    elif form == "scalar":
-        additive = ROOT_DT * SIGMA_ADD * XI_ADDITIVE
-        multiplier = ROOT_DT * SIGMA_MULT * sp.MatMul(ones, XI_SCALAR)
-    elif form == "released":
-        additive = S_ADD * ZETA
-    terms = [h, sp.HadamardProduct(step, f)]
-    terms += [] if additive is None else [additive]
-    terms += [] if multiplier is None else [sp.HadamardProduct(h, multiplier)]
-    return sp.MatAdd(*terms), (step, additive, multiplier)
-
-
-def step_multiplier_expression():
-    """u = (1 − s_m/2) 1 + (s_m/√12) η: the released code's uniform multiplier of δ."""
-    return (1 - S_MULT / 2) * sp.OneMatrix(N, 1) + UNIFORM_SCALE * ETA
+def noise_cotangents(noise: NoiseSpec) -> dict[sp.MatrixSymbol, sp.MatrixExpr]:
+    """The cotangent of every variable of ``noise`` in one step, the drift value f held
+    fixed: reverse-mode through h' = h + s ∘ f + a + h ∘ m to the variables the terms read
+    and to the derived symbols, then through each derived symbol's expression to the
+    variables it reads."""
+    direct = [v.symbol for v in noise.variables if noise.derived_from(v.symbol) is None]
+    found = reverse(
+        noise.next_state(SYMBOLS.h, NOISE_STEP.drift),
+        NOISE_STEP.cotangent,
+        [*direct, *(symbol for symbol, _ in noise.derived)],
+    ).columns
+    cotangents = {symbol: found[symbol] for symbol in direct}
+    for symbol, expr in noise.derived:
+        reads = [v.symbol for v in noise.variables if expr.has(v.symbol)]
+        cotangents |= reverse(expr, found[symbol], reads).columns
+    return cotangents
 
 
 @cache
-def noise_outputs() -> dict[str, sp.MatrixExpr]:
-    """The noise variables' cotangents of each noisy form and δ's gradient, by name."""
-    cotangent = PAPER.cotangent
-    diagonal = reverse(noise_step("diagonal")[0], cotangent, [XI]).columns[XI]
-    scalar = reverse(noise_step("scalar")[0], cotangent, [XI_ADDITIVE, XI_SCALAR]).columns
-    released = reverse(noise_step("released")[0], cotangent, [ZETA, STEP_MULTIPLIER, STEP_SIZE])
-    uniform = reverse(step_multiplier_expression(), released.columns[STEP_MULTIPLIER], [ETA])
-    return {
-        "noise_cotangent_diagonal": diagonal,
-        "noise_cotangent_scalar": BlockColumn(N + 1, scalar[XI_ADDITIVE], scalar[XI_SCALAR]),
-        "noise_cotangent_released": BlockColumn(
-            2 * N, released.columns[ZETA], uniform.columns[ETA]
-        ),
-        "step_size_cotangent": SampleSum(released.columns[STEP_SIZE]),
-    }
+def noise_outputs(specs: tuple[NoiseSpec, ...] = noises.BUILT_IN) -> dict[str, sp.MatrixExpr]:
+    """Every function the noise ``specs`` define, by name, in their order: the cotangents
+    of the variables landing in it stacked top to bottom (or summed over the samples)."""
+    outputs = {}
+    for spec in specs:
+        cotangents = noise_cotangents(spec) if spec.functions else {}
+        for function in spec.functions:
+            landing = [v.symbol for v in spec.variables if v.function == function.name]
+            blocks = [cotangents[symbol] for symbol in landing]
+            expr = (
+                blocks[0]
+                if len(blocks) == 1
+                else BlockColumn(sum(symbol.shape[0] for symbol in landing), *blocks)
+            )
+            outputs[function.name] = SampleSum(expr) if function.summed else expr
+    return outputs
 
 
-def _noise_functions() -> list[GeneratedFunction]:
+def noise_functions(
+    specs: tuple[NoiseSpec, ...] = noises.BUILT_IN, module: str = "noise_adjoint"
+) -> list[GeneratedFunction]:
+    """The functions the noise ``specs`` define, printed into ``module``."""
     n = "(..., n)"
     arguments = {
-        PAPER.cotangent: Argument("cotangent", PAPER.cotangent, n, "lambda, the cotangent of h'"),
+        NOISE_STEP.cotangent: Argument(
+            "cotangent", NOISE_STEP.cotangent, n, "lambda, the cotangent of h'"
+        ),
         SYMBOLS.h: Argument("state", SYMBOLS.h, n, "h, the state the step starts from"),
-        PAPER.drift: Argument("drift", PAPER.drift, n, "f(h, c), the drift at that state"),
-        STEP_SIZE: Argument("step_size", STEP_SIZE, "(n,)", "delta, the per-unit step"),
-        STEP_MULTIPLIER: Argument(
-            "step_multiplier",
-            STEP_MULTIPLIER,
-            "float or (..., n)",
-            "u, the uniform multiplier of delta (1 without noise)",
-        ),
-        SIGMA_ADD: Argument("sigma_add", SIGMA_ADD, "float", "the paper's additive level"),
-        SIGMA_MULT: Argument("sigma_mult", SIGMA_MULT, "float", "the paper's multiplicative level"),
-        S_ADD: Argument("released_add", S_ADD, "float", "the released code's additive level s_a"),
-        S_MULT: Argument(
-            "released_mult", S_MULT, "float", "the released code's multiplicative level s_m"
-        ),
-        DT: Argument("dt", DT, "float", "time step"),
-    }
-    details = {
-        "noise_cotangent_diagonal": (
-            "The cotangent of xi (one Brownian motion per unit) of one paper-form step.",
-            n,
-        ),
-        "noise_cotangent_scalar": (
-            "The cotangent of xi = [xi_a, xi_s] (scalar Brownian motion) of one paper-form step.",
-            "(..., n + 1)",
-        ),
-        "noise_cotangent_released": (
-            "The cotangent of xi = [zeta, eta] of one released-code step.",
-            "(..., 2 n)",
-        ),
-        "step_size_cotangent": (
-            "The gradient of the released code's per-unit step delta, summed over the samples.",
-            "(n,)",
+        NOISE_STEP.drift: Argument(
+            "drift", NOISE_STEP.drift, n, "f(h, c), the drift at that state"
         ),
     }
+    for spec in specs:
+        for argument in spec.arguments:
+            arguments.setdefault(argument.symbol, argument)
+    outputs = noise_outputs(specs)
     functions = []
-    for name, expr in noise_outputs().items():
-        summary, returns = details[name]
-        used = {node for node in sp.preorder_traversal(expr)} | expr.free_symbols
-        functions.append(
-            GeneratedFunction(
-                name=name,
-                module="noise_adjoint",
-                source=__name__,
-                summary=summary,
-                arguments=tuple(a for symbol, a in arguments.items() if symbol in used),
-                expr=expr,
-                returns=returns,
-                layout="rows",
+    for spec in specs:
+        for function in spec.functions:
+            expr = outputs[function.name]
+            used = {node for node in sp.preorder_traversal(expr)} | expr.free_symbols
+            unnamed = {
+                node
+                for node in used
+                if isinstance(node, (sp.Symbol, sp.MatrixSymbol)) and node not in arguments
+            } - {N}  # n, the state's size, is a shape
+            if unnamed:
+                raise ValueError(
+                    f"NoiseSpec {spec.name!r}: {function.name} reads "
+                    f"{sorted(map(str, unnamed))}, expected an Argument for each in its "
+                    "arguments (their code names)"
+                )
+            functions.append(
+                GeneratedFunction(
+                    name=function.name,
+                    module=module,
+                    source=__name__,
+                    summary=function.summary,
+                    arguments=tuple(a for symbol, a in arguments.items() if symbol in used),
+                    expr=expr,
+                    returns=function.returns,
+                    layout="rows",
+                )
             )
-        )
     return functions
 
 
@@ -363,7 +324,7 @@ def derive() -> Derivation:
             "time; the cells' sections list their own terms (step_vjp)."
         ),
     )
-    symbols = PAPER
+    symbols = NOISE_STEP
     derivation.formulas.append(
         Formula(
             "Adjoint recursion of one step",
@@ -398,7 +359,62 @@ def derive() -> Derivation:
             "at the step's state.",
         )
     )
-    derivation.functions += _noise_functions()
+    derivation.functions += noise_functions()
+    return derivation
+
+
+def noise_module(noise: NoiseSpec) -> str:
+    """The name of the generated module of a noise form of one's own: ``noise_<name>``."""
+    module = f"noise_{noise.name}"
+    if not module.isidentifier():
+        raise ValueError(
+            f"NoiseSpec name {noise.name!r}: expected letters, digits and _ only (it names "
+            f"the generated module {module})"
+        )
+    return module
+
+
+def derive_noise(noise: NoiseSpec, cells: Iterable[CellSpec]) -> Derivation:
+    """A noise form of one's own: its step terms and its variables' cotangents on the
+    formula sheet, the functions it defines printed into :func:`noise_module`, and the
+    proofs of the step with each of ``cells`` (at the cell's ``step_proof_size``)."""
+    from nrnn.derivations.latex import equation
+
+    if not noise.functions:
+        raise ValueError(f"NoiseSpec {noise.name!r} defines no functions: nothing to generate")
+    module = noise_module(noise)
+    derivation = Derivation(
+        title=f"Noise form: {noise.name}",
+        source=__name__,
+        summary=f"{noise.title}.",
+    )
+    terms = [("s", noise.step), ("a", noise.additive), ("m", noise.multiplier)]
+    derivation.formulas += [
+        Formula(
+            "Step terms",
+            tuple(equation(name, expr) for name, expr in terms if expr is not None)
+            + tuple(equation(symbol, expr) for symbol, expr in noise.derived),
+            "h' = h + s o f(h, c) + a + h o m with the noise variables "
+            + ", ".join(str(v.symbol) for v in noise.variables)
+            + ("; the code takes each derived symbol's value" if noise.derived else "")
+            + ".",
+        ),
+        Formula(
+            "Cotangents of the noise variables",
+            tuple(
+                equation(rf"\text{{{name.replace('_', ' ')}}}", expr)
+                for name, expr in noise_outputs((noise,)).items()
+            ),
+            "lambda is the cotangent of h', f the drift at the step's state; derived by "
+            "reverse-mode differentiation of the step (derivations.adjoint).",
+        ),
+    ]
+    for cell in cells:
+        result = prove(cell, cell.step_proof_size, noise)
+        if not result.proved:
+            raise AssertionError(result.statement())
+        derivation.checks.append(result.statement())
+    derivation.functions += noise_functions((noise,), module)
     return derivation
 
 
@@ -407,7 +423,7 @@ def derive() -> Derivation:
 class StepProof:
     cell: str
     d: int
-    form: str
+    noise: str
     inputs: int
     mismatches: tuple[str, ...]
 
@@ -418,7 +434,7 @@ class StepProof:
     def statement(self) -> str:
         verdict = "proved" if self.proved else f"FAILED at {', '.join(self.mismatches)}"
         return (
-            f"{self.cell}, d={self.d}, {self.form} step: the derived vector-Jacobian product "
+            f"{self.cell}, d={self.d}, {self.noise} step: the derived vector-Jacobian product "
             f"equals lambda^T dh'/dx by sympy.diff for all {self.inputs} inputs x: {verdict}."
         )
 
@@ -437,45 +453,15 @@ def _explicit_matrix(symbol, sizes: dict, constants: dict, d: int):
     return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}_{j}"))
 
 
-def _noise_values(form: str, n: int) -> dict:
-    """Explicit noise variables and the step terms (s, a, m) of ``form``."""
-    values = {
-        XI: _explicit_column("xi", n),
-        XI_ADDITIVE: _explicit_column("xia", n),
-        XI_SCALAR: sp.Matrix([[sp.Symbol("xis")]]),
-        ZETA: _explicit_column("zeta", n),
-        ETA: _explicit_column("eta", n),
-        STEP_SIZE: _explicit_column("delta", n),
-        N: n,
-    }
-    if form == "released":
-        values[STEP_MULTIPLIER] = evaluate(step_multiplier_expression(), values)
-    else:  # without noise the released code's step is delta itself
-        values[STEP_MULTIPLIER] = sp.ones(n, 1)
-    _, (step, additive, multiplier) = noise_step(form)
-    terms = {
-        "step": evaluate(step, values),
-        "additive": sp.zeros(n, 1) if additive is None else evaluate(additive, values),
-        "multiplier": None if multiplier is None else evaluate(multiplier, values),
-    }
-    return values | terms
-
-
-def _noise_inputs(form: str, n: int) -> tuple:
-    """(leaf, generated function, first row of the leaf in its output) of a noise form."""
-    return {
-        "diagonal": ((XI, "noise_cotangent_diagonal", 0),),
-        "scalar": (
-            (XI_ADDITIVE, "noise_cotangent_scalar", 0),
-            (XI_SCALAR, "noise_cotangent_scalar", n),
-        ),
-        "released": (
-            (ZETA, "noise_cotangent_released", 0),
-            (ETA, "noise_cotangent_released", n),
-            (STEP_SIZE, "step_size_cotangent", 0),
-        ),
-        "released-noise-free": ((STEP_SIZE, "step_size_cotangent", 0),),
-    }.get(form, ())
+def _explicit_noise(noise: NoiseSpec, n: int, d: int) -> dict:
+    """Explicit values of the variables of ``noise`` (free symbols) and of its derived
+    symbols, for a state of ``n`` entries."""
+    values: dict = {N: n}
+    for variable in noise.variables:
+        values[variable.symbol] = _explicit_matrix(variable.symbol, {N: n}, {}, d)
+    for symbol, expr in noise.derived:
+        values[symbol] = evaluate(expr, values)
+    return values
 
 
 def _activation_values(spec: CellSpec, bindings: dict, d: int):
@@ -519,8 +505,9 @@ def _normalise(expr, functions: dict):
 
 
 @cache
-def prove(spec: CellSpec, d: int, form: str) -> StepProof:
-    """The derived step VJP of ``spec`` with the noise ``form`` against ``sympy.diff``."""
+def prove(spec: CellSpec, d: int, noise: NoiseSpec) -> StepProof:
+    """The derived step VJP of the cell ``spec`` and the cotangents of the variables of
+    ``noise`` against ``sympy.diff`` of the explicit step."""
     sizes = dict(spec.sizes(d))
     n = int(sp.sympify(spec.state_dimension).xreplace(sizes))
     constants = dict(spec.constants)
@@ -531,22 +518,24 @@ def prove(spec: CellSpec, d: int, form: str) -> StepProof:
     bindings[spec.state] = state
     for use in spec.applied():
         bindings[sp.Symbol(use.label)] = sp.Function(use.label)
-    noise = _noise_values(form, n)
+    values = _explicit_noise(noise, n, d)
     drift = evaluate(spec.drift, bindings)
-    multiplicative = noise["multiplier"] is not None
-    step = state + noise["step"].multiply_elementwise(drift) + noise["additive"]
+    noise_step = evaluate(noise.step, values)
+    multiplicative = noise.multiplier is not None
+    step = state + noise_step.multiply_elementwise(drift)
+    if noise.additive is not None:
+        step += evaluate(noise.additive, values)
     if multiplicative:
-        step += state.multiply_elementwise(noise["multiplier"])
+        multiplier = evaluate(noise.multiplier, values)
+        step += state.multiply_elementwise(multiplier)
     cotangent = _explicit_column("lam", n)
     objective = (cotangent.T * step)[0, 0]
 
     points, functions = _activation_values(spec, bindings, d)
     symbols = StepSymbols(spec.state_dimension)
-    derived_bindings = (
-        bindings | points | {symbols.cotangent: cotangent, symbols.step: noise["step"]}
-    )
+    derived_bindings = bindings | points | {symbols.cotangent: cotangent, symbols.step: noise_step}
     if multiplicative:
-        derived_bindings[symbols.multiplier] = noise["multiplier"]
+        derived_bindings[symbols.multiplier] = multiplier
     outputs, _ = cell_step_outputs(spec, multiplicative)
     expected = {}  # input name -> (explicit variables, derived explicit value)
     for name, expr in outputs:
@@ -557,16 +546,19 @@ def prove(spec: CellSpec, d: int, form: str) -> StepProof:
             symbol = next(e.symbol for e in spec.symbols if e.name == name)
             variables = bindings[symbol]
         expected[name] = (variables, derived)
-    noise_bindings = noise | {
-        PAPER.cotangent: cotangent,
+    noise_bindings = values | {
+        NOISE_STEP.cotangent: cotangent,
         SYMBOLS.h: state,
-        PAPER.drift: drift,
+        NOISE_STEP.drift: drift,
     }
-    noise_functions = noise_outputs()
-    for leaf, name, first in _noise_inputs(form, n):
-        rows = noise[leaf].rows
-        derived = evaluate(noise_functions[name], noise_bindings)[first : first + rows, :]
-        expected[str(leaf)] = (noise[leaf], derived)
+    generated = noise_outputs() | noise_outputs((noise,))
+    rows_before: dict[str, int] = {}  # generated function -> rows of the blocks placed
+    for variable in noise.variables:
+        explicit = values[variable.symbol]
+        first = rows_before.get(variable.function, 0)
+        rows_before[variable.function] = first + explicit.rows
+        value = evaluate(generated[variable.function], noise_bindings)
+        expected[str(variable.symbol)] = (explicit, value[first : first + explicit.rows, :])
     mismatches, inputs = [], 0
     for name, (variables, derived) in expected.items():
         for index in range(len(variables)):
@@ -575,4 +567,4 @@ def prove(spec: CellSpec, d: int, form: str) -> StepProof:
             difference = sp.expand(exact - _normalise(derived[index], functions))
             if difference != 0:
                 mismatches.append(f"{name}[{index}]")
-    return StepProof(spec.name, d, form, inputs, tuple(mismatches))
+    return StepProof(spec.name, d, noise.name, inputs, tuple(mismatches))

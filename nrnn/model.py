@@ -22,20 +22,18 @@ from torch import nn
 
 from . import contract, fused, recurrence
 from .cells import INIT_DIVISORS, Cell, LipschitzCell
-from .cells.lipschitz import LipschitzParameters
+from .cells.lipschitz import LipschitzOptions, LipschitzParameters
 from .noise import Noise, NoiseForm, StepNoise
 from .recurrence import RECURRENCES
 
 __all__ = ["INIT_DIVISORS", "RECURRENCES", "NoisyRNN", "check_batch", "check_model"]
 
 _LIPSCHITZ_DEFAULTS = {
-    "beta": 0.75,
-    "gamma_a": 0.001,
-    "gamma_w": 0.001,
-    "antisymmetric": False,
-    "init_std": 1.0,
-    "init_divisor": "sqrt-hidden",
+    name: getattr(LipschitzOptions(), name)
+    for name in ("beta", "gamma_a", "gamma_w", "antisymmetric", "init_std", "init_divisor")
 }
+"""The default cell's options that :class:`NoisyRNN` takes as keywords, at the cell's
+defaults (``tests/test_model.py`` checks the keywords' defaults against them)."""
 
 
 class NoisyRNN(nn.Module):

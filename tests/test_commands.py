@@ -199,10 +199,15 @@ def test_an_unusable_store_or_out_is_refused_before_any_run(tmp_path, monkeypatc
         (["verify", "--out", str(a_file)], f"--out {a_file} is a file, not a directory"),
         (["train", "--dataset", "digits-rows", "--out", str(a_file)], "is a file"),
         (["train", "--out", str(a_file / "run")], f"the folder of --out {a_file / 'run'}"),
+        (["train", "--store", str(a_file)], f"of --store {a_file}:"),
     ]
     for argv, message in cases:
         assert nrnn(argv) == exitcodes.USAGE, argv
         assert message in _one_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal
+        nrnn(["train", "--store", str(tmp_path), "--out", str(tmp_path)])
+    assert refused.value.code == exitcodes.USAGE
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_figures_exit_4_when_a_run_fails_and_keep_the_previous_outputs(

@@ -5,7 +5,8 @@ import pytest
 import sympy as sp
 
 from nrnn.derivations import cells
-from nrnn.derivations.brute_force import FORMS, Problem, expand_loss, prove, recursion_value
+from nrnn.derivations.brownian import LAYOUTS, PER_UNIT
+from nrnn.derivations.brute_force import Problem, expand_loss, prove, recursion_value
 from nrnn.derivations.differentials import differentiate, linear_form, quadratic_expectation, terms
 from nrnn.derivations.drift import Activation
 from nrnn.derivations.expansion import SYMBOLS, one_step_rules
@@ -72,16 +73,20 @@ def test_a_cubic_term_is_refused():
 
 
 PROOFS = [
-    (spec, d, steps, form)
+    (spec, d, steps, layout)
     for spec in cells.BUILT_IN
     for d, steps in spec().proof_cases
-    for form in FORMS
+    for layout in LAYOUTS
 ]
 
 
-@pytest.mark.parametrize("spec,d,steps,form", PROOFS, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_brute_force_small_sizes(spec, d, steps, form):
-    result = prove(spec(), cells.derive_formulas(spec()), d, steps, form)
+def _id(value) -> str:
+    return getattr(value, "__name__", None) or getattr(value, "name", None) or str(value)
+
+
+@pytest.mark.parametrize("spec,d,steps,layout", PROOFS, ids=_id)
+def test_brute_force_small_sizes(spec, d, steps, layout):
+    result = prove(spec(), cells.derive_formulas(spec()), d, steps, layout)
     assert result.first_order_zero and result.third_order_zero and result.second_order_matches
 
 
@@ -89,11 +94,11 @@ LARGER = [(cells.lipschitz, 3, 3), (cells.coupled_oscillator, 2, 3), (cells.gate
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("spec,d,steps", LARGER, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_brute_force_larger_sizes(spec, d, steps, form):
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_id)
+@pytest.mark.parametrize("spec,d,steps", LARGER, ids=_id)
+def test_brute_force_larger_sizes(spec, d, steps, layout):
     """About 10-30 s each (the GRU-ODE at d = 2, M = 3 takes longer than 6 min)."""
-    assert prove(spec(), cells.derive_formulas(spec()), d, steps, form).proved
+    assert prove(spec(), cells.derive_formulas(spec()), d, steps, layout).proved
 
 
 @pytest.mark.parametrize("spec", cells.BUILT_IN, ids=lambda s: s.__name__)
@@ -101,9 +106,9 @@ def test_proof_detects_a_wrong_rule(spec):
     """Negative control: dropping the mean correction (Q) breaks the eps^2 identity."""
     spec = spec()
     formulas = cells.derive_formulas(spec)
-    problem = Problem(spec, 1, 2, "diagonal")
-    brute = expand_loss(spec, 1, 2, "diagonal")[2]
-    value = recursion_value(spec, formulas, 1, 2, "diagonal")
+    problem = Problem(spec, 1, 2, PER_UNIT)
+    brute = expand_loss(spec, 1, 2, PER_UNIT)[2]
+    value = recursion_value(spec, formulas, 1, 2, PER_UNIT)
     gradient_symbols = [
         problem.loss_derivative(tuple(int(j == i) for j in range(problem.n)))
         for i in range(problem.n)
@@ -116,8 +121,8 @@ def test_proof_detects_a_wrong_rule(spec):
 def test_zeroth_and_first_order_of_a_single_step():
     # d = 1, one step from h_0 = 0: E l(h_1) = l + eps^2 dt sigma_1^2 l'' / 2 + O(eps^4).
     spec = cells.lipschitz()
-    coefficients = expand_loss(spec, 1, 1, "diagonal")
-    problem = Problem(spec, 1, 1, "diagonal")
+    coefficients = expand_loss(spec, 1, 1, PER_UNIT)
+    problem = Problem(spec, 1, 1, PER_UNIT)
     expected = problem.poly(
         problem.sqrt_dt**2 * SYMBOLS.sigma_add**2 * problem.loss_derivative((2,)) / 2
     )

@@ -3,6 +3,7 @@
 import pytest
 import sympy as sp
 
+from nrnn.derivations.brownian import PER_UNIT, SCALAR
 from nrnn.derivations.expansion import SYMBOLS
 from nrnn.derivations.stability import (
     KAPPA,
@@ -44,7 +45,7 @@ def test_per_unit_bound_is_weaker_except_in_one_dimension():
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_scalar_brownian_correction_is_constant(d):
-    corrections = distance_corrections("scalar", d)
+    corrections = distance_corrections(SCALAR, d)
     assert sp.simplify(corrections["log_correction"] + SIGMA**2) == 0
     assert sp.simplify(corrections["martingale_rate"] - 4 * SIGMA**2) == 0
     assert sp.simplify(corrections["square_correction"] - SIGMA**2) == 0
@@ -52,7 +53,7 @@ def test_scalar_brownian_correction_is_constant(d):
 
 @pytest.mark.parametrize("d", [2, 3])
 def test_per_unit_correction_and_share(d):
-    corrections = distance_corrections("diagonal", d)
+    corrections = distance_corrections(PER_UNIT, d)
     share = corrections["share"]
     assert sp.simplify(corrections["log_correction"] - SIGMA**2 * (1 - 2 * share)) == 0
     assert sp.simplify(corrections["martingale_rate"] - 4 * SIGMA**2 * share) == 0

@@ -10,6 +10,7 @@ import torch
 import nrnn.cost as cost
 import nrnn.store as store_module
 import nrnn.train as training
+import nrnn.train.keys as keys
 from nrnn.backends import LocalBackend, make_backend
 from nrnn.cost import Timings
 from nrnn.figures import runs
@@ -56,14 +57,46 @@ def test_store_key_covers_the_whole_config_and_the_code_version(tmp_path, monkey
         copy = _with(spec.config, section, name, value)
         assert store.key(copy) != key, f"{section}.{name} must change the key"
     assert store.key(_with(spec.config, "train", "epochs", 2)) == key  # same value
-    monkeypatch.setattr(store_module, "CODE_VERSION", store_module.CODE_VERSION + 1)
+    monkeypatch.setattr(keys, "CODE_VERSION", keys.CODE_VERSION + 1)
     assert store.key(spec.config) != key
+
+
+def _as_toml(tables: dict, prefix: str = "") -> str:
+    """A config's nested dicts as TOML (JSON scalars are TOML scalars)."""
+    lines = [f"[{prefix}]"] if prefix else []
+    lines += [f"{k} = {json.dumps(v)}" for k, v in tables.items() if not isinstance(v, dict)]
+    for name, table in tables.items():
+        if isinstance(table, dict):
+            lines.append(_as_toml(table, f"{prefix}.{name}" if prefix else name))
+    return "\n".join(lines) + "\n"
 
 
 def _with(config, section, name, value):
     from nrnn.config import from_dict
 
     return from_dict({section: {name: value}}, from_dict(config.to_dict()))
+
+
+def test_a_run_trained_by_nrnn_train_is_the_one_the_experiments_reuse(tmp_path, capsys):
+    """``nrnn train`` trains into the experiments' store under the same key (before, it
+    wrote runs/<dataset>/<another hash>, which no experiment looked at)."""
+    from nrnn.cli import main
+
+    (spec,) = tiny_specs(epochs=1)
+    spec = with_threads(spec, 1)
+    config_file = tmp_path / "run.toml"
+    config_file.write_text(_as_toml(spec.config.to_dict()))
+    store = RunStore(tmp_path / "store")
+    argv = ["train", "--config", str(config_file), "--store", str(store.root), "--no-progress"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run_dir"] == str(store.run_dir(spec.config))
+    assert store.is_finished(spec.config)
+    (outcome,) = ensure_runs([spec], store, LocalBackend(1), task=ACCURACY, progress=False)
+    assert outcome.status == "stored"  # found, not trained again
+    # the control: a config one value away is another run, which the harness trains
+    other = _with(spec.config, "train", "seed", 1)
+    assert not store.is_finished(other)
 
 
 # ----------------------------------------------------------------------- execution
@@ -223,7 +256,7 @@ def test_the_code_version_was_reviewed_for_the_current_code():
     digest = store_module.code_digest()
     assert digest == store_module.CODE_DIGEST, (
         f"the training/evaluation code changed (digest {digest}). If the change can alter "
-        "the numbers a run produces, bump nrnn.store.CODE_VERSION; then set "
+        "the numbers a run produces, bump nrnn.train.keys.CODE_VERSION; then set "
         f"nrnn.store.CODE_DIGEST = {digest!r}"
     )
 

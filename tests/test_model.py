@@ -1,11 +1,14 @@
 """The noisy RNN model: shapes, dtypes, the Euler–Maruyama step's moments, bad input."""
 
+import inspect
 import math
 
 import pytest
 import torch
 
+import nrnn.model as model_module
 from nrnn import Noise, NoisyRNN, ReferenceNoise
+from nrnn.cells import LipschitzOptions
 
 from independent import mean_and_standard_error, normal_quantile
 
@@ -108,6 +111,18 @@ def test_lipschitz_parametrisation():
     # β = 1: W + Wᵀ = −2γ_W I, a skew-symmetric matrix shifted by −γ_W.
     _, W1 = NoisyRNN(2, 6, 3, beta=1.0, gamma_w=0.3).matrices()
     torch.testing.assert_close((W1 + W1.T).detach(), -0.6 * torch.eye(6))
+
+
+def test_the_default_cells_keywords_have_the_cells_defaults():
+    """NoisyRNN takes the default cell's options as keywords; their defaults are the
+    cell's own (one place, ``LipschitzOptions``), and every one reaches the cell."""
+    keywords = inspect.signature(NoisyRNN.__init__).parameters
+    for name, default in model_module._LIPSCHITZ_DEFAULTS.items():
+        assert keywords[name].default == default, name
+        assert default == getattr(LipschitzOptions(), name), name
+    assert set(model_module._LIPSCHITZ_DEFAULTS) == set(keywords) & set(
+        LipschitzOptions.__dataclass_fields__
+    )
 
 
 def test_antisymmetric_baseline_has_no_a_term():

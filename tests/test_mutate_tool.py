@@ -24,6 +24,18 @@ def test_a_mutation_whose_text_moved_is_an_error(monkeypatch, tmp_path):
         assert outcome.status == "error" and message in outcome.detail
 
 
+def test_every_planted_bug_still_finds_its_text_once():
+    """Code that moves must take its planted bugs along (``--list``, ``--only``): caught
+    here by ``make test``, not only by the next ``make mutate``. (The control is the test
+    above: text found 0 or 2 times is what this counts.)"""
+    moved = [
+        f"{m.name}: {m.path} holds its text {(ROOT / m.path).read_text().count(m.original)} times"
+        for m in mutate.MUTATIONS
+        if (ROOT / m.path).read_text().count(m.original) != 1
+    ]
+    assert not moved, "retarget in tools/mutate.py:\n" + "\n".join(moved)
+
+
 def test_a_planted_bug_is_killed_by_a_failing_test_and_the_file_is_restored(tmp_path):
     """A throwaway module and its test in a scratch directory: the bug makes the test fail
     (killed), and the file has its original bytes and times afterwards."""

@@ -16,17 +16,17 @@ import torch
 from nrnn._generated import _helpers, cell_cornn, cell_lipschitz, noise_adjoint
 from nrnn._generated.numpy import noise_adjoint as np_noise_adjoint
 from nrnn.catalogue import CELLS
-from nrnn.derivations import cells, step_adjoint
+from nrnn.derivations import cells, noises, step_adjoint
 
 SPECS = {spec().name: spec for spec in cells.BUILT_IN}
 TOLERANCE = dict(rtol=1e-11, atol=1e-12)
 
 
-@pytest.mark.parametrize("form", step_adjoint.FORMS)
+@pytest.mark.parametrize("noise", noises.BUILT_IN, ids=lambda noise: noise.name)
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_the_step_vjp_is_proved_at_d_1(name, form):
+def test_the_step_vjp_is_proved_at_d_1(name, noise):
     """d = 2 is proved by ``nrnn derive``; d = 1 here (a different explicit instance)."""
-    result = step_adjoint.prove(SPECS[name](), 1, form)
+    result = step_adjoint.prove(SPECS[name](), 1, noise)
     assert result.proved, result.statement()
     assert result.inputs > 0
 
@@ -42,7 +42,7 @@ def test_the_proof_fails_for_a_wrong_vjp(monkeypatch):
         return ((("state", sp.MatAdd(*kept)),) + outputs[1:]), intermediates
 
     monkeypatch.setattr(step_adjoint, "cell_step_outputs", wrong)
-    result = step_adjoint.prove.__wrapped__(cells.lipschitz(), 1, "diagonal")
+    result = step_adjoint.prove.__wrapped__(cells.lipschitz(), 1, noises.PAPER_PER_UNIT)
     assert not result.proved and result.mismatches == ("state[0]",)
 
 

@@ -235,7 +235,7 @@ MUTATIONS = (
     Mutation(
         "store key ignores the code version",
         "harness",
-        "nrnn/workflow/store.py",
+        "nrnn/train/keys.py",
         'return {"config": config.canonical_dict(), "code_version": CODE_VERSION}',
         'return {"config": config.canonical_dict()}',
         ("tests/test_harness.py",),
@@ -448,11 +448,11 @@ MUTATIONS = (
         ("tests/test_config_cells.py", "-k", "reaches"),
     ),
     Mutation(
-        "a config's [noise] options not applied (the form's defaults built)",
+        "a config's [noise] and [model.cell] options not applied (the kind's defaults built)",
         "configuration",
         "nrnn/config.py",
-        '    merged |= _typed("noise", noise_type, values)\n    return canonical._make(noise_type',
-        "    return canonical._make(noise_type",
+        "    merged |= _typed(prefix, value_type, values)\n    return canonical._make(value_type",
+        "    return canonical._make(value_type",
         ("tests/test_config_cells.py", "-k", "reaches"),
     ),
     Mutation(

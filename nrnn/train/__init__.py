@@ -1,7 +1,8 @@
 """Training: Adam with step learning-rate decay, per-epoch JSON-lines metrics, atomic
 checkpoints and exact resumption.
 
-A run lives in a directory (by default ``runs/<dataset>/<config hash>``) holding
+A run lives in a directory (by default its place in the store of trained runs,
+``.cache/runs/<dataset>/<key>``, :mod:`.keys`) holding
 
     config.json      the resolved configuration
     checkpoint.pt    model, optimiser and scheduler state after the last finished epoch, with
@@ -29,10 +30,10 @@ Identical runs write byte-identical checkpoints.
 :func:`train` does not lock its directory: the harness (``nrnn.harness``) and ``nrnn train``
 hold the run's lease (``nrnn.lease``) around it.
 
-Modules: :mod:`.factory` (device, data, model, run directory), :mod:`.objective` (the loss
-of a batch, evaluation, the optimiser and the training step), :mod:`.checkpoint` (the
-format), :mod:`.stopping` (the plateau rule), :mod:`.runs` (the files of a run directory),
-:mod:`.loop` (:func:`train`); the errors in :mod:`.errors`.
+Modules: :mod:`.keys` (a run's key and directory), :mod:`.factory` (device, data, model),
+:mod:`.objective` (the loss of a batch, evaluation, the optimiser and the training step),
+:mod:`.checkpoint` (the format), :mod:`.stopping` (the plateau rule), :mod:`.runs` (the
+files of a run directory), :mod:`.loop` (:func:`train`); the errors in :mod:`.errors`.
 """
 
 from .checkpoint import (
@@ -46,11 +47,11 @@ from .errors import CheckpointError, DamagedRunError, TrainingDivergedError
 from .factory import (
     SUBSET_SEED,
     build_model,
-    default_run_dir,
     fixed_subset_indices,
     load_split,
     resolve_device,
 )
+from .keys import CODE_VERSION, DEFAULT_STORE, run_directory, run_key
 from .loop import TrainResult, train
 from .objective import evaluate, make_optimizer, make_step, objective_loss
 from .runs import (
@@ -66,8 +67,13 @@ from .runs import (
 )
 from .stopping import PLATEAU_KEY, plateau_decision
 
+default_run_dir = run_directory
+"""The earlier name of :func:`run_directory`."""
+
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CODE_VERSION",
+    "DEFAULT_STORE",
     "PLATEAU_KEY",
     "READABLE_FORMATS",
     "SUBSET_SEED",
@@ -93,6 +99,8 @@ __all__ = [
     "read_events",
     "read_metrics",
     "resolve_device",
+    "run_directory",
+    "run_key",
     "save_checkpoint",
     "set_aside",
     "state_digest",

@@ -1,9 +1,6 @@
-"""What a run is built from: its device, its data splits, its model and its default
-directory."""
+"""What a run is built from: its device, its data splits and its model."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -54,7 +51,3 @@ def build_model(config: RunConfig) -> NoisyRNN:
         cell=cell,
         recurrence=m.recurrence,
     )
-
-
-def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
-    return Path(root) / config.data.name / config.identity_hash()

@@ -36,8 +36,8 @@ def _train(args: argparse.Namespace) -> int:
         CheckpointError,
         TrainingDivergedError,
         check_request,
-        default_run_dir,
         finished_epochs,
+        run_directory,
         train,
     )
 
@@ -61,10 +61,19 @@ def _train(args: argparse.Namespace) -> int:
     for text in overrides:
         config_module.from_dict(config_module.parse_override(text), run_config)
     run_config.validate()  # before the run directory (and its lease) is created
-    run_dir = Path(args.out or default_run_dir(run_config))
+    if args.out is not None:
+        run_dir = Path(args.out)
+        where = f"--out {run_dir}"
+    else:  # the run's place in the store the experiments use, under the same key
+        run_dir = run_directory(run_config, args.store)
+        where = f"the run directory {run_dir} of --store {args.store}"
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--out {run_dir} is a file, not a directory")
-    prepare_directory(run_dir.parent, f"the folder of --out {run_dir}:")  # train makes run_dir
+        raise ValueError(f"{where} is a file, not a directory")
+    prepare_directory(run_dir.parent, f"the folder of {where}:")  # train makes run_dir
+    if args.out is None:
+        from .store import RunStore
+
+        RunStore(args.store).identity()  # a store, as the experiments' driver makes it
     resume = args.resume or args.start_if_missing
     try:  # before the lease, which creates the run directory
         check_request(run_dir, resume=resume, start_if_missing=args.start_if_missing)
@@ -78,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
     if holder is not None:
         print(
             f"nrnn train: {run_dir} is being trained by {holder.describe()} (its "
-            f"{lease.path.name}); wait for it to finish, or choose another --out",
+            f"{lease.path.name}); wait for it to finish, or choose another --out or --store",
             file=sys.stderr,
         )
         return exitcodes.INFRASTRUCTURE
@@ -132,6 +141,7 @@ def _runs(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..objectives import OBJECTIVES
+    from ..train.keys import DEFAULT_STORE
     from .store import CODE_VERSION
 
     parser = argparse.ArgumentParser(
@@ -158,7 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config value (repeatable), e.g. noise.additive=0.1",
     )
-    train.add_argument("--out", help="run directory (default runs/<dataset>/<config hash>)")
+    where = train.add_mutually_exclusive_group()
+    where.add_argument(
+        "--store",
+        default=str(DEFAULT_STORE),
+        help=f"the store of trained runs to train into, at <store>/<dataset>/<key>, where the "
+        f"experiments find the run (default {DEFAULT_STORE})",
+    )
+    where.add_argument("--out", help="a run directory of your own instead of the store")
     train.add_argument(
         "--resume", action="store_true", help="continue from the run's checkpoint (must exist)"
     )
@@ -185,7 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
         "runs", help="list the stored trained runs, or prune what is of no further use"
     )
     actions = runs.add_subparsers(dest="action", required=True)
-    from .experiments import DEFAULT_STORE
 
     for action, summary in (
         ("list", "every run of the store: state (finished, partial, damaged, ...), labels, size"),

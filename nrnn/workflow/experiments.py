@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import RunConfig, from_dict, parse_override
+from ..train.keys import DEFAULT_STORE
 from .backends import BACKENDS, check_gpus_per_run, cluster_backends
 from .cost import Timings
 from .harness import (
@@ -56,7 +57,6 @@ from .store import RunStore
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "medium", "full")
 DEFAULT_PROFILE = "quick"
-DEFAULT_STORE = Path(".cache") / "runs"
 DEFAULT_BACKEND = "local"
 
 REGISTRY: dict[str, dict[str, str]] = {}

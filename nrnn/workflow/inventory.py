@@ -9,7 +9,7 @@ Each run directory is in one state:
 ``empty``       started, no epoch finished yet
 ``damaged``     a checkpoint that fails its digest or does not load, metrics that do not
                 parse, no readable config: the harness sets it aside and trains it again
-``other code``  stored by another ``nrnn.store.CODE_VERSION`` (or config format): its key
+``other code``  stored by another ``nrnn.train.keys.CODE_VERSION`` (or config format): its key
                 is no longer what its config hashes to, so it is never reused
 ``in use``      a live process holds its lease (``nrnn.lease``); never removed
 ==============  =========================================================================

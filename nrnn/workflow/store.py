@@ -1,10 +1,10 @@
 """The store of trained runs: one directory per run, keyed by what defines its result.
 
 A run's key is a hash of its whole configuration (epochs included) and of
-:data:`CODE_VERSION`, so a run is reused only by a request that would compute the same
-thing with the same code. Every command that trains (``nrnn figures``, ``nrnn verify
-trained``, any sweep) asks the same store, so a model trained for one figure is reused by
-another that needs the same configuration. Layout::
+:data:`CODE_VERSION` (``nrnn.train.keys``), so a run is reused only by a request that would
+compute the same thing with the same code. Every command that trains (``nrnn train``,
+``nrnn figures``, ``nrnn verify trained``, any sweep) asks the same store, so a model
+trained for one figure is reused by another that needs the same configuration. Layout::
 
     <root>/.nrnn-store.json            the store's identity (a random id)
     <root>/<dataset>/<key>/            the run directory of ``nrnn.train.train``
@@ -38,18 +38,14 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any
 
 from ..config import RunConfig
 from ..files import TEMPORARY_SUFFIX, write_json_atomic
 from ..hashing import content_hash
+from ..train.keys import CODE_VERSION as CODE_VERSION
+from ..train.keys import key_content as key_content
+from ..train.keys import run_directory, run_key
 from . import plugins
-
-CODE_VERSION = 4
-"""Version of the training and evaluation code. Bump it whenever a change can alter the
-numbers a run produces (training, the model, the noise, the data, the evaluation tasks):
-runs stored under an older version are then never reused. ``tests/test_store.py`` pins a
-digest of the source files of that code path so that such a change cannot go unnoticed."""
 
 NOT_CODE_PATH = (
     "__init__.py",
@@ -93,7 +89,7 @@ def code_path() -> list[str]:
     )
 
 
-CODE_DIGEST = "9937cf55df4e51cb"
+CODE_DIGEST = "e6b4967e510914ec"
 """:func:`code_digest` of the code path when :data:`CODE_VERSION` was last reviewed. A
 test fails when the code changes: whoever changed it decides whether results can change
 (then bumps CODE_VERSION) and records the new digest here."""
@@ -146,16 +142,6 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def key_content(config: RunConfig) -> dict[str, Any]:
-    """What a run's key is a hash of: the full configuration and the code version.
-
-    ``train.threads`` is part of it because results depend on it at round-off level (the
-    harness trains every run on one thread, so they do not depend on ``--jobs``);
-    ``train.device`` enters as written, so ``"auto"`` runs may come from CPU or GPU.
-    """
-    return {"config": config.canonical_dict(), "code_version": CODE_VERSION}
-
-
 hash_content = content_hash
 """A short stable hash of JSON-serialisable ``content`` (``nrnn.hashing.content_hash``)."""
 
@@ -172,10 +158,10 @@ class RunStore:
         return f"RunStore({str(self.root)!r})"
 
     def key(self, config: RunConfig) -> str:
-        return content_hash(key_content(config))
+        return run_key(config)
 
     def run_dir(self, config: RunConfig) -> Path:
-        return self.root / config.data.name / self.key(config)
+        return run_directory(config, self.root)
 
     def identity(self) -> str:
         """The store's id, from its identity file (created now if absent, so call it on the
