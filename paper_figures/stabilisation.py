@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from nrnn.catalogue import NON_NORMAL, ROTATION, SCALAR, LinearSystem
+from nrnn.noise import BROWNIAN_LAYOUTS
 from nrnn.workflow.experiments import Context, Experiment
 
 from . import style
@@ -513,7 +514,7 @@ def markdown_report(summary: dict) -> str:
             "",
         ]
         modes = list(rnn["points"])
-        header = " | ".join(f"measured ({'per unit' if m == 'diagonal' else m})" for m in modes)
+        header = " | ".join(f"measured ({BROWNIAN_LAYOUTS[m].label})" for m in modes)
         lines += [
             f"| σ₂ | {header} | κ − σ₂²/2 | EM bound | per-unit bound | κ + σ₂²/2 |",
             "|---:|" + "---:|" * (len(modes) + 4),

@@ -31,12 +31,14 @@ class BrownianLayout(ABC):
 
     Attributes:
         name: the config value (``Noise.brownian``) that selects this layout.
+        label: the layout in tables and figures.
         one_common_motion: whether the multiplicative part rides one Brownian motion
             shared by every unit (the Itô bounds that need one level σ₂ for all units
             hold only then, or for a one-unit state).
     """
 
     name: str
+    label: str
     one_common_motion: bool
 
     @abstractmethod
@@ -86,6 +88,7 @@ class BrownianLayout(ABC):
 
 class _PerUnit(BrownianLayout):
     name = "diagonal"
+    label = "per unit"
     one_common_motion = False
 
     def diffusion(
@@ -125,6 +128,7 @@ class _PerUnit(BrownianLayout):
 
 class _Scalar(BrownianLayout):
     name = "scalar"
+    label = "scalar"
     one_common_motion = True
 
     def diffusion(
