@@ -29,7 +29,10 @@ def run_progress(store: RunStore, config) -> dict[str, Any]:
     rule) or "capped" (all epochs), with its epochs and validation accuracies."""
     from nrnn.train import PLATEAU_KEY, read_metrics
 
-    metrics = read_metrics(store.run_dir(config)) if store.run_dir(config).exists() else []
+    run_dir = store.run_dir(config)
+    if not (run_dir / "checkpoint.pt").exists():  # not begun: where it will continue from
+        run_dir = store.shorter_run(config) or run_dir
+    metrics = read_metrics(run_dir) if run_dir.exists() else []
     window = config.train.stop_window
     valid = [m["valid_accuracy"] for m in metrics]
     gain = None

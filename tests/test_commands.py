@@ -257,6 +257,23 @@ def test_train_takes_threads_and_no_progress_like_the_other_commands(tmp_path, c
     assert "--threads must be >= 1" in capsys.readouterr().err
 
 
+def test_more_epochs_in_the_store_continue_the_stored_shorter_run(tmp_path, capsys):
+    """In the store the epoch count is part of the key; asking for more epochs continues
+    the stored run instead of training its first epochs again (another seed does not)."""
+    base = ["train", "--dataset", "digits-rows", "--set", "model.hidden_dim=4", "--no-progress"]
+    base += ["--store", str(tmp_path)]
+    assert nrnn([*base, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert nrnn([*base, "--epochs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "continued from" in captured.err
+    run_dir = Path(json.loads(captured.out)["run_dir"])
+    events = training.read_events(run_dir)
+    assert [(e["event"], e["from_epoch"]) for e in events] == [("start", 0), ("resume", 1)]
+    assert nrnn([*base, "--epochs", "2", "--seed", "1"]) == 0
+    assert "continued from" not in capsys.readouterr().err
+
+
 def test_resuming_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path, capsys):
     """Before, `--resume --epochs 1` on a finished 2-epoch run returned the 2-epoch run."""
     base = ["train", "--dataset", "digits-rows", "--set", "model.hidden_dim=4", "--no-progress"]

@@ -77,6 +77,43 @@ def _with(config, section, name, value):
     return from_dict({section: {name: value}}, from_dict(config.to_dict()))
 
 
+def test_a_longer_run_continues_from_the_stored_shorter_one(tmp_path):
+    """A run asked for with more epochs than a stored one (the same config otherwise)
+    continues from it: the first epochs are not trained again, and the result is the run
+    trained from scratch, to the bit. The control: another seed starts from scratch."""
+    store = RunStore(tmp_path / "store")
+    backend = LocalBackend(1)
+    (short,) = [with_threads(s, 1) for s in tiny_specs(epochs=2)]
+    (long,) = [with_threads(s, 1) for s in tiny_specs(epochs=3)]
+    ensure_runs([short], store, backend, progress=False)
+    (row,) = plan([long], store)
+    assert row.state is PlanState.PARTIAL and row.finished_epochs == 2
+    (outcome,) = ensure_runs([long], store, backend, progress=False)
+    assert outcome.status == "trained"
+    assert any(f"continued from {store.key(short.config)}" in note for note in outcome.notes)
+    events = training.read_events(store.run_dir(long.config))
+    assert [(e["event"], e["from_epoch"]) for e in events] == [("start", 0), ("resume", 2)]
+
+    scratch = RunStore(tmp_path / "scratch")
+    ensure_runs([long], scratch, backend, progress=False)
+
+    def content(run_store):  # every tensor's bits and every value (not the zip's layout)
+        return training.load_checkpoint(run_store.run_dir(long.config) / "checkpoint.pt")
+
+    assert content(store)["digest"] == content(scratch)["digest"]
+    assert content(store)["epoch"] == 3
+
+    def untimed(run_store):
+        metrics = training.read_metrics(run_store.run_dir(long.config))
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+    assert untimed(store) == untimed(scratch)
+
+    other_seed = _with(long.config, "train", "seed", 1)
+    assert store.shorter_run(other_seed) is None
+    assert store.shorter_run(long.config) is None  # its own run has begun
+
+
 def test_a_run_trained_by_nrnn_train_is_the_one_the_experiments_reuse(tmp_path, capsys):
     """``nrnn train`` trains into the experiments' store under the same key (before, it
     wrote runs/<dataset>/<another hash>, which no experiment looked at)."""

@@ -422,6 +422,12 @@ def test_progress_of_a_profile_read_from_its_store(tmp_path, monkeypatch):
     capped = with_threads(runs.grid([DATASET], [first.name], runs.Size(8, 2, (0,)))[0], 1).config
     training.train(capped, store.run_dir(capped), progress=False)
     assert robustness_progress.run_progress(store, capped)["state"] == "capped"
+    # the stopped run with a higher cap is the same run: shown as it stands, not from 0
+    higher = dataclasses.replace(size, epochs=6)
+    longer = with_threads(runs.grid([DATASET], [first.name], higher)[0], 1).config
+    found = robustness_progress.run_progress(store, longer)
+    assert (found["state"], found["epochs"], found["cap"]) == ("stopped", 2, 6)
+    assert store.progress(longer) == (2, True)  # and the plan counts it as stored
     out = tmp_path / "out"
     out.mkdir()
     argv = ["--profile", "quick", "--store", str(store.root), "--out", str(out)]

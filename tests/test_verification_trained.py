@@ -141,8 +141,10 @@ def test_unfinished_runs_are_resumed(tmp_path):
     longer = trained.run(micro_sizes(epochs=2), micro_context(tmp_path))
     for run in longer[0].details["runs"].values():
         assert run["status"] == "trained"
-        assert [e["event"] for e in read_events(run["run_dir"])] == ["start"]
-    # epochs enter the store key: the 2-epoch runs are new runs, the 1-epoch ones stay
+        events = [(e["event"], e["from_epoch"]) for e in read_events(run["run_dir"])]
+        assert events == [("start", 0), ("resume", 1)]
+    # epochs enter the store key: the 2-epoch runs are new runs, continued from the 1-epoch
+    # ones (their first epoch is not trained again), which stay
     assert len(list((tmp_path / "digits-rows").iterdir())) == 8
 
 

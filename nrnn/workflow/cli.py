@@ -70,13 +70,17 @@ def _train(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{where} is a file, not a directory")
     prepare_directory(run_dir.parent, f"the folder of {where}:")  # train makes run_dir
+    store = None
     if args.out is None:
         from .store import RunStore
 
-        RunStore(args.store).identity()  # a store, as the experiments' driver makes it
+        store = RunStore(args.store)
+        store.identity()  # a store, as the experiments' driver makes it
     resume = args.resume or args.start_if_missing
+    # the same run stored with fewer epochs is continued, as the experiments do
+    continues = store is not None and store.shorter_run(run_config) is not None
     try:  # before the lease, which creates the run directory
-        check_request(run_dir, resume=resume, start_if_missing=args.start_if_missing)
+        check_request(run_dir, resume=resume, start_if_missing=args.start_if_missing or continues)
     except CheckpointError as error:
         print(f"nrnn train: {error}", file=sys.stderr)
         return exitcodes.USAGE
@@ -92,10 +96,13 @@ def _train(args: argparse.Namespace) -> int:
         )
         return exitcodes.INFRASTRUCTURE
     try:
+        continued = None if store is None else store.continue_from_shorter(run_config)
+        if continued is not None:
+            print(f"nrnn train: {continued}", file=sys.stderr)
         result = train(
             run_config,
             run_dir,
-            resume=resume,
+            resume=resume or continued is not None,
             start_if_missing=args.start_if_missing,
             progress=args.progress,
             guard=lease.check,

@@ -298,6 +298,9 @@ def _execute_leased(job: Job, store: RunStore, run_dir: Path, notes: list[str]) 
             remove_temporaries(run_dir)  # left by writers killed outright; no one writes now
             status = RunStatus.STORED
             if not store.is_finished(spec.config):
+                continued = store.continue_from_shorter(spec.config)
+                if continued is not None:
+                    notes.append(continued)
                 result = train(
                     spec.config,
                     run_dir,
@@ -548,9 +551,9 @@ def plan(
     rows = []
     for job in make_jobs(specs, store, task, threads_per_run):
         config = job.spec.config
-        done = store.finished_epochs(config)
+        done, finished = store.progress(config)
         seconds = 0.0
-        if not store.is_finished(config):
+        if not finished:
             seconds += timings.training_seconds(config, epochs=config.train.epochs - done)
             state = PlanState.PARTIAL if done else PlanState.TO_RUN
         else:

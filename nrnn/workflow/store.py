@@ -40,7 +40,7 @@ import uuid
 from pathlib import Path
 
 from ..config import RunConfig
-from ..files import TEMPORARY_SUFFIX, write_json_atomic
+from ..files import TEMPORARY_SUFFIX, write_bytes_atomic, write_json_atomic
 from ..hashing import content_hash
 from ..train.keys import CODE_VERSION as CODE_VERSION
 from ..train.keys import key_content as key_content
@@ -89,7 +89,7 @@ def code_path() -> list[str]:
     )
 
 
-CODE_DIGEST = "488720770ec0553e"
+CODE_DIGEST = "134c38e65fd68527"
 """:func:`code_digest` of the code path when :data:`CODE_VERSION` was last reviewed. A
 test fails when the code changes: whoever changed it decides whether results can change
 (then bumps CODE_VERSION) and records the new digest here."""
@@ -232,6 +232,72 @@ class RunStore:
             return is_complete(self.run_dir(config), config)
         except CheckpointError:
             return False
+
+    def progress(self, config: RunConfig) -> tuple[int, bool]:
+        """(finished epochs, whether the run is finished) of ``config``'s run, or of the
+        shorter run it will continue from (:meth:`shorter_run`) while it has not begun."""
+        from ..train import CheckpointError, is_complete, verified_epochs
+
+        run_dir = self.run_dir(config)
+        if not (run_dir / "checkpoint.pt").exists():
+            run_dir = self.shorter_run(config) or run_dir
+        try:
+            return verified_epochs(run_dir), is_complete(run_dir, config)
+        except CheckpointError:
+            return 0, False
+
+    def shorter_run(self, config: RunConfig) -> Path | None:
+        """The directory of the same run with fewer epochs, if the store holds one: a run of
+        this code version whose config differs from ``config`` in ``train.epochs`` alone
+        (the same :meth:`RunConfig.identity_hash`), holding the most verified epochs; None
+        if there is none or ``config``'s own run has begun.
+
+        Training such a run on to ``config.train.epochs`` gives the run ``config`` describes:
+        randomness is re-seeded per epoch, the learning-rate schedule and the stopping rule
+        read the epoch number and the history, never the cap (``nrnn.train``)."""
+        from ..config import from_dict
+        from ..train import CheckpointError, verified_epochs
+
+        own = self.run_dir(config)
+        if (own / "checkpoint.pt").exists():
+            return None
+        identity, best, most = config.identity_hash(), None, 0
+        for run_dir in sorted(own.parent.glob("*/config.json")):
+            run_dir = run_dir.parent
+            try:
+                other = from_dict(json.loads((run_dir / "config.json").read_text()))
+                if (
+                    run_dir.name != self.key(other)  # another code version
+                    or other.identity_hash() != identity
+                    or other.train.epochs >= config.train.epochs
+                ):
+                    continue
+                epochs = verified_epochs(run_dir)
+            except (OSError, ValueError, TypeError, CheckpointError):
+                continue  # unreadable or damaged: never a starting point
+            if epochs > most:
+                best, most = run_dir, epochs
+        return best
+
+    def continue_from_shorter(self, config: RunConfig) -> str | None:
+        """Start ``config``'s run from :meth:`shorter_run`: copy its checkpoint, then its
+        metrics and events (each atomically; metrics may then cover one epoch more than the
+        checkpoint, which resuming handles), so that training resumes there. Call it under
+        the run's lease. A note for the user, or None when there is nothing to continue."""
+        source = self.shorter_run(config)
+        if source is None:
+            return None
+        target = self.run_dir(config)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("checkpoint.pt", "metrics.jsonl", "events.jsonl"):
+            if (source / name).exists():
+                write_bytes_atomic(target / name, (source / name).read_bytes())
+        from ..train import verified_epochs
+
+        return (
+            f"continued from {source.name} ({verified_epochs(target)} epochs; the same run "
+            "with fewer train.epochs)"
+        )
 
     def task_path(self, config: RunConfig, name: str, key: str) -> Path:
         return self.run_dir(config) / f"task-{name}-{key}.json"
