@@ -64,6 +64,7 @@ from .runs import (
     read_metrics,
     set_aside,
     verified_epochs,
+    verified_progress,
 )
 from .stopping import PLATEAU_KEY, plateau_decision
 
@@ -106,4 +107,5 @@ __all__ = [
     "state_digest",
     "train",
     "verified_epochs",
+    "verified_progress",
 ]

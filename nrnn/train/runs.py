@@ -27,9 +27,15 @@ def is_complete(run_dir: str | Path, config: RunConfig) -> bool:
     """Whether the run in ``run_dir`` is done: its checkpoint holds the last epoch of
     ``config.train.epochs`` or says the stopping rule stopped it, and ``metrics.jsonl``
     covers every epoch of it. Damage raises :class:`DamagedRunError`."""
+    return verified_progress(run_dir, config)[1]
+
+
+def verified_progress(run_dir: str | Path, config: RunConfig) -> tuple[int, bool]:
+    """(:func:`verified_epochs`, :func:`is_complete`) from one read of the checkpoint and
+    of the metrics. Damage raises :class:`DamagedRunError`."""
     epoch, stopped = _progress_of(run_dir)
     covering_metrics(run_dir, epoch)
-    return stopped or epoch >= config.train.epochs
+    return epoch, stopped or epoch >= config.train.epochs
 
 
 def _progress_of(run_dir: str | Path) -> tuple[int, bool]:
